@@ -1,0 +1,179 @@
+// Compartment: a pkey-isolated domain in this process. Code called through
+// Call runs with the compartment's PKRU on its own stack; what it can touch is
+// its own memory and (read-only by default) the ambient key-0 memory.
+//
+//   auto box = mpkbox::Compartment::Create({.name = "parser"});
+//   if (!box.ok()) return box.status();
+//   absl::StatusOr<mpkbox::Tainted<int>> r = (*box)->Call(&parse, data, len);
+//
+// Status codes a caller can branch on are listed in docs/API.md.
+#ifndef MPKBOX_COMPARTMENT_H_
+#define MPKBOX_COMPARTMENT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "absl/base/optimization.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "mpkbox/callback.h"
+#include "mpkbox/fault_report.h"
+#include "mpkbox/internal/call.h"
+#include "mpkbox/internal/thread_block.h"
+#include "mpkbox/syscall_policy.h"
+#include "mpkbox/tainted.h"
+
+namespace mpkbox {
+
+// Rights of compartment code over key-0 memory (code, libc, host globals,
+// TLS, host stacks). kReadWrite isolates only trusted-key memory and is no
+// boundary against malicious code: see docs/THREAT_MODEL.md.
+enum class Ambient { kReadOnly, kReadWrite };
+
+struct CompartmentOptions {
+  std::string name = {};  // shown in every status and report; defaulted if empty
+  size_t heap_limit_bytes = 64 << 20;
+  size_t stack_bytes = 1 << 20;  // per thread, plus a guard page
+  absl::Duration call_timeout = absl::InfiniteDuration();
+  Ambient ambient = Ambient::kReadOnly;
+  SyscallPolicy syscalls = {};  // default: deny all
+};
+
+struct CompartmentStats {
+  size_t bytes_in_use = 0;
+  size_t peak_bytes = 0;
+  size_t allocations = 0;
+  size_t failed_allocations = 0;
+};
+
+class Compartment {
+ public:
+  // Allocates a protection key. kFailedPrecondition without PKU,
+  // kResourceExhausted when no key is free.
+  static absl::StatusOr<std::unique_ptr<Compartment>> Create(
+      CompartmentOptions options);
+
+  // Returns every page and the key. No thread may be inside.
+  ~Compartment();
+
+  Compartment(const Compartment&) = delete;
+  Compartment& operator=(const Compartment&) = delete;
+
+  // Runs fn(args...) in the compartment on this thread. fn takes up to 6
+  // integer/enum/pointer and up to 8 float/double parameters and returns
+  // void or one such value. Returns absl::Status for void, else
+  // absl::StatusOr<Tainted<R>>.
+  template <typename R, typename... P, typename... A>
+  auto Call(R (*fn)(P...), A&&... args);
+
+  // Makes host_fn callable from this compartment (see callback.h).
+  template <typename Fn>
+  absl::StatusOr<Callback<Fn>> RegisterCallback(Fn* host_fn);
+
+  // Loads a shared object into this compartment. (Not yet available.)
+  absl::Status Load(absl::string_view path);
+  template <typename Fn>
+  absl::StatusOr<Fn*> Lookup(absl::string_view symbol) {
+    absl::StatusOr<void*> p = LookupSymbol(symbol);
+    if (!p.ok()) return p.status();
+    return reinterpret_cast<Fn*>(*p);
+  }
+
+  // The compartment's heap. (Not yet available.)
+  absl::StatusOr<void*> Allocate(size_t bytes,
+                                 size_t alignment = alignof(std::max_align_t));
+  void Free(void* p);
+  // True only if [p, p + bytes) is memory of this compartment now.
+  bool Contains(const void* p, size_t bytes) const;
+
+  // Fresh stacks (and, with the heap, a fresh heap); usable again after a
+  // fault. No thread may be inside.
+  absl::Status Reset();
+  const FaultReport* last_fault() const;
+  CompartmentStats stats() const;
+  const std::string& name() const { return options_.name; }
+
+  // The hardware key tagging this compartment's memory, and its PKRU value.
+  int pkey() const { return key_; }
+  uint32_t pkru() const { return pkru_; }
+
+ private:
+  Compartment(CompartmentOptions options, int key, uint32_t pkru);
+
+  // Slow path of Call: sets up this thread and its stack for this
+  // compartment.
+  absl::StatusOr<internal::ThreadBlock*> PrepareThread();
+  absl::Status TakeFault();
+  absl::StatusOr<int> AddCallback(void* host_fn);
+  absl::StatusOr<void*> LookupSymbol(absl::string_view symbol);
+
+  CompartmentOptions options_;
+  int key_;
+  uint32_t pkru_;
+  uint64_t domain_ = 0;      // unique for the process's lifetime
+  size_t slot_ = 0;          // index in ThreadBlock::contexts
+  uint64_t generation_ = 0;  // changes on Reset; stale contexts mismatch
+  std::unique_ptr<FaultReport> last_fault_;
+};
+
+template <typename R, typename... P, typename... A>
+auto Compartment::Call(R (*fn)(P...), A&&... args) {
+  using Sig = internal::Signature<R, P...>;
+  static_assert(Sig::kArgTypesSupported,
+                "mpkbox::Compartment::Call: every parameter must be an "
+                "integer, enum, pointer, float or double (no structs, "
+                "references or long double)");
+  static_assert(Sig::kArgCountSupported,
+                "mpkbox::Compartment::Call: at most 6 integer/pointer and 8 "
+                "float/double parameters (nothing is passed on the stack)");
+  static_assert(Sig::kReturnSupported,
+                "mpkbox::Compartment::Call: the return type must be void, an "
+                "integer, enum, pointer, float or double");
+  static_assert(sizeof...(A) == sizeof...(P),
+                "mpkbox::Compartment::Call: wrong number of arguments");
+  using Result = std::conditional_t<std::is_void_v<R>, absl::Status,
+                                    absl::StatusOr<Tainted<R>>>;
+
+  internal::ThreadBlock* tb = internal::CurrentThreadBlock();
+  if (ABSL_PREDICT_FALSE(tb == nullptr ||
+                         tb->contexts[slot_].generation != generation_)) {
+    absl::StatusOr<internal::ThreadBlock*> ready = PrepareThread();
+    if (!ready.ok()) return Result(ready.status());
+    tb = *ready;
+  }
+  tb->pending_ctx = &tb->contexts[slot_];
+  tb->pending_fn = reinterpret_cast<uintptr_t>(fn);
+  if constexpr (std::is_void_v<R>) {
+    internal::InvokeGate<R, P...>(std::forward<A>(args)...);
+    if (ABSL_PREDICT_FALSE(tb->fault != 0)) return TakeFault();
+    return absl::OkStatus();
+  } else {
+    R raw = internal::InvokeGate<R, P...>(std::forward<A>(args)...);
+    if (ABSL_PREDICT_FALSE(tb->fault != 0)) return Result(TakeFault());
+    return Result(internal::TaintedAccess::Make(raw));
+  }
+}
+
+template <typename Fn>
+absl::StatusOr<Callback<Fn>> Compartment::RegisterCallback(Fn* host_fn) {
+  static_assert(std::is_function_v<Fn>,
+                "mpkbox::Compartment::RegisterCallback takes a function");
+  using Sig = typename internal::CallbackTraits<Fn>::Sig;
+  static_assert(Sig::kArgTypesSupported && Sig::kArgCountSupported &&
+                    Sig::kReturnSupported,
+                "mpkbox::Compartment::RegisterCallback: the same signatures "
+                "as Call (Tainted<T> parameters count as T)");
+  absl::StatusOr<int> slot = AddCallback(reinterpret_cast<void*>(host_fn));
+  if (!slot.ok()) return slot.status();
+  return Callback<Fn>(*slot);
+}
+
+}  // namespace mpkbox
+
+#endif  // MPKBOX_COMPARTMENT_H_

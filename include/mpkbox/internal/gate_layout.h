@@ -1,0 +1,58 @@
+// Offsets shared by the assembly gate (trampolines/gate.S) and C++
+// (include/mpkbox/internal/thread_block.h, which static_asserts them).
+// Plain #defines: this file is included by the assembler too.
+#ifndef MPKBOX_INTERNAL_GATE_LAYOUT_H_
+#define MPKBOX_INTERNAL_GATE_LAYOUT_H_
+
+#define MPKBOX_PAGE_SIZE 4096
+
+// SelectorPage: one page on the selector key, read-only to compartments.
+#define MPKBOX_SEL_SELECTOR 0        // Syscall User Dispatch selector byte
+#define MPKBOX_SEL_CURRENT_PKRU 8    // PKRU of the running domain (0: host)
+#define MPKBOX_SEL_CURRENT_DOMAIN 16 // id of the running compartment (0: host)
+#define MPKBOX_SEL_TRUSTED 24        // ThreadBlock* (trusted key)
+
+#define MPKBOX_SELECTOR_ALLOW 0
+#define MPKBOX_SELECTOR_BLOCK 1
+
+// ThreadBlock: trusted key, never readable by compartments.
+#define MPKBOX_TB_DEPTH 0
+#define MPKBOX_TB_PENDING_CTX 8
+#define MPKBOX_TB_PENDING_FN 16
+#define MPKBOX_TB_FAULT 24
+#define MPKBOX_TB_CALLBACKS 32  // CallbackEntry* (the process-wide table)
+#define MPKBOX_TB_FRAMES 64
+
+// Frame: one per gate transition, in ThreadBlock::frames.
+#define MPKBOX_FRAME_SHIFT 7  // sizeof(Frame) == 128
+#define MPKBOX_FR_KIND 0
+#define MPKBOX_FR_SP 8           // host rsp (call) or compartment rsp (callback)
+#define MPKBOX_FR_RET 16         // host return address (call)
+#define MPKBOX_FR_RBX 24
+#define MPKBOX_FR_RBP 32
+#define MPKBOX_FR_R12 40
+#define MPKBOX_FR_R13 48
+#define MPKBOX_FR_R14 56
+#define MPKBOX_FR_R15 64
+#define MPKBOX_FR_PREV_PKRU 72
+#define MPKBOX_FR_PREV_DOMAIN 80
+#define MPKBOX_FR_CTX 88         // CallContext* of the compartment entered
+#define MPKBOX_FR_SAVED_TOP 96   // callback: CallContext::top to restore
+
+#define MPKBOX_FRAME_CALL 1
+#define MPKBOX_FRAME_CALLBACK 2
+#define MPKBOX_MAX_DEPTH 64
+
+// CallContext: per (thread, compartment), in the ThreadBlock.
+#define MPKBOX_CTX_PKRU 0
+#define MPKBOX_CTX_TOP 8         // rsp for the next entry; [top] holds a CFI copy
+#define MPKBOX_CTX_DOMAIN 16
+
+// CallbackEntry: the process-wide callback table, trusted key.
+#define MPKBOX_CB_SHIFT 4        // sizeof(CallbackEntry) == 16
+#define MPKBOX_CB_FN 0
+#define MPKBOX_CB_DOMAIN 8
+#define MPKBOX_MAX_CALLBACKS 1024
+#define MPKBOX_CB_STUB_SHIFT 4   // each stub is 16 bytes
+
+#endif  // MPKBOX_INTERNAL_GATE_LAYOUT_H_

@@ -1,0 +1,82 @@
+#include "runtime/callback_table.h"
+
+#include <sys/mman.h>
+
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "mpkbox/callback.h"
+#include "runtime/pku.h"
+#include "runtime/runtime_state.h"
+
+extern "C" char mpkbox_callback_stubs[];
+
+namespace mpkbox::internal {
+namespace {
+
+struct Table {
+  absl::Mutex mu;
+  CallbackEntry* entries = nullptr;  // trusted key
+  std::vector<int> free_slots ABSL_GUARDED_BY(mu);
+};
+
+Table& GetTable() {
+  static Table* table = new Table;
+  return *table;
+}
+
+}  // namespace
+
+absl::Status InitCallbackTable() {
+  constexpr size_t kBytes = MPKBOX_MAX_CALLBACKS * sizeof(CallbackEntry);
+  void* p = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return absl::ResourceExhaustedError("cannot map the callback table");
+  }
+  if (absl::Status s = TagPages(p, kBytes, PROT_READ | PROT_WRITE,
+                                Keys().trusted);
+      !s.ok()) {
+    return s;
+  }
+  Table& t = GetTable();
+  absl::MutexLock lock(&t.mu);
+  t.entries = static_cast<CallbackEntry*>(p);
+  for (int i = MPKBOX_MAX_CALLBACKS - 1; i >= 0; --i) t.free_slots.push_back(i);
+  return absl::OkStatus();
+}
+
+CallbackEntry* CallbackTable() { return GetTable().entries; }
+
+absl::StatusOr<int> AddCallbackSlot(uint64_t domain, void* host_fn,
+                                    absl::string_view compartment) {
+  OpenAllKeysInThisThread();
+  Table& t = GetTable();
+  absl::MutexLock lock(&t.mu);
+  if (t.free_slots.empty()) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "compartment '%s': all %d callback slots are registered", compartment,
+        MPKBOX_MAX_CALLBACKS));
+  }
+  int slot = t.free_slots.back();
+  t.free_slots.pop_back();
+  t.entries[slot].fn = reinterpret_cast<uintptr_t>(host_fn);
+  t.entries[slot].domain = domain;
+  return slot;
+}
+
+void ReleaseCallbackSlot(int slot) {
+  OpenAllKeysInThisThread();
+  Table& t = GetTable();
+  absl::MutexLock lock(&t.mu);
+  t.entries[slot] = CallbackEntry{};
+  t.free_slots.push_back(slot);
+}
+
+uintptr_t CallbackStubAddress(int slot) {
+  return reinterpret_cast<uintptr_t>(mpkbox_callback_stubs) +
+         (static_cast<uintptr_t>(slot) << MPKBOX_CB_STUB_SHIFT);
+}
+
+}  // namespace mpkbox::internal

@@ -1,0 +1,133 @@
+#include "mpkbox/compartment.h"
+
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "mpkbox/runtime.h"
+#include "runtime/callback_table.h"
+#include "runtime/domain_registry.h"
+#include "runtime/pku.h"
+#include "runtime/runtime_state.h"
+#include "runtime/thread_block.h"
+
+namespace mpkbox {
+namespace {
+
+// Below this a compartment cannot even run the gate's callee frame plus a
+// libc call; the number is a floor, not a recommendation.
+constexpr size_t kMinStackBytes = 16 << 10;
+
+std::atomic<uint64_t> unnamed_count{0};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Compartment>> Compartment::Create(
+    CompartmentOptions options) {
+  if (absl::Status s = Runtime::Init(); !s.ok()) return s;
+  internal::OpenAllKeysInThisThread();
+  if (options.name.empty()) {
+    options.name = absl::StrCat("compartment-", ++unnamed_count);
+  }
+  if (options.stack_bytes < kMinStackBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "compartment '%s': stack_bytes %u is below the minimum of %u",
+        options.name, options.stack_bytes, kMinStackBytes));
+  }
+  absl::StatusOr<int> key = internal::AllocateKey(
+      absl::StrCat("compartment '", options.name, "'"));
+  if (!key.ok()) return key.status();
+  uint32_t pkru = internal::CompartmentPkru(*key, internal::Keys().selector,
+                                            options.ambient);
+  absl::StatusOr<internal::SlotGrant> grant =
+      internal::AcquireSlot(options.name);
+  if (!grant.ok()) {
+    internal::FreeKey(*key);
+    return grant.status();
+  }
+  std::unique_ptr<Compartment> c(
+      new Compartment(std::move(options), *key, pkru));
+  c->slot_ = grant->slot;
+  c->generation_ = grant->generation;
+  c->domain_ = grant->domain;
+  return c;
+}
+
+Compartment::Compartment(CompartmentOptions options, int key, uint32_t pkru)
+    : options_(std::move(options)), key_(key), pkru_(pkru) {}
+
+Compartment::~Compartment() {
+  internal::OpenAllKeysInThisThread();
+  // Every page tagged with the key goes before the key: pkey_alloc would
+  // hand it out again with those pages still readable (DESIGN.md 5b).
+  internal::ReleaseSlot(slot_);
+  internal::FreeKey(key_);
+}
+
+absl::StatusOr<internal::ThreadBlock*> Compartment::PrepareThread() {
+  absl::StatusOr<internal::ThreadBlock*> tb = internal::EnsureThreadBlock();
+  if (!tb.ok()) {
+    return absl::Status(tb.status().code(),
+                        absl::StrFormat("compartment '%s': %s", name(),
+                                        tb.status().message()));
+  }
+  internal::DomainSpec spec{slot_,           generation_, domain_, key_,
+                            pkru_,           options_.stack_bytes,
+                            options_.name};
+  if (absl::Status s = internal::PrepareContext(*tb, spec); !s.ok()) return s;
+  return *tb;
+}
+
+absl::Status Compartment::TakeFault() {
+  internal::ThreadBlock* tb = internal::CurrentThreadBlock();
+  tb->fault = 0;
+  return absl::AbortedError(
+      absl::StrFormat("compartment '%s': the call did not complete", name()));
+}
+
+absl::StatusOr<int> Compartment::AddCallback(void* host_fn) {
+  if (host_fn == nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "compartment '%s': RegisterCallback of a null function", name()));
+  }
+  return internal::AddCallbackSlot(domain_, host_fn, name());
+}
+
+absl::Status Compartment::Load(absl::string_view path) {
+  return absl::UnimplementedError(absl::StrFormat(
+      "compartment '%s': cannot load '%s': this build has no loader yet",
+      name(), path));
+}
+
+absl::StatusOr<void*> Compartment::LookupSymbol(absl::string_view symbol) {
+  return absl::UnimplementedError(absl::StrFormat(
+      "compartment '%s': cannot look up '%s': this build has no loader yet",
+      name(), symbol));
+}
+
+absl::StatusOr<void*> Compartment::Allocate(size_t bytes, size_t alignment) {
+  return absl::UnimplementedError(absl::StrFormat(
+      "compartment '%s': cannot allocate %u bytes (alignment %u): this build "
+      "has no compartment heap yet",
+      name(), bytes, alignment));
+}
+
+void Compartment::Free(void* /*p*/) {}  // Allocate never succeeds yet.
+
+bool Compartment::Contains(const void* p, size_t bytes) const {
+  return internal::SlotStacksContain(slot_, reinterpret_cast<uintptr_t>(p),
+                                     bytes);
+}
+
+absl::Status Compartment::Reset() {
+  internal::OpenAllKeysInThisThread();
+  generation_ = internal::RenewSlot(slot_);
+  last_fault_.reset();
+  return absl::OkStatus();
+}
+
+const FaultReport* Compartment::last_fault() const { return last_fault_.get(); }
+
+CompartmentStats Compartment::stats() const { return CompartmentStats{}; }
+
+}  // namespace mpkbox

@@ -1,0 +1,39 @@
+#include "runtime/compartment_stack.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "absl/strings/str_format.h"
+#include "runtime/pku.h"
+
+namespace mpkbox::internal {
+
+absl::StatusOr<StackMapping> MapCompartmentStack(size_t stack_bytes, int key,
+                                                 absl::string_view name) {
+  size_t usable = (stack_bytes + kGuardBytes - 1) & ~(kGuardBytes - 1);
+  StackMapping m;
+  m.size = usable + kGuardBytes;
+  void* p = mmap(nullptr, m.size, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "compartment '%s': cannot map a %u-byte stack: %s", name, m.size,
+        strerror(errno)));
+  }
+  m.base = reinterpret_cast<uintptr_t>(p);
+  absl::Status s = TagPages(reinterpret_cast<void*>(m.base + kGuardBytes),
+                            usable, PROT_READ | PROT_WRITE, key);
+  if (!s.ok()) {
+    munmap(p, m.size);
+    return absl::InternalError(
+        absl::StrFormat("compartment '%s': stack: %s", name, s.message()));
+  }
+  return m;
+}
+
+void UnmapCompartmentStack(const StackMapping& stack) {
+  if (stack.base != 0) munmap(reinterpret_cast<void*>(stack.base), stack.size);
+}
+
+}  // namespace mpkbox::internal

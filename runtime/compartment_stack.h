@@ -1,0 +1,28 @@
+// A compartment's stack for one thread: tagged with the compartment's key,
+// with an untagged PROT_NONE guard page below it.
+#ifndef MPKBOX_RUNTIME_COMPARTMENT_STACK_H_
+#define MPKBOX_RUNTIME_COMPARTMENT_STACK_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace mpkbox::internal {
+
+inline constexpr size_t kGuardBytes = 4096;
+
+struct StackMapping {
+  uintptr_t base = 0;  // the guard page
+  size_t size = 0;     // guard included
+  uintptr_t top() const { return base + size; }
+};
+
+absl::StatusOr<StackMapping> MapCompartmentStack(size_t stack_bytes, int key,
+                                                 absl::string_view name);
+void UnmapCompartmentStack(const StackMapping& stack);
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_COMPARTMENT_STACK_H_

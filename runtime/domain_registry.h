@@ -1,0 +1,47 @@
+// Compartment slots: which index of ThreadBlock::contexts a compartment owns,
+// and every thread's context (and stack) for it, so that Reset, destruction
+// and thread exit each drop exactly what they must.
+#ifndef MPKBOX_RUNTIME_DOMAIN_REGISTRY_H_
+#define MPKBOX_RUNTIME_DOMAIN_REGISTRY_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "mpkbox/internal/thread_block.h"
+
+namespace mpkbox::internal {
+
+struct SlotGrant {
+  size_t slot;
+  uint64_t generation;
+  uint64_t domain;
+};
+
+struct DomainSpec {
+  size_t slot;
+  uint64_t generation;
+  uint64_t domain;
+  int key;
+  uint32_t pkru;
+  size_t stack_bytes;
+  absl::string_view name;
+};
+
+absl::StatusOr<SlotGrant> AcquireSlot(absl::string_view name);
+// Drops every thread's context for the slot; returns the next generation.
+uint64_t RenewSlot(size_t slot);
+void ReleaseSlot(size_t slot);
+
+// Gives tb a context (and a stack) for the domain.
+absl::Status PrepareContext(ThreadBlock* tb, const DomainSpec& spec);
+// Drops tb's contexts; the thread is exiting.
+void ReleaseThreadContexts(ThreadBlock* tb);
+
+// True if [p, p + n) lies in one of the slot's stacks.
+bool SlotStacksContain(size_t slot, uintptr_t p, size_t n);
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_DOMAIN_REGISTRY_H_

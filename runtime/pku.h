@@ -1,0 +1,44 @@
+// Memory protection keys: CPU support, PKRU values, tagging pages.
+#ifndef MPKBOX_RUNTIME_PKU_H_
+#define MPKBOX_RUNTIME_PKU_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "mpkbox/compartment.h"
+
+namespace mpkbox::internal {
+
+inline constexpr int kNumKeys = 16;
+// PKRU bits for key k: access-disable at 2k, write-disable at 2k+1.
+inline constexpr uint32_t kAccessDisable = 1;
+inline constexpr uint32_t kWriteDisable = 2;
+
+// CPUID says the CPU has PKU and the OS enabled it (OSPKE).
+bool CpuHasPku();
+
+inline uint32_t ReadPkru() {
+  uint32_t eax, edx;
+  asm volatile("rdpkru" : "=a"(eax), "=d"(edx) : "c"(0));
+  return eax;
+}
+
+// pkey_alloc with an error that says why. The key opens in this thread only.
+absl::StatusOr<int> AllocateKey(absl::string_view purpose);
+void FreeKey(int key);
+
+// pkey_mprotect, with the range and key in the error.
+absl::Status TagPages(void* addr, size_t len, int prot, int key);
+
+// The PKRU of a compartment whose memory carries `key`.
+uint32_t CompartmentPkru(int key, int selector_key, Ambient ambient);
+
+// Gives this thread the host's rights (PKRU 0). Uses libc's pkey_set: the
+// runtime adds no WRPKRU of its own outside trampolines/.
+void OpenAllKeysInThisThread();
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_PKU_H_

@@ -1,0 +1,114 @@
+#include "runtime/thread_block.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "absl/strings/str_format.h"
+#include "mpkbox/runtime.h"
+#include "runtime/callback_table.h"
+#include "runtime/domain_registry.h"
+#include "runtime/pku.h"
+#include "runtime/runtime_state.h"
+
+extern "C" {
+__thread __attribute__((tls_model("initial-exec")))
+mpkbox::internal::SelectorPage* mpkbox_tls_thread = nullptr;
+}
+
+namespace mpkbox::internal {
+namespace {
+
+constexpr size_t kBlockBytes =
+    (sizeof(SelectorPage) + sizeof(ThreadBlock) + MPKBOX_PAGE_SIZE - 1) &
+    ~size_t{MPKBOX_PAGE_SIZE - 1};
+
+std::atomic<bool> skip_rseq_unregistration{false};
+
+// The kernel writes the thread's rseq area (TLS, key 0) on preemption; with
+// key 0 read-only in a compartment that write kills the thread (DESIGN.md 5).
+absl::Status UnregisterRseq() {
+  if (skip_rseq_unregistration.load(std::memory_order_relaxed)) {
+    return absl::OkStatus();
+  }
+  if (__rseq_size == 0) return absl::OkStatus();  // glibc did not register
+  auto* area = reinterpret_cast<struct rseq*>(
+      static_cast<char*>(__builtin_thread_pointer()) + __rseq_offset);
+  if (static_cast<int32_t>(area->cpu_id) < 0) return absl::OkStatus();
+  // glibc 2.36 registers 32 bytes whatever __rseq_size says.
+  for (unsigned len : {__rseq_size, 32u}) {
+    if (syscall(SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) == 0) {
+      // sched_getcpu falls back to getcpu when cpu_id is negative.
+      area->cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED;
+      return absl::OkStatus();
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "cannot unregister this thread's rseq area: %s", strerror(errno)));
+}
+
+// Everything a thread needs once before it may enter any compartment. Later
+// steps (syscall dispatch, breakpoints, signal stack) belong here too.
+absl::Status PrepareThread() { return UnregisterRseq(); }
+
+void ReleaseThisThread() {
+  SelectorPage* sel = mpkbox_tls_thread;
+  if (sel == nullptr) return;
+  OpenAllKeysInThisThread();
+  ReleaseThreadContexts(sel->trusted);
+  mpkbox_tls_thread = nullptr;
+  munmap(sel, kBlockBytes);
+}
+
+struct ThreadExit {
+  bool armed = false;
+  ~ThreadExit() {
+    if (armed) ReleaseThisThread();
+  }
+};
+thread_local ThreadExit thread_exit;
+
+}  // namespace
+
+void SkipRseqUnregistrationForTesting() {
+  skip_rseq_unregistration.store(true, std::memory_order_relaxed);
+}
+
+absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
+  if (mpkbox_tls_thread != nullptr) return mpkbox_tls_thread->trusted;
+  if (absl::Status s = Runtime::Init(); !s.ok()) return s;
+  OpenAllKeysInThisThread();
+  if (absl::Status s = PrepareThread(); !s.ok()) return s;
+
+  void* p = mmap(nullptr, kBlockBytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "cannot map this thread's gate state: %s", strerror(errno)));
+  }
+  auto* sel = static_cast<SelectorPage*>(p);
+  auto* tb = reinterpret_cast<ThreadBlock*>(static_cast<char*>(p) +
+                                            sizeof(SelectorPage));
+  absl::Status s = TagPages(sel, sizeof(SelectorPage), PROT_READ | PROT_WRITE,
+                            Keys().selector);
+  if (s.ok()) {
+    s = TagPages(tb, kBlockBytes - sizeof(SelectorPage),
+                 PROT_READ | PROT_WRITE, Keys().trusted);
+  }
+  if (!s.ok()) {
+    munmap(p, kBlockBytes);
+    return s;
+  }
+  sel->trusted = tb;
+  tb->callbacks = CallbackTable();
+  thread_exit.armed = true;  // first use registers the destructor
+  mpkbox_tls_thread = sel;
+  return tb;
+}
+
+}  // namespace mpkbox::internal

@@ -1,0 +1,366 @@
+// The call gate: host to compartment (mpkbox_gate_enter) and compartment to
+// host (mpkbox_callback_stubs -> callback entry). One implementation; every
+// PKRU write in it is one of the two checked macros below.
+//
+// Rules this file keeps (see docs/INTERNALS.md):
+// - Every WRPKRU is followed by a check that traps unless EAX holds the one
+//   value trusted state allows: 0 for the host, the selector page's
+//   current_pkru for a compartment. A jump to a WRPKRU with a forged EAX traps.
+// - Selector == BLOCK whenever PKRU is a compartment's (DESIGN.md 5c).
+// - With trusted rights, control never flows through memory a compartment
+//   can write: host rsp, return address and callee-saved registers come from
+//   the trusted ThreadBlock, not from any stack.
+// - Entering a compartment clears every register but the arguments.
+
+#include "mpkbox/internal/gate_layout.h"
+
+// DWARF register numbers and opcodes for the CFA expressions.
+#define DW_OP_deref 0x06
+#define DW_OP_plus_uconst 0x23
+#define DW_OP_breg7 0x77  // rsp
+#define DW_CFA_def_cfa_expression 0x0f
+
+// CFA = *(rsp) + off: the stack slot at rsp holds a copy of the other side's
+// stack pointer (written for debuggers and unwinders, never read by the gate).
+.macro CFA_FROM_COPY off
+  .cfi_escape DW_CFA_def_cfa_expression, 5, DW_OP_breg7, 0, DW_OP_deref, DW_OP_plus_uconst, \off
+.endm
+
+// \reg = this thread's SelectorPage. TLS lives on key 0, readable everywhere.
+.macro LOAD_THREAD reg
+  movq mpkbox_tls_thread@gottpoff(%rip), \reg
+  movq %fs:(\reg), \reg
+.endm
+
+// PKRU := 0 (the host's rights). Clobbers rax, rcx, rdx.
+.macro WRPKRU_HOST
+  xorl %eax, %eax
+  xorl %ecx, %ecx
+  xorl %edx, %edx
+  wrpkru
+  testl %eax, %eax
+  jnz mpkbox_gate_trap
+.endm
+
+// PKRU := eax, which must equal the running domain's current_pkru in the
+// selector page. Clobbers rcx, rdx.
+.macro WRPKRU_COMPARTMENT
+  xorl %ecx, %ecx
+  xorl %edx, %edx
+  wrpkru
+  LOAD_THREAD %rcx
+  cmpl MPKBOX_SEL_CURRENT_PKRU(%rcx), %eax
+  jne mpkbox_gate_trap
+.endm
+
+  .text
+  .globl mpkbox_gate_begin
+  .hidden mpkbox_gate_begin
+mpkbox_gate_begin:
+
+// A check after a WRPKRU failed, or the frame stack is not what the gate
+// expects: someone jumped into the gate. Nothing after this may run.
+  .globl mpkbox_gate_trap
+  .hidden mpkbox_gate_trap
+  .type mpkbox_gate_trap, @function
+  .p2align 4
+mpkbox_gate_trap:
+  .cfi_startproc
+  .cfi_undefined rip
+  ud2
+  .cfi_endproc
+  .size mpkbox_gate_trap, . - mpkbox_gate_trap
+
+// Host -> compartment. Called with the target's own signature (arguments in
+// rdi..r9 and xmm0..7); the function and CallContext wait in
+// ThreadBlock::pending_fn and pending_ctx. Returns the callee's rax, rdx,
+// xmm0, xmm1.
+  .globl mpkbox_gate_enter
+  .hidden mpkbox_gate_enter
+  .type mpkbox_gate_enter, @function
+  .p2align 4
+mpkbox_gate_enter:
+  .cfi_startproc
+  pushq %rbp
+  .cfi_adjust_cfa_offset 8
+  .cfi_rel_offset %rbp, 0
+  pushq %rbx
+  .cfi_adjust_cfa_offset 8
+  .cfi_rel_offset %rbx, 0
+  pushq %r12
+  .cfi_adjust_cfa_offset 8
+  .cfi_rel_offset %r12, 0
+  pushq %r13
+  .cfi_adjust_cfa_offset 8
+  .cfi_rel_offset %r13, 0
+  pushq %r14
+  .cfi_adjust_cfa_offset 8
+  .cfi_rel_offset %r14, 0
+  pushq %r15
+  .cfi_adjust_cfa_offset 8
+  .cfi_rel_offset %r15, 0
+  // CFA = rsp + 56. The pushes serve unwinders; the trusted copies below are
+  // what the return path restores.
+
+  LOAD_THREAD %rax                          // rax = SelectorPage
+  movq MPKBOX_SEL_TRUSTED(%rax), %r11       // r11 = ThreadBlock
+  movq MPKBOX_TB_DEPTH(%r11), %r10
+  cmpq $MPKBOX_MAX_DEPTH, %r10
+  jae mpkbox_gate_trap
+  incq MPKBOX_TB_DEPTH(%r11)
+  shlq $MPKBOX_FRAME_SHIFT, %r10
+  leaq MPKBOX_TB_FRAMES(%r11, %r10), %r10   // r10 = new Frame
+  movq %r12, MPKBOX_FR_R12(%r10)
+  movq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%r10)
+  movq %rsp, MPKBOX_FR_SP(%r10)
+  movq 48(%rsp), %r12
+  movq %r12, MPKBOX_FR_RET(%r10)
+  movq %rbx, MPKBOX_FR_RBX(%r10)
+  movq %rbp, MPKBOX_FR_RBP(%r10)
+  movq %r13, MPKBOX_FR_R13(%r10)
+  movq %r14, MPKBOX_FR_R14(%r10)
+  movq %r15, MPKBOX_FR_R15(%r10)
+  movq MPKBOX_SEL_CURRENT_PKRU(%rax), %r12
+  movq %r12, MPKBOX_FR_PREV_PKRU(%r10)
+  movq MPKBOX_SEL_CURRENT_DOMAIN(%rax), %r12
+  movq %r12, MPKBOX_FR_PREV_DOMAIN(%r10)
+  movq MPKBOX_TB_PENDING_CTX(%r11), %rbx    // rbx = CallContext
+  movq %rbx, MPKBOX_FR_CTX(%r10)
+  movq MPKBOX_TB_PENDING_FN(%r11), %r11     // r11 = target function
+
+  // Switch domain in the selector page: BLOCK before the compartment's PKRU.
+  movq MPKBOX_CTX_PKRU(%rbx), %r12
+  movq %r12, MPKBOX_SEL_CURRENT_PKRU(%rax)
+  movq MPKBOX_CTX_DOMAIN(%rbx), %r13
+  movq %r13, MPKBOX_SEL_CURRENT_DOMAIN(%rax)
+  movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
+
+  movq %rsp, %rbp
+  .cfi_def_cfa_register %rbp
+  movq MPKBOX_CTX_TOP(%rbx), %rsp           // the compartment's stack
+  movq %rcx, %r10                           // WRPKRU needs ecx = edx = 0
+  movq %rdx, %rbx
+  movl %r12d, %eax
+  WRPKRU_COMPARTMENT
+  movq %rbp, (%rsp)                         // written with compartment rights
+  CFA_FROM_COPY 56
+  movq %r10, %rcx
+  movq %rbx, %rdx
+  xorl %ebx, %ebx
+  xorl %ebp, %ebp
+  xorl %r10d, %r10d
+  xorl %r12d, %r12d
+  xorl %r13d, %r13d
+  xorl %r14d, %r14d
+  xorl %r15d, %r15d
+  pxor %xmm8, %xmm8
+  pxor %xmm9, %xmm9
+  pxor %xmm10, %xmm10
+  pxor %xmm11, %xmm11
+  pxor %xmm12, %xmm12
+  pxor %xmm13, %xmm13
+  pxor %xmm14, %xmm14
+  pxor %xmm15, %xmm15
+  movl $8, %eax                             // al bounds vector args (varargs)
+  call *%r11
+
+// Where the compartment function returns, and where the fault handler
+// resumes a thread it unwinds (with ThreadBlock::fault set).
+  .globl mpkbox_gate_landing
+  .hidden mpkbox_gate_landing
+mpkbox_gate_landing:
+  movq %rax, %r8
+  movq %rdx, %r9
+  WRPKRU_HOST
+  LOAD_THREAD %rax
+  movq MPKBOX_SEL_TRUSTED(%rax), %r11
+  movq MPKBOX_TB_DEPTH(%r11), %r10
+  subq $1, %r10
+  jb mpkbox_gate_trap                       // depth was 0: no call to return from
+  movq %r10, MPKBOX_TB_DEPTH(%r11)
+  shlq $MPKBOX_FRAME_SHIFT, %r10
+  leaq MPKBOX_TB_FRAMES(%r11, %r10), %r10   // r10 = the popped Frame
+  cmpq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%r10)
+  jne mpkbox_gate_trap
+  movq MPKBOX_FR_PREV_PKRU(%r10), %rcx
+  movq %rcx, MPKBOX_SEL_CURRENT_PKRU(%rax)
+  movq MPKBOX_FR_PREV_DOMAIN(%r10), %rcx
+  movq %rcx, MPKBOX_SEL_CURRENT_DOMAIN(%rax)
+  movb $MPKBOX_SELECTOR_ALLOW, MPKBOX_SEL_SELECTOR(%rax)
+  movq MPKBOX_FR_SP(%r10), %rsp
+  .cfi_def_cfa %rsp, 56
+  movq MPKBOX_FR_RET(%r10), %rcx
+  movq %rcx, 48(%rsp)
+  movq MPKBOX_FR_RBX(%r10), %rbx
+  movq MPKBOX_FR_RBP(%r10), %rbp
+  movq MPKBOX_FR_R12(%r10), %r12
+  movq MPKBOX_FR_R13(%r10), %r13
+  movq MPKBOX_FR_R14(%r10), %r14
+  movq MPKBOX_FR_R15(%r10), %r15
+  .cfi_same_value %rbx
+  .cfi_same_value %rbp
+  .cfi_same_value %r12
+  .cfi_same_value %r13
+  .cfi_same_value %r14
+  .cfi_same_value %r15
+  addq $48, %rsp
+  .cfi_adjust_cfa_offset -48
+  movq %r8, %rax
+  movq %r9, %rdx
+  xorl %r8d, %r8d
+  xorl %r9d, %r9d
+  xorl %r10d, %r10d
+  xorl %r11d, %r11d
+  ret
+  .cfi_endproc
+  .size mpkbox_gate_enter, . - mpkbox_gate_enter
+
+// Compartment -> host. Callback i's stub loads i into r11d and jumps to the
+// common entry; the arguments stay where the compartment put them.
+  .globl mpkbox_callback_stubs
+  .hidden mpkbox_callback_stubs
+  .type mpkbox_callback_stubs, @function
+  .p2align MPKBOX_CB_STUB_SHIFT
+mpkbox_callback_stubs:
+  .cfi_startproc
+  .set stub_index, 0
+  .rept MPKBOX_MAX_CALLBACKS
+  .p2align MPKBOX_CB_STUB_SHIFT
+  movl $stub_index, %r11d
+  jmp mpkbox_callback_entry
+  .set stub_index, stub_index + 1
+  .endr
+  .cfi_endproc
+  .size mpkbox_callback_stubs, . - mpkbox_callback_stubs
+
+  .type mpkbox_callback_entry, @function
+  .p2align 4
+mpkbox_callback_entry:
+  .cfi_startproc
+  movq %rcx, %r10                           // WRPKRU needs ecx = edx = 0
+  movq %rdx, %xmm15
+  movq %r8, %xmm14                          // arguments 5 and 6
+  movq %r9, %xmm13
+  WRPKRU_HOST
+  LOAD_THREAD %rax                          // rax = SelectorPage
+  movq MPKBOX_SEL_TRUSTED(%rax), %rdx       // rdx = ThreadBlock
+  cmpl $MPKBOX_MAX_CALLBACKS, %r11d
+  jae mpkbox_gate_trap
+  movq MPKBOX_TB_CALLBACKS(%rdx), %rcx
+  shlq $MPKBOX_CB_SHIFT, %r11
+  addq %rcx, %r11                           // r11 = CallbackEntry
+  movq MPKBOX_SEL_CURRENT_DOMAIN(%rax), %rcx
+  testq %rcx, %rcx
+  jz mpkbox_gate_trap                       // the host is not a compartment
+  cmpq MPKBOX_CB_DOMAIN(%r11), %rcx
+  jne mpkbox_gate_trap                      // not registered for this compartment
+  movq MPKBOX_CB_FN(%r11), %r11
+  testq %r11, %r11
+  jz mpkbox_gate_trap
+
+  // The top frame must be the call into this compartment.
+  movq MPKBOX_TB_DEPTH(%rdx), %rcx
+  testq %rcx, %rcx
+  jz mpkbox_gate_trap
+  cmpq $MPKBOX_MAX_DEPTH, %rcx
+  jae mpkbox_gate_trap
+  shlq $MPKBOX_FRAME_SHIFT, %rcx
+  leaq MPKBOX_TB_FRAMES - (1 << MPKBOX_FRAME_SHIFT)(%rdx, %rcx), %r8  // r8 = call Frame
+  cmpq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%r8)
+  jne mpkbox_gate_trap
+  leaq MPKBOX_TB_FRAMES(%rdx, %rcx), %r9    // r9 = new callback Frame
+  addq $1, MPKBOX_TB_DEPTH(%rdx)
+  movq $MPKBOX_FRAME_CALLBACK, MPKBOX_FR_KIND(%r9)
+  movq %rsp, MPKBOX_FR_SP(%r9)
+  movq MPKBOX_SEL_CURRENT_PKRU(%rax), %rcx
+  movq %rcx, MPKBOX_FR_PREV_PKRU(%r9)
+  movq MPKBOX_SEL_CURRENT_DOMAIN(%rax), %rcx
+  movq %rcx, MPKBOX_FR_PREV_DOMAIN(%r9)
+  // A nested call into this compartment must run below the live frames.
+  movq MPKBOX_FR_CTX(%r8), %rcx
+  movq %rcx, MPKBOX_FR_CTX(%r9)
+  movq MPKBOX_CTX_TOP(%rcx), %rdx
+  movq %rdx, MPKBOX_FR_SAVED_TOP(%r9)
+  leaq -128(%rsp), %rdx                     // below the caller's red zone
+  andq $-16, %rdx
+  subq $16, %rdx
+  movq %rdx, MPKBOX_CTX_TOP(%rcx)
+
+  movq $0, MPKBOX_SEL_CURRENT_PKRU(%rax)
+  movq $0, MPKBOX_SEL_CURRENT_DOMAIN(%rax)
+  movb $MPKBOX_SELECTOR_ALLOW, MPKBOX_SEL_SELECTOR(%rax)
+
+  // The host stack: just below the frame of the call this callback nests in.
+  movq MPKBOX_FR_SP(%r8), %rdx
+  andq $-16, %rdx
+  subq $16, %rdx
+  movq %rsp, (%rdx)
+  movq %rdx, %rsp
+  CFA_FROM_COPY 8
+  movq %r10, %rcx
+  movq %xmm15, %rdx
+  movq %xmm14, %r8
+  movq %xmm13, %r9
+  xorl %r10d, %r10d
+  pxor %xmm13, %xmm13
+  pxor %xmm14, %xmm14
+  pxor %xmm15, %xmm15
+  call *%r11
+
+  // The host function returned: rax, rdx, xmm0, xmm1 hold its result.
+  movq %rax, %r8
+  movq %rdx, %r9
+  LOAD_THREAD %rax
+  movq MPKBOX_SEL_TRUSTED(%rax), %r11
+  movq MPKBOX_TB_DEPTH(%r11), %r10
+  subq $1, %r10
+  jb mpkbox_gate_trap
+  movq %r10, MPKBOX_TB_DEPTH(%r11)
+  shlq $MPKBOX_FRAME_SHIFT, %r10
+  leaq MPKBOX_TB_FRAMES(%r11, %r10), %r10   // r10 = the popped callback Frame
+  cmpq $MPKBOX_FRAME_CALLBACK, MPKBOX_FR_KIND(%r10)
+  jne mpkbox_gate_trap
+  movq MPKBOX_FR_CTX(%r10), %rcx
+  movq MPKBOX_FR_SAVED_TOP(%r10), %rdx
+  movq %rdx, MPKBOX_CTX_TOP(%rcx)
+  movq MPKBOX_FR_PREV_DOMAIN(%r10), %rcx
+  movq %rcx, MPKBOX_SEL_CURRENT_DOMAIN(%rax)
+  movq MPKBOX_FR_PREV_PKRU(%r10), %rcx
+  movq %rcx, MPKBOX_SEL_CURRENT_PKRU(%rax)
+  movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
+  movq MPKBOX_FR_SP(%r10), %rsp
+  .cfi_def_cfa %rsp, 8
+  movl %ecx, %eax
+  xorl %esi, %esi
+  xorl %edi, %edi
+  xorl %r10d, %r10d
+  xorl %r11d, %r11d
+  pxor %xmm2, %xmm2
+  pxor %xmm3, %xmm3
+  pxor %xmm4, %xmm4
+  pxor %xmm5, %xmm5
+  pxor %xmm6, %xmm6
+  pxor %xmm7, %xmm7
+  pxor %xmm8, %xmm8
+  pxor %xmm9, %xmm9
+  pxor %xmm10, %xmm10
+  pxor %xmm11, %xmm11
+  pxor %xmm12, %xmm12
+  pxor %xmm13, %xmm13
+  pxor %xmm14, %xmm14
+  pxor %xmm15, %xmm15
+  WRPKRU_COMPARTMENT
+  movq %r8, %rax
+  movq %r9, %rdx
+  xorl %ecx, %ecx
+  xorl %r8d, %r8d
+  xorl %r9d, %r9d
+  ret
+  .cfi_endproc
+  .size mpkbox_callback_entry, . - mpkbox_callback_entry
+
+  .globl mpkbox_gate_end
+  .hidden mpkbox_gate_end
+mpkbox_gate_end:
+
+  .section .note.GNU-stack, "", @progbits
