@@ -71,6 +71,13 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::PrepareThread() {
                         absl::StrFormat("compartment '%s': %s", name(),
                                         tb.status().message()));
   }
+  if ((*tb)->depth > internal::kMaxCallDepth) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "compartment '%s': calls nested %u deep through callbacks; the limit "
+        "is %u",
+        name(), (*tb)->depth / 2 + 1, internal::kMaxCallDepth / 2 + 1));
+  }
+  if ((*tb)->contexts[slot_].generation == generation_) return *tb;
   internal::DomainSpec spec{slot_,           generation_, domain_, key_,
                             pkru_,           options_.stack_bytes,
                             options_.name};

@@ -22,8 +22,13 @@ absl::StatusOr<StackMapping> MapCompartmentStack(size_t stack_bytes, int key,
         strerror(errno)));
   }
   m.base = reinterpret_cast<uintptr_t>(p);
-  absl::Status s = TagPages(reinterpret_cast<void*>(m.base + kGuardBytes),
-                            usable, PROT_READ | PROT_WRITE, key);
+  // The guard carries the key too, so an overflow reports SEGV_ACCERR (a
+  // guard hit) rather than SEGV_PKUERR (key 0 is write-disabled inside).
+  absl::Status s = TagPages(p, kGuardBytes, PROT_NONE, key);
+  if (s.ok()) {
+    s = TagPages(reinterpret_cast<void*>(m.base + kGuardBytes), usable,
+                 PROT_READ | PROT_WRITE, key);
+  }
   if (!s.ok()) {
     munmap(p, m.size);
     return absl::InternalError(

@@ -1,5 +1,5 @@
 // A compartment's stack for one thread: tagged with the compartment's key,
-// with an untagged PROT_NONE guard page below it.
+// with a PROT_NONE guard page (same key) below it.
 #ifndef MPKBOX_RUNTIME_COMPARTMENT_STACK_H_
 #define MPKBOX_RUNTIME_COMPARTMENT_STACK_H_
 

@@ -142,7 +142,8 @@ auto Compartment::Call(R (*fn)(P...), A&&... args) {
 
   internal::ThreadBlock* tb = internal::CurrentThreadBlock();
   if (ABSL_PREDICT_FALSE(tb == nullptr ||
-                         tb->contexts[slot_].generation != generation_)) {
+                         tb->contexts[slot_].generation != generation_ ||
+                         tb->depth > internal::kMaxCallDepth)) {
     absl::StatusOr<internal::ThreadBlock*> ready = PrepareThread();
     if (!ready.ok()) return Result(ready.status());
     tb = *ready;

@@ -17,9 +17,13 @@ namespace mpkbox::internal {
 
 // Integer-class: passed in rdi..r9 and returned in rax.
 template <typename T>
-inline constexpr bool kIsIntegerClass =
-    (std::is_integral_v<T> && sizeof(T) <= 8) || std::is_enum_v<T> ||
-    std::is_pointer_v<T> || std::is_null_pointer_v<T>;
+constexpr bool IsIntegerClass() {
+  if constexpr (std::is_integral_v<T>) return sizeof(T) <= 8;
+  return std::is_enum_v<T> || std::is_pointer_v<T> ||
+         std::is_null_pointer_v<T>;
+}
+template <typename T>
+inline constexpr bool kIsIntegerClass = IsIntegerClass<T>();
 
 // SSE-class: passed in xmm0..7 and returned in xmm0.
 template <typename T>

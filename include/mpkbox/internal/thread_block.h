@@ -11,6 +11,9 @@
 namespace mpkbox::internal {
 
 inline constexpr size_t kMaxCompartments = 1024;
+// Deepest frame stack at which Call may enter: leaves room for the entered
+// compartment's callback, so the callback gate never runs out of frames.
+inline constexpr uint64_t kMaxCallDepth = MPKBOX_MAX_DEPTH - 3;
 
 struct ThreadBlock;
 

@@ -1,0 +1,295 @@
+// Attacks on the gate itself, done from compartment code with real jumps:
+// - a jump straight to each WRPKRU in the gate with a forged EAX traps;
+// - the same jump to a bare, unchecked WRPKRU (the control) does open keys;
+// - the gate carries no WRPKRU/XRSTOR bytes but its checked sites;
+// - entering a compartment leaks no host register, and a compartment that
+//   trashes callee-saved registers cannot corrupt the host's.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mpkbox/mpkbox.h"
+#include "runtime/pku.h"
+#include "tests/test_util.h"
+
+extern "C" char mpkbox_gate_begin[], mpkbox_gate_end[];
+extern "C" char mpkbox_callback_stubs[];
+
+// Compartment code written the way an attacker would, in assembly:
+// - probe_regs ORs together every register a host value could ride in
+//   (all but rdi, the argument, rax, rsp and r11, the callee's address), then
+//   overwrites all callee-saved registers before returning.
+// - bare_wrpkru is the control gadget: an unchecked WRPKRU.
+asm(R"(
+  .text
+  .globl mpkbox_test_probe_regs
+  .type mpkbox_test_probe_regs, @function
+mpkbox_test_probe_regs:
+  mov %rbx, %rax
+  or %rbp, %rax
+  or %rsi, %rax
+  or %rdx, %rax
+  or %rcx, %rax
+  or %r8, %rax
+  or %r9, %rax
+  or %r10, %rax
+  or %r12, %rax
+  or %r13, %rax
+  or %r14, %rax
+  or %r15, %rax
+  por %xmm1, %xmm0
+  por %xmm2, %xmm0
+  por %xmm3, %xmm0
+  por %xmm4, %xmm0
+  por %xmm5, %xmm0
+  por %xmm6, %xmm0
+  por %xmm7, %xmm0
+  por %xmm8, %xmm0
+  por %xmm9, %xmm0
+  por %xmm10, %xmm0
+  por %xmm11, %xmm0
+  por %xmm12, %xmm0
+  por %xmm13, %xmm0
+  por %xmm14, %xmm0
+  por %xmm15, %xmm0
+  movq %xmm0, %rdx
+  or %rdx, %rax
+  pextrq $1, %xmm0, %rdx
+  or %rdx, %rax
+  mov $0x6666, %ebx
+  mov %rbx, %rbp
+  mov %rbx, %r12
+  mov %rbx, %r13
+  mov %rbx, %r14
+  mov %rbx, %r15
+  ret
+  .size mpkbox_test_probe_regs, . - mpkbox_test_probe_regs
+
+  .globl mpkbox_test_bare_wrpkru
+  .type mpkbox_test_bare_wrpkru, @function
+mpkbox_test_bare_wrpkru:
+  mov %edi, %eax
+  xor %ecx, %ecx
+  xor %edx, %edx
+  wrpkru
+  ret
+  .size mpkbox_test_bare_wrpkru, . - mpkbox_test_bare_wrpkru
+)");
+extern "C" uint64_t mpkbox_test_probe_regs(uint64_t);
+extern "C" void mpkbox_test_bare_wrpkru(uint32_t);
+
+namespace mpkbox {
+namespace {
+
+using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::Value;
+
+constexpr int kEscaped = 77;
+int host_secret = 1234;
+
+// Runs with whatever PKRU the attack obtained: if it got host rights, the
+// write lands and the child reports the escape.
+[[noreturn]] void Payload() {
+  host_secret = 666;
+  _exit(kEscaped);
+}
+
+std::vector<uintptr_t> FindBytes(const char* begin, const char* end,
+                                 const std::vector<uint8_t>& pattern) {
+  std::vector<uintptr_t> hits;
+  for (const char* p = begin; p + pattern.size() <= end; ++p) {
+    if (memcmp(p, pattern.data(), pattern.size()) == 0) {
+      hits.push_back(reinterpret_cast<uintptr_t>(p));
+    }
+  }
+  return hits;
+}
+
+std::vector<uintptr_t> GateWrpkruSites() {
+  return FindBytes(mpkbox_gate_begin, mpkbox_gate_end, {0x0f, 0x01, 0xef});
+}
+
+// Jumps to `site` with EAX = eax and every register and stack slot the code
+// after the WRPKRU could use to continue (r11, rbp, [rsp]) pointing at Payload.
+[[noreturn]] void JumpTo(uintptr_t site, uint64_t eax) {
+  // rbp is not in the clobbers: nothing of this frame runs again.
+  asm volatile(
+      "mov %%rsi, %%r11\n"
+      "mov %%rsi, %%rbp\n"
+      "and $-16, %%rsp\n"
+      "push %%rsi\n"
+      "push %%rsi\n"
+      "xor %%ecx, %%ecx\n"
+      "xor %%edx, %%edx\n"
+      "jmp *%%rdi\n"
+      :
+      : "S"(reinterpret_cast<uintptr_t>(&Payload)), "a"(eax), "D"(site)
+      : "rcx", "rdx", "r11", "memory");
+  __builtin_unreachable();
+}
+
+uint64_t attack_site;
+uint64_t attack_eax;
+void AttackFromInside() { JumpTo(attack_site, attack_eax); }
+
+TEST(GateAttackTest, GateHasExactlyFourWrpkruAndNoXrstor) {
+  // Two sites per direction: into a compartment (call, callback return) and
+  // out (return, callback entry). Any other would be an unchecked gadget.
+  EXPECT_EQ(GateWrpkruSites().size(), 4u);
+  // XRSTOR family: 0F AE /5 and 0F C7 /3 (XRSTORS), any prefix.
+  for (uint8_t modrm = 0; modrm < 0xC0; ++modrm) {
+    if (((modrm >> 3) & 7) == 5) {
+      EXPECT_TRUE(FindBytes(mpkbox_gate_begin, mpkbox_gate_end,
+                            {0x0f, 0xae, modrm})
+                      .empty())
+          << "XRSTOR with modrm " << int(modrm);
+    }
+    if (((modrm >> 3) & 7) == 3) {
+      EXPECT_TRUE(FindBytes(mpkbox_gate_begin, mpkbox_gate_end,
+                            {0x0f, 0xc7, modrm})
+                      .empty())
+          << "XRSTORS with modrm " << int(modrm);
+    }
+  }
+}
+
+TEST(GateAttackDeathTest, ControlBareWrpkruOpensHostMemory) {
+  // Without a check after it, one WRPKRU is a full escape.
+  auto box = MakeBox({.name = "control"});
+  EXPECT_EXIT(
+      {
+        static_cast<void>(box->Call(+[] {
+          mpkbox_test_bare_wrpkru(0);
+          Payload();
+        }));
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(kEscaped), "");
+}
+
+class ForgedEaxDeathTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(ForgedEaxDeathTest, JumpToGateWrpkruTraps) {
+  std::vector<uintptr_t> sites = GateWrpkruSites();
+  ASSERT_LT(static_cast<size_t>(GetParam()), sites.size());
+  auto box = MakeBox({.name = "forger"});
+  attack_site = sites[GetParam()];
+  // The legitimate EAX of a site that returns to the host is 0 (it follows
+  // three XORs); of a site that enters a compartment, that compartment's
+  // PKRU. Forge everything else: all keys open, or the compartment's value
+  // with more keys opened.
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(attack_site);
+  const bool to_host = memcmp(p - 6, "\x31\xc0\x31\xc9\x31\xd2", 6) == 0;
+  std::vector<uint64_t> forged = {box->pkru() & 0xff};
+  forged.push_back(to_host ? 1 : 0);
+  for (uint64_t eax : forged) {
+    attack_eax = eax;
+    EXPECT_EXIT(
+        {
+          static_cast<void>(box->Call(&AttackFromInside));
+          _exit(0);
+        },
+        ::testing::KilledBySignal(SIGILL), "")
+        << "site " << GetParam() << " eax " << eax;
+  }
+  EXPECT_EQ(host_secret, 1234);
+}
+
+INSTANTIATE_TEST_SUITE_P(EachSite, ForgedEaxDeathTest,
+                         ::testing::Values(0, 1, 2, 3));
+
+TEST(GateAttackDeathTest, CallbackEntryRejectsUnregisteredSlot) {
+  auto box = MakeBox({.name = "stub-abuser"});
+  attack_site = reinterpret_cast<uintptr_t>(mpkbox_callback_stubs) +
+                ((MPKBOX_MAX_CALLBACKS - 1) << MPKBOX_CB_STUB_SHIFT);
+  EXPECT_EXIT(
+      {
+        static_cast<void>(box->Call(+[] {
+          reinterpret_cast<void (*)()>(attack_site)();
+        }));
+        _exit(0);
+      },
+      ::testing::KilledBySignal(SIGILL), "");
+}
+
+int HostOnly() { return 1; }
+
+TEST(GateAttackDeathTest, CallbackOfAnotherCompartmentIsRefused) {
+  auto a = MakeBox({.name = "a"});
+  auto b = MakeBox({.name = "b"});
+  auto cb = b->RegisterCallback(&HostOnly);
+  ASSERT_TRUE(cb.ok());
+  attack_site = reinterpret_cast<uintptr_t>(cb->get());
+  EXPECT_EQ(Value(b->Call(+[] {
+              return reinterpret_cast<int (*)()>(attack_site)();
+            })),
+            1);
+  EXPECT_EXIT(
+      {
+        static_cast<void>(a->Call(+[] {
+          return reinterpret_cast<int (*)()>(attack_site)();
+        }));
+        _exit(0);
+      },
+      ::testing::KilledBySignal(SIGILL), "");
+}
+
+TEST(GateAttackTest, EnteringLeaksNoHostRegisterAndRestoresCalleeSaved) {
+  auto box = MakeBox({.name = "probe"});
+  // Junk in every callee-saved register the compiler lets us pin.
+  register uint64_t rbx asm("rbx") = 0x1111111111111111;
+  register uint64_t r12 asm("r12") = 0x1212121212121212;
+  register uint64_t r13 asm("r13") = 0x1313131313131313;
+  register uint64_t r14 asm("r14") = 0x1414141414141414;
+  register uint64_t r15 asm("r15") = 0x1515151515151515;
+  asm volatile("" : "+r"(rbx), "+r"(r12), "+r"(r13), "+r"(r14), "+r"(r15));
+  auto leaked = box->Call(&mpkbox_test_probe_regs, 0);
+  asm volatile("" : "+r"(rbx), "+r"(r12), "+r"(r13), "+r"(r14), "+r"(r15));
+  const uint64_t after[] = {rbx, r12, r13, r14, r15};
+  EXPECT_EQ(Value(leaked), 0u);
+  EXPECT_EQ(after[0], 0x1111111111111111u);
+  EXPECT_EQ(after[1], 0x1212121212121212u);
+  EXPECT_EQ(after[2], 0x1313131313131313u);
+  EXPECT_EQ(after[3], 0x1414141414141414u);
+  EXPECT_EQ(after[4], 0x1515151515151515u);
+}
+
+TEST(GateAttackTest, ControlProbeSeesRegistersWithoutTheGate) {
+  register uint64_t r12 asm("r12") = 0x1212121212121212;
+  asm volatile("" : "+r"(r12));
+  uint64_t leaked;
+  // Called directly, the probe sees r12 (and clobbers it: restore after).
+  asm volatile(
+      "push %%r12\n"
+      "xor %%edi, %%edi\n"
+      "call mpkbox_test_probe_regs\n"
+      "pop %%r12\n"
+      : "=a"(leaked), "+r"(r12)
+      :
+      : "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r13",
+        "r14", "r15", "xmm0", "memory");
+  const uint64_t seen = leaked;
+  EXPECT_NE(seen, 0u);
+}
+
+TEST(GateAttackTest, JumpToReturnPathWithHostValueOnlyReturns) {
+  // EAX = 0 at the return path's WRPKRU is the legitimate value: it must do
+  // nothing more than return from the call, on the host's own stack.
+  std::vector<uintptr_t> sites = GateWrpkruSites();
+  auto box = MakeBox({.name = "early-return"});
+  ASSERT_GE(sites.size(), 2u);
+  attack_site = sites[1];  // the landing, after the call's own WRPKRU
+  attack_eax = 0;
+  absl::Status s = box->Call(&AttackFromInside);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(internal::ReadPkru(), 0u);
+  EXPECT_EQ(host_secret, 1234);
+  EXPECT_EQ(Value(box->Call(+[] { return 5; })), 5);
+}
+
+}  // namespace
+}  // namespace mpkbox

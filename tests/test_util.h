@@ -1,0 +1,34 @@
+// Helpers shared by the test suites.
+#ifndef MPKBOX_TESTS_TEST_UTIL_H_
+#define MPKBOX_TESTS_TEST_UTIL_H_
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "mpkbox/mpkbox.h"
+
+namespace mpkbox::testing {
+
+// Creates a compartment or fails the test.
+inline std::unique_ptr<Compartment> MakeBox(CompartmentOptions options = {}) {
+  absl::StatusOr<std::unique_ptr<Compartment>> box =
+      Compartment::Create(std::move(options));
+  EXPECT_TRUE(box.ok()) << box.status();
+  return box.ok() ? std::move(*box) : nullptr;
+}
+
+// The raw value of a successful call, or fails the test.
+template <typename T>
+T Value(const absl::StatusOr<Tainted<T>>& r) {
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? r->UnverifiedValue("test inspects the raw result") : T{};
+}
+
+// Number of lines in /proc/self/maps.
+int CountMappings();
+
+}  // namespace mpkbox::testing
+
+#endif  // MPKBOX_TESTS_TEST_UTIL_H_
