@@ -81,6 +81,9 @@ mpkbox_gate_trap:
   .p2align 4
 mpkbox_gate_enter:
   .cfi_startproc
+  // The caller's frame lives on another stack, above or below this one:
+  // as for a signal frame, unwinders must not require stack order.
+  .cfi_signal_frame
   pushq %rbp
   .cfi_adjust_cfa_offset 8
   .cfi_rel_offset %rbp, 0
@@ -237,6 +240,7 @@ mpkbox_callback_stubs:
   .p2align 4
 mpkbox_callback_entry:
   .cfi_startproc
+  .cfi_signal_frame
   movq %rcx, %r10                           // WRPKRU needs ecx = edx = 0
   movq %rdx, %xmm15
   movq %r8, %xmm14                          // arguments 5 and 6
