@@ -1,0 +1,154 @@
+// Compartment lifecycle: keys and stacks come and go with compartments; the
+// stack is tagged with the compartment's key; Reset gives fresh stacks.
+#include <sys/mman.h>
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mpkbox/mpkbox.h"
+#include "tests/test_util.h"
+
+namespace mpkbox {
+namespace {
+
+using ::mpkbox::testing::CountMappings;
+using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::Value;
+
+int Twice(int x) { return 2 * x; }
+uintptr_t StackAddress() {
+  volatile int local = 0;
+  return reinterpret_cast<uintptr_t>(&local);
+}
+
+// The ProtectionKey of the mapping holding `addr`, from /proc/self/smaps.
+int PkeyOf(uintptr_t addr) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    uintptr_t lo, hi;
+    char dash;
+    std::istringstream head(line);
+    if (line.find(':') > line.find(' ') && (head >> std::hex >> lo >> dash >> hi)) {
+      inside = dash == '-' && addr >= lo && addr < hi;
+      continue;
+    }
+    if (inside && line.rfind("ProtectionKey:", 0) == 0) {
+      return std::stoi(line.substr(14));
+    }
+  }
+  return -1;
+}
+
+TEST(LifecycleTest, ThousandCreateDestroyCyclesReuseKeysAndMappings) {
+  { MakeBox({.name = "warm-up"})->Call(&Twice, 1).IgnoreError(); }
+  const int mappings = CountMappings();
+  std::set<int> keys;
+  for (int i = 0; i < 1000; ++i) {
+    auto box = Compartment::Create({.name = "cycle"});
+    ASSERT_TRUE(box.ok()) << "cycle " << i << ": " << box.status();
+    keys.insert((*box)->pkey());
+    ASSERT_EQ(Value((*box)->Call(&Twice, i)), 2 * i);
+  }
+  EXPECT_LE(keys.size(), 2u);  // the same key or two, handed back each time
+  EXPECT_EQ(CountMappings(), mappings);
+}
+
+TEST(LifecycleTest, StackAndGuardCarryTheCompartmentsKey) {
+  auto box = MakeBox({.name = "tagged", .stack_bytes = 64 << 10});
+  uintptr_t sp = Value(box->Call(&StackAddress));
+  EXPECT_EQ(PkeyOf(sp), box->pkey());
+  EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(sp), 4));
+  // The guard page is just below the 64 KiB stack.
+  uintptr_t top = (sp + 4095) & ~uintptr_t{4095};
+  EXPECT_EQ(PkeyOf(top - (64 << 10) - 1), box->pkey());
+  EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(top - (64 << 10) - 1), 1));
+  int host_local = 0;
+  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(&host_local)), 0);
+  EXPECT_FALSE(box->Contains(&host_local, sizeof(host_local)));
+}
+
+uintptr_t LeaveMarkDeep() {
+  volatile uint32_t deep[2048];
+  deep[0] = 0x5a5a5a5a;
+  return reinterpret_cast<uintptr_t>(&deep[0]);
+}
+uint32_t ReadAt(uintptr_t addr) {
+  return *reinterpret_cast<volatile uint32_t*>(addr);
+}
+
+TEST(LifecycleTest, ResetGivesFreshStacks) {
+  auto box = MakeBox({.name = "reset"});
+  uintptr_t mark = Value(box->Call(&LeaveMarkDeep));
+  ASSERT_EQ(Value(box->Call(&ReadAt, mark)), 0x5a5a5a5au);
+  const int mappings = CountMappings();
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(mark), 4));
+  EXPECT_LT(CountMappings(), mappings);  // the old stack is gone
+  EXPECT_EQ(Value(box->Call(&Twice, 4)), 8);
+  if (box->Contains(reinterpret_cast<void*>(mark), 4)) {  // same address again
+    EXPECT_EQ(Value(box->Call(&ReadAt, mark)), 0u);
+  }
+  EXPECT_EQ(box->last_fault(), nullptr);
+}
+
+int Seven() { return 7; }
+int CallInt(int (*cb)()) { return cb(); }
+
+TEST(LifecycleTest, CallbacksSurviveResetAndOutliveTheCompartment) {
+  auto box = MakeBox({.name = "cb-reset"});
+  auto cb = box->RegisterCallback(&Seven);
+  ASSERT_TRUE(cb.ok());
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_EQ(Value(box->Call(&CallInt, cb->get())), 7);
+  box.reset();  // the Callback is released after its compartment: no crash
+}
+
+TEST(LifecycleTest, RunningOutOfKeysIsAClearErrorAndRecoverable) {
+  std::vector<std::unique_ptr<Compartment>> boxes;
+  absl::Status last;
+  for (int i = 0; i < 16; ++i) {
+    auto box = Compartment::Create({.name = "hog-" + std::to_string(i)});
+    if (!box.ok()) {
+      last = box.status();
+      break;
+    }
+    boxes.push_back(std::move(*box));
+  }
+  ASSERT_FALSE(last.ok()) << "16 compartments fit in 15 hardware keys?";
+  EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(last.message().find("hog-"), std::string::npos) << last;
+  EXPECT_NE(last.message().find("protection key"), std::string::npos) << last;
+  boxes.pop_back();
+  auto again = Compartment::Create({.name = "after"});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(Value((*again)->Call(&Twice, 21)), 42);
+}
+
+TEST(LifecycleTest, NamesAreDefaultedAndShown) {
+  auto a = MakeBox();
+  auto b = MakeBox();
+  EXPECT_FALSE(a->name().empty());
+  EXPECT_NE(a->name(), b->name());
+  auto named = MakeBox({.name = "visible"});
+  EXPECT_EQ(named->name(), "visible");
+}
+
+TEST(LifecycleTest, FeaturesNotBuiltYetSayWhichCompartment) {
+  auto box = MakeBox({.name = "later"});
+  absl::Status load = box->Load("/nonexistent.so");
+  EXPECT_EQ(load.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(load.message().find("later"), std::string::npos);
+  auto mem = box->Allocate(16);
+  EXPECT_EQ(mem.status().code(), absl::StatusCode::kUnimplemented);
+}
+
+}  // namespace
+}  // namespace mpkbox
