@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# build.sh: set up, build and run mpkbox on Debian 12.
+#
+#   ./build.sh demo     set up, build, run samples/quickstart
+#   ./build.sh test     set up, build, run every test with ctest
+#   ./build.sh bench    set up, build, run bench/run.sh (if there is one)
+#   ./build.sh build    set up and build only
+#
+# Set-up installs whichever of the Debian packages in PACKAGES are missing
+# (apt-get, as root or through sudo); nothing is downloaded from anywhere
+# else. The build goes to ./build (RelWithDebInfo, warnings are errors).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+readonly PACKAGES=(
+  build-essential cmake pkg-config
+  libabsl-dev libunwind-dev libjemalloc-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 gdb
+)
+readonly BUILD_DIR=build
+
+log() { echo "build.sh: $*"; }
+die() { echo "build.sh: $*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,11s/^# \{0,1\}//p' "$0"
+  echo "PACKAGES: ${PACKAGES[*]}"
+  exit "${1:-0}"
+}
+
+# Prints the packages of PACKAGES that dpkg does not list as installed.
+missing_packages() {
+  local pkg status
+  for pkg in "${PACKAGES[@]}"; do
+    # One line per installed architecture; unknown packages fail the query.
+    status="$(dpkg-query -W -f='${db:Status-Status}\n' "$pkg" 2>/dev/null)" \
+      || status=""
+    if ! grep -qx installed <<<"$status"; then
+      echo "$pkg"
+    fi
+  done
+}
+
+as_root() {
+  if [[ "$(id -u)" -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "need root or sudo to run: $*"
+  fi
+}
+
+setup() {
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    log "no dpkg-query: not Debian; make sure these are installed: ${PACKAGES[*]}"
+    return
+  fi
+  local missing
+  mapfile -t missing < <(missing_packages)
+  if [[ "${#missing[@]}" -eq 0 ]]; then
+    log "all ${#PACKAGES[@]} Debian packages present"
+    return
+  fi
+  log "installing missing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}"
+  mapfile -t missing < <(missing_packages)
+  if [[ "${#missing[@]}" -ne 0 ]]; then
+    die "still missing after apt-get install: ${missing[*]}"
+  fi
+}
+
+build() {
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPKBOX_WERROR=ON
+  cmake --build "$BUILD_DIR" -j"$(nproc)"
+}
+
+main() {
+  local cmd="${1:-}"
+  [[ $# -gt 0 ]] && shift
+  case "$cmd" in
+    demo|test|bench|build) ;;
+    -h|--help|help) usage 0 ;;
+    '') echo "build.sh: missing command" >&2; usage 2 >&2 ;;
+    *) echo "build.sh: unknown command '${cmd}'" >&2; usage 2 >&2 ;;
+  esac
+
+  setup
+  build
+
+  case "$cmd" in
+    demo)
+      "./$BUILD_DIR/samples/quickstart/quickstart" "$@"
+      ;;
+    test)
+      ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j2 "$@"
+      ;;
+    bench)
+      if [[ -f bench/run.sh ]]; then
+        bash bench/run.sh "$BUILD_DIR" "$@"  # knobs: see bench/run.sh
+      else
+        log "bench/run.sh does not exist yet: nothing to run"
+      fi
+      ;;
+    build) ;;
+  esac
+}
+
+main "$@"
