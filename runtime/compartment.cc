@@ -5,8 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "mpkbox/runtime.h"
+#include "runtime/call_timer.h"
 #include "runtime/callback_table.h"
 #include "runtime/domain_registry.h"
+#include "runtime/fault_report.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/thread_block.h"
@@ -48,23 +50,35 @@ absl::StatusOr<std::unique_ptr<Compartment>> Compartment::Create(
   std::unique_ptr<Compartment> c(
       new Compartment(std::move(options), *key, pkru));
   c->slot_ = grant->slot;
-  c->generation_ = grant->generation;
+  c->generation_.store(grant->generation);
   c->domain_ = grant->domain;
+  internal::SetKeyOwner(c->key_, c->name());
   return c;
 }
 
 Compartment::Compartment(CompartmentOptions options, int key, uint32_t pkru)
-    : options_(std::move(options)), key_(key), pkru_(pkru) {}
+    : options_(std::move(options)),
+      timed_(options_.call_timeout != absl::InfiniteDuration()),
+      key_(key),
+      pkru_(pkru) {}
 
 Compartment::~Compartment() {
   internal::OpenAllKeysInThisThread();
   // Every page tagged with the key goes before the key: pkey_alloc would
   // hand it out again with those pages still readable (DESIGN.md 5b).
   internal::ReleaseSlot(slot_);
+  internal::SetKeyOwner(key_, "");
   internal::FreeKey(key_);
 }
 
-absl::StatusOr<internal::ThreadBlock*> Compartment::PrepareThread() {
+absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
+  const uint64_t generation = generation_.load(std::memory_order_relaxed);
+  if (generation == 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "compartment '%s' refuses calls until Reset(); its last call failed: "
+        "%s",
+        name(), last_fault_ != nullptr ? last_fault_->what : "unknown"));
+  }
   absl::StatusOr<internal::ThreadBlock*> tb = internal::EnsureThreadBlock();
   if (!tb.ok()) {
     return absl::Status(tb.status().code(),
@@ -77,19 +91,34 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::PrepareThread() {
         "is %u",
         name(), (*tb)->depth / 2 + 1, internal::kMaxCallDepth / 2 + 1));
   }
-  if ((*tb)->contexts[slot_].generation == generation_) return *tb;
-  internal::DomainSpec spec{slot_,           generation_, domain_, key_,
-                            pkru_,           options_.stack_bytes,
-                            options_.name};
-  if (absl::Status s = internal::PrepareContext(*tb, spec); !s.ok()) return s;
+  if ((*tb)->contexts[slot_].generation != generation) {
+    internal::DomainSpec spec{slot_, generation, domain_,           key_,
+                              pkru_, options_.stack_bytes, options_.name};
+    if (absl::Status s = internal::PrepareContext(*tb, spec); !s.ok()) {
+      return s;
+    }
+  }
+  if (timed_) {
+    if (absl::Status s =
+            internal::BeginTimedCall(*tb, options_.call_timeout);
+        !s.ok()) {
+      return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
+                                                    name(), s.message()));
+    }
+  }
   return *tb;
 }
 
-absl::Status Compartment::TakeFault() {
-  internal::ThreadBlock* tb = internal::CurrentThreadBlock();
+absl::Status Compartment::EndCall(internal::ThreadBlock* tb, bool timed) {
+  if (timed) internal::EndTimedCall(tb);
+  if (tb->fault == 0) return absl::OkStatus();
   tb->fault = 0;
-  return absl::AbortedError(
-      absl::StrFormat("compartment '%s': the call did not complete", name()));
+  auto report = std::make_unique<FaultReport>();
+  absl::Status status = internal::BuildFaultReport(
+      tb->fault_info, name(), options_.call_timeout, report.get());
+  last_fault_ = std::move(report);
+  generation_.store(0, std::memory_order_relaxed);  // refuse until Reset
+  return status;
 }
 
 absl::StatusOr<int> Compartment::AddCallback(void* host_fn) {
@@ -128,7 +157,7 @@ bool Compartment::Contains(const void* p, size_t bytes) const {
 
 absl::Status Compartment::Reset() {
   internal::OpenAllKeysInThisThread();
-  generation_ = internal::RenewSlot(slot_);
+  generation_.store(internal::RenewSlot(slot_), std::memory_order_relaxed);
   last_fault_.reset();
   return absl::OkStatus();
 }

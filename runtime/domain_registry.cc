@@ -21,6 +21,7 @@ struct Registry {
   Slot slots[kMaxCompartments] ABSL_GUARDED_BY(mu);
   uint64_t next_generation ABSL_GUARDED_BY(mu) = 1;
   uint64_t next_domain ABSL_GUARDED_BY(mu) = 1;
+  std::string key_owner[16] ABSL_GUARDED_BY(mu);
 };
 
 Registry& GetRegistry() {
@@ -110,6 +111,20 @@ void ReleaseThreadContexts(ThreadBlock* tb) {
     DropContext(tb->contexts[i]);
     s.threads.erase(it);
   }
+}
+
+void SetKeyOwner(int key, absl::string_view name) {
+  if (key < 0 || key >= 16) return;
+  Registry& r = GetRegistry();
+  absl::MutexLock lock(&r.mu);
+  r.key_owner[key] = std::string(name);
+}
+
+std::string KeyOwner(int key) {
+  if (key < 0 || key >= 16) return "";
+  Registry& r = GetRegistry();
+  absl::MutexLock lock(&r.mu);
+  return r.key_owner[key];
 }
 
 bool SlotStacksContain(size_t slot, uintptr_t p, size_t n) {

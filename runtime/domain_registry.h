@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -38,6 +39,10 @@ void ReleaseSlot(size_t slot);
 absl::Status PrepareContext(ThreadBlock* tb, const DomainSpec& spec);
 // Drops tb's contexts; the thread is exiting.
 void ReleaseThreadContexts(ThreadBlock* tb);
+
+// Which compartment a hardware key belongs to, for fault reports.
+void SetKeyOwner(int key, absl::string_view name);
+std::string KeyOwner(int key);
 
 // True if [p, p + n) lies in one of the slot's stacks.
 bool SlotStacksContain(size_t slot, uintptr_t p, size_t n);

@@ -1,12 +1,19 @@
 #include "mpkbox/runtime.h"
 
+#include <cpuid.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
+
+#include <cstdio>
+#include <cstring>
 
 #include "absl/base/call_once.h"
 #include "absl/status/status.h"
 #include "runtime/callback_table.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
+#include "runtime/signals.h"
+#include "absl/strings/str_format.h"
 
 namespace mpkbox {
 namespace {
@@ -21,7 +28,36 @@ bool ProbeSupport() {
   return true;
 }
 
-absl::Status InitOnce() {
+bool IsAmd() {
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  char vendor[13];
+  memcpy(vendor, &ebx, 4);
+  memcpy(vendor + 4, &edx, 4);
+  memcpy(vendor + 8, &ecx, 4);
+  vendor[12] = 0;
+  return strcmp(vendor, "AuthenticAMD") == 0;
+}
+
+// Before ae6012d72fa6 (6.12.5), a WRPKRU(0) on AMD marked PKRU as "init" and
+// sigreturn then loaded PKRU 0: every key open (DESIGN.md 5b).
+absl::Status CheckKernel() {
+  utsname u;
+  if (uname(&u) != 0) return absl::OkStatus();
+  int major = 0, minor = 0, patch = 0;
+  sscanf(u.release, "%d.%d.%d", &major, &minor, &patch);
+  const bool old = major < 6 || (major == 6 && minor < 12) ||
+                   (major == 6 && minor == 12 && patch < 5);
+  if (old && IsAmd()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "kernel %s on AMD restores PKRU 0 on sigreturn (fixed in 6.12.5); "
+        "strict mode refuses it (RuntimeOptions::strict)",
+        u.release));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status InitOnce(const RuntimeOptions& options) {
   if (!Runtime::IsSupported()) {
     return absl::FailedPreconditionError(
         "mpkbox needs memory protection keys (x86 PKU with OSPKE and a "
@@ -31,9 +67,13 @@ absl::Status InitOnce() {
   if (!trusted.ok()) return trusted.status();
   absl::StatusOr<int> selector = internal::AllocateKey("the selector key");
   if (!selector.ok()) return selector.status();
+  if (options.strict) {
+    if (absl::Status s = CheckKernel(); !s.ok()) return s;
+  }
   g_keys.trusted = *trusted;
   g_keys.selector = *selector;
-  return internal::InitCallbackTable();
+  if (absl::Status s = internal::InitCallbackTable(); !s.ok()) return s;
+  return internal::InstallSignalHandling(options);
 }
 
 }  // namespace
@@ -43,10 +83,11 @@ bool Runtime::IsSupported() {
   return supported;
 }
 
-absl::Status Runtime::Init(const RuntimeOptions& /*options*/) {
+absl::Status Runtime::Init(const RuntimeOptions& options) {
   static absl::once_flag once;
   static absl::Status* result;
-  absl::call_once(once, [] { result = new absl::Status(InitOnce()); });
+  absl::call_once(once,
+                  [&options] { result = new absl::Status(InitOnce(options)); });
   return *result;
 }
 

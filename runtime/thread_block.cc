@@ -11,10 +11,13 @@
 
 #include "absl/strings/str_format.h"
 #include "mpkbox/runtime.h"
+#include "runtime/call_timer.h"
 #include "runtime/callback_table.h"
 #include "runtime/domain_registry.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
+#include "runtime/signals.h"
+#include "runtime/thread_runtime.h"
 
 extern "C" {
 __thread __attribute__((tls_model("initial-exec")))
@@ -53,13 +56,18 @@ absl::Status UnregisterRseq() {
 }
 
 // Everything a thread needs once before it may enter any compartment. Later
-// steps (syscall dispatch, breakpoints, signal stack) belong here too.
-absl::Status PrepareThread() { return UnregisterRseq(); }
+// steps (syscall dispatch, breakpoints) belong here too.
+absl::Status PrepareThread(ThreadBlock* tb) {
+  if (absl::Status s = UnregisterRseq(); !s.ok()) return s;
+  return SetUpSignalStack(tb);
+}
 
 void ReleaseThisThread() {
   SelectorPage* sel = mpkbox_tls_thread;
   if (sel == nullptr) return;
   OpenAllKeysInThisThread();
+  DeleteCallTimer(sel->trusted);
+  ReleaseSignalStack(sel->trusted);
   ReleaseThreadContexts(sel->trusted);
   mpkbox_tls_thread = nullptr;
   munmap(sel, kBlockBytes);
@@ -83,7 +91,6 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
   if (mpkbox_tls_thread != nullptr) return mpkbox_tls_thread->trusted;
   if (absl::Status s = Runtime::Init(); !s.ok()) return s;
   OpenAllKeysInThisThread();
-  if (absl::Status s = PrepareThread(); !s.ok()) return s;
 
   void* p = mmap(nullptr, kBlockBytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -106,6 +113,12 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
   }
   sel->trusted = tb;
   tb->callbacks = CallbackTable();
+  tb->resume = &tb->resume_state;
+  new (tb->runtime_private) ThreadRuntime;
+  if (s = PrepareThread(tb); !s.ok()) {
+    munmap(p, kBlockBytes);
+    return s;
+  }
   thread_exit.armed = true;  // first use registers the destructor
   mpkbox_tls_thread = sel;
   return tb;

@@ -1,6 +1,6 @@
 // The call gate: host to compartment (mpkbox_gate_enter) and compartment to
 // host (mpkbox_callback_stubs -> callback entry). One implementation; every
-// PKRU write in it is one of the two checked macros below.
+// PKRU write in it is one of the two checked macros of pkru.inc.
 //
 // Rules this file keeps (see docs/INTERNALS.md):
 // - Every WRPKRU is followed by a check that traps unless EAX holds the one
@@ -12,46 +12,7 @@
 //   the trusted ThreadBlock, not from any stack.
 // - Entering a compartment clears every register but the arguments.
 
-#include "mpkbox/internal/gate_layout.h"
-
-// DWARF register numbers and opcodes for the CFA expressions.
-#define DW_OP_deref 0x06
-#define DW_OP_plus_uconst 0x23
-#define DW_OP_breg7 0x77  // rsp
-#define DW_CFA_def_cfa_expression 0x0f
-
-// CFA = *(rsp) + off: the stack slot at rsp holds a copy of the other side's
-// stack pointer (written for debuggers and unwinders, never read by the gate).
-.macro CFA_FROM_COPY off
-  .cfi_escape DW_CFA_def_cfa_expression, 5, DW_OP_breg7, 0, DW_OP_deref, DW_OP_plus_uconst, \off
-.endm
-
-// \reg = this thread's SelectorPage. TLS lives on key 0, readable everywhere.
-.macro LOAD_THREAD reg
-  movq mpkbox_tls_thread@gottpoff(%rip), \reg
-  movq %fs:(\reg), \reg
-.endm
-
-// PKRU := 0 (the host's rights). Clobbers rax, rcx, rdx.
-.macro WRPKRU_HOST
-  xorl %eax, %eax
-  xorl %ecx, %ecx
-  xorl %edx, %edx
-  wrpkru
-  testl %eax, %eax
-  jnz mpkbox_gate_trap
-.endm
-
-// PKRU := eax, which must equal the running domain's current_pkru in the
-// selector page. Clobbers rcx, rdx.
-.macro WRPKRU_COMPARTMENT
-  xorl %ecx, %ecx
-  xorl %edx, %edx
-  wrpkru
-  LOAD_THREAD %rcx
-  cmpl MPKBOX_SEL_CURRENT_PKRU(%rcx), %eax
-  jne mpkbox_gate_trap
-.endm
+#include "trampolines/pkru.inc"
 
   .text
   .globl mpkbox_gate_begin
@@ -84,6 +45,7 @@ mpkbox_gate_enter:
   // The caller's frame lives on another stack, above or below this one:
   // as for a signal frame, unwinders must not require stack order.
   .cfi_signal_frame
+  .cfi_personality 0x9b, DW.ref.mpkbox_gate_personality
   pushq %rbp
   .cfi_adjust_cfa_offset 8
   .cfi_rel_offset %rbp, 0
@@ -165,6 +127,7 @@ mpkbox_gate_enter:
   pxor %xmm14, %xmm14
   pxor %xmm15, %xmm15
   movl $8, %eax                             // al bounds vector args (varargs)
+  .cfi_remember_state
   call *%r11
 
 // Where the compartment function returns, and where the fault handler
@@ -215,6 +178,30 @@ mpkbox_gate_landing:
   xorl %r10d, %r10d
   xorl %r11d, %r11d
   ret
+
+// A C++ exception unwound out of the compartment function to this frame
+// (mpkbox_gate_personality installed us, with compartment rights). rax holds
+// the exception, written by compartment code: it is never read.
+  .globl mpkbox_gate_exception_pad
+  .hidden mpkbox_gate_exception_pad
+mpkbox_gate_exception_pad:
+  .cfi_restore_state
+  WRPKRU_HOST
+  LOAD_THREAD %rax
+  movq MPKBOX_SEL_TRUSTED(%rax), %r11
+  movq MPKBOX_TB_DEPTH(%r11), %r10
+  testq %r10, %r10
+  jz mpkbox_gate_trap
+  shlq $MPKBOX_FRAME_SHIFT, %r10
+  leaq MPKBOX_TB_FRAMES - (1 << MPKBOX_FRAME_SHIFT)(%r11, %r10), %r10
+  cmpq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%r10)
+  jne mpkbox_gate_trap
+  movq MPKBOX_FR_SP(%r10), %rsp             // C++ runs on the host stack
+  .cfi_def_cfa %rsp, 56
+  subq $8, %rsp
+  .cfi_adjust_cfa_offset 8
+  call mpkbox_exception_left_compartment@PLT
+  jmp mpkbox_gate_landing
   .cfi_endproc
   .size mpkbox_gate_enter, . - mpkbox_gate_enter
 
@@ -236,11 +223,14 @@ mpkbox_callback_stubs:
   .cfi_endproc
   .size mpkbox_callback_stubs, . - mpkbox_callback_stubs
 
+  .globl mpkbox_callback_entry
+  .hidden mpkbox_callback_entry
   .type mpkbox_callback_entry, @function
   .p2align 4
 mpkbox_callback_entry:
   .cfi_startproc
   .cfi_signal_frame
+  .cfi_personality 0x9b, DW.ref.mpkbox_gate_personality
   movq %rcx, %r10                           // WRPKRU needs ecx = edx = 0
   movq %rdx, %xmm15
   movq %r8, %xmm14                          // arguments 5 and 6
@@ -309,6 +299,7 @@ mpkbox_callback_entry:
   pxor %xmm13, %xmm13
   pxor %xmm14, %xmm14
   pxor %xmm15, %xmm15
+  .cfi_remember_state
   call *%r11
 
   // The host function returned: rax, rdx, xmm0, xmm1 hold its result.
@@ -360,11 +351,36 @@ mpkbox_callback_entry:
   xorl %r8d, %r8d
   xorl %r9d, %r9d
   ret
+
+// A C++ exception left the host callback (mpkbox_gate_personality installed
+// us, on the host stack). It must not reach compartment frames: the callback
+// and the compartment call it nests in end as a fault.
+  .globl mpkbox_callback_exception_pad
+  .hidden mpkbox_callback_exception_pad
+mpkbox_callback_exception_pad:
+  .cfi_restore_state
+  movq %rax, %rdi
+  xorl %ecx, %ecx
+  rdpkru
+  testl %eax, %eax
+  jnz mpkbox_gate_trap                      // only ever reached as the host
+  call mpkbox_exception_left_callback@PLT
+  jmp mpkbox_gate_landing
   .cfi_endproc
   .size mpkbox_callback_entry, . - mpkbox_callback_entry
 
   .globl mpkbox_gate_end
   .hidden mpkbox_gate_end
 mpkbox_gate_end:
+
+// The personality routine of the gate's frames (runtime/exceptions.cc),
+// through a pointer in RELRO memory.
+  .section .data.rel.ro.mpkbox_personality, "aw", @progbits
+  .p2align 3
+  .hidden DW.ref.mpkbox_gate_personality
+  .type DW.ref.mpkbox_gate_personality, @object
+DW.ref.mpkbox_gate_personality:
+  .quad mpkbox_gate_personality
+  .size DW.ref.mpkbox_gate_personality, 8
 
   .section .note.GNU-stack, "", @progbits

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -93,8 +94,10 @@ class Compartment {
   bool Contains(const void* p, size_t bytes) const;
 
   // Fresh stacks (and, with the heap, a fresh heap); usable again after a
-  // fault. No thread may be inside.
+  // fault or timeout. No thread may be inside.
   absl::Status Reset();
+  // What ended the last failed call (fault, timeout, exception); null if
+  // none since Create or Reset.
   const FaultReport* last_fault() const;
   CompartmentStats stats() const;
   const std::string& name() const { return options_.name; }
@@ -107,18 +110,22 @@ class Compartment {
   Compartment(CompartmentOptions options, int key, uint32_t pkru);
 
   // Slow path of Call: sets up this thread and its stack for this
-  // compartment.
-  absl::StatusOr<internal::ThreadBlock*> PrepareThread();
-  absl::Status TakeFault();
+  // compartment, refuses a faulted compartment, arms call_timeout.
+  absl::StatusOr<internal::ThreadBlock*> BeginCall();
+  // After the gate returned on the slow path or with a fault.
+  absl::Status EndCall(internal::ThreadBlock* tb, bool timed);
   absl::StatusOr<int> AddCallback(void* host_fn);
   absl::StatusOr<void*> LookupSymbol(absl::string_view symbol);
 
   CompartmentOptions options_;
+  const bool timed_;  // call_timeout is finite
   int key_;
   uint32_t pkru_;
-  uint64_t domain_ = 0;      // unique for the process's lifetime
-  size_t slot_ = 0;          // index in ThreadBlock::contexts
-  uint64_t generation_ = 0;  // changes on Reset; stale contexts mismatch
+  uint64_t domain_ = 0;  // unique for the process's lifetime
+  size_t slot_ = 0;      // index in ThreadBlock::contexts
+  // Changes on Reset, so stale contexts mismatch; 0 while faulted, so every
+  // thread's Call takes the slow path and is refused.
+  std::atomic<uint64_t> generation_{0};
   std::unique_ptr<FaultReport> last_fault_;
 };
 
@@ -141,22 +148,28 @@ auto Compartment::Call(R (*fn)(P...), A&&... args) {
                                     absl::StatusOr<Tainted<R>>>;
 
   internal::ThreadBlock* tb = internal::CurrentThreadBlock();
-  if (ABSL_PREDICT_FALSE(tb == nullptr ||
-                         tb->contexts[slot_].generation != generation_ ||
-                         tb->depth > internal::kMaxCallDepth)) {
-    absl::StatusOr<internal::ThreadBlock*> ready = PrepareThread();
+  bool timed = false;
+  if (ABSL_PREDICT_FALSE(
+          tb == nullptr ||
+          tb->contexts[slot_].generation !=
+              generation_.load(std::memory_order_relaxed) ||
+          tb->depth > internal::kMaxCallDepth || timed_)) {
+    absl::StatusOr<internal::ThreadBlock*> ready = BeginCall();
     if (!ready.ok()) return Result(ready.status());
     tb = *ready;
+    timed = timed_;
   }
   tb->pending_ctx = &tb->contexts[slot_];
   tb->pending_fn = reinterpret_cast<uintptr_t>(fn);
   if constexpr (std::is_void_v<R>) {
     internal::InvokeGate<R, P...>(std::forward<A>(args)...);
-    if (ABSL_PREDICT_FALSE(tb->fault != 0)) return TakeFault();
+    if (ABSL_PREDICT_FALSE(tb->fault != 0 || timed)) return EndCall(tb, timed);
     return absl::OkStatus();
   } else {
     R raw = internal::InvokeGate<R, P...>(std::forward<A>(args)...);
-    if (ABSL_PREDICT_FALSE(tb->fault != 0)) return Result(TakeFault());
+    if (ABSL_PREDICT_FALSE(tb->fault != 0 || timed)) {
+      if (absl::Status s = EndCall(tb, timed); !s.ok()) return Result(s);
+    }
     return Result(internal::TaintedAccess::Make(raw));
   }
 }

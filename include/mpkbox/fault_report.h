@@ -9,7 +9,8 @@
 namespace mpkbox {
 
 struct FaultReport {
-  int signal = 0;        // SIGSEGV, SIGILL, ...
+  std::string what;      // one line: the fault, the address and its key
+  int signal = 0;        // SIGSEGV, SIGILL, ... (0 for an exception)
   int code = 0;          // si_code, e.g. SEGV_PKUERR
   uintptr_t address = 0; // faulting data address (si_addr)
   int pkey = -1;         // key of the page at `address`, -1 if unmapped

@@ -11,7 +11,14 @@
 
 namespace mpkbox {
 
-struct RuntimeOptions {};
+struct RuntimeOptions {
+  // Refuse to run where the isolation is known not to hold (AMD kernels
+  // before 6.12.5 restore PKRU 0 on sigreturn). Off only for experiments.
+  bool strict = true;
+  // The real-time signal that interrupts calls past their call_timeout;
+  // 0 picks SIGRTMAX - 1.
+  int timer_signal = 0;
+};
 
 class Runtime {
  public:
@@ -19,8 +26,9 @@ class Runtime {
   // works in this process.
   static bool IsSupported();
 
-  // Allocates the trusted and selector keys. kFailedPrecondition without PKU.
-  // Later calls return the first call's result.
+  // Allocates the trusted and selector keys and installs mpkbox's signal
+  // entry. kFailedPrecondition without PKU or on a kernel that mishandles
+  // it. Later calls return the first call's result (and ignore `options`).
   static absl::Status Init(const RuntimeOptions& options = {});
 };
 

@@ -11,6 +11,13 @@
 #define MPKBOX_SEL_CURRENT_PKRU 8    // PKRU of the running domain (0: host)
 #define MPKBOX_SEL_CURRENT_DOMAIN 16 // id of the running compartment (0: host)
 #define MPKBOX_SEL_TRUSTED 24        // ThreadBlock* (trusted key)
+// Registers the resume stub restores after it has dropped to compartment
+// rights (it can no longer read the ThreadBlock then).
+#define MPKBOX_SEL_RESUME_RAX 32
+#define MPKBOX_SEL_RESUME_RCX 40
+#define MPKBOX_SEL_RESUME_RDX 48
+#define MPKBOX_SEL_RESUME_RIP 56
+#define MPKBOX_SEL_RESUME_RFLAGS 64
 
 #define MPKBOX_SELECTOR_ALLOW 0
 #define MPKBOX_SELECTOR_BLOCK 1
@@ -21,7 +28,30 @@
 #define MPKBOX_TB_PENDING_FN 16
 #define MPKBOX_TB_FAULT 24
 #define MPKBOX_TB_CALLBACKS 32  // CallbackEntry* (the process-wide table)
+#define MPKBOX_TB_RESUME 40     // ResumeState*: the other registers to resume
+#define MPKBOX_TB_SIGSTACK_LO 48  // this thread's trusted signal stack
+#define MPKBOX_TB_SIGSTACK_HI 56
 #define MPKBOX_TB_FRAMES 64
+
+// ResumeState (trusted): what the resume stub restores with host rights.
+#define MPKBOX_RS_RBX 0
+#define MPKBOX_RS_RBP 8
+#define MPKBOX_RS_RSI 16
+#define MPKBOX_RS_RDI 24
+#define MPKBOX_RS_R8 32
+#define MPKBOX_RS_R9 40
+#define MPKBOX_RS_R10 48
+#define MPKBOX_RS_R11 56
+#define MPKBOX_RS_R12 64
+#define MPKBOX_RS_R13 72
+#define MPKBOX_RS_R14 80
+#define MPKBOX_RS_R15 88
+#define MPKBOX_RS_RSP 96
+#define MPKBOX_RS_PKRU 104      // 0: resume trusted code (selector BLOCK)
+
+// The fixed PKRU the kernel starts every signal handler with (init_pkru).
+// Runtime::Init checks it; the signal entry compares against it.
+#define MPKBOX_INIT_PKRU 0x55555554
 
 // Frame: one per gate transition, in ThreadBlock::frames.
 #define MPKBOX_FRAME_SHIFT 7  // sizeof(Frame) == 128
@@ -38,6 +68,8 @@
 #define MPKBOX_FR_PREV_DOMAIN 80
 #define MPKBOX_FR_CTX 88         // CallContext* of the compartment entered
 #define MPKBOX_FR_SAVED_TOP 96   // callback: CallContext::top to restore
+
+#define MPKBOX_FR_DEADLINE 104   // call: absolute CLOCK_MONOTONIC ns, 0 = none
 
 #define MPKBOX_FRAME_CALL 1
 #define MPKBOX_FRAME_CALLBACK 2

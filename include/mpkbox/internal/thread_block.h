@@ -25,12 +25,16 @@ struct alignas(MPKBOX_PAGE_SIZE) SelectorPage {
   uint64_t current_pkru;
   uint64_t current_domain;  // the current-domain marker: 0 is the host
   ThreadBlock* trusted;
+  uint64_t resume_rax, resume_rcx, resume_rdx, resume_rip, resume_rflags;
 };
 static_assert(offsetof(SelectorPage, selector) == MPKBOX_SEL_SELECTOR);
 static_assert(offsetof(SelectorPage, current_pkru) == MPKBOX_SEL_CURRENT_PKRU);
 static_assert(offsetof(SelectorPage, current_domain) ==
               MPKBOX_SEL_CURRENT_DOMAIN);
 static_assert(offsetof(SelectorPage, trusted) == MPKBOX_SEL_TRUSTED);
+static_assert(offsetof(SelectorPage, resume_rax) == MPKBOX_SEL_RESUME_RAX);
+static_assert(offsetof(SelectorPage, resume_rflags) ==
+              MPKBOX_SEL_RESUME_RFLAGS);
 
 struct Frame {
   uint64_t kind;
@@ -41,7 +45,8 @@ struct Frame {
   uint64_t prev_domain;
   uint64_t ctx;
   uint64_t saved_top;
-  uint64_t pad[3];
+  uint64_t deadline_ns;
+  uint64_t pad[2];
 };
 static_assert(sizeof(Frame) == (1 << MPKBOX_FRAME_SHIFT));
 static_assert(offsetof(Frame, sp) == MPKBOX_FR_SP);
@@ -52,6 +57,7 @@ static_assert(offsetof(Frame, prev_pkru) == MPKBOX_FR_PREV_PKRU);
 static_assert(offsetof(Frame, prev_domain) == MPKBOX_FR_PREV_DOMAIN);
 static_assert(offsetof(Frame, ctx) == MPKBOX_FR_CTX);
 static_assert(offsetof(Frame, saved_top) == MPKBOX_FR_SAVED_TOP);
+static_assert(offsetof(Frame, deadline_ns) == MPKBOX_FR_DEADLINE);
 
 // What this thread needs to enter one compartment.
 struct CallContext {
@@ -73,6 +79,38 @@ struct CallbackEntry {
 };
 static_assert(sizeof(CallbackEntry) == (1 << MPKBOX_CB_SHIFT));
 
+// What the resume stub restores besides rax, rcx, rdx, rip and rflags.
+struct ResumeState {
+  uint64_t rbx, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15;
+  uint64_t rsp;
+  uint64_t pkru;
+};
+static_assert(offsetof(ResumeState, rsp) == MPKBOX_RS_RSP);
+static_assert(offsetof(ResumeState, pkru) == MPKBOX_RS_PKRU);
+
+// Why a call ended early: filled by the signal handler, read after the gate
+// returned (symbolizing is not for signal handlers).
+enum class FaultKind : uint32_t {
+  kNone = 0,
+  kSignal,         // a fault or abort() inside the compartment
+  kGateViolation,  // a check in the gate trapped: a forged jump into it
+  kTimeout,
+  kException,      // a C++ exception reached the gate
+};
+struct FaultInfo {
+  static constexpr int kMaxFrames = 32;
+  FaultKind kind;
+  int signal;
+  int code;
+  uint32_t pkru;   // the compartment's PKRU when it faulted
+  uintptr_t address;
+  uintptr_t ip;
+  uintptr_t stack_base;  // of the faulting thread's compartment stack
+  int frames;
+  uintptr_t ips[kMaxFrames];
+  char what[160];  // exception type
+};
+
 // On the trusted key. The page before it is the thread's SelectorPage.
 struct ThreadBlock {
   uint64_t depth;
@@ -80,15 +118,23 @@ struct ThreadBlock {
   uint64_t pending_fn;
   uint64_t fault;  // nonzero when the call that just returned did not finish
   CallbackEntry* callbacks;
-  uint64_t pad[3];
+  ResumeState* resume;
+  uintptr_t sigstack_lo, sigstack_hi;  // where the kernel writes our frames
   Frame frames[MPKBOX_MAX_DEPTH];
   CallContext contexts[kMaxCompartments];
+  ResumeState resume_state;
+  FaultInfo fault_info;
+  // Signal-handling state private to runtime/ (timer, backtrace recovery).
+  alignas(16) unsigned char runtime_private[1024];
 };
 static_assert(offsetof(ThreadBlock, depth) == MPKBOX_TB_DEPTH);
 static_assert(offsetof(ThreadBlock, pending_ctx) == MPKBOX_TB_PENDING_CTX);
 static_assert(offsetof(ThreadBlock, pending_fn) == MPKBOX_TB_PENDING_FN);
 static_assert(offsetof(ThreadBlock, fault) == MPKBOX_TB_FAULT);
 static_assert(offsetof(ThreadBlock, callbacks) == MPKBOX_TB_CALLBACKS);
+static_assert(offsetof(ThreadBlock, resume) == MPKBOX_TB_RESUME);
+static_assert(offsetof(ThreadBlock, sigstack_lo) == MPKBOX_TB_SIGSTACK_LO);
+static_assert(offsetof(ThreadBlock, sigstack_hi) == MPKBOX_TB_SIGSTACK_HI);
 static_assert(offsetof(ThreadBlock, frames) == MPKBOX_TB_FRAMES);
 
 }  // namespace mpkbox::internal

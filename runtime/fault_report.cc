@@ -1,0 +1,149 @@
+#include "runtime/fault_report.h"
+
+#include <signal.h>
+#include <string.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/debugging/symbolize.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "runtime/compartment_stack.h"
+#include "runtime/domain_registry.h"
+#include "runtime/runtime_state.h"
+
+namespace mpkbox::internal {
+namespace {
+
+std::string SignalName(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev != nullptr ? absl::StrCat("SIG", abbrev)
+                           : absl::StrCat("signal ", sig);
+}
+
+std::string CodeName(int sig, int code) {
+  switch (sig) {
+    case SIGSEGV:
+      if (code == SEGV_MAPERR) return "SEGV_MAPERR: address not mapped";
+      if (code == SEGV_ACCERR) return "SEGV_ACCERR: page protection";
+      if (code == SEGV_PKUERR) return "SEGV_PKUERR: protection-key violation";
+      break;
+    case SIGBUS:
+      if (code == BUS_ADRALN) return "BUS_ADRALN: misaligned address";
+      if (code == BUS_ADRERR) return "BUS_ADRERR: no such physical address";
+      if (code == BUS_OBJERR) return "BUS_OBJERR: object error";
+      break;
+    case SIGFPE:
+      if (code == FPE_INTDIV) return "FPE_INTDIV: integer divide by zero";
+      if (code == FPE_INTOVF) return "FPE_INTOVF: integer overflow";
+      if (code == FPE_FLTDIV) return "FPE_FLTDIV: float divide by zero";
+      break;
+    case SIGILL:
+      if (code == ILL_ILLOPN) return "ILL_ILLOPN: illegal operand";
+      if (code == ILL_ILLOPC) return "ILL_ILLOPC: illegal opcode";
+      break;
+    case SIGTRAP:
+      if (code == TRAP_BRKPT) return "TRAP_BRKPT: breakpoint";
+      if (code == SI_KERNEL) return "breakpoint (int3)";
+      break;
+    case SIGABRT:
+      return "abort()";
+  }
+  return absl::StrCat("si_code ", code);
+}
+
+std::string KeyDescription(int key) {
+  if (key < 0) return "unmapped";
+  if (key == 0) return "key 0: ambient memory";
+  if (key == Keys().trusted) return absl::StrCat("key ", key, ": mpkbox trusted state");
+  if (key == Keys().selector) return absl::StrCat("key ", key, ": mpkbox selector pages");
+  std::string owner = KeyOwner(key);
+  return owner.empty() ? absl::StrCat("key ", key)
+                       : absl::StrCat("key ", key, ": compartment '", owner, "'");
+}
+
+std::string Symbolized(uintptr_t ip, bool return_address) {
+  char name[256];
+  // A return address points after the call: look up the call itself.
+  const void* lookup = reinterpret_cast<const void*>(return_address ? ip - 1 : ip);
+  if (absl::Symbolize(lookup, name, sizeof(name))) {
+    return absl::StrFormat("0x%x %s", ip, name);
+  }
+  return absl::StrFormat("0x%x ?", ip);
+}
+
+}  // namespace
+
+int PkeyOfAddress(uintptr_t addr) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 &&
+        line.find(':') > line.find(' ')) {
+      inside = addr >= lo && addr < hi;
+      continue;
+    }
+    if (inside && line.rfind("ProtectionKey:", 0) == 0) {
+      return std::atoi(line.c_str() + 14);
+    }
+  }
+  return -1;
+}
+
+absl::Status BuildFaultReport(const FaultInfo& info,
+                              const std::string& compartment,
+                              absl::Duration timeout, FaultReport* report) {
+  report->signal = info.signal;
+  report->code = info.code;
+  report->address = info.address;
+  report->ip = info.ip;
+  report->compartment = compartment;
+  report->pkey = info.address != 0 ? PkeyOfAddress(info.address) : -1;
+  report->key_owner = info.address != 0 ? KeyDescription(report->pkey) : "";
+  for (int i = 0; i < info.frames; ++i) {
+    report->backtrace.push_back(Symbolized(info.ips[i], i > 0));
+  }
+  const std::string where =
+      info.frames > 0 ? Symbolized(info.ips[0], false)
+                      : absl::StrFormat("0x%x", info.ip);
+  const std::string prefix = absl::StrCat("compartment '", compartment, "': ");
+  std::string& what = report->what;
+  switch (info.kind) {
+    case FaultKind::kTimeout:
+      what = absl::StrCat("ran past its call_timeout of ",
+                          absl::FormatDuration(timeout), ", interrupted at ",
+                          where);
+      return absl::DeadlineExceededError(absl::StrCat(prefix, what));
+    case FaultKind::kException:
+      what = info.what;
+      return absl::AbortedError(absl::StrCat(prefix, what));
+    case FaultKind::kGateViolation:
+      what = absl::StrCat(
+          "a jump into mpkbox's gate or signal entry with forged registers "
+          "trapped (",
+          SignalName(info.signal), " at ", where, ", PKRU ",
+          absl::StrFormat("0x%08x", info.pkru), ")");
+      return absl::AbortedError(absl::StrCat(prefix, what));
+    case FaultKind::kSignal:
+    case FaultKind::kNone:
+      break;
+  }
+  what = absl::StrCat(SignalName(info.signal), " (",
+                      CodeName(info.signal, info.code), ")");
+  if (info.stack_base != 0 && info.address >= info.stack_base &&
+      info.address < info.stack_base + kGuardBytes) {
+    what = absl::StrCat("stack overflow: ", what, " in the guard page");
+  }
+  if (info.signal == SIGSEGV || info.signal == SIGBUS) {
+    absl::StrAppend(&what, absl::StrFormat(" at address 0x%x (%s)",
+                                           info.address, report->key_owner));
+  }
+  absl::StrAppend(&what, ", ip ", where);
+  return absl::AbortedError(absl::StrCat(prefix, what));
+}
+
+}  // namespace mpkbox::internal

@@ -1,0 +1,25 @@
+// Turns what the signal handler recorded (FaultInfo) into a FaultReport and
+// a status, outside the handler: symbolizing and reading /proc are not
+// async-signal-safe.
+#ifndef MPKBOX_RUNTIME_FAULT_REPORT_H_
+#define MPKBOX_RUNTIME_FAULT_REPORT_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "mpkbox/fault_report.h"
+#include "mpkbox/internal/thread_block.h"
+
+namespace mpkbox::internal {
+
+absl::Status BuildFaultReport(const FaultInfo& info,
+                              const std::string& compartment,
+                              absl::Duration timeout, FaultReport* report);
+
+// The protection key of the page holding `addr`, -1 if it is not mapped.
+int PkeyOfAddress(uintptr_t addr);
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_FAULT_REPORT_H_

@@ -1,0 +1,36 @@
+// Per-thread state of the signal machinery, kept in the trusted ThreadBlock
+// (ThreadBlock::runtime_private) so no compartment can read or change it.
+#ifndef MPKBOX_RUNTIME_THREAD_RUNTIME_H_
+#define MPKBOX_RUNTIME_THREAD_RUNTIME_H_
+
+#include <setjmp.h>
+#include <time.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+#include "mpkbox/internal/thread_block.h"
+
+namespace mpkbox::internal {
+
+struct ThreadRuntime {
+  // The trusted signal stack (sigaltstack) of this thread.
+  void* signal_stack = nullptr;
+  size_t signal_stack_bytes = 0;
+  // call_timeout: one POSIX timer per thread, created on first use.
+  bool has_timer = false;
+  timer_t timer{};
+  // A fault while collecting a backtrace jumps back here.
+  volatile bool in_backtrace = false;
+  sigjmp_buf backtrace_jmp;
+};
+static_assert(sizeof(ThreadRuntime) <= sizeof(ThreadBlock::runtime_private));
+
+inline ThreadRuntime& ThreadRuntimeOf(ThreadBlock* tb) {
+  return *std::launder(reinterpret_cast<ThreadRuntime*>(tb->runtime_private));
+}
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_THREAD_RUNTIME_H_
