@@ -114,9 +114,13 @@ absl::Status BuildFaultReport(const FaultInfo& info,
   std::string& what = report->what;
   switch (info.kind) {
     case FaultKind::kTimeout:
-      what = absl::StrCat("ran past its call_timeout of ",
-                          absl::FormatDuration(timeout), ", interrupted at ",
-                          where);
+      what = timeout == absl::InfiniteDuration()
+                 ? absl::StrCat("interrupted because an enclosing call ran "
+                                "past its call_timeout, at ",
+                                where)
+                 : absl::StrCat("ran past its call_timeout of ",
+                                absl::FormatDuration(timeout),
+                                ", interrupted at ", where);
       return absl::DeadlineExceededError(absl::StrCat(prefix, what));
     case FaultKind::kException:
       what = info.what;

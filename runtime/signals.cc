@@ -270,12 +270,13 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
   }
   if (tb != nullptr && sig == timer_signal && info->si_code == SI_TIMER &&
       info->si_value.sival_ptr == tb) {
-    if (in_compartment && AnyDeadlinePassed(tb, MonotonicNowNs()) &&
-        Contain(tb, uc, FaultKind::kTimeout, sig, info, pkru)) {
-      return;  // Call re-arms for the calls still running
-    }
-    RearmCallTimer(tb, 1000000);  // past due in host code: retry in 1 ms
-    Resume(sel, tb, uc, pkru, in_compartment, selector);
+    const bool contained =
+        in_compartment && AnyDeadlinePassed(tb, MonotonicNowNs()) &&
+        Contain(tb, uc, FaultKind::kTimeout, sig, info, pkru);
+    // Deadlines still past (an outer call's, or one that passed in host
+    // code) are retried in 1 ms, when compartment code may run again.
+    RearmCallTimer(tb, 1000000);
+    if (!contained) Resume(sel, tb, uc, pkru, in_compartment, selector);
     return;
   }
   // The host's signal. Its handler may itself call into compartments.

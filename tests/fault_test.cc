@@ -1,0 +1,446 @@
+// Faults and signals: every kind of compartment fault becomes a status with
+// a report; nothing leaks over thousands of them; the host's own faults and
+// handlers behave as without mpkbox; exceptions stop at the gate; calls past
+// their call_timeout are interrupted.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpkbox/mpkbox.h"
+#include "runtime/pku.h"
+#include "tests/test_util.h"
+
+namespace mpkbox {
+namespace {
+
+using ::mpkbox::testing::CountMappings;
+using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::Value;
+using ::testing::HasSubstr;
+
+int CountFds() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  while (readdir(d) != nullptr) ++n;
+  closedir(d);
+  return n;
+}
+long RssPages() {
+  long size = 0, rss = 0;
+  std::ifstream("/proc/self/statm") >> size >> rss;
+  return rss;
+}
+int CountTimers() {
+  std::ifstream timers("/proc/self/timers");
+  std::string line;
+  int n = 0;
+  while (std::getline(timers, line)) n += line.rfind("ID:", 0) == 0;
+  return n;
+}
+
+// An address nothing maps (the compiler must not see a constant null).
+volatile uintptr_t unmapped_address = 16;
+
+// The faulting compartment functions, one per kind.
+int ReadUnmapped() {
+  return *reinterpret_cast<volatile int*>(unmapped_address);
+}
+int Divide(int a, int b) { return a / b; }
+void Ud2() { __builtin_trap(); }
+void Int3() { asm volatile("int3"); }
+void Abort() { abort(); }
+int ReadAt(const volatile int* p) { return *p; }
+
+void ExpectFault(Compartment* box, const absl::Status& s, int sig,
+                 const std::string& text) {
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("compartment '" + box->name() + "'"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr(text));
+  const FaultReport* f = box->last_fault();
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->signal, sig);
+  EXPECT_EQ(f->compartment, box->name());
+  EXPECT_NE(f->ip, 0u);
+  EXPECT_FALSE(f->backtrace.empty());
+  EXPECT_EQ(box->Call(+[] {}).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_TRUE(box->Call(+[] {}).ok());
+}
+
+TEST(FaultTest, UnmappedRead) {
+  auto box = MakeBox({.name = "segv"});
+  ExpectFault(box.get(), box->Call(&ReadUnmapped).status(), SIGSEGV,
+              "SEGV_MAPERR");
+}
+
+TEST(FaultTest, BusErrorPastTheEndOfAFile) {
+  auto box = MakeBox({.name = "bus"});
+  int fd = memfd_create("empty", 0);
+  ASSERT_GE(fd, 0);
+  void* page = mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+  ASSERT_NE(page, MAP_FAILED);
+  ExpectFault(box.get(),
+              box->Call(&ReadAt, static_cast<const volatile int*>(page))
+                  .status(),
+              SIGBUS, "BUS_ADRERR");
+  munmap(page, 4096);
+  close(fd);
+}
+
+TEST(FaultTest, DivideByZero) {
+  auto box = MakeBox({.name = "fpe"});
+  ExpectFault(box.get(), box->Call(&Divide, 1, 0).status(), SIGFPE,
+              "FPE_INTDIV");
+  EXPECT_THAT(box->Call(&Divide, 1, 0).status().message(),
+              HasSubstr("Divide"));  // symbolized
+}
+
+TEST(FaultTest, IllegalInstruction) {
+  auto box = MakeBox({.name = "ill"});
+  ExpectFault(box.get(), box->Call(&Ud2), SIGILL, "SIGILL");
+}
+
+TEST(FaultTest, Breakpoint) {
+  auto box = MakeBox({.name = "trap"});
+  ExpectFault(box.get(), box->Call(&Int3), SIGTRAP, "SIGTRAP");
+}
+
+TEST(FaultTest, AbortInside) {
+  // abort() writes libc's lock and raises SIGABRT: with key 0 writable the
+  // raise happens and is contained; read-only, the lock write faults first.
+  auto rw = MakeBox({.name = "abort-rw", .ambient = Ambient::kReadWrite});
+  ExpectFault(rw.get(), rw->Call(&Abort), SIGABRT, "abort()");
+  auto ro = MakeBox({.name = "abort-ro"});
+  EXPECT_EQ(ro->Call(&Abort).code(), absl::StatusCode::kAborted);
+}
+
+TEST(FaultTest, ReportNamesTheKeyOwner) {
+  auto box = MakeBox({.name = "reporter"});
+  static int host_value = 5;
+  absl::Status s = box->Call(+[] { host_value = 6; });
+  EXPECT_THAT(std::string(s.message()), HasSubstr("SEGV_PKUERR"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("key 0: ambient memory"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr(absl::StrFormat("0x%x", reinterpret_cast<uintptr_t>(
+                                                    &host_value))));
+  EXPECT_EQ(box->last_fault()->pkey, 0);
+  EXPECT_EQ(host_value, 5);
+}
+
+// host -> A -> host callback -> B faults: B's call fails, A's goes on.
+Compartment* faulty_b;
+int CallFaultyB() {
+  absl::Status s = faulty_b->Call(&ReadUnmapped).status();
+  return s.code() == absl::StatusCode::kAborted ? 7 : -1;
+}
+int AUsesCallback(int (*cb)()) { return cb() + 1; }
+
+TEST(FaultTest, FaultInNestedChainUnwindsToTheRightGate) {
+  auto a = MakeBox({.name = "a"});
+  auto b = MakeBox({.name = "b"});
+  faulty_b = b.get();
+  auto cb = a->RegisterCallback(&CallFaultyB);
+  ASSERT_TRUE(cb.ok());
+  EXPECT_EQ(Value(a->Call(&AUsesCallback, cb->get())), 8);
+  EXPECT_EQ(a->last_fault(), nullptr);
+  ASSERT_NE(b->last_fault(), nullptr);
+  EXPECT_EQ(b->last_fault()->signal, SIGSEGV);
+  EXPECT_EQ(internal::CurrentThreadBlock()->depth, 0u);
+}
+
+TEST(FaultTest, TenThousandFaultsWithResetLeakNothing) {
+  auto box = MakeBox({.name = "churn"});
+  for (int i = 0; i < 100; ++i) {  // warm up caches and lazy state
+    ASSERT_FALSE(box->Call(&ReadUnmapped).ok());
+    ASSERT_TRUE(box->Reset().ok());
+  }
+  const int fds = CountFds();
+  const int mappings = CountMappings();
+  const long rss = RssPages();
+  for (int i = 0; i < 10000; ++i) {
+    ASSERT_EQ(box->Call(i % 2 ? &Ud2 : &Int3).code(),
+              absl::StatusCode::kAborted);
+    ASSERT_TRUE(box->Reset().ok());
+  }
+  EXPECT_EQ(CountFds(), fds);
+  EXPECT_EQ(CountMappings(), mappings);
+  EXPECT_LT(RssPages(), rss + 256);  // under 1 MiB of growth
+}
+
+// --- The host's own faults and handlers -----------------------------------
+
+std::atomic<int> host_handler_calls{0};
+std::atomic<uint32_t> host_handler_pkru{0xffffffff};
+char* guarded_page = nullptr;
+
+void FixUpAndCount(int, siginfo_t* info, void*) {
+  host_handler_calls++;
+  host_handler_pkru = internal::ReadPkru();
+  if (info->si_addr == guarded_page) {
+    mprotect(guarded_page, 4096, PROT_READ | PROT_WRITE);
+  }
+}
+
+TEST(HostSignalTest, HandlerInstalledAfterInitRunsWithHostRights) {
+  ASSERT_TRUE(Runtime::Init().ok());
+  MakeBox({.name = "warm"})->Call(+[] {}).IgnoreError();
+  guarded_page = static_cast<char*>(
+      mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  struct sigaction sa {}, old{};
+  sa.sa_sigaction = FixUpAndCount;
+  sa.sa_flags = SA_SIGINFO;
+  ASSERT_EQ(sigaction(SIGSEGV, &sa, &old), 0);
+  host_handler_calls = 0;
+  *reinterpret_cast<volatile char*>(guarded_page) = 1;  // host fault
+  EXPECT_EQ(host_handler_calls.load(), 1);
+  EXPECT_EQ(host_handler_pkru.load(), 0u);  // not the kernel's init_pkru
+  EXPECT_EQ(guarded_page[0], 1);
+  struct sigaction mine {};
+  ASSERT_EQ(sigaction(SIGSEGV, &old, &mine), 0);
+  EXPECT_EQ(mine.sa_sigaction, &FixUpAndCount);  // the host's view
+  munmap(guarded_page, 4096);
+}
+
+TEST(HostSignalTest, SigactionAndSignalKeepTheirMeaning) {
+  ASSERT_TRUE(Runtime::Init().ok());
+  auto h1 = +[](int) {};
+  auto h2 = +[](int) {};
+  struct sigaction a {}, old{};
+  a.sa_handler = h1;
+  ASSERT_EQ(sigaction(SIGUSR2, &a, &old), 0);
+  EXPECT_EQ(signal(SIGUSR2, h2), h1);
+  EXPECT_EQ(signal(SIGUSR2, SIG_IGN), h2);
+  struct sigaction now {};
+  ASSERT_EQ(sigaction(SIGUSR2, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_IGN);
+  raise(SIGUSR2);  // ignored, as the host asked
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  EXPECT_EQ(sigaction(SIGKILL, &a, nullptr), -1);  // still refused
+  EXPECT_EQ(sigaction(NSIG + 1, &a, nullptr), -1);
+}
+
+TEST(HostSignalDeathTest, HostFaultWithoutHandlerStillKills) {
+  ASSERT_TRUE(Runtime::Init().ok());
+  EXPECT_EXIT(
+      {
+        signal(SIGSEGV, SIG_DFL);
+        *reinterpret_cast<volatile int*>(unmapped_address) = 1;
+      },
+      ::testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT(abort(), ::testing::KilledBySignal(SIGABRT), "");
+  EXPECT_EXIT(asm volatile("int3"), ::testing::KilledBySignal(SIGTRAP), "");
+}
+
+TEST(HostSignalTest, HostFaultStillDumpsCore) {
+  ASSERT_TRUE(Runtime::Init().ok());
+  char dir[] = "/tmp/mpkbox-core-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_CORE, &unlimited) != 0 || chdir(dir) != 0) _exit(3);
+    signal(SIGSEGV, SIG_DFL);
+    *reinterpret_cast<volatile int*>(unmapped_address) = 1;
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGSEGV);
+  std::ifstream pattern("/proc/sys/kernel/core_pattern");
+  std::string p;
+  std::getline(pattern, p);
+  if (p.empty() || p[0] != '|') {
+    EXPECT_TRUE(WCOREDUMP(status)) << "core_pattern " << p;
+  }
+  std::system((std::string("rm -rf ") + dir).c_str());
+}
+
+TEST(HostSignalDeathTest, HandlerInstalledBeforeInitRunsWithHostRights) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a process without Init
+  EXPECT_EXIT(
+      {
+        struct sigaction sa {};
+        sa.sa_sigaction = FixUpAndCount;
+        sa.sa_flags = SA_SIGINFO;
+        sigaction(SIGSEGV, &sa, nullptr);
+        if (!Runtime::Init().ok()) _exit(2);
+        MakeBox({.name = "after"})->Call(+[] {}).IgnoreError();
+        guarded_page = static_cast<char*>(mmap(
+            nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        *reinterpret_cast<volatile char*>(guarded_page) = 1;
+        _exit(host_handler_calls == 1 && host_handler_pkru == 0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST(HostSignalDeathTest, ResetHandMeansOnce) {
+  ASSERT_TRUE(Runtime::Init().ok());
+  EXPECT_EXIT(
+      {
+        struct sigaction sa {};
+        sa.sa_handler = +[](int) { host_handler_calls++; };
+        sa.sa_flags = SA_RESETHAND;
+        sigaction(SIGUSR2, &sa, nullptr);
+        raise(SIGUSR2);
+        if (host_handler_calls != 1) _exit(1);
+        raise(SIGUSR2);  // default action now: terminate
+        _exit(2);
+      },
+      ::testing::KilledBySignal(SIGUSR2), "");
+}
+
+// --- Exceptions -------------------------------------------------------------
+
+int Throws() { throw std::runtime_error("host callback failed"); }
+int CallsThrower(int (*cb)()) { return cb() + 1; }
+
+TEST(ExceptionTest, ExceptionFromHostCallbackIsAFaultOfTheCall) {
+  auto box = MakeBox({.name = "thrower"});
+  auto cb = box->RegisterCallback(&Throws);
+  ASSERT_TRUE(cb.ok());
+  absl::Status s;
+  try {
+    s = box->Call(&CallsThrower, cb->get()).status();
+  } catch (...) {
+    FAIL() << "the exception crossed the gate";
+  }
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("std::runtime_error"));
+  EXPECT_EQ(internal::CurrentThreadBlock()->depth, 0u);
+  EXPECT_EQ(internal::ReadPkru(), 0u);
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_EQ(Value(box->Call(+[] { return 3; })), 3);
+}
+
+int ThrowsInside() { throw 42; }
+int CatchesInside() {
+  try {
+    throw std::runtime_error("inside");
+  } catch (const std::exception&) {
+    return 9;
+  }
+}
+
+TEST(ExceptionTest, ExceptionLeavingCompartmentCodeIsAFault) {
+  // The unwinder writes ambient state (dl_iterate_phdr's lock): kReadWrite.
+  auto box = MakeBox({.name = "inner", .ambient = Ambient::kReadWrite});
+  EXPECT_EQ(Value(box->Call(&CatchesInside)), 9);  // caught inside: fine
+  absl::Status s;
+  try {
+    s = box->Call(&ThrowsInside).status();
+  } catch (...) {
+    FAIL() << "the exception crossed the gate";
+  }
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("exception"));
+  EXPECT_EQ(internal::CurrentThreadBlock()->depth, 0u);
+}
+
+// --- call_timeout -------------------------------------------------------------
+
+void Spin() {
+  for (;;) asm volatile("");
+}
+
+TEST(TimeoutTest, InfiniteLoopIsInterrupted) {
+  auto box = MakeBox({.name = "spinner",
+                      .call_timeout = absl::Milliseconds(50)});
+  const absl::Time start = absl::Now();
+  absl::Status s = box->Call(&Spin);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("spinner"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("50ms"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(box->Call(+[] {}).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_EQ(Value(box->Call(+[] { return 4; })), 4);  // fast calls finish
+}
+
+std::atomic<bool> callback_finished{false};
+void SlowHostCallback() {
+  absl::SleepFor(absl::Milliseconds(300));  // host code: never interrupted
+  callback_finished = true;
+}
+void CallbackThenSpin(void (*cb)()) {
+  cb();
+  Spin();
+}
+
+TEST(TimeoutTest, DeadlinePassingInsideAHostCallback) {
+  auto box = MakeBox({.name = "patient",
+                      .call_timeout = absl::Milliseconds(100)});
+  auto cb = box->RegisterCallback(&SlowHostCallback);
+  ASSERT_TRUE(cb.ok());
+  callback_finished = false;
+  const absl::Time start = absl::Now();
+  absl::Status s = box->Call(&CallbackThenSpin, cb->get());
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_TRUE(callback_finished);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+}
+
+Compartment* untimed_inner;
+absl::StatusCode inner_code;
+void CallSpinningInner() {
+  inner_code = untimed_inner->Call(&Spin).code();
+}
+void OuterCallsBack(void (*cb)()) {
+  cb();
+  Spin();
+}
+
+TEST(TimeoutTest, OuterDeadlineInterruptsANestedCompartment) {
+  auto outer = MakeBox({.name = "outer",
+                        .call_timeout = absl::Milliseconds(50)});
+  auto inner = MakeBox({.name = "inner"});
+  untimed_inner = inner.get();
+  auto cb = outer->RegisterCallback(&CallSpinningInner);
+  ASSERT_TRUE(cb.ok());
+  absl::Status s = outer->Call(&OuterCallsBack, cb->get());
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_EQ(inner_code, absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(inner->last_fault()->what, HasSubstr("enclosing call"));
+}
+
+TEST(TimeoutTest, TimersAreNotLeakedAndUntimedCallsMakeNone) {
+  auto untimed = MakeBox({.name = "untimed"});
+  auto timed = MakeBox({.name = "timed",
+                        .call_timeout = absl::Milliseconds(20)});
+  const int timers = CountTimers();
+  const int fds = CountFds();
+  std::thread([&] {
+    for (int i = 0; i < 1000; ++i) ASSERT_TRUE(untimed->Call(+[] {}).ok());
+    EXPECT_EQ(CountTimers(), timers);  // no timeout, no timer
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_TRUE(timed->Call(+[] {}).ok());
+      ASSERT_EQ(timed->Call(&Spin).code(),
+                absl::StatusCode::kDeadlineExceeded);
+      ASSERT_TRUE(timed->Reset().ok());
+    }
+    EXPECT_EQ(CountTimers(), timers + 1);  // one per thread
+  }).join();
+  EXPECT_EQ(CountTimers(), timers);  // gone with the thread
+  EXPECT_EQ(CountFds(), fds);
+}
+
+}  // namespace
+}  // namespace mpkbox
