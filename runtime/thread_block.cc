@@ -20,7 +20,7 @@
 #include "runtime/thread_runtime.h"
 
 extern "C" {
-__thread __attribute__((tls_model("initial-exec")))
+__thread __attribute__((tls_model(MPKBOX_TLS_MODEL)))
 mpkbox::internal::SelectorPage* mpkbox_tls_thread = nullptr;
 }
 
@@ -99,8 +99,9 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
         "cannot map this thread's gate state: %s", strerror(errno)));
   }
   auto* sel = static_cast<SelectorPage*>(p);
+  static_assert(sizeof(SelectorPage) == MPKBOX_PAGE_SIZE);
   auto* tb = reinterpret_cast<ThreadBlock*>(static_cast<char*>(p) +
-                                            sizeof(SelectorPage));
+                                            MPKBOX_PAGE_SIZE);
   absl::Status s = TagPages(sel, sizeof(SelectorPage), PROT_READ | PROT_WRITE,
                             Keys().selector);
   if (s.ok()) {

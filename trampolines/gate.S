@@ -68,7 +68,7 @@ mpkbox_gate_enter:
   // what the return path restores.
 
   LOAD_THREAD %rax                          // rax = SelectorPage
-  movq MPKBOX_SEL_TRUSTED(%rax), %r11       // r11 = ThreadBlock
+  leaq MPKBOX_PAGE_SIZE(%rax), %r11       // r11 = ThreadBlock
   movq MPKBOX_TB_DEPTH(%r11), %r10
   cmpq $MPKBOX_MAX_DEPTH, %r10
   jae mpkbox_gate_trap
@@ -139,7 +139,7 @@ mpkbox_gate_landing:
   movq %rdx, %r9
   WRPKRU_HOST
   LOAD_THREAD %rax
-  movq MPKBOX_SEL_TRUSTED(%rax), %r11
+  leaq MPKBOX_PAGE_SIZE(%rax), %r11
   movq MPKBOX_TB_DEPTH(%r11), %r10
   subq $1, %r10
   jb mpkbox_gate_trap                       // depth was 0: no call to return from
@@ -188,7 +188,7 @@ mpkbox_gate_exception_pad:
   .cfi_restore_state
   WRPKRU_HOST
   LOAD_THREAD %rax
-  movq MPKBOX_SEL_TRUSTED(%rax), %r11
+  leaq MPKBOX_PAGE_SIZE(%rax), %r11
   movq MPKBOX_TB_DEPTH(%r11), %r10
   testq %r10, %r10
   jz mpkbox_gate_trap
@@ -237,7 +237,7 @@ mpkbox_callback_entry:
   movq %r9, %xmm13
   WRPKRU_HOST
   LOAD_THREAD %rax                          // rax = SelectorPage
-  movq MPKBOX_SEL_TRUSTED(%rax), %rdx       // rdx = ThreadBlock
+  leaq MPKBOX_PAGE_SIZE(%rax), %rdx       // rdx = ThreadBlock
   cmpl $MPKBOX_MAX_CALLBACKS, %r11d
   jae mpkbox_gate_trap
   movq MPKBOX_TB_CALLBACKS(%rdx), %rcx
@@ -306,7 +306,7 @@ mpkbox_callback_entry:
   movq %rax, %r8
   movq %rdx, %r9
   LOAD_THREAD %rax
-  movq MPKBOX_SEL_TRUSTED(%rax), %r11
+  leaq MPKBOX_PAGE_SIZE(%rax), %r11
   movq MPKBOX_TB_DEPTH(%r11), %r10
   subq $1, %r10
   jb mpkbox_gate_trap

@@ -38,7 +38,7 @@ mpkbox_signal_entry:
   LOAD_THREAD %rax
   testq %rax, %rax
   jz 1f                                     // no compartment ever ran here
-  movq MPKBOX_SEL_TRUSTED(%rax), %rax
+  leaq MPKBOX_PAGE_SIZE(%rax), %rax
   movq MPKBOX_TB_SIGSTACK_LO(%rax), %rcx
   cmpq %rcx, %rsp
   jb mpkbox_gate_trap
@@ -65,7 +65,7 @@ mpkbox_resume_stub:
   .cfi_startproc
   .cfi_undefined rip
   LOAD_THREAD %rax
-  movq MPKBOX_SEL_TRUSTED(%rax), %rcx
+  leaq MPKBOX_PAGE_SIZE(%rax), %rcx
   movq MPKBOX_TB_RESUME(%rcx), %rcx         // rcx = ResumeState
   movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
   movq MPKBOX_RS_RBX(%rcx), %rbx

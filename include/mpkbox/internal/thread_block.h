@@ -141,13 +141,21 @@ static_assert(offsetof(ThreadBlock, frames) == MPKBOX_TB_FRAMES);
 
 // This thread's selector page, or null before its first entry. TLS is on
 // key 0: compartments can read it but, under Ambient::kReadOnly, not change it.
-extern "C" __thread __attribute__((tls_model("initial-exec")))
+#ifdef MPKBOX_TLS_LOCAL_EXEC
+#define MPKBOX_TLS_MODEL "local-exec"
+#else
+#define MPKBOX_TLS_MODEL "initial-exec"
+#endif
+extern "C" __thread __attribute__((tls_model(MPKBOX_TLS_MODEL)))
 mpkbox::internal::SelectorPage* mpkbox_tls_thread;
 
 namespace mpkbox::internal {
+// The gate finds the ThreadBlock one page after the SelectorPage.
 inline ThreadBlock* CurrentThreadBlock() {
   SelectorPage* sel = mpkbox_tls_thread;
-  return sel == nullptr ? nullptr : sel->trusted;
+  return sel == nullptr ? nullptr
+                        : reinterpret_cast<ThreadBlock*>(
+                              reinterpret_cast<char*>(sel) + MPKBOX_PAGE_SIZE);
 }
 }  // namespace mpkbox::internal
 
