@@ -1,6 +1,6 @@
-// Cost of crossing the call gate, against baselines measured in the same run
-// (DESIGN.md 7). bench/run.sh runs this binary; bench/report.py turns its
-// JSON into bench/RESULTS.md.
+// Cost of crossing the call gate, of a contained fault and of Reset, against
+// baselines measured in the same run (DESIGN.md 7). bench/run.sh runs this
+// binary; bench/report.py turns its JSON into bench/RESULTS.md.
 //
 //   BM_WrpkruPair        the floor: two WRPKRUs (a different value, then the
 //                        original), nothing else. Any gate pays at least this.
@@ -21,16 +21,70 @@
 //   BM_CallbackNative/N  the same loop run directly in the host, calling the
 //                        callback function itself: the unsandboxed baseline.
 //
+// Faults and Reset, on a second compartment ("bench-faults") so that the gate
+// benchmarks' compartment is never faulted or reset:
+//
+//   BM_FaultAndReset     box->Call(&Ud2) (ud2: SIGILL, contained, returned as
+//                        kAborted with a FaultReport) then box->Reset(). Reset
+//                        unmaps the thread's compartment stack, so each Call
+//                        also maps a fresh one: this is one whole
+//                        fault-and-recover cycle in steady state.
+//   BM_FaultAndResetSegv the same with a write to a host global (SEGV_PKUERR).
+//   BM_FaultAndResetNull the same with a write to address 8 (SEGV_MAPERR), a
+//                        null pointer plus an offset.
+//   BM_Reset             box->Reset() then box->Call(&Empty): Reset alone
+//                        cannot be repeated meaningfully (a second Reset finds
+//                        no stack to unmap), so it is timed with the Call that
+//                        maps the stack again. The same cycle as
+//                        BM_FaultAndReset minus the fault.
+//   BM_SignalRoundTrip   tgkill(SIGUSR1) to the running thread with an empty
+//                        SA_SIGINFO handler installed by libc's own sigaction
+//                        (__sigaction, bypassing mpkbox's interposed one), on
+//                        a thread that never entered a compartment: the
+//                        kernel's signal delivery + sigreturn, the floor of any
+//                        fault containment.
+//   BM_SignalRoundTripHost
+//                        the same on the benchmark thread (which has entered
+//                        compartments) with the handler installed by the
+//                        host's sigaction, which mpkbox interposes: the signal
+//                        goes through mpkbox's signal entry and dispatch, and
+//                        the thread's syscalls through Syscall User Dispatch.
+//   BM_ForkExitWait      fork, _exit(0) in the child, waitpid: a lower bound
+//                        for a process sandbox replacing a crashed worker (no
+//                        exec, no sandbox set-up, no crash handling).
+//
+// Pieces of the fault path, to break BM_FaultAndReset down:
+//
+//   BM_SymbolizeOne      absl::Symbolize of Ud2's address (the fault report
+//                        symbolizes each backtrace frame and the faulting ip;
+//                        the symbolizer's cache is warm, as it is for a fault
+//                        repeated at one address).
+//   BM_ReadSmaps/<where> mpkbox's PkeyOfAddress (reads /proc/self/smaps up to
+//                        the mapping holding the address), the lookup the
+//                        report does for the fault's si_addr (for SIGILL, the
+//                        faulting instruction): at Ud2 (code), at the host
+//                        global, and at address 8 (unmapped: the whole file).
+//
 // A bare WRPKRU is fine here: this binary is a measurement tool, not the
 // runtime, and it never runs untrusted code.
 #include <benchmark/benchmark.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 
+#include "absl/debugging/symbolize.h"
 #include "mpkbox/mpkbox.h"
+#include "runtime/fault_report.h"  // internal::PkeyOfAddress, for BM_ReadSmaps
+
+// libc's own sigaction: the host's `sigaction` is mpkbox's interposed one.
+extern "C" int __sigaction(int, const struct sigaction*, struct sigaction*);
 
 namespace {
 
@@ -80,6 +134,20 @@ __attribute__((noinline)) int CallbackLoop(int (*cb)(int), int n) {
 
 void (*volatile plain_target)() = &Empty;
 
+// ud2: SIGILL (ILL_ILLOPN) at this function's first instruction.
+__attribute__((noinline)) void Ud2() { __builtin_trap(); }
+
+// Key-0 memory; compartments have read-only ambient rights by default, so a
+// write from inside is SEGV_PKUERR.
+int host_global = 0;
+__attribute__((noinline)) void WriteHostGlobal() {
+  *static_cast<volatile int*>(&host_global) = 1;
+}
+
+// A null pointer plus an offset, the commonest crash: SEGV_MAPERR at 8.
+int* volatile bad_pointer = reinterpret_cast<int*>(8);
+__attribute__((noinline)) void WriteNullPlus8() { *bad_pointer = 1; }
+
 // ---------------------------------------------------------------------------
 // One compartment for the whole binary, created on first use and never
 // destroyed (the process exit returns its pages).
@@ -87,6 +155,20 @@ void (*volatile plain_target)() = &Empty;
 mpkbox::Compartment& Box() {
   static mpkbox::Compartment* box = [] {
     auto b = mpkbox::Compartment::Create({.name = "bench"});
+    if (!b.ok()) {
+      std::fprintf(stderr, "gate_bench: Compartment::Create: %s\n",
+                   b.status().ToString().c_str());
+      std::exit(2);
+    }
+    return b->release();
+  }();
+  return *box;
+}
+
+// The compartment the fault and Reset benchmarks fault and reset.
+mpkbox::Compartment& FaultBox() {
+  static mpkbox::Compartment* box = [] {
+    auto b = mpkbox::Compartment::Create({.name = "bench-faults"});
     if (!b.ok()) {
       std::fprintf(stderr, "gate_bench: Compartment::Create: %s\n",
                    b.status().ToString().c_str());
@@ -216,6 +298,177 @@ void BM_CallbackNative(benchmark::State& state) {
 }
 BENCHMARK(BM_CallbackNative)->Arg(0)->Arg(64);
 
+// ---------------------------------------------------------------------------
+// Faults and Reset.
+
+// One untimed fault of `fn`: checks that it is contained as kAborted with the
+// expected signal and si_code, and records how many frames the report
+// symbolized (each one, plus the faulting ip, is one absl::Symbolize).
+bool CheckFault(benchmark::State& state, mpkbox::Compartment& box,
+                void (*fn)(), int sig, int code) {
+  if (!box.Reset().ok()) {
+    state.SkipWithError("Reset failed");
+    return false;
+  }
+  absl::Status s = box.Call(fn);
+  const mpkbox::FaultReport* f = box.last_fault();
+  if (s.code() != absl::StatusCode::kAborted || f == nullptr ||
+      f->signal != sig || f->code != code) {
+    state.SkipWithError("the fault was not contained as expected");
+    return false;
+  }
+  state.counters["frames"] = static_cast<double>(f->backtrace.size());
+  // The key the report found for si_addr in /proc/self/smaps (-1: unmapped,
+  // or no address to look up).
+  state.counters["pkey"] = f->pkey;
+  return box.Reset().ok();
+}
+
+void FaultAndReset(benchmark::State& state, void (*fn)(), int sig, int code) {
+  mpkbox::Compartment& box = FaultBox();
+  if (!CheckFault(state, box, fn, sig, code)) return;
+  for (auto _ : state) {
+    absl::Status s = box.Call(fn);
+    if (s.code() != absl::StatusCode::kAborted) {
+      state.SkipWithError("the fault did not give kAborted");
+      break;
+    }
+    absl::Status r = box.Reset();
+    if (!r.ok()) {
+      state.SkipWithError("Reset failed");
+      break;
+    }
+  }
+  if (!box.Reset().ok() || !box.Call(&Empty).ok()) {
+    state.SkipWithError("the compartment is unusable after the loop");
+  }
+}
+
+void BM_FaultAndReset(benchmark::State& state) {
+  FaultAndReset(state, &Ud2, SIGILL, ILL_ILLOPN);
+}
+BENCHMARK(BM_FaultAndReset);
+
+void BM_FaultAndResetSegv(benchmark::State& state) {
+  FaultAndReset(state, &WriteHostGlobal, SIGSEGV, SEGV_PKUERR);
+  if (host_global != 0) state.SkipWithError("the host global was written");
+}
+BENCHMARK(BM_FaultAndResetSegv);
+
+void BM_FaultAndResetNull(benchmark::State& state) {
+  FaultAndReset(state, &WriteNullPlus8, SIGSEGV, SEGV_MAPERR);
+}
+BENCHMARK(BM_FaultAndResetNull);
+
+void BM_Reset(benchmark::State& state) {
+  mpkbox::Compartment& box = FaultBox();
+  if (!box.Reset().ok() || !Check(state, box.Call(&Empty))) return;
+  for (auto _ : state) {
+    absl::Status r = box.Reset();
+    absl::Status s = box.Call(&Empty);  // maps the thread's stack again
+    if (!r.ok() || !s.ok()) {
+      state.SkipWithError("Reset or the Call after it failed");
+      break;
+    }
+  }
+}
+BENCHMARK(BM_Reset);
+
+volatile sig_atomic_t signals_seen = 0;
+void EmptyHandler(int, siginfo_t*, void*) { signals_seen = signals_seen + 1; }
+
+// `install` is libc's __sigaction (the kernel alone) or the host's sigaction
+// (mpkbox's entry first).
+void SignalRoundTrip(benchmark::State& state,
+                     int (*install)(int, const struct sigaction*,
+                                    struct sigaction*)) {
+  struct sigaction sa {}, old{};
+  sa.sa_sigaction = &EmptyHandler;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_SIGINFO;
+  if (install(SIGUSR1, &sa, &old) != 0) {
+    state.SkipWithError("sigaction failed");
+    return;
+  }
+  const pid_t pid = getpid();
+  const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
+  signals_seen = 0;
+  for (auto _ : state) {
+    // Delivered to this thread before the syscall returns.
+    syscall(SYS_tgkill, pid, tid, SIGUSR1);
+  }
+  if (static_cast<int64_t>(signals_seen) !=
+      static_cast<int64_t>(state.iterations())) {
+    state.SkipWithError("not every signal reached the handler");
+  }
+  install(SIGUSR1, &old, nullptr);
+}
+
+void BM_SignalRoundTrip(benchmark::State& state) {
+  // On a fresh thread: a thread that has entered a compartment has Syscall
+  // User Dispatch armed, with its selector on a key the kernel's initial
+  // signal PKRU denies, so a handler that is not behind mpkbox's entry cannot
+  // even sigreturn there (the kernel kills the process). The timed loop runs
+  // entirely on that thread; the thread's creation is outside it.
+  std::thread t([&state] { SignalRoundTrip(state, &__sigaction); });
+  t.join();
+}
+BENCHMARK(BM_SignalRoundTrip);
+
+void BM_SignalRoundTripHost(benchmark::State& state) {
+  SignalRoundTrip(state, &sigaction);
+}
+BENCHMARK(BM_SignalRoundTripHost);
+
+void BM_ForkExitWait(benchmark::State& state) {
+  for (auto _ : state) {
+    const pid_t child = fork();
+    if (child == 0) _exit(0);
+    int status = 0;
+    if (child < 0 || waitpid(child, &status, 0) != child ||
+        !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      state.SkipWithError("fork/waitpid failed");
+      break;
+    }
+  }
+}
+BENCHMARK(BM_ForkExitWait);
+
+void BM_SymbolizeOne(benchmark::State& state) {
+  char name[256];  // as the fault report's buffer
+  const void* pc = reinterpret_cast<const void*>(&Ud2);
+  if (!absl::Symbolize(pc, name, sizeof(name))) {
+    state.SkipWithError("absl::Symbolize failed");
+    return;
+  }
+  for (auto _ : state) {
+    bool ok = absl::Symbolize(pc, name, sizeof(name));
+    benchmark::DoNotOptimize(ok);
+    benchmark::DoNotOptimize(name);
+  }
+}
+BENCHMARK(BM_SymbolizeOne);
+
+void BM_ReadSmaps(benchmark::State& state, const void* addr, int key) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  if (mpkbox::internal::PkeyOfAddress(a) != key) {
+    state.SkipWithError("PkeyOfAddress gave an unexpected key");
+    return;
+  }
+  for (auto _ : state) {
+    int k = mpkbox::internal::PkeyOfAddress(a);
+    benchmark::DoNotOptimize(k);
+  }
+}
+// Ud2's page and the host global are near the start of the file (the
+// executable's own mappings); an unmapped address is never matched, so the
+// whole file is read.
+BENCHMARK_CAPTURE(BM_ReadSmaps, code, reinterpret_cast<const void*>(&Ud2), 0);
+BENCHMARK_CAPTURE(BM_ReadSmaps, host_global,
+                  static_cast<const void*>(&host_global), 0);
+BENCHMARK_CAPTURE(BM_ReadSmaps, unmapped,
+                  static_cast<const void*>(bad_pointer), -1);
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -223,7 +476,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "gate_bench: no PKU on this machine\n");
     return 2;
   }
-  Box();  // create the compartment before any timing
+  Box();  // create the compartments before any timing
+  FaultBox();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

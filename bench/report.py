@@ -22,6 +22,8 @@ TARGET_GATE_OVER_PAIR = 1.3
 CALLBACKS_PER_CALL = 64  # BM_CallbackRoundTrip/64 in gate_bench.cc
 
 UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+# User counters gate_bench sets on the fault benchmarks.
+COUNTERS = ("frames", "pkey")
 
 
 def load_runs(path):
@@ -30,6 +32,7 @@ def load_runs(path):
         data = json.load(f)
     runs = {}
     errors = {}
+    counters = {}
     for b in data.get("benchmarks", []):
         if b.get("run_type", "iteration") != "iteration":
             continue  # aggregates: recomputed here from the repetitions
@@ -39,7 +42,10 @@ def load_runs(path):
             continue
         scale = UNIT_NS[b.get("time_unit", "ns")]
         runs.setdefault(name, []).append(b["real_time"] * scale)
-    return data.get("context", {}), runs, errors
+        for c in COUNTERS:
+            if c in b:
+                counters.setdefault(name, {}).setdefault(c, []).append(b[c])
+    return data.get("context", {}), runs, errors, counters
 
 
 def lscpu_model():
@@ -85,11 +91,18 @@ def compile_flags(build):
 def fmt_ns(x):
     if x is None:
         return "n/a"
-    if x >= 100:
+    if abs(x) >= 100:
         return f"{x:.0f}"
-    if x >= 10:
+    if abs(x) >= 10:
         return f"{x:.1f}"
     return f"{x:.2f}"
+
+
+def fmt_signed(x):
+    """fmt_ns, saying so when a difference of medians came out negative."""
+    if x is not None and x < 0:
+        return f"{fmt_ns(x)} (below zero: within the noise)"
+    return fmt_ns(x)
 
 
 def fmt_ratio(x):
@@ -122,6 +135,17 @@ def quantities(t):
                             t.get("BM_CallbackRoundTrip/0")),
         "native_cb": sub_div(t.get(f"BM_CallbackNative/{n}"),
                              t.get("BM_CallbackNative/0")),
+        "fault": t.get("BM_FaultAndReset"),
+        "fault_segv": t.get("BM_FaultAndResetSegv"),
+        "fault_null": t.get("BM_FaultAndResetNull"),
+        "reset": t.get("BM_Reset"),
+        "signal": t.get("BM_SignalRoundTrip"),
+        "signal_host": t.get("BM_SignalRoundTripHost"),
+        "fork": t.get("BM_ForkExitWait"),
+        "symbolize": t.get("BM_SymbolizeOne"),
+        "smaps_code": t.get("BM_ReadSmaps/code"),
+        "smaps_global": t.get("BM_ReadSmaps/host_global"),
+        "smaps_unmapped": t.get("BM_ReadSmaps/unmapped"),
     }
 
 
@@ -137,6 +161,18 @@ RATIOS = [
     ("WRPKRU pair (same value) / WRPKRU pair", "pair_same", "pair"),
     ("WRPKRU pair + 3 dependent loads after each / WRPKRU pair",
      "pair_loads", "pair"),
+    ("fault + Reset (SIGILL) / signal round trip", "fault", "signal"),
+    ("fault + Reset (SIGILL) / fork + exit + wait", "fault", "fork"),
+    ("fault + Reset (SIGSEGV, SEGV_PKUERR) / signal round trip",
+     "fault_segv", "signal"),
+    ("fault + Reset (SIGSEGV at address 8) / signal round trip",
+     "fault_null", "signal"),
+    ("fault + Reset (SIGSEGV at address 8) / fork + exit + wait",
+     "fault_null", "fork"),
+    ("Reset (+ the Call that maps the stack again) / gate round trip",
+     "reset", "gate"),
+    ("signal through mpkbox's entry, on a thread with Syscall User "
+     "Dispatch armed / signal round trip", "signal_host", "signal"),
 ]
 
 
@@ -148,12 +184,13 @@ def main():
     ap.add_argument("--build", default=None)
     args = ap.parse_args()
 
-    context, runs, errors = load_runs(args.json)
+    context, runs, errors, counters = load_runs(args.json)
     med = {k: statistics.median(v) for k, v in runs.items()}
     best = {k: min(v) for k, v in runs.items()}
     q_med = quantities(med)
     q_min = quantities(best)  # noise on a shared machine only adds time
     pair = q_med["pair"]
+    fork = q_med["fork"]
     pair_loads = q_med["pair_loads"]
     gate = q_med["gate"]
     callback = q_med["callback"]
@@ -174,6 +211,29 @@ def main():
         ("BM_CallbackNative/0", "the same loop in the host, 0 calls"),
         (f"BM_CallbackNative/{CALLBACKS_PER_CALL}",
          f"the same loop in the host, {CALLBACKS_PER_CALL} direct calls"),
+        ("BM_FaultAndReset",
+         "`Call(&Ud2)` (ud2: SIGILL -> kAborted) then `Reset()`"),
+        ("BM_FaultAndResetSegv",
+         "`Call` writing a host global (SEGV_PKUERR -> kAborted) then "
+         "`Reset()`"),
+        ("BM_FaultAndResetNull",
+         "`Call` writing address 8 (SEGV_MAPERR -> kAborted) then `Reset()`"),
+        ("BM_Reset", "`Reset()` then `Call(&Empty)`, which maps the stack "
+         "again"),
+        ("BM_SignalRoundTrip",
+         "tgkill(SIGUSR1) to self, empty handler (libc's sigaction), on a "
+         "thread that never entered a compartment: the kernel alone"),
+        ("BM_SignalRoundTripHost",
+         "the same through the host's (mpkbox's) sigaction, on a thread that "
+         "has entered compartments"),
+        ("BM_ForkExitWait", "fork, `_exit(0)` in the child, waitpid"),
+        ("BM_SymbolizeOne", "`absl::Symbolize` of one address (cache warm)"),
+        ("BM_ReadSmaps/code",
+         "`PkeyOfAddress` of Ud2's address (reads /proc/self/smaps)"),
+        ("BM_ReadSmaps/host_global",
+         "`PkeyOfAddress` of the host global"),
+        ("BM_ReadSmaps/unmapped",
+         "`PkeyOfAddress` of address 8: no match, the whole file"),
     ]
     known = {n for n, _ in descriptions}
     descriptions += [(n, "") for n in sorted(runs) if n not in known]
@@ -199,7 +259,14 @@ def main():
     notes = {
         ("gate", "pair"): target_note,
         ("pair_loads", "pair"): "work next to a WRPKRU does not overlap it",
+        ("reset", "gate"): "Reset unmaps the stack; the Call maps it again",
     }
+    for num in ("fault", "fault_null"):
+        r = div(q_med[num], fork)
+        if r is not None:
+            notes[(num, "fork")] = (
+                "below 1: the contained fault is cheaper" if r < 1 else
+                "**above 1: the contained fault costs more**")
     ratio_rows = []
     for label, num, den in RATIOS:
         ratio_rows.append(
@@ -207,6 +274,27 @@ def main():
             f"{fmt_ratio(div(q_min[num], q_min[den]))} | "
             f"{notes.get((num, den), '')} |")
 
+    def minus(a, b):
+        return None if a is None or b is None else a - b
+
+    def share(part, whole):
+        r = div(part, whole)
+        return "n/a" if r is None else f"{100 * r:.0f}%"
+
+    def frames_of(name):
+        v = counters.get(name, {}).get("frames")
+        return statistics.median(v) if v else None
+
+    fault = q_med["fault"]
+    fault_segv = q_med["fault_segv"]
+    fault_null = q_med["fault_null"]
+    reset = q_med["reset"]
+    signal = q_med["signal"]
+    fork = q_med["fork"]
+    symbolize = q_med["symbolize"]
+    frames = frames_of("BM_FaultAndReset")
+    # The report symbolizes every backtrace frame and, once more, the ip.
+    n_symbolize = None if frames is None else int(round(frames)) + 1
     derived = [
         f"| callback round trip: (CallbackRoundTrip/{CALLBACKS_PER_CALL} - "
         f"CallbackRoundTrip/0) / {CALLBACKS_PER_CALL} | {fmt_ns(callback)} |",
@@ -218,7 +306,47 @@ def main():
         f"WrpkruPair | "
         f"{fmt_ns(None if pair_loads is None or pair is None else pair_loads - pair)}"
         f" |",
+        f"| fault to status (SIGILL): FaultAndReset - Reset | "
+        f"{fmt_ns(minus(fault, reset))} |",
+        f"| fault to status (SEGV_PKUERR): FaultAndResetSegv - Reset | "
+        f"{fmt_ns(minus(fault_segv, reset))} |",
+        f"| fault to status (SEGV_MAPERR at 8): FaultAndResetNull - Reset | "
+        f"{fmt_ns(minus(fault_null, reset))} |",
+        f"| mpkbox's signal entry and dispatch, and Syscall User Dispatch on "
+        f"the tgkill and sigreturn: SignalRoundTripHost - SignalRoundTrip | "
+        f"{fmt_signed(minus(q_med['signal_host'], signal))} |",
     ]
+
+    # The fault cycle against its pieces, each measured alone in this run.
+    breakdown = []
+    if fault is not None:
+        sym_total = (None if symbolize is None or n_symbolize is None
+                     else symbolize * n_symbolize)
+        for label, part, whole in [
+            ("/proc/self/smaps lookup of the fault address (ReadSmaps/code), "
+             "in FaultAndReset", q_med["smaps_code"], fault),
+            ("/proc/self/smaps lookup (ReadSmaps/host_global), in "
+             "FaultAndResetSegv", q_med["smaps_global"], fault_segv),
+            ("/proc/self/smaps lookup (ReadSmaps/unmapped), in "
+             "FaultAndResetNull", q_med["smaps_unmapped"], fault_null),
+            ("Reset + the Call mapping a fresh stack (Reset), in "
+             "FaultAndReset", reset, fault),
+            ("kernel signal delivery + sigreturn (SignalRoundTrip), in "
+             "FaultAndReset", signal, fault),
+            (f"symbolizing {n_symbolize} addresses "
+             f"(SymbolizeOne x {n_symbolize}), in FaultAndReset",
+             sym_total, fault),
+        ]:
+            breakdown.append(f"| {label} | {fmt_ns(part)} | "
+                             f"{share(part, whole)} |")
+        rest = fault
+        for part in (q_med["smaps_code"], reset, signal, sym_total):
+            rest = minus(rest, part)
+        breakdown.append(
+            f"| the rest of FaultAndReset (trap entry, unwinding, mpkbox's "
+            f"handler, the report's strings and allocations, errors of "
+            f"subtracting noisy medians) | {fmt_ns(rest)} | "
+            f"{share(rest, fault)} |")
 
     # Verdict in words.
     verdict = []
@@ -239,6 +367,36 @@ def main():
         if best_ratio is not None:
             verdict.append(
                 f"Fastest repetitions against fastest: {best_ratio:.2f}x.")
+    if fault is not None and signal is not None:
+        text = (
+            f"A contained fault followed by Reset costs {fmt_ns(fault)} ns "
+            f"(SIGILL) and {fmt_ns(fault_segv)} ns (SIGSEGV, SEGV_PKUERR): "
+            f"{fmt_ratio(div(fault, signal))} and "
+            f"{fmt_ratio(div(fault_segv, signal))} a bare signal round trip "
+            f"({fmt_ns(signal)} ns), the floor of any fault containment.")
+        if fork is not None:
+            text += (
+                f" fork + exit + wait, a lower bound for a process sandbox "
+                f"replacing a crashed worker (no exec, no sandbox set-up), "
+                f"costs {fmt_ns(fork)} ns, {fmt_ratio(div(fork, fault))} the "
+                f"SIGILL cycle.")
+        verdict.append(text)
+        if q_med["smaps_code"] is not None:
+            verdict.append(
+                f"Looking up the fault address's key in /proc/self/smaps "
+                f"(done for SIGILL too: its si_addr is the faulting "
+                f"instruction) costs {fmt_ns(q_med['smaps_code'])} ns alone, "
+                f"{share(q_med['smaps_code'], fault)} of the SIGILL cycle; "
+                f"Reset and the stack it makes the next Call map cost "
+                f"{fmt_ns(reset)} ns ({share(reset, fault)}).")
+        if fault_null is not None:
+            verdict.append(
+                f"A fault at an address with no mapping (address 8: a null "
+                f"pointer plus an offset) makes the lookup read the whole "
+                f"file: {fmt_ns(fault_null)} ns per cycle, "
+                f"{fmt_ratio(div(fault_null, fault))} the SIGILL cycle"
+                + (f", {fmt_ratio(div(fault_null, fork))} fork + exit + wait."
+                   if fork is not None else "."))
     if errors:
         verdict.append("Benchmarks that failed: " + ", ".join(
             f"{k} ({v})" for k, v in sorted(errors.items())) + ".")
@@ -282,6 +440,13 @@ def main():
         "|---|---|",
         *derived,
         "",
+        "## Fault cycle against its parts (ns, medians; each part measured "
+        "alone in this run)",
+        "",
+        "| part | ns | share |",
+        "|---|---|---|",
+        *breakdown,
+        "",
         "## Per benchmark (real time per iteration, ns)",
         "",
         "| benchmark | median | min | interquartile | reps | what |",
@@ -317,6 +482,46 @@ def main():
         f"{CALLBACKS_PER_CALL}: the enclosing Call and the loop set-up cancel "
         f"out. `BM_CallbackNative` runs the same loop without a compartment, "
         f"calling the host function directly.",
+        "- Faults: one iteration of `BM_FaultAndReset*` is a `Call` that "
+        "faults (contained: the signal is caught, the compartment's frames "
+        "are unwound, and after the gate returns the report is built, "
+        "symbolizing the frames and looking up the key of si_addr's page in "
+        "/proc/self/smaps, and the status is returned as kAborted) followed "
+        "by `Reset()`. Reset unmaps the thread's compartment stack, so each "
+        "iteration's `Call` first maps a fresh one (mmap, two "
+        "pkey_mprotect, a page fault on first touch): the figure is a whole "
+        "fault-and-recover cycle in steady state. The faults run in a second "
+        "compartment, so the gate benchmarks' compartment is never faulted.",
+        "- `BM_Reset` is `Reset()` then `Call(&Empty)`: a second Reset in a "
+        "row would find no stack to unmap, so Reset is timed with the Call "
+        "that maps the stack again; it is the fault cycle without the fault. "
+        "Hence \"fault to status\" = FaultAndReset - Reset (a normal return "
+        "through the gate is subtracted with it, a few tens of ns).",
+        "- `BM_SignalRoundTrip`: tgkill of SIGUSR1 to the running thread, an "
+        "empty SA_SIGINFO handler, sigreturn. It is installed with libc's own "
+        "`__sigaction`, since mpkbox interposes `sigaction`, and runs on a "
+        "fresh thread: on a thread that has entered a compartment mpkbox has "
+        "armed Syscall User Dispatch with its selector on a key that the "
+        "kernel's initial signal PKRU denies, so a handler not behind "
+        "mpkbox's entry cannot even sigreturn there (the kernel kills the "
+        "process). It includes one syscall entry (tgkill) where a fault has "
+        "an exception entry instead. `BM_SignalRoundTripHost` is the same "
+        "signal through mpkbox's entry on the benchmark thread.",
+        "- `BM_ForkExitWait` is a lower bound for a process sandbox's "
+        "recovery: it forks this (small) process, the child exits at once, "
+        "and the parent reaps it; no exec, no sandbox set-up, no "
+        "re-initialisation of the worker and no crash handling are "
+        "included. It is not a measurement of any particular sandbox.",
+        "- Breakdown: the parts are separate benchmarks, not a profile of "
+        "the fault cycle, so the shares are estimates; both sides of every "
+        "subtraction are noisy medians. `BM_SymbolizeOne` symbolizes one "
+        "address with absl's cache warm, as a fault repeated at one address "
+        "does; the report symbolizes each backtrace frame "
+        "(`frames` counter in the JSON) and the faulting ip once more. "
+        "`BM_ReadSmaps/*` call the runtime's `PkeyOfAddress`, which reads "
+        "/proc/self/smaps line by line until the mapping holding the "
+        "address: cheap for addresses in the executable's own mappings (the "
+        "start of the file), the whole file for an unmapped one.",
     ]
     text = "\n".join(lines) + "\n"
     with open(args.out, "w") as f:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the gate benchmarks and writes bench/RESULTS.md.
+# Runs the gate, fault and Reset benchmarks and writes bench/RESULTS.md.
 #
 #   bench/run.sh [BUILD_DIR]      # default ./build; builds nothing
 #

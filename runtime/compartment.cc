@@ -31,6 +31,10 @@ absl::StatusOr<std::unique_ptr<Compartment>> Compartment::Create(
   if (options.name.empty()) {
     options.name = absl::StrCat("compartment-", ++unnamed_count);
   }
+  if (absl::Status s = options.syscalls.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "compartment '%s': %s", options.name, s.message()));
+  }
   if (options.stack_bytes < kMinStackBytes) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "compartment '%s': stack_bytes %u is below the minimum of %u",
@@ -85,6 +89,11 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
                         absl::StrFormat("compartment '%s': %s", name(),
                                         tb.status().message()));
   }
+  if ((*tb)->depth >= internal::kHandlerDepthBias) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "compartment '%s': calls from a signal handler are not supported",
+        name()));
+  }
   if ((*tb)->depth > internal::kMaxCallDepth) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "compartment '%s': calls nested %u deep through callbacks; the limit "
@@ -92,8 +101,10 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
         name(), (*tb)->depth / 2 + 1, internal::kMaxCallDepth / 2 + 1));
   }
   if ((*tb)->contexts[slot_].generation != generation) {
-    internal::DomainSpec spec{slot_, generation, domain_,           key_,
-                              pkru_, options_.stack_bytes, options_.name};
+    internal::DomainSpec spec{slot_,           generation,
+                              domain_,         key_,
+                              pkru_,           options_.stack_bytes,
+                              options_.name,   &options_.syscalls};
     if (absl::Status s = internal::PrepareContext(*tb, spec); !s.ok()) {
       return s;
     }

@@ -96,6 +96,7 @@ absl::Status PrepareContext(ThreadBlock* tb, const DomainSpec& spec) {
   ctx.domain = spec.domain;
   ctx.stack_base = stack->base;
   ctx.stack_size = stack->size;
+  ctx.policy = spec.policy;
   ctx.generation = spec.generation;
   s.threads.push_back(tb);
   return absl::OkStatus();

@@ -28,6 +28,7 @@ struct DomainSpec {
   uint32_t pkru;
   size_t stack_bytes;
   absl::string_view name;
+  const SyscallPolicy* policy;
 };
 
 absl::StatusOr<SlotGrant> AcquireSlot(absl::string_view name);

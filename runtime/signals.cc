@@ -19,22 +19,35 @@
 #include "runtime/call_timer.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
+#include "runtime/syscall_dispatch.h"
 #include "runtime/thread_runtime.h"
 
 extern "C" {
 void mpkbox_signal_entry(int, siginfo_t*, void*);
 void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* raw);
-extern char mpkbox_resume_stub[], mpkbox_signal_begin[], mpkbox_signal_end[];
+extern char mpkbox_resume_stub[], mpkbox_resume_trusted[];
+extern char mpkbox_signal_begin[], mpkbox_signal_end[];
+extern char mpkbox_gate_enter_blocked[], mpkbox_gate_enter_blocked_end[];
+extern char mpkbox_callback_return_blocked[];
+extern char mpkbox_callback_return_blocked_end[];
 extern char mpkbox_gate_begin[], mpkbox_gate_end[], mpkbox_gate_trap[];
 extern char mpkbox_gate_landing[];
 // libc's own sigaction: the interposed one below is the host's view.
 int __sigaction(int, const struct sigaction*, struct sigaction*);
 }
 
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31)  // linux/signal.h; not in glibc's headers
+#endif
+
 namespace mpkbox::internal {
 namespace {
 
 constexpr uint32_t kFpXstateMagic1 = 0x46505853;
+// Marks a frame as dispatched. The kernel writes uc_link = 0 in every frame
+// it builds and sigreturn ignores it, so a marked frame on the signal stack
+// is an old one: jumping into the entry with it would replay it.
+constexpr uintptr_t kConsumedFrame = 0x6d70'6b62'6f78'2121;  // "mpkbox!!"
 constexpr int kPkruFeature = 9;
 constexpr size_t kSignalStackBytes = 64 << 10;
 
@@ -73,7 +86,8 @@ bool IsFaultSignal(int sig) {
 }
 // Signals mpkbox handles whatever the host does with them.
 bool IsOwnSignal(int sig) {
-  return IsFaultSignal(sig) || sig == SIGABRT || sig == timer_signal;
+  return IsFaultSignal(sig) || sig == SIGABRT || sig == SIGSYS ||
+         sig == timer_signal;
 }
 // Raised by the kernel for the instruction that was running.
 bool IsSynchronous(int sig, const siginfo_t* info) {
@@ -143,11 +157,16 @@ void RunHostHandler(int sig, siginfo_t* info, ucontext_t* uc) {
     host->act[sig].sa_flags &= ~SA_SIGINFO;
     if (!IsOwnSignal(sig)) __sigaction(sig, &host->act[sig], nullptr);
   }
+  // Compartment code may be suspended under this handler: a Call from it
+  // is refused (the depth bias sends it to Call's slow path, which says why).
+  ThreadBlock* tb = CurrentThreadBlock();
+  if (tb != nullptr) tb->depth += kHandlerDepthBias;
   if (a.sa_flags & SA_SIGINFO) {
     a.sa_sigaction(sig, info, uc);
   } else {
     a.sa_handler(sig);
   }
+  if (tb != nullptr) tb->depth -= kHandlerDepthBias;
 }
 
 // Walks the compartment's frames from the fault up to the gate. The stack
@@ -175,12 +194,9 @@ void CollectBacktrace(ThreadBlock* tb, ucontext_t* uc, FaultInfo& f) {
   rt.in_backtrace = false;
 }
 
-// Ends the innermost compartment call: the thread resumes at the gate's
-// landing with host rights, and Call reports `kind`.
-bool Contain(ThreadBlock* tb, ucontext_t* uc, FaultKind kind, int sig,
-             const siginfo_t* info, uint32_t pkru) {
-  const Frame& top = tb->frames[tb->depth - 1];
-  if (top.kind != MPKBOX_FRAME_CALL) return false;
+// Records a signal as the reason the call ends.
+void RecordSignal(ThreadBlock* tb, const ucontext_t* uc, FaultKind kind,
+                  int sig, const siginfo_t* info, uint32_t pkru) {
   FaultInfo& f = tb->fault_info;
   memset(&f, 0, sizeof(f));
   f.kind = kind;
@@ -189,29 +205,57 @@ bool Contain(ThreadBlock* tb, ucontext_t* uc, FaultKind kind, int sig,
   f.pkru = pkru;
   if (IsFaultSignal(sig)) f.address = reinterpret_cast<uintptr_t>(info->si_addr);
   f.ip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+}
+
+// Ends the innermost compartment call: the thread resumes at the gate's
+// landing with host rights, and Call reports tb->fault_info.
+bool UnwindToGate(ThreadBlock* tb, ucontext_t* uc) {
+  const Frame& top = tb->frames[tb->depth - 1];
+  if (top.kind != MPKBOX_FRAME_CALL) return false;
+  FaultInfo& f = tb->fault_info;
   f.stack_base = reinterpret_cast<const CallContext*>(top.ctx)->stack_base;
   CollectBacktrace(tb, uc, f);
   tb->fault = 1;
   uc->uc_mcontext.gregs[REG_RIP] =
       reinterpret_cast<greg_t>(mpkbox_gate_landing);
+  uc->uc_mcontext.gregs[REG_EFL] = 0x202;  // no TF, DF or AC on the way out
   SetFramePkru(uc, 0);
   return true;
 }
 
-// Returns into what the signal interrupted. Compartment code, and trusted
-// code that had set BLOCK, go through the resume stub (DESIGN.md 5c): the
-// selector must read ALLOW when rt_sigreturn runs.
+bool Contain(ThreadBlock* tb, ucontext_t* uc, FaultKind kind, int sig,
+             const siginfo_t* info, uint32_t pkru) {
+  if (tb->frames[tb->depth - 1].kind != MPKBOX_FRAME_CALL) return false;
+  RecordSignal(tb, uc, kind, sig, info, pkru);
+  return UnwindToGate(tb, uc);
+}
+
+// Returns into what the signal interrupted. Compartment code goes through
+// the resume stub, and gate code on its way into a compartment (selector
+// already BLOCK) through the trusted one: the selector must read ALLOW when
+// rt_sigreturn runs (DESIGN.md 5c). Gate code on its way out runs on with
+// ALLOW, which it was about to set.
 void Resume(SelectorPage* sel, ThreadBlock* tb, ucontext_t* uc,
-            uint32_t pkru, bool in_compartment, uint8_t selector) {
+            bool in_compartment) {
   greg_t* g = uc->uc_mcontext.gregs;
   const uintptr_t rip = static_cast<uintptr_t>(g[REG_RIP]);
-  if (InRange(rip, mpkbox_resume_stub, mpkbox_signal_end)) {
-    g[REG_RIP] = reinterpret_cast<greg_t>(mpkbox_resume_stub);  // restart
+  if (InRange(rip, mpkbox_resume_stub, mpkbox_resume_trusted) ||
+      InRange(rip, mpkbox_resume_trusted, mpkbox_signal_end)) {
+    // Interrupted while resuming: start over from the intact saved state.
+    g[REG_RIP] = reinterpret_cast<greg_t>(
+        rip < reinterpret_cast<uintptr_t>(mpkbox_resume_trusted)
+            ? mpkbox_resume_stub
+            : mpkbox_resume_trusted);
     SetFramePkru(uc, 0);
     return;
   }
-  if (!in_compartment && selector != MPKBOX_SELECTOR_BLOCK) return;
-  ResumeState& rs = tb->resume_state;
+  const bool inbound =
+      InRange(rip, mpkbox_gate_enter_blocked, mpkbox_gate_enter_blocked_end) ||
+      InRange(rip, mpkbox_callback_return_blocked,
+              mpkbox_callback_return_blocked_end);
+  if (!in_compartment && !inbound) return;
+  ResumeState& rs = in_compartment ? tb->resume_state
+                                   : tb->resume_trusted_state;
   rs.rbx = g[REG_RBX];
   rs.rbp = g[REG_RBP];
   rs.rsi = g[REG_RSI];
@@ -225,32 +269,26 @@ void Resume(SelectorPage* sel, ThreadBlock* tb, ucontext_t* uc,
   rs.r14 = g[REG_R14];
   rs.r15 = g[REG_R15];
   rs.rsp = g[REG_RSP];
-  rs.pkru = in_compartment ? pkru : 0;
-  sel->resume_rax = g[REG_RAX];
-  sel->resume_rcx = g[REG_RCX];
-  sel->resume_rdx = g[REG_RDX];
-  sel->resume_rip = g[REG_RIP];
-  sel->resume_rflags = g[REG_EFL];
-  g[REG_RIP] = reinterpret_cast<greg_t>(mpkbox_resume_stub);
+  rs.rax = g[REG_RAX];
+  rs.rcx = g[REG_RCX];
+  rs.rdx = g[REG_RDX];
+  rs.rip = g[REG_RIP];
+  rs.rflags = g[REG_EFL];
+  if (in_compartment) {
+    // The stub reads these after it has dropped to compartment rights.
+    sel->resume_rax = rs.rax;
+    sel->resume_rcx = rs.rcx;
+    sel->resume_rdx = rs.rdx;
+    sel->resume_rip = rs.rip;
+    sel->resume_rflags = rs.rflags;
+  }
+  g[REG_RIP] = reinterpret_cast<greg_t>(in_compartment ? mpkbox_resume_stub
+                                                       : mpkbox_resume_trusted);
   SetFramePkru(uc, 0);
 }
 
-// Marks a frame as dispatched. The kernel writes uc_link = 0 in every frame
-// it builds and sigreturn ignores it, so a marked frame on the signal stack
-// is an old one: jumping into the entry with it would replay it.
-constexpr uintptr_t kConsumedFrame = 0x6d70'6b62'6f78'2121;  // "mpkbox!!"
-
 void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
-              uint8_t selector) {
-  ThreadBlock* tb = sel != nullptr ? sel->trusted : nullptr;
-  if (reinterpret_cast<uintptr_t>(uc->uc_link) == kConsumedFrame) {
-    reinterpret_cast<void (*)()>(mpkbox_gate_trap)();  // a replay: contained
-  }
-  uc->uc_link = reinterpret_cast<ucontext_t*>(kConsumedFrame);
-  if (tb != nullptr && ThreadRuntimeOf(tb).in_backtrace &&
-      IsSynchronous(sig, info)) {
-    siglongjmp(ThreadRuntimeOf(tb).backtrace_jmp, 1);
-  }
+              ThreadBlock* tb) {
   const uintptr_t rip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
   const uint32_t pkru = FramePkru(uc);
   const bool at_trap = rip == reinterpret_cast<uintptr_t>(mpkbox_gate_trap);
@@ -260,6 +298,16 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
       tb != nullptr && tb->depth > 0 &&
       (at_trap || (pkru != 0 && sel->current_domain != 0));
 
+  if (in_compartment && sig == SIGSYS && !at_trap) {
+    // Compartment code made a syscall (BLOCK is set whenever it runs).
+    if (tb->frames[tb->depth - 1].kind == MPKBOX_FRAME_CALL) {
+      if (HandleCompartmentSyscall(tb, uc, info)) {
+        Resume(sel, tb, uc, in_compartment);
+        return;
+      }
+      if (UnwindToGate(tb, uc)) return;
+    }
+  }
   if (in_compartment &&
       (IsSynchronous(sig, info) ||
        (sig == SIGABRT && info->si_code == SI_TKILL &&
@@ -276,7 +324,7 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
     // Deadlines still past (an outer call's, or one that passed in host
     // code) are retried in 1 ms, when compartment code may run again.
     RearmCallTimer(tb, 1000000);
-    if (!contained) Resume(sel, tb, uc, pkru, in_compartment, selector);
+    if (!contained) Resume(sel, tb, uc, in_compartment);
     return;
   }
   // The host's signal. Its handler may itself call into compartments.
@@ -286,7 +334,7 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
   if (tb == nullptr) return;
   tb->pending_ctx = pending_ctx;
   tb->pending_fn = pending_fn;
-  Resume(sel, tb, uc, pkru, in_compartment, selector);
+  Resume(sel, tb, uc, in_compartment);
 }
 
 // For Init's self-test of what the kernel does with PKRU and signals.
@@ -403,6 +451,10 @@ absl::Status SetUpSignalStack(ThreadBlock* tb) {
   stack_t ss{};
   ss.ss_sp = stack;
   ss.ss_size = kSignalStackBytes;
+  // The kernel leaves the stack while a handler runs on it, so it never
+  // takes a compartment's rsp for "already on the signal stack": every first
+  // frame goes to the same place.
+  ss.ss_flags = SS_AUTODISARM;
   if (sigaltstack(&ss, nullptr) != 0) {
     munmap(p, kSignalStackBytes + guard);
     return absl::InternalError(
@@ -412,6 +464,14 @@ absl::Status SetUpSignalStack(ThreadBlock* tb) {
   rt.signal_stack_bytes = kSignalStackBytes + guard;
   tb->sigstack_lo = reinterpret_cast<uintptr_t>(stack);
   tb->sigstack_hi = reinterpret_cast<uintptr_t>(stack) + kSignalStackBytes;
+  // Learn where that place is: one signal through the entry, before any
+  // compartment code runs on this thread.
+  rt.probing = true;
+  syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), timer_signal);
+  if (rt.probing || tb->signal_rsp == 0) {
+    return absl::InternalError(
+        "the signal entry did not learn this thread's frame position");
+  }
   return absl::OkStatus();
 }
 
@@ -433,17 +493,35 @@ using mpkbox::internal::HostLock;
 using mpkbox::internal::installed;
 
 extern "C" void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* raw) {
+  using mpkbox::internal::ThreadBlock;
+  auto* uc = static_cast<ucontext_t*>(raw);
   const int saved_errno = errno;
   mpkbox::internal::SelectorPage* sel = mpkbox_tls_thread;
-  uint8_t selector = MPKBOX_SELECTOR_ALLOW;
+  ThreadBlock* tb = mpkbox::internal::CurrentThreadBlock();
   if (sel != nullptr) {
-    // Trusted code may make syscalls only with ALLOW; remember what the
-    // interrupted code had.
-    selector = sel->selector;
+    // Trusted code may make syscalls only with ALLOW.
     sel->selector = MPKBOX_SELECTOR_ALLOW;
+    mpkbox::internal::ThreadRuntime& rt = mpkbox::internal::ThreadRuntimeOf(tb);
+    if (rt.in_backtrace && mpkbox::internal::IsSynchronous(sig, info)) {
+      siglongjmp(rt.backtrace_jmp, 1);  // the walk hit a bad stack
+    }
+    if (rt.probing) {  // the thread's set-up learning where frames go
+      tb->signal_rsp = reinterpret_cast<uintptr_t>(uc) - 8;
+      tb->signal_info_delta =
+          reinterpret_cast<uintptr_t>(info) - reinterpret_cast<uintptr_t>(uc);
+      rt.probing = false;
+      return;
+    }
   }
-  mpkbox::internal::Dispatch(sig, info, static_cast<ucontext_t*>(raw), sel,
-                             selector);
+  // The entry checked where the frame is; a frame seen before is a replay.
+  if (reinterpret_cast<uintptr_t>(uc->uc_link) ==
+      mpkbox::internal::kConsumedFrame) {
+    reinterpret_cast<void (*)()>(mpkbox_gate_trap)();  // contained as forged
+  }
+  uc->uc_link = reinterpret_cast<ucontext_t*>(mpkbox::internal::kConsumedFrame);
+  if (tb != nullptr) ++tb->signal_nesting;
+  mpkbox::internal::Dispatch(sig, info, uc, sel, tb);
+  if (tb != nullptr) --tb->signal_nesting;
   errno = saved_errno;
 }
 

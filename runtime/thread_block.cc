@@ -7,7 +7,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <atomic>
+
+#include "absl/base/call_once.h"
 
 #include "absl/strings/str_format.h"
 #include "mpkbox/runtime.h"
@@ -17,6 +21,7 @@
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
+#include "runtime/syscall_dispatch.h"
 #include "runtime/thread_runtime.h"
 
 extern "C" {
@@ -56,16 +61,26 @@ absl::Status UnregisterRseq() {
 }
 
 // Everything a thread needs once before it may enter any compartment. Later
-// steps (syscall dispatch, breakpoints) belong here too.
-absl::Status PrepareThread(ThreadBlock* tb) {
+// steps (breakpoints on stray gadgets) belong here too.
+absl::Status PrepareThread(SelectorPage* sel, ThreadBlock* tb) {
   if (absl::Status s = UnregisterRseq(); !s.ok()) return s;
-  return SetUpSignalStack(tb);
+  if (absl::Status s = SetUpSignalStack(tb); !s.ok()) return s;
+  return ArmSyscallDispatch(sel);
+}
+
+// fork() gives the child one thread, without Syscall User Dispatch (it is
+// not inherited): arm it again before the child can enter a compartment.
+void RearmAfterFork() {
+  if (mpkbox_tls_thread != nullptr) {
+    ArmSyscallDispatch(mpkbox_tls_thread).IgnoreError();
+  }
 }
 
 void ReleaseThisThread() {
   SelectorPage* sel = mpkbox_tls_thread;
   if (sel == nullptr) return;
   OpenAllKeysInThisThread();
+  DisarmSyscallDispatch();  // its selector is about to be unmapped
   DeleteCallTimer(sel->trusted);
   ReleaseSignalStack(sel->trusted);
   ReleaseThreadContexts(sel->trusted);
@@ -115,13 +130,19 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
   sel->trusted = tb;
   tb->callbacks = CallbackTable();
   tb->resume = &tb->resume_state;
+  tb->resume_trusted = &tb->resume_trusted_state;
   new (tb->runtime_private) ThreadRuntime;
-  if (s = PrepareThread(tb); !s.ok()) {
+  static absl::once_flag fork_handler;
+  absl::call_once(fork_handler,
+                  [] { pthread_atfork(nullptr, nullptr, RearmAfterFork); });
+  mpkbox_tls_thread = sel;  // the set-up's probe signal looks for it
+  if (s = PrepareThread(sel, tb); !s.ok()) {
+    mpkbox_tls_thread = nullptr;
+    ReleaseSignalStack(tb);
     munmap(p, kBlockBytes);
     return s;
   }
   thread_exit.armed = true;  // first use registers the destructor
-  mpkbox_tls_thread = sel;
   return tb;
 }
 

@@ -21,6 +21,8 @@ struct ThreadRuntime {
   // call_timeout: one POSIX timer per thread, created on first use.
   bool has_timer = false;
   timer_t timer{};
+  // Set while the thread's set-up sends itself the probe signal.
+  volatile bool probing = false;
   // A fault while collecting a backtrace jumps back here.
   volatile bool in_backtrace = false;
   sigjmp_buf backtrace_jmp;

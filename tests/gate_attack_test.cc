@@ -93,9 +93,11 @@ constexpr int kEscaped = 77;
 int host_secret = 1234;
 
 // Runs with whatever PKRU the attack obtained: if it got host rights, the
-// write lands and the child reports the escape.
+// write lands, the payload turns syscall dispatch off (the selector page is
+// writable with host rights) and the child reports the escape.
 [[noreturn]] void Payload() {
   host_secret = 666;
+  mpkbox_tls_thread->selector = MPKBOX_SELECTOR_ALLOW;
   _exit(kEscaped);
 }
 

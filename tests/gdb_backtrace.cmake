@@ -6,6 +6,7 @@ if(NOT GDB)
 endif()
 execute_process(
   COMMAND ${GDB} -batch -nx
+    -ex "handle SIG63 nostop noprint pass"
     -ex "break mpkbox_gdb_inside" -ex "break mpkbox_gdb_callback"
     -ex run -ex bt -ex continue -ex bt -ex continue
     ${TARGET}

@@ -98,16 +98,23 @@ mpkbox_gate_enter:
   movq %r12, MPKBOX_SEL_CURRENT_PKRU(%rax)
   movq MPKBOX_CTX_DOMAIN(%rbx), %r13
   movq %r13, MPKBOX_SEL_CURRENT_DOMAIN(%rax)
+  .globl mpkbox_gate_enter_blocked
+  .hidden mpkbox_gate_enter_blocked
+mpkbox_gate_enter_blocked:
   movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
 
   movq %rsp, %rbp
   .cfi_def_cfa_register %rbp
-  movq MPKBOX_CTX_TOP(%rbx), %rsp           // the compartment's stack
+  movq MPKBOX_CTX_TOP(%rbx), %r13           // the compartment's stack
   movq %rcx, %r10                           // WRPKRU needs ecx = edx = 0
   movq %rdx, %rbx
   movl %r12d, %eax
+  .globl mpkbox_gate_enter_blocked_end
+  .hidden mpkbox_gate_enter_blocked_end
+mpkbox_gate_enter_blocked_end:              // until here: BLOCK, host rights
   WRPKRU_COMPARTMENT
-  movq %rbp, (%rsp)                         // written with compartment rights
+  movq %r13, %rsp                           // not touched before: no trusted
+  movq %rbp, (%rsp)                         // code runs on compartment memory
   CFA_FROM_COPY 56
   movq %r10, %rcx
   movq %rbx, %rdx
@@ -155,6 +162,10 @@ mpkbox_gate_landing:
   movb $MPKBOX_SELECTOR_ALLOW, MPKBOX_SEL_SELECTOR(%rax)
   movq MPKBOX_FR_SP(%r10), %rsp
   .cfi_def_cfa %rsp, 56
+  pushq $0x202                              // no DF, AC or TF for the host
+  .cfi_adjust_cfa_offset 8
+  popfq
+  .cfi_adjust_cfa_offset -8
   movq MPKBOX_FR_RET(%r10), %rcx
   movq %rcx, 48(%rsp)
   movq MPKBOX_FR_RBX(%r10), %rbx
@@ -278,6 +289,14 @@ mpkbox_callback_entry:
   leaq -128(%rsp), %rdx                     // below the caller's red zone
   andq $-16, %rdx
   subq $16, %rdx
+  // Only the compartment's own stack: the top is where the resume path may
+  // write with trusted rights.
+  subq MPKBOX_CTX_STACK_BASE(%rcx), %rdx
+  cmpq $2 * MPKBOX_PAGE_SIZE, %rdx          // past the guard, room to run
+  jb mpkbox_gate_trap
+  cmpq MPKBOX_CTX_STACK_SIZE(%rcx), %rdx
+  jae mpkbox_gate_trap
+  addq MPKBOX_CTX_STACK_BASE(%rcx), %rdx
   movq %rdx, MPKBOX_CTX_TOP(%rcx)
 
   movq $0, MPKBOX_SEL_CURRENT_PKRU(%rax)
@@ -290,6 +309,10 @@ mpkbox_callback_entry:
   subq $16, %rdx
   movq %rsp, (%rdx)
   movq %rdx, %rsp
+  CFA_FROM_COPY 8
+  pushq $0x202                              // no DF, AC or TF for the host
+  CFA_FROM_COPY 8, 8
+  popfq
   CFA_FROM_COPY 8
   movq %r10, %rcx
   movq %xmm15, %rdx
@@ -322,13 +345,14 @@ mpkbox_callback_entry:
   movq %rcx, MPKBOX_SEL_CURRENT_DOMAIN(%rax)
   movq MPKBOX_FR_PREV_PKRU(%r10), %rcx
   movq %rcx, MPKBOX_SEL_CURRENT_PKRU(%rax)
+  .globl mpkbox_callback_return_blocked
+  .hidden mpkbox_callback_return_blocked
+mpkbox_callback_return_blocked:
   movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
-  movq MPKBOX_FR_SP(%r10), %rsp
-  .cfi_def_cfa %rsp, 8
+  movq MPKBOX_FR_SP(%r10), %r10             // the compartment's rsp
   movl %ecx, %eax
   xorl %esi, %esi
   xorl %edi, %edi
-  xorl %r10d, %r10d
   xorl %r11d, %r11d
   pxor %xmm2, %xmm2
   pxor %xmm3, %xmm3
@@ -344,12 +368,18 @@ mpkbox_callback_entry:
   pxor %xmm13, %xmm13
   pxor %xmm14, %xmm14
   pxor %xmm15, %xmm15
+  .globl mpkbox_callback_return_blocked_end
+  .hidden mpkbox_callback_return_blocked_end
+mpkbox_callback_return_blocked_end:         // until here: BLOCK, host rights
   WRPKRU_COMPARTMENT
+  movq %r10, %rsp
+  .cfi_def_cfa %rsp, 8
   movq %r8, %rax
   movq %r9, %rdx
   xorl %ecx, %ecx
   xorl %r8d, %r8d
   xorl %r9d, %r9d
+  xorl %r10d, %r10d
   ret
 
 // A C++ exception left the host callback (mpkbox_gate_personality installed

@@ -10,10 +10,11 @@
 // there (the dispatcher then refuses a frame it has seen before). Only then
 // does any C++ run. The dispatcher decides where the thread goes.
 //
-// mpkbox_resume_stub is how a handler returns into compartment code, or into
-// trusted code that had set the selector to BLOCK: the handler sets ALLOW and
-// rt_sigreturns here with host rights; the stub sets BLOCK, takes the
-// compartment's PKRU (checked), restores the registers and jumps back.
+// mpkbox_resume_stub is how a handler returns into compartment code: the
+// handler sets ALLOW and rt_sigreturns here with host rights; the stub sets
+// BLOCK, takes the compartment's PKRU (checked), restores the registers and
+// jumps back. mpkbox_resume_trusted does the same for trusted gate code that
+// was on its way into a compartment with BLOCK already set.
 
 #include "trampolines/pkru.inc"
 
@@ -37,8 +38,9 @@ mpkbox_signal_entry:
   movq %r8, %rdx
   LOAD_THREAD %rax
   testq %rax, %rax
-  jz 1f                                     // no compartment ever ran here
-  leaq MPKBOX_PAGE_SIZE(%rax), %rax
+  jz 2f                                     // no compartment ever ran here
+  leaq MPKBOX_PAGE_SIZE(%rax), %rax         // rax = ThreadBlock
+  // The frame must lie on the trusted signal stack...
   movq MPKBOX_TB_SIGSTACK_LO(%rax), %rcx
   cmpq %rcx, %rsp
   jb mpkbox_gate_trap
@@ -49,14 +51,35 @@ mpkbox_signal_entry:
   jae mpkbox_gate_trap
   cmpq %rcx, %rdx
   jae mpkbox_gate_trap
+  // ...and, when no handler runs on this thread (the only time compartment
+  // code can), exactly where the kernel puts a first frame (SS_AUTODISARM):
+  // words left lower on the stack by earlier frames are no frame.
+  cmpq $0, MPKBOX_TB_SIGNAL_NESTING(%rax)
+  jne 1f
+  movq MPKBOX_TB_SIGNAL_RSP(%rax), %rcx
+  testq %rcx, %rcx
+  jz 1f                                     // still learning it (thread set-up)
+  cmpq %rcx, %rsp
+  jne mpkbox_gate_trap
+  leaq 8(%rsp), %rcx
+  cmpq %rcx, %rdx
+  jne mpkbox_gate_trap
+  movq MPKBOX_TB_SIGNAL_INFO(%rax), %rcx
+  addq %rdx, %rcx
+  cmpq %rcx, %rsi
+  jne mpkbox_gate_trap
 1:
+  // The kernel clears DF and TF for a handler, not AC.
+  pushq $0x202
+  popfq
+2:
   jmp mpkbox_signal_dispatch@PLT            // returns to the restorer
   .cfi_endproc
   .size mpkbox_signal_entry, . - mpkbox_signal_entry
 
-// Entered by rt_sigreturn with PKRU 0 and the selector at ALLOW. Restartable:
-// a signal that interrupts it restarts it (the dispatcher sees the address),
-// so it only reads the saved state.
+// Back into compartment code. Entered by rt_sigreturn with PKRU 0 and the
+// selector at ALLOW. Restartable: a signal that interrupts it restarts it
+// (the dispatcher sees the address), so it only reads the saved state.
   .globl mpkbox_resume_stub
   .hidden mpkbox_resume_stub
   .type mpkbox_resume_stub, @function
@@ -65,8 +88,48 @@ mpkbox_resume_stub:
   .cfi_startproc
   .cfi_undefined rip
   LOAD_THREAD %rax
-  leaq MPKBOX_PAGE_SIZE(%rax), %rcx
-  movq MPKBOX_TB_RESUME(%rcx), %rcx         // rcx = ResumeState
+  movq MPKBOX_TB_RESUME + MPKBOX_PAGE_SIZE(%rax), %rcx  // rcx = ResumeState
+  movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
+  movq MPKBOX_RS_RBX(%rcx), %rbx
+  movq MPKBOX_RS_RBP(%rcx), %rbp
+  movq MPKBOX_RS_RSI(%rcx), %rsi
+  movq MPKBOX_RS_RDI(%rcx), %rdi
+  movq MPKBOX_RS_R8(%rcx), %r8
+  movq MPKBOX_RS_R9(%rcx), %r9
+  movq MPKBOX_RS_R10(%rcx), %r10
+  movq MPKBOX_RS_R11(%rcx), %r11
+  movq MPKBOX_RS_R12(%rcx), %r12
+  movq MPKBOX_RS_R13(%rcx), %r13
+  movq MPKBOX_RS_R14(%rcx), %r14
+  movq MPKBOX_RS_R15(%rcx), %r15
+  movq MPKBOX_RS_RSP(%rcx), %rdx
+  movl MPKBOX_SEL_CURRENT_PKRU(%rax), %eax
+  movq %rdx, %rsp                           // the compartment's, not read yet
+  WRPKRU_COMPARTMENT                        // leaves rcx = SelectorPage
+  leaq -136(%rsp), %rsp                     // below the red zone: the rip slot
+  movq MPKBOX_SEL_RESUME_RIP(%rcx), %rax    // written with compartment rights
+  movq %rax, (%rsp)
+  pushq MPKBOX_SEL_RESUME_RFLAGS(%rcx)
+  popfq
+  movq MPKBOX_SEL_RESUME_RAX(%rcx), %rax
+  movq MPKBOX_SEL_RESUME_RDX(%rcx), %rdx
+  movq MPKBOX_SEL_RESUME_RCX(%rcx), %rcx
+  ret $128
+  .cfi_endproc
+  .size mpkbox_resume_stub, . - mpkbox_resume_stub
+
+// Back into trusted gate code that had set the selector to BLOCK on its way
+// into a compartment (its rsp is then the host's stack): sets BLOCK again
+// and returns with host rights. Restartable like the stub above.
+  .globl mpkbox_resume_trusted
+  .hidden mpkbox_resume_trusted
+  .type mpkbox_resume_trusted, @function
+  .p2align 4
+mpkbox_resume_trusted:
+  .cfi_startproc
+  .cfi_undefined rip
+  LOAD_THREAD %rax
+  movq MPKBOX_TB_RESUME_TRUSTED + MPKBOX_PAGE_SIZE(%rax), %rcx
   movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
   movq MPKBOX_RS_RBX(%rcx), %rbx
   movq MPKBOX_RS_RBP(%rcx), %rbp
@@ -81,25 +144,17 @@ mpkbox_resume_stub:
   movq MPKBOX_RS_R14(%rcx), %r14
   movq MPKBOX_RS_R15(%rcx), %r15
   movq MPKBOX_RS_RSP(%rcx), %rsp
-  leaq -136(%rsp), %rsp                     // below the red zone: the rip slot
-  movq MPKBOX_RS_PKRU(%rcx), %rax
-  testl %eax, %eax
-  jz 1f                                     // trusted code: stays on PKRU 0
-  WRPKRU_COMPARTMENT                        // leaves rcx = SelectorPage
-  jmp 2f
-1:
-  LOAD_THREAD %rcx
-2:
-  movq MPKBOX_SEL_RESUME_RIP(%rcx), %rax    // written with the resumed rights
+  leaq -136(%rsp), %rsp
+  movq MPKBOX_RS_RIP(%rcx), %rax
   movq %rax, (%rsp)
-  pushq MPKBOX_SEL_RESUME_RFLAGS(%rcx)
+  pushq MPKBOX_RS_RFLAGS(%rcx)
   popfq
-  movq MPKBOX_SEL_RESUME_RAX(%rcx), %rax
-  movq MPKBOX_SEL_RESUME_RDX(%rcx), %rdx
-  movq MPKBOX_SEL_RESUME_RCX(%rcx), %rcx
+  movq MPKBOX_RS_RAX(%rcx), %rax
+  movq MPKBOX_RS_RDX(%rcx), %rdx
+  movq MPKBOX_RS_RCX(%rcx), %rcx
   ret $128
   .cfi_endproc
-  .size mpkbox_resume_stub, . - mpkbox_resume_stub
+  .size mpkbox_resume_trusted, . - mpkbox_resume_trusted
 
   .globl mpkbox_signal_end
   .hidden mpkbox_signal_end

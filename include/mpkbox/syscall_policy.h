@@ -1,15 +1,102 @@
-// SyscallPolicy: which system calls a compartment may make. The default
-// denies everything. (Enforcement arrives with Syscall User Dispatch; until
-// then compartments run with no syscall filter: see docs/THREAT_MODEL.md.)
+// SyscallPolicy: which system calls a compartment may make. Every thread
+// that enters a compartment runs with Syscall User Dispatch: a system call
+// from compartment code reaches mpkbox, which applies this policy.
+//
+//   mpkbox::SyscallPolicy policy;                 // denies everything
+//   policy.AllowWrite({STDOUT_FILENO})            // write(2) to stdout only
+//         .AllowGetrandom()
+//         .Deny(SYS_openat, EACCES);              // fail with errno EACCES
+//   auto box = mpkbox::Compartment::Create({.name = "p", .syscalls = policy});
+//
+// A denied call either returns an errno to the compartment or ends the
+// compartment call with kPermissionDenied (the default for unlisted calls).
+// Some calls are never allowed, whatever the policy says: Create refuses a
+// policy that allows one (NeverAllowedReason says why each is refused).
+// Pointer arguments must point into the compartment's own memory (otherwise
+// EFAULT); what the kernel reads from them is copied first.
+//
+// Whatever the policy, so that abort() reads as abort(): gettid and getpid
+// are answered, rt_sigprocmask succeeds without changing anything, and a
+// SIGABRT a compartment sends itself ends its call as abort().
 #ifndef MPKBOX_SYSCALL_POLICY_H_
 #define MPKBOX_SYSCALL_POLICY_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace mpkbox {
 
 class SyscallPolicy {
  public:
-  // Denies every system call.
-  SyscallPolicy() = default;
+  static constexpr int kMaxSyscall = 512;  // x86-64 numbers are below this
+
+  enum class Action : uint8_t {
+    kFailCall = 0,  // end the compartment call with kPermissionDenied
+    kErrno,         // return -errno to the compartment
+    kAllow,         // run it: only for calls that take no pointers
+    kAllowWrite,    // write(2) to listed descriptors, from own memory
+    kAllowGetrandom,
+    kAllowClock,    // clock_gettime/gettimeofday/time when the vDSO falls back
+    kAllowFutex,    // FUTEX_WAIT/WAKE (private) on own memory
+    kAllowMincore,  // mincore, its result vector in own memory
+  };
+  struct Rule {
+    Action action = Action::kFailCall;
+    bool set = false;       // false: the policy's default applies
+    int error = 0;          // kErrno
+    uint64_t fd_mask = 0;   // kAllowWrite: descriptors 0..63
+  };
+
+  // Denies every system call by failing the compartment call.
+  SyscallPolicy();
+
+  // Runs `nr` as asked. Only for calls whose arguments are plain values
+  // (getpid, close, lseek, ...): the kernel would follow a pointer with the
+  // runtime's rights. Validate refuses the others; the Allow* rules below
+  // check and copy pointer arguments.
+  SyscallPolicy& Allow(int nr);
+  // write(2) to these descriptors (each below 64) from the compartment's
+  // memory; the bytes are copied before the write.
+  SyscallPolicy& AllowWrite(std::initializer_list<int> fds);
+  SyscallPolicy& AllowGetrandom();
+  // clock_gettime, gettimeofday and time, for when the vDSO makes the real
+  // call (it normally makes none).
+  SyscallPolicy& AllowClock();
+  // futex FUTEX_WAIT and FUTEX_WAKE (with FUTEX_PRIVATE_FLAG) on the
+  // compartment's memory.
+  SyscallPolicy& AllowFutex();
+  // mincore with its result vector in the compartment's memory (libunwind
+  // checks addresses with it). It tells which pages are resident, nothing
+  // of their contents.
+  SyscallPolicy& AllowMincore();
+  // `nr` returns -error to the compartment.
+  SyscallPolicy& Deny(int nr, int error);
+  // `nr` ends the compartment call with kPermissionDenied.
+  SyscallPolicy& Fail(int nr);
+  // What unlisted calls do: return -error instead of failing the call.
+  SyscallPolicy& DenyOthersWithErrno(int error);
+
+  // OK, or kInvalidArgument naming the first syscall this policy allows
+  // that is never allowed, or that Allow cannot run safely, and why.
+  absl::Status Validate() const;
+
+  // The rule for `nr` (out-of-range numbers get the default).
+  const Rule& RuleFor(int nr) const;
+
+  // Why `nr` is never allowed, or empty if it may be.
+  static absl::string_view NeverAllowedReason(int nr);
+
+ private:
+  SyscallPolicy& Set(int nr, Rule rule);
+
+  // Shared and immutable once a compartment uses it: the signal handler
+  // reads it without locks.
+  std::shared_ptr<Rule[]> rules_;
+  Rule default_;
 };
 
 }  // namespace mpkbox

@@ -31,7 +31,11 @@
 #define MPKBOX_TB_RESUME 40     // ResumeState*: the other registers to resume
 #define MPKBOX_TB_SIGSTACK_LO 48  // this thread's trusted signal stack
 #define MPKBOX_TB_SIGSTACK_HI 56
-#define MPKBOX_TB_FRAMES 64
+#define MPKBOX_TB_SIGNAL_NESTING 64  // handlers running on this thread
+#define MPKBOX_TB_SIGNAL_RSP 72      // rsp of a kernel entry when none runs
+#define MPKBOX_TB_SIGNAL_INFO 80     // siginfo - ucontext in a kernel frame
+#define MPKBOX_TB_RESUME_TRUSTED 88  // ResumeState* for trusted code
+#define MPKBOX_TB_FRAMES 128
 
 // ResumeState (trusted): what the resume stub restores with host rights.
 #define MPKBOX_RS_RBX 0
@@ -47,7 +51,11 @@
 #define MPKBOX_RS_R14 80
 #define MPKBOX_RS_R15 88
 #define MPKBOX_RS_RSP 96
-#define MPKBOX_RS_PKRU 104      // 0: resume trusted code (selector BLOCK)
+#define MPKBOX_RS_RAX 104       // the trusted resume restores these too
+#define MPKBOX_RS_RCX 112
+#define MPKBOX_RS_RDX 120
+#define MPKBOX_RS_RIP 128
+#define MPKBOX_RS_RFLAGS 136
 
 // The fixed PKRU the kernel starts every signal handler with (init_pkru).
 // Runtime::Init checks it; the signal entry compares against it.
@@ -79,6 +87,8 @@
 #define MPKBOX_CTX_PKRU 0
 #define MPKBOX_CTX_TOP 8         // rsp for the next entry; [top] holds a CFI copy
 #define MPKBOX_CTX_DOMAIN 16
+#define MPKBOX_CTX_STACK_BASE 32   // lowest byte of the guard page
+#define MPKBOX_CTX_STACK_SIZE 40
 
 // CallbackEntry: the process-wide callback table, trusted key.
 #define MPKBOX_CB_SHIFT 4        // sizeof(CallbackEntry) == 16

@@ -8,12 +8,19 @@
 
 #include "mpkbox/internal/gate_layout.h"
 
+namespace mpkbox {
+class SyscallPolicy;
+}  // namespace mpkbox
+
 namespace mpkbox::internal {
 
 inline constexpr size_t kMaxCompartments = 1024;
 // Deepest frame stack at which Call may enter: leaves room for the entered
 // compartment's callback, so the callback gate never runs out of frames.
 inline constexpr uint64_t kMaxCallDepth = MPKBOX_MAX_DEPTH - 3;
+// Added to the depth while a host signal handler runs: Call then takes its
+// slow path, which refuses (compartment code may be suspended under it).
+inline constexpr uint64_t kHandlerDepthBias = uint64_t{1} << 32;
 
 struct ThreadBlock;
 
@@ -67,11 +74,14 @@ struct CallContext {
   uint64_t generation;  // matches Compartment's, else the context is stale
   uintptr_t stack_base;  // lowest mapped byte, guard page included
   size_t stack_size;
-  uint64_t pad[2];
+  const SyscallPolicy* policy;  // the compartment's, immutable
+  uint64_t pad;
 };
 static_assert(offsetof(CallContext, pkru) == MPKBOX_CTX_PKRU);
 static_assert(offsetof(CallContext, top) == MPKBOX_CTX_TOP);
 static_assert(offsetof(CallContext, domain) == MPKBOX_CTX_DOMAIN);
+static_assert(offsetof(CallContext, stack_base) == MPKBOX_CTX_STACK_BASE);
+static_assert(offsetof(CallContext, stack_size) == MPKBOX_CTX_STACK_SIZE);
 
 struct CallbackEntry {
   uint64_t fn;
@@ -79,14 +89,17 @@ struct CallbackEntry {
 };
 static_assert(sizeof(CallbackEntry) == (1 << MPKBOX_CB_SHIFT));
 
-// What the resume stub restores besides rax, rcx, rdx, rip and rflags.
+// What a resume stub restores. The compartment stub takes rax, rcx, rdx,
+// rip and rflags from the SelectorPage instead (it can no longer read the
+// ThreadBlock once it has the compartment's PKRU).
 struct ResumeState {
   uint64_t rbx, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15;
   uint64_t rsp;
-  uint64_t pkru;
+  uint64_t rax, rcx, rdx, rip, rflags;
 };
 static_assert(offsetof(ResumeState, rsp) == MPKBOX_RS_RSP);
-static_assert(offsetof(ResumeState, pkru) == MPKBOX_RS_PKRU);
+static_assert(offsetof(ResumeState, rax) == MPKBOX_RS_RAX);
+static_assert(offsetof(ResumeState, rflags) == MPKBOX_RS_RFLAGS);
 
 // Why a call ended early: filled by the signal handler, read after the gate
 // returned (symbolizing is not for signal handlers).
@@ -96,6 +109,7 @@ enum class FaultKind : uint32_t {
   kGateViolation,  // a check in the gate trapped: a forged jump into it
   kTimeout,
   kException,      // a C++ exception reached the gate
+  kSyscallDenied,  // a syscall the policy fails, or one never allowed
 };
 struct FaultInfo {
   static constexpr int kMaxFrames = 32;
@@ -108,7 +122,8 @@ struct FaultInfo {
   uintptr_t stack_base;  // of the faulting thread's compartment stack
   int frames;
   uintptr_t ips[kMaxFrames];
-  char what[160];  // exception type
+  long syscall;     // kSyscallDenied: its number
+  char what[160];   // exception type, or why the syscall was refused
 };
 
 // On the trusted key. The page before it is the thread's SelectorPage.
@@ -120,9 +135,15 @@ struct ThreadBlock {
   CallbackEntry* callbacks;
   ResumeState* resume;
   uintptr_t sigstack_lo, sigstack_hi;  // where the kernel writes our frames
+  uint64_t signal_nesting;
+  uintptr_t signal_rsp;         // learned at the thread's first entry
+  uint64_t signal_info_delta;
+  ResumeState* resume_trusted;
+  uint64_t pad2[4];
   Frame frames[MPKBOX_MAX_DEPTH];
   CallContext contexts[kMaxCompartments];
   ResumeState resume_state;
+  ResumeState resume_trusted_state;
   FaultInfo fault_info;
   // Signal-handling state private to runtime/ (timer, backtrace recovery).
   alignas(16) unsigned char runtime_private[1024];
@@ -135,6 +156,13 @@ static_assert(offsetof(ThreadBlock, callbacks) == MPKBOX_TB_CALLBACKS);
 static_assert(offsetof(ThreadBlock, resume) == MPKBOX_TB_RESUME);
 static_assert(offsetof(ThreadBlock, sigstack_lo) == MPKBOX_TB_SIGSTACK_LO);
 static_assert(offsetof(ThreadBlock, sigstack_hi) == MPKBOX_TB_SIGSTACK_HI);
+static_assert(offsetof(ThreadBlock, signal_nesting) ==
+              MPKBOX_TB_SIGNAL_NESTING);
+static_assert(offsetof(ThreadBlock, signal_rsp) == MPKBOX_TB_SIGNAL_RSP);
+static_assert(offsetof(ThreadBlock, signal_info_delta) ==
+              MPKBOX_TB_SIGNAL_INFO);
+static_assert(offsetof(ThreadBlock, resume_trusted) ==
+              MPKBOX_TB_RESUME_TRUSTED);
 static_assert(offsetof(ThreadBlock, frames) == MPKBOX_TB_FRAMES);
 
 }  // namespace mpkbox::internal
