@@ -9,6 +9,14 @@
 //   BM_WrpkruPairLoads   the pair with a chain of three dependent loads after
 //                        each write (what a gate's post-WRPKRU check does):
 //                        shows how much work next to a WRPKRU overlaps it.
+//   BM_WrpkruPairWithStores
+//                        the pair with what the gate adds for Syscall User
+//                        Dispatch: a byte store of BLOCK to the selector
+//                        before the first WRPKRU and of ALLOW after the
+//                        second (plain movb to a page-aligned buffer, in the
+//                        gate's order). Its excess over BM_WrpkruPair is what
+//                        the selector costs the gate.
+//   BM_SelectorStorePair the two selector stores alone, without WRPKRU.
 //   BM_PlainCall         an empty function through a volatile pointer.
 //   BM_GateRoundTrip     box->Call(&Empty): host -> compartment -> host.
 //   BM_GateRoundTripArgs box->Call(&Add, a, b) returning Tainted<int>.
@@ -20,6 +28,27 @@
 //                        compartment), with the enclosing Call subtracted.
 //   BM_CallbackNative/N  the same loop run directly in the host, calling the
 //                        callback function itself: the unsandboxed baseline.
+
+// System calls from compartment code (Syscall User Dispatch: SIGSYS, judged
+// and emulated by runtime/syscall_dispatch.cc), on compartments of their own
+// ("bench-syscalls", allowing getppid; "bench-deny", denying it with EPERM):
+//
+//   BM_PlainSyscall      syscall(SYS_getppid) from the host, on the benchmark
+//                        thread (Syscall User Dispatch armed, selector ALLOW:
+//                        the state of any host thread that uses compartments).
+//   BM_PlainSyscallNoDispatch
+//                        the same on a fresh thread that never entered a
+//                        compartment (no dispatch armed): the kernel alone.
+//   BM_InterceptedSyscall
+//                        one box->Call of a compartment function issuing
+//                        getppid with an inline `syscall` 16 times.
+//   BM_DeniedSyscallErrno
+//                        the same in the compartment whose policy denies
+//                        getppid with EPERM (each syscall returns -EPERM).
+//   BM_CompartmentEmpty16
+//                        the same Call of the same loop without the syscall
+//                        instruction. report.py takes (t(Intercepted) -
+//                        t(Empty16)) / 16 as the cost of one intercepted call.
 //
 // Faults and Reset, on a second compartment ("bench-faults") so that the gate
 // benchmarks' compartment is never faulted or reset:
@@ -73,6 +102,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -82,6 +112,7 @@
 #include "absl/debugging/symbolize.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/fault_report.h"  // internal::PkeyOfAddress, for BM_ReadSmaps
+#include "runtime/syscall_dispatch.h"  // internal::EmulatedSyscalls, a self-check
 
 // libc's own sigaction: the host's `sigaction` is mpkbox's interposed one.
 extern "C" int __sigaction(int, const struct sigaction*, struct sigaction*);
@@ -132,6 +163,39 @@ __attribute__((noinline)) int CallbackLoop(int (*cb)(int), int n) {
   return acc;
 }
 
+// Runs in the compartment: getppid with an inline `syscall`, kSyscallsPerCall
+// times (Syscall User Dispatch turns each into a SIGSYS); returns the last
+// result. Registers only.
+constexpr int kSyscallsPerCall = 16;  // report.py's SYSCALLS_PER_CALL
+
+__attribute__((noinline)) long GetppidLoop() {
+  long r = 0;
+  for (int i = 0; i < kSyscallsPerCall; ++i) {
+    long ret;
+    asm volatile("syscall"
+                 : "=a"(ret)
+                 : "a"(static_cast<long>(SYS_getppid))
+                 : "rcx", "r11", "memory");
+    r = ret;
+  }
+  return r;
+}
+
+// The same loop with the same constraints and no instruction: returns
+// SYS_getppid (rax is never changed).
+__attribute__((noinline)) long EmptyLoop16() {
+  long r = 0;
+  for (int i = 0; i < kSyscallsPerCall; ++i) {
+    long ret;
+    asm volatile(""
+                 : "=a"(ret)
+                 : "a"(static_cast<long>(SYS_getppid))
+                 : "rcx", "r11", "memory");
+    r = ret;
+  }
+  return r;
+}
+
 void (*volatile plain_target)() = &Empty;
 
 // ud2: SIGILL (ILL_ILLOPN) at this function's first instruction.
@@ -177,6 +241,30 @@ mpkbox::Compartment& FaultBox() {
     return b->release();
   }();
   return *box;
+}
+
+mpkbox::Compartment& MakeBox(const char* name, mpkbox::SyscallPolicy policy) {
+  auto b = mpkbox::Compartment::Create({.name = name, .syscalls = policy});
+  if (!b.ok()) {
+    std::fprintf(stderr, "gate_bench: Compartment::Create(%s): %s\n", name,
+                 b.status().ToString().c_str());
+    std::exit(2);
+  }
+  return *b->release();
+}
+
+// getppid allowed (run by the dispatcher for the compartment).
+mpkbox::Compartment& SyscallBox() {
+  static mpkbox::Compartment& box = MakeBox(
+      "bench-syscalls", mpkbox::SyscallPolicy().Allow(SYS_getppid));
+  return box;
+}
+
+// getppid denied with EPERM.
+mpkbox::Compartment& DenyBox() {
+  static mpkbox::Compartment& box = MakeBox(
+      "bench-deny", mpkbox::SyscallPolicy().Deny(SYS_getppid, EPERM));
+  return box;
 }
 
 // Fails the benchmark (rather than measuring an error path) on a bad status.
@@ -232,6 +320,44 @@ void BM_WrpkruPairLoads(benchmark::State& state) {
   if (Rdpkru() != orig) state.SkipWithError("PKRU not restored");
 }
 BENCHMARK(BM_WrpkruPairLoads);
+
+// Stands in for the thread's SelectorPage: a page of its own.
+alignas(4096) volatile uint8_t selector_page[4096];
+
+// The gate's order: BLOCK before the WRPKRU into the compartment, ALLOW
+// after the WRPKRU back (trampolines/gate.S).
+void BM_WrpkruPairWithStores(benchmark::State& state) {
+  const uint32_t orig = Rdpkru();
+  const uint32_t other = orig ^ (2u << 30);
+  for (auto _ : state) {
+    uint32_t eax = other;
+    asm volatile(
+        "movb $1, (%[sel])\n\t"  // MPKBOX_SELECTOR_BLOCK
+        "wrpkru\n\t"
+        "movl %[orig], %%eax\n\t"
+        "wrpkru\n\t"
+        "movb $0, (%[sel])"       // MPKBOX_SELECTOR_ALLOW
+        : "+a"(eax)
+        : "c"(0), "d"(0), [orig] "r"(orig), [sel] "r"(selector_page)
+        : "memory");
+  }
+  if (Rdpkru() != orig) state.SkipWithError("PKRU not restored");
+  if (selector_page[0] != 0) state.SkipWithError("selector not ALLOW");
+}
+BENCHMARK(BM_WrpkruPairWithStores);
+
+void BM_SelectorStorePair(benchmark::State& state) {
+  for (auto _ : state) {
+    asm volatile(
+        "movb $1, (%[sel])\n\t"
+        "movb $0, (%[sel])"
+        :
+        : [sel] "r"(selector_page)
+        : "memory");
+  }
+  if (selector_page[0] != 0) state.SkipWithError("selector not ALLOW");
+}
+BENCHMARK(BM_SelectorStorePair);
 
 void BM_PlainCall(benchmark::State& state) {
   for (auto _ : state) plain_target();
@@ -297,6 +423,73 @@ void BM_CallbackNative(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 BENCHMARK(BM_CallbackNative)->Arg(0)->Arg(64);
+
+// ---------------------------------------------------------------------------
+// System calls.
+
+void PlainSyscall(benchmark::State& state) {
+  const long expected = getppid();
+  for (auto _ : state) {
+    long r = syscall(SYS_getppid);
+    benchmark::DoNotOptimize(r);
+  }
+  if (syscall(SYS_getppid) != expected) state.SkipWithError("wrong getppid");
+}
+
+void BM_PlainSyscall(benchmark::State& state) {
+  // Make sure this thread has entered a compartment, so that dispatch is
+  // armed whatever order the repetitions run in.
+  if (!Check(state, Box().Call(&Empty))) return;
+  PlainSyscall(state);
+}
+BENCHMARK(BM_PlainSyscall);
+
+void BM_PlainSyscallNoDispatch(benchmark::State& state) {
+  std::thread t([&state] { PlainSyscall(state); });
+  t.join();
+}
+BENCHMARK(BM_PlainSyscallNoDispatch);
+
+// One Call of `fn` in `box`; untimed first, checking its result and that
+// `emulated` of its syscalls went through the dispatcher.
+void SyscallLoop(benchmark::State& state, mpkbox::Compartment& box,
+                 long (*fn)(), long expected, uint64_t emulated) {
+  const uint64_t before = mpkbox::internal::EmulatedSyscalls();
+  auto first = box.Call(fn);
+  const uint64_t after = mpkbox::internal::EmulatedSyscalls();
+  if (!first.ok()) {
+    state.SkipWithError("the Call failed");
+    return;
+  }
+  if (first->UnverifiedValue("bench self-check") != expected) {
+    state.SkipWithError("the compartment function gave a wrong result");
+    return;
+  }
+  if (after - before != emulated) {
+    state.SkipWithError("not every syscall went through the dispatcher");
+    return;
+  }
+  for (auto _ : state) {
+    auto r = box.Call(fn);
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations() * kSyscallsPerCall);
+}
+
+void BM_InterceptedSyscall(benchmark::State& state) {
+  SyscallLoop(state, SyscallBox(), &GetppidLoop, getppid(), kSyscallsPerCall);
+}
+BENCHMARK(BM_InterceptedSyscall);
+
+void BM_DeniedSyscallErrno(benchmark::State& state) {
+  SyscallLoop(state, DenyBox(), &GetppidLoop, -EPERM, kSyscallsPerCall);
+}
+BENCHMARK(BM_DeniedSyscallErrno);
+
+void BM_CompartmentEmpty16(benchmark::State& state) {
+  SyscallLoop(state, SyscallBox(), &EmptyLoop16, SYS_getppid, 0);
+}
+BENCHMARK(BM_CompartmentEmpty16);
 
 // ---------------------------------------------------------------------------
 // Faults and Reset.
@@ -478,6 +671,8 @@ int main(int argc, char** argv) {
   }
   Box();  // create the compartments before any timing
   FaultBox();
+  SyscallBox();
+  DenyBox();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -20,6 +20,7 @@ import sys
 
 TARGET_GATE_OVER_PAIR = 1.3
 CALLBACKS_PER_CALL = 64  # BM_CallbackRoundTrip/64 in gate_bench.cc
+SYSCALLS_PER_CALL = 16  # kSyscallsPerCall in gate_bench.cc
 
 UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 # User counters gate_bench sets on the fault benchmarks.
@@ -122,11 +123,25 @@ def quantities(t):
             return None
         return (a - b) / CALLBACKS_PER_CALL
 
+    def per_syscall(a, b):
+        if a is None or b is None:
+            return None
+        return (a - b) / SYSCALLS_PER_CALL
+
+    def minus(a, b):
+        return None if a is None or b is None else a - b
+
     n = CALLBACKS_PER_CALL
+    empty16 = t.get("BM_CompartmentEmpty16")
     return {
         "pair": t.get("BM_WrpkruPair"),
         "pair_same": t.get("BM_WrpkruPairSame"),
         "pair_loads": t.get("BM_WrpkruPairLoads"),
+        "pair_stores": t.get("BM_WrpkruPairWithStores"),
+        "stores": t.get("BM_SelectorStorePair"),
+        # What the selector's two byte stores add to the WRPKRU pair.
+        "selector": minus(t.get("BM_WrpkruPairWithStores"),
+                          t.get("BM_WrpkruPair")),
         "plain": t.get("BM_PlainCall"),
         "gate": t.get("BM_GateRoundTrip"),
         "gate_args": t.get("BM_GateRoundTripArgs"),
@@ -142,6 +157,18 @@ def quantities(t):
         "signal": t.get("BM_SignalRoundTrip"),
         "signal_host": t.get("BM_SignalRoundTripHost"),
         "fork": t.get("BM_ForkExitWait"),
+        "syscall": t.get("BM_PlainSyscall"),
+        "syscall_nosud": t.get("BM_PlainSyscallNoDispatch"),
+        # What an armed dispatch adds to a host syscall (selector ALLOW).
+        "sud_host": minus(t.get("BM_PlainSyscall"),
+                          t.get("BM_PlainSyscallNoDispatch")),
+        "intercepted16": t.get("BM_InterceptedSyscall"),
+        "denied16": t.get("BM_DeniedSyscallErrno"),
+        "empty16": empty16,
+        # One syscall from compartment code: the enclosing Call and the loop
+        # cancel out.
+        "intercepted": per_syscall(t.get("BM_InterceptedSyscall"), empty16),
+        "denied": per_syscall(t.get("BM_DeniedSyscallErrno"), empty16),
         "symbolize": t.get("BM_SymbolizeOne"),
         "smaps_code": t.get("BM_ReadSmaps/code"),
         "smaps_global": t.get("BM_ReadSmaps/host_global"),
@@ -158,6 +185,19 @@ RATIOS = [
     ("callback round trip / gate round trip", "callback", "gate"),
     ("callback round trip / native call in the loop", "callback",
      "native_cb"),
+    ("intercepted syscall (getppid, allowed) / plain syscall",
+     "intercepted", "syscall"),
+    ("intercepted syscall / plain syscall on a thread without dispatch",
+     "intercepted", "syscall_nosud"),
+    ("denied syscall (errno) / plain syscall", "denied", "syscall"),
+    ("denied syscall (errno) / intercepted syscall", "denied",
+     "intercepted"),
+    ("intercepted syscall / signal round trip", "intercepted", "signal"),
+    ("plain syscall, dispatch armed / dispatch not armed", "syscall",
+     "syscall_nosud"),
+    ("WRPKRU pair + 2 selector stores / WRPKRU pair", "pair_stores", "pair"),
+    ("gate round trip / (WRPKRU pair + 2 selector stores)", "gate",
+     "pair_stores"),
     ("WRPKRU pair (same value) / WRPKRU pair", "pair_same", "pair"),
     ("WRPKRU pair + 3 dependent loads after each / WRPKRU pair",
      "pair_loads", "pair"),
@@ -202,6 +242,11 @@ def main():
         ("BM_WrpkruPairSame", "two WRPKRUs of the unchanged value"),
         ("BM_WrpkruPairLoads",
          "the pair, each WRPKRU followed by 3 dependent loads"),
+        ("BM_WrpkruPairWithStores",
+         "the pair with the gate's selector stores: movb BLOCK, WRPKRU, "
+         "WRPKRU, movb ALLOW"),
+        ("BM_SelectorStorePair",
+         "the two selector byte stores alone, no WRPKRU"),
         ("BM_PlainCall", "empty function through a volatile pointer"),
         ("BM_GateRoundTrip", "`box->Call(&Empty)`, void()"),
         ("BM_GateRoundTripArgs", "`box->Call(&Add, a, 2)`, int(int, int)"),
@@ -211,6 +256,18 @@ def main():
         ("BM_CallbackNative/0", "the same loop in the host, 0 calls"),
         (f"BM_CallbackNative/{CALLBACKS_PER_CALL}",
          f"the same loop in the host, {CALLBACKS_PER_CALL} direct calls"),
+        ("BM_PlainSyscall",
+         "`syscall(SYS_getppid)` in the host, dispatch armed (selector "
+         "ALLOW)"),
+        ("BM_PlainSyscallNoDispatch",
+         "the same on a thread that never entered a compartment"),
+        ("BM_InterceptedSyscall",
+         f"one Call: {SYSCALLS_PER_CALL} inline `syscall` getppid, allowed "
+         "(SIGSYS, emulated)"),
+        ("BM_DeniedSyscallErrno",
+         f"one Call: {SYSCALLS_PER_CALL} getppid, denied with EPERM"),
+        ("BM_CompartmentEmpty16",
+         f"one Call: the same {SYSCALLS_PER_CALL}-step loop, no syscall"),
         ("BM_FaultAndReset",
          "`Call(&Ud2)` (ud2: SIGILL -> kAborted) then `Reset()`"),
         ("BM_FaultAndResetSegv",
@@ -256,8 +313,21 @@ def main():
         target_note = f"target <= {TARGET_GATE_OVER_PAIR}: **met**"
     else:
         target_note = f"target <= {TARGET_GATE_OVER_PAIR}: **missed**"
+    gate_over_stores = div(gate, q_med["pair_stores"])
+    if gate_over_stores is None:
+        stores_note = ""
+    else:
+        stores_note = (
+            f"the same target against this floor: "
+            f"{'met' if gate_over_stores <= TARGET_GATE_OVER_PAIR else 'missed'}")
     notes = {
         ("gate", "pair"): target_note,
+        ("gate", "pair_stores"): stores_note,
+        ("intercepted", "syscall"): "per syscall: (Intercepted - Empty16) / "
+                                    f"{SYSCALLS_PER_CALL}",
+        ("intercepted", "signal"): "a SIGSYS is a signal delivery",
+        ("syscall", "syscall_nosud"): "every host syscall pays this once "
+                                      "its thread has entered a compartment",
         ("pair_loads", "pair"): "work next to a WRPKRU does not overlap it",
         ("reset", "gate"): "Reset unmaps the stack; the Call maps it again",
     }
@@ -302,6 +372,20 @@ def main():
         f"CallbackNative/0) / {CALLBACKS_PER_CALL} | {fmt_ns(native_cb)} |",
         f"| gate round trip minus WRPKRU pair | "
         f"{fmt_ns(None if gate is None or pair is None else gate - pair)} |",
+        f"| selector stores in the gate: WrpkruPairWithStores - WrpkruPair | "
+        f"{fmt_signed(q_med['selector'])} |",
+        f"| the two selector stores alone (SelectorStorePair) | "
+        f"{fmt_ns(q_med['stores'])} |",
+        f"| intercepted syscall: (InterceptedSyscall - CompartmentEmpty16) / "
+        f"{SYSCALLS_PER_CALL} | {fmt_ns(q_med['intercepted'])} |",
+        f"| denied syscall (errno): (DeniedSyscallErrno - "
+        f"CompartmentEmpty16) / {SYSCALLS_PER_CALL} | "
+        f"{fmt_ns(q_med['denied'])} |",
+        f"| intercepted syscall minus plain syscall (SIGSYS delivery, "
+        f"dispatch, the real call, sigreturn) | "
+        f"{fmt_ns(minus(q_med['intercepted'], q_med['syscall']))} |",
+        f"| dispatch armed on a host syscall: PlainSyscall - "
+        f"PlainSyscallNoDispatch | {fmt_signed(q_med['sud_host'])} |",
         f"| 2 x (3 dependent loads after a WRPKRU): WrpkruPairLoads - "
         f"WrpkruPair | "
         f"{fmt_ns(None if pair_loads is None or pair is None else pair_loads - pair)}"
@@ -367,6 +451,38 @@ def main():
         if best_ratio is not None:
             verdict.append(
                 f"Fastest repetitions against fastest: {best_ratio:.2f}x.")
+    if verdict_gate is not None and q_med["selector"] is not None:
+        verdict.append(
+            f"The selector's two byte stores add "
+            f"{fmt_signed(q_med['selector'])} ns to the WRPKRU pair "
+            f"({fmt_ns(q_med['pair_stores'])} ns against {fmt_ns(pair)} ns, "
+            f"{fmt_ratio(div(q_med['pair_stores'], pair))}; the stores alone "
+            f"take {fmt_ns(q_med['stores'])} ns): against the pair with the "
+            f"stores the gate round trip is "
+            f"{fmt_ratio(gate_over_stores)} (target {TARGET_GATE_OVER_PAIR}x "
+            f"against the pair alone): the stores are "
+            f"{share(q_med['selector'], minus(gate, pair))} of the gate's "
+            f"{fmt_ns(minus(gate, pair))} ns above the pair.")
+    if q_med["intercepted"] is not None and q_med["syscall"] is not None:
+        verdict.append(
+            f"A syscall from compartment code (getppid, allowed: SIGSYS, "
+            f"mpkbox's dispatch, the real call, sigreturn) costs "
+            f"{fmt_ns(q_med['intercepted'])} ns, "
+            f"{fmt_ratio(div(q_med['intercepted'], q_med['syscall']))} the "
+            f"same syscall from the host ({fmt_ns(q_med['syscall'])} ns) and "
+            f"{fmt_ratio(div(q_med['intercepted'], signal))} a bare signal "
+            f"round trip; denied with an errno it costs "
+            f"{fmt_ns(q_med['denied'])} ns "
+            f"({fmt_ratio(div(q_med['denied'], q_med['syscall']))} the host "
+            f"syscall).")
+        if q_med["sud_host"] is not None:
+            verdict.append(
+                f"With dispatch armed (a thread that has entered a "
+                f"compartment) a host syscall costs "
+                f"{fmt_ns(q_med['syscall'])} ns against "
+                f"{fmt_ns(q_med['syscall_nosud'])} ns on a thread without "
+                f"it: {fmt_signed(q_med['sud_host'])} ns more per host "
+                f"syscall.")
     if fault is not None and signal is not None:
         text = (
             f"A contained fault followed by Reset costs {fmt_ns(fault)} ns "
@@ -468,6 +584,32 @@ def main():
         "thread pointer, the thread block and the value to check): its "
         "excess over the pair is work the CPU could not overlap with the "
         "WRPKRU.",
+        "- Selector: the gate writes the Syscall User Dispatch selector "
+        "byte (a plain movb to the thread's selector page) to BLOCK before "
+        "its WRPKRU into the compartment and to ALLOW after its WRPKRU back. "
+        "`BM_WrpkruPairWithStores` is the WRPKRU pair with those two stores "
+        "in that order, to a page-aligned buffer of its own, in one asm "
+        "statement; its excess over `BM_WrpkruPair` is what the selector "
+        "adds to the gate's floor. `BM_SelectorStorePair` is the two stores "
+        "without WRPKRU.",
+        f"- System calls: one iteration of `BM_InterceptedSyscall` is one "
+        f"`Call` of a compartment function that issues getppid with an "
+        f"inline `syscall` instruction {SYSCALLS_PER_CALL} times, in a "
+        f"compartment whose policy is `Allow(SYS_getppid)`: each becomes a "
+        f"SIGSYS (Syscall User Dispatch), mpkbox's signal entry judges it "
+        f"against the policy, makes the call and puts the result in rax. "
+        f"`BM_CompartmentEmpty16` is the same `Call` of the same loop with "
+        f"no instruction, so one intercepted syscall costs (median(Intercepted)"
+        f" - median(Empty16)) / {SYSCALLS_PER_CALL}. "
+        f"`BM_DeniedSyscallErrno` is the same in a compartment whose policy "
+        f"is `Deny(SYS_getppid, EPERM)`: no real call, -EPERM in rax. Each "
+        f"checks, untimed, the function's result (getppid(), -EPERM, "
+        f"SYS_getppid) and that the runtime's count of emulated syscalls "
+        f"grew by {SYSCALLS_PER_CALL} (0 for Empty16). `BM_PlainSyscall` is "
+        f"libc's `syscall(SYS_getppid)` on the benchmark thread, which has "
+        f"entered compartments and so has dispatch armed with the selector "
+        f"at ALLOW; `BM_PlainSyscallNoDispatch` is the same on a fresh "
+        f"thread without dispatch.",
         "- Ratios of minimums compare each benchmark's fastest repetition: "
         "noise only adds time, so they are a second, less noise-prone view.",
         "- Gate round trips go through the public `Compartment::Call`, "

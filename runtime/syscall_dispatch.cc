@@ -227,7 +227,9 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
   const SyscallPolicy::Rule& rule = ctx.policy->RuleFor(static_cast<int>(nr));
   absl::string_view never =
       SyscallPolicy::NeverAllowedReason(static_cast<int>(nr));
-  if (!never.empty() && rule.action != Action::kErrno) {  // errno: denied too
+  // Only an explicit Deny(nr, errno) quiets a never-allowed call: it is
+  // denied either way, and the policy's catch-all does not apply to it.
+  if (!never.empty() && !(rule.set && rule.action == Action::kErrno)) {
     char why[160];
     snprintf(why, sizeof(why), "never allowed: %.*s",
              static_cast<int>(never.size()), never.data());
