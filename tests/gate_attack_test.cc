@@ -86,6 +86,7 @@ extern "C" void mpkbox_test_bare_wrpkru(uint32_t);
 namespace mpkbox {
 namespace {
 
+using ::mpkbox::testing::FindBytes;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 
@@ -99,17 +100,6 @@ int host_secret = 1234;
   host_secret = 666;
   mpkbox_tls_thread->selector = MPKBOX_SELECTOR_ALLOW;
   _exit(kEscaped);
-}
-
-std::vector<uintptr_t> FindBytes(const char* begin, const char* end,
-                                 const std::vector<uint8_t>& pattern) {
-  std::vector<uintptr_t> hits;
-  for (const char* p = begin; p + pattern.size() <= end; ++p) {
-    if (memcmp(p, pattern.data(), pattern.size()) == 0) {
-      hits.push_back(reinterpret_cast<uintptr_t>(p));
-    }
-  }
-  return hits;
 }
 
 // Every WRPKRU of trampolines/: the gate's, then the signal entry's.

@@ -265,6 +265,7 @@ extern char mpkbox_test_storm_loop[], mpkbox_test_storm_loop_end[];
 namespace mpkbox {
 namespace {
 
+using ::mpkbox::testing::FindBytes;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
@@ -352,17 +353,6 @@ void AttackFromInside() {
 AttackRegs PayloadRegs() {
   const uint64_t p = PayloadAddress();
   return AttackRegs{p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, kOwnStack};
-}
-
-std::vector<uintptr_t> FindBytes(const char* begin, const char* end,
-                                 const std::vector<uint8_t>& pattern) {
-  std::vector<uintptr_t> hits;
-  for (const char* p = begin; p + pattern.size() <= end; ++p) {
-    if (memcmp(p, pattern.data(), pattern.size()) == 0) {
-      hits.push_back(reinterpret_cast<uintptr_t>(p));
-    }
-  }
-  return hits;
 }
 
 // The WRPKRU of the signal entry: the first one after mpkbox_signal_begin.

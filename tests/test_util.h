@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "mpkbox/mpkbox.h"
 
@@ -28,6 +30,10 @@ T Value(const absl::StatusOr<Tainted<T>>& r) {
 
 // Number of lines in /proc/self/maps.
 int CountMappings();
+
+// Addresses in [begin, end) where `pattern` starts, at any byte offset.
+std::vector<uintptr_t> FindBytes(const char* begin, const char* end,
+                                 const std::vector<uint8_t>& pattern);
 
 }  // namespace mpkbox::testing
 

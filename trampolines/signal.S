@@ -18,6 +18,22 @@
 
 #include "trampolines/pkru.inc"
 
+// The registers both resume stubs take from a ResumeState at %rcx.
+.macro RESTORE_SAVED_REGISTERS
+  movq MPKBOX_RS_RBX(%rcx), %rbx
+  movq MPKBOX_RS_RBP(%rcx), %rbp
+  movq MPKBOX_RS_RSI(%rcx), %rsi
+  movq MPKBOX_RS_RDI(%rcx), %rdi
+  movq MPKBOX_RS_R8(%rcx), %r8
+  movq MPKBOX_RS_R9(%rcx), %r9
+  movq MPKBOX_RS_R10(%rcx), %r10
+  movq MPKBOX_RS_R11(%rcx), %r11
+  movq MPKBOX_RS_R12(%rcx), %r12
+  movq MPKBOX_RS_R13(%rcx), %r13
+  movq MPKBOX_RS_R14(%rcx), %r14
+  movq MPKBOX_RS_R15(%rcx), %r15
+.endm
+
   .text
   .globl mpkbox_signal_begin
   .hidden mpkbox_signal_begin
@@ -90,18 +106,7 @@ mpkbox_resume_stub:
   LOAD_THREAD %rax
   movq MPKBOX_TB_RESUME + MPKBOX_PAGE_SIZE(%rax), %rcx  // rcx = ResumeState
   movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
-  movq MPKBOX_RS_RBX(%rcx), %rbx
-  movq MPKBOX_RS_RBP(%rcx), %rbp
-  movq MPKBOX_RS_RSI(%rcx), %rsi
-  movq MPKBOX_RS_RDI(%rcx), %rdi
-  movq MPKBOX_RS_R8(%rcx), %r8
-  movq MPKBOX_RS_R9(%rcx), %r9
-  movq MPKBOX_RS_R10(%rcx), %r10
-  movq MPKBOX_RS_R11(%rcx), %r11
-  movq MPKBOX_RS_R12(%rcx), %r12
-  movq MPKBOX_RS_R13(%rcx), %r13
-  movq MPKBOX_RS_R14(%rcx), %r14
-  movq MPKBOX_RS_R15(%rcx), %r15
+  RESTORE_SAVED_REGISTERS
   movq MPKBOX_RS_RSP(%rcx), %rdx
   movl MPKBOX_SEL_CURRENT_PKRU(%rax), %eax
   movq %rdx, %rsp                           // the compartment's, not read yet
@@ -131,18 +136,7 @@ mpkbox_resume_trusted:
   LOAD_THREAD %rax
   movq MPKBOX_TB_RESUME_TRUSTED + MPKBOX_PAGE_SIZE(%rax), %rcx
   movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
-  movq MPKBOX_RS_RBX(%rcx), %rbx
-  movq MPKBOX_RS_RBP(%rcx), %rbp
-  movq MPKBOX_RS_RSI(%rcx), %rsi
-  movq MPKBOX_RS_RDI(%rcx), %rdi
-  movq MPKBOX_RS_R8(%rcx), %r8
-  movq MPKBOX_RS_R9(%rcx), %r9
-  movq MPKBOX_RS_R10(%rcx), %r10
-  movq MPKBOX_RS_R11(%rcx), %r11
-  movq MPKBOX_RS_R12(%rcx), %r12
-  movq MPKBOX_RS_R13(%rcx), %r13
-  movq MPKBOX_RS_R14(%rcx), %r14
-  movq MPKBOX_RS_R15(%rcx), %r15
+  RESTORE_SAVED_REGISTERS
   movq MPKBOX_RS_RSP(%rcx), %rsp
   leaq -136(%rsp), %rsp
   movq MPKBOX_RS_RIP(%rcx), %rax
