@@ -455,7 +455,7 @@ absl::Status SetUpSignalStack(ThreadBlock* tb) {
   // takes a compartment's rsp for "already on the signal stack": every first
   // frame goes to the same place.
   ss.ss_flags = SS_AUTODISARM;
-  if (sigaltstack(&ss, nullptr) != 0) {
+  if (syscall(SYS_sigaltstack, &ss, &rt.host_signal_stack) != 0) {
     munmap(p, kSignalStackBytes + guard);
     return absl::InternalError(
         absl::StrFormat("sigaltstack: %s", strerror(errno)));
@@ -480,7 +480,7 @@ void ReleaseSignalStack(ThreadBlock* tb) {
   if (rt.signal_stack == nullptr) return;
   stack_t ss{};
   ss.ss_flags = SS_DISABLE;
-  sigaltstack(&ss, nullptr);
+  syscall(SYS_sigaltstack, &ss, nullptr);
   munmap(rt.signal_stack, rt.signal_stack_bytes);
   rt.signal_stack = nullptr;
   tb->sigstack_lo = tb->sigstack_hi = 0;
@@ -549,6 +549,26 @@ extern "C" int sigaction(int sig, const struct sigaction* act,
     }
   }
   if (old != nullptr) *old = prev;
+  return 0;
+}
+
+// The host's sigaltstack. On a thread that runs compartments the kernel's
+// signal stack stays mpkbox's trusted one (the entry refuses frames anywhere
+// else); the host's request is kept and reported back, and its handlers run
+// on the trusted stack.
+extern "C" int sigaltstack(const stack_t* ss, stack_t* old) {
+  mpkbox::internal::ThreadBlock* tb = mpkbox::internal::CurrentThreadBlock();
+  if (tb == nullptr) return static_cast<int>(syscall(SYS_sigaltstack, ss, old));
+  mpkbox::internal::ThreadRuntime& rt = mpkbox::internal::ThreadRuntimeOf(tb);
+  const stack_t previous = rt.host_signal_stack;
+  if (ss != nullptr) {
+    if (!(ss->ss_flags & SS_DISABLE) && ss->ss_size < static_cast<size_t>(MINSIGSTKSZ)) {
+      errno = ENOMEM;
+      return -1;
+    }
+    rt.host_signal_stack = *ss;
+  }
+  if (old != nullptr) *old = previous;
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #define MPKBOX_RUNTIME_THREAD_RUNTIME_H_
 
 #include <setjmp.h>
+#include <signal.h>
 #include <time.h>
 
 #include <cstddef>
@@ -15,9 +16,11 @@
 namespace mpkbox::internal {
 
 struct ThreadRuntime {
-  // The trusted signal stack (sigaltstack) of this thread.
+  // The trusted signal stack (sigaltstack) of this thread, and the one the
+  // host asked for (what sigaltstack reports to it).
   void* signal_stack = nullptr;
   size_t signal_stack_bytes = 0;
+  stack_t host_signal_stack{nullptr, SS_DISABLE, 0};
   // call_timeout: one POSIX timer per thread, created on first use.
   bool has_timer = false;
   timer_t timer{};

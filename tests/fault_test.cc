@@ -237,6 +237,23 @@ TEST(HostSignalTest, SigactionAndSignalKeepTheirMeaning) {
   EXPECT_EQ(sigaction(NSIG + 1, &a, nullptr), -1);
 }
 
+TEST(HostSignalTest, HostSigaltstackKeepsItsMeaningAndFaultsStayContained) {
+  auto box = MakeBox({.name = "altstack"});
+  ASSERT_TRUE(box->Call(+[] {}).ok());
+  static char host_stack[64 << 10];
+  stack_t mine{}, before{}, now{};
+  mine.ss_sp = host_stack;
+  mine.ss_size = sizeof(host_stack);
+  ASSERT_EQ(sigaltstack(&mine, &before), 0);
+  ASSERT_EQ(sigaltstack(nullptr, &now), 0);
+  EXPECT_EQ(now.ss_sp, host_stack);  // the host's view
+  // The kernel still delivers on mpkbox's trusted stack.
+  EXPECT_EQ(box->Call(&ReadUnmapped).status().code(),
+            absl::StatusCode::kAborted);
+  ASSERT_TRUE(box->Reset().ok());
+  ASSERT_EQ(sigaltstack(&before, nullptr), 0);
+}
+
 TEST(HostSignalDeathTest, HostFaultWithoutHandlerStillKills) {
   ASSERT_TRUE(Runtime::Init().ok());
   EXPECT_EXIT(
