@@ -89,10 +89,11 @@
 //                        the symbolizer's cache is warm, as it is for a fault
 //                        repeated at one address).
 //   BM_ReadSmaps/<where> mpkbox's PkeyOfAddress (reads /proc/self/smaps up to
-//                        the mapping holding the address), the lookup the
-//                        report does for the fault's si_addr (for SIGILL, the
-//                        faulting instruction): at Ud2 (code), at the host
-//                        global, and at address 8 (unmapped: the whole file).
+//                        the mapping holding the address, or the first one
+//                        above it), the lookup the report does for a data
+//                        fault's si_addr (SIGSEGV, SIGBUS; not SIGILL): at
+//                        Ud2 (code), at the host global, and at address 8
+//                        (unmapped, below the first mapping).
 //
 // A bare WRPKRU is fine here: this binary is a measurement tool, not the
 // runtime, and it never runs untrusted code.
@@ -654,8 +655,8 @@ void BM_ReadSmaps(benchmark::State& state, const void* addr, int key) {
   }
 }
 // Ud2's page and the host global are near the start of the file (the
-// executable's own mappings); an unmapped address is never matched, so the
-// whole file is read.
+// executable's own mappings); address 8 lies below the first mapping, where
+// the (sorted) file shows it is unmapped.
 BENCHMARK_CAPTURE(BM_ReadSmaps, code, reinterpret_cast<const void*>(&Ud2), 0);
 BENCHMARK_CAPTURE(BM_ReadSmaps, host_global,
                   static_cast<const void*>(&host_global), 0);

@@ -67,6 +67,15 @@ bool AnyDeadlinePassed(const ThreadBlock* tb, uint64_t now_ns) {
   return false;
 }
 
+uint64_t NearestDeadlineNs(const ThreadBlock* tb) {
+  uint64_t nearest = 0;
+  for (uint64_t i = 0; i < tb->depth; ++i) {
+    const uint64_t d = tb->frames[i].deadline_ns;
+    if (d != 0 && (nearest == 0 || d < nearest)) nearest = d;
+  }
+  return nearest;
+}
+
 void RearmCallTimer(ThreadBlock* tb, uint64_t retry_ns) {
   ThreadRuntime& rt = ThreadRuntimeOf(tb);
   if (!rt.has_timer) return;

@@ -23,6 +23,8 @@ void EndTimedCall(ThreadBlock* tb);
 void RearmCallTimer(ThreadBlock* tb, uint64_t retry_ns);
 // True if any active call's deadline has passed.
 bool AnyDeadlinePassed(const ThreadBlock* tb, uint64_t now_ns);
+// The nearest deadline of the active calls, 0 if none.
+uint64_t NearestDeadlineNs(const ThreadBlock* tb);
 void DeleteCallTimer(ThreadBlock* tb);
 
 }  // namespace mpkbox::internal

@@ -30,6 +30,7 @@ extern char mpkbox_signal_begin[], mpkbox_signal_end[];
 extern char mpkbox_gate_enter_blocked[], mpkbox_gate_enter_blocked_end[];
 extern char mpkbox_callback_return_blocked[];
 extern char mpkbox_callback_return_blocked_end[];
+extern char mpkbox_gate_enter_switched[], mpkbox_callback_return_switched[];
 extern char mpkbox_gate_begin[], mpkbox_gate_end[], mpkbox_gate_trap[];
 extern char mpkbox_gate_landing[];
 // libc's own sigaction: the interposed one below is the host's view.
@@ -249,10 +250,22 @@ void Resume(SelectorPage* sel, ThreadBlock* tb, ucontext_t* uc,
     SetFramePkru(uc, 0);
     return;
   }
+  // Between a gate's WRPKRU into a compartment and its switch to the
+  // compartment's stack, rsp is still the host's: run the WRPKRU again from
+  // trusted code rather than resume compartment rights on the host stack.
+  if (InRange(rip, mpkbox_gate_enter_blocked_end, mpkbox_gate_enter_switched)) {
+    g[REG_RIP] = reinterpret_cast<greg_t>(mpkbox_gate_enter_blocked_end);
+    in_compartment = false;
+  } else if (InRange(rip, mpkbox_callback_return_blocked_end,
+                     mpkbox_callback_return_switched)) {
+    g[REG_RIP] = reinterpret_cast<greg_t>(mpkbox_callback_return_blocked_end);
+    in_compartment = false;
+  }
+  const uintptr_t at = static_cast<uintptr_t>(g[REG_RIP]);
   const bool inbound =
-      InRange(rip, mpkbox_gate_enter_blocked, mpkbox_gate_enter_blocked_end) ||
-      InRange(rip, mpkbox_callback_return_blocked,
-              mpkbox_callback_return_blocked_end);
+      InRange(at, mpkbox_gate_enter_blocked, mpkbox_gate_enter_switched) ||
+      InRange(at, mpkbox_callback_return_blocked,
+              mpkbox_callback_return_switched);
   if (!in_compartment && !inbound) return;
   ResumeState& rs = in_compartment ? tb->resume_state
                                    : tb->resume_trusted_state;
@@ -510,6 +523,8 @@ extern "C" void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* raw) {
       tb->signal_info_delta =
           reinterpret_cast<uintptr_t>(info) - reinterpret_cast<uintptr_t>(uc);
       rt.probing = false;
+      uc->uc_link =
+          reinterpret_cast<ucontext_t*>(mpkbox::internal::kConsumedFrame);
       return;
     }
   }

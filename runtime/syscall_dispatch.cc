@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_format.h"
 #include "mpkbox/syscall_policy.h"
+#include "runtime/call_timer.h"
 
 #ifndef PR_SET_SYSCALL_USER_DISPATCH
 #define PR_SET_SYSCALL_USER_DISPATCH 59
@@ -61,7 +62,7 @@ void Refuse(ThreadBlock* tb, const ucontext_t* uc, long nr,
 
 // Emulates an allowed call; the result (or -errno) goes to rax.
 long Emulate(const SyscallPolicy::Rule& rule, const CallContext& ctx, long nr,
-             const uint64_t a[6]) {
+             const uint64_t a[6], uint64_t deadline_ns) {
   switch (rule.action) {
     case Action::kAllow:
       return Raw(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
@@ -130,6 +131,21 @@ long Emulate(const SyscallPolicy::Rule& rule, const CallContext& ctx, long nr,
         if (!InOwnMemory(ctx, a[3], sizeof(timespec))) return -EFAULT;
         memcpy(&timeout, reinterpret_cast<const void*>(a[3]), sizeof(timeout));
         timeout_arg = reinterpret_cast<uint64_t>(&timeout);
+      }
+      if (cmd == FUTEX_WAIT && deadline_ns != 0) {
+        // A wait must not outlast the call's deadline: the timer cannot
+        // interrupt it (its signals land in this handler, host code).
+        const uint64_t now = MonotonicNowNs();
+        const uint64_t left = deadline_ns > now ? deadline_ns - now : 1;
+        const uint64_t asked =
+            timeout_arg != 0
+                ? timeout.tv_sec * uint64_t{1000000000} + timeout.tv_nsec
+                : UINT64_MAX;
+        if (left < asked) {
+          timeout.tv_sec = static_cast<time_t>(left / 1000000000);
+          timeout.tv_nsec = static_cast<long>(left % 1000000000);
+          timeout_arg = reinterpret_cast<uint64_t>(&timeout);
+        }
       }
       return Raw(SYS_futex, a[0], op, a[2], timeout_arg);
     }
@@ -240,8 +256,18 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
     Refuse(tb, uc, nr, "the compartment's syscall policy denies it");
     return false;
   }
-  g[REG_RAX] = Emulate(rule, ctx, nr, args);
+  g[REG_RAX] = Emulate(rule, ctx, nr, args, NearestDeadlineNs(tb));
   ++emulated;
+  // A deadline that passed while the call waited in the kernel ends it now:
+  // the timer's signals landed here, in host code, and could not.
+  if (AnyDeadlinePassed(tb, MonotonicNowNs())) {
+    FaultInfo& f = tb->fault_info;
+    memset(&f, 0, sizeof(f));
+    f.kind = FaultKind::kTimeout;
+    f.signal = SIGSYS;
+    f.ip = static_cast<uintptr_t>(g[REG_RIP]);
+    return false;
+  }
   return true;
 }
 

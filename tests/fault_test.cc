@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -441,6 +442,32 @@ TEST(TimeoutTest, OuterDeadlineInterruptsANestedCompartment) {
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
   EXPECT_EQ(inner_code, absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(inner->last_fault()->what, HasSubstr("enclosing call"));
+}
+
+long WaitForever() {
+  volatile uint32_t word = 0;
+  long r;
+  do {
+    register long r10 asm("r10") = 0;  // no timeout of its own
+    asm volatile("syscall"
+                 : "=a"(r)
+                 : "a"(SYS_futex), "D"(&word), "S"(FUTEX_WAIT | FUTEX_PRIVATE_FLAG),
+                   "d"(0), "r"(r10)
+                 : "rcx", "r11", "memory");
+  } while (true);
+  return r;
+}
+
+TEST(TimeoutTest, DeadlineEndsABlockingEmulatedSyscall) {
+  // Timer ticks land in the syscall's handler (host code), not in the
+  // compartment: the wait itself must end at the deadline.
+  auto box = MakeBox({.name = "sleeper",
+                      .call_timeout = absl::Milliseconds(100),
+                      .syscalls = SyscallPolicy().AllowFutex()});
+  const absl::Time start = absl::Now();
+  absl::Status s = box->Call(&WaitForever).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
 TEST(TimeoutTest, TimersAreNotLeakedAndUntimedCallsMakeNone) {

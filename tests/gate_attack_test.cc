@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -317,6 +318,90 @@ TEST(GateAttackTest, JumpToReturnPathWithHostValueOnlyReturns) {
   EXPECT_EQ(internal::ReadPkru(), 0u);
   EXPECT_EQ(host_secret, 1234);
   EXPECT_EQ(Value(box->Call(+[] { return 5; })), 5);
+}
+
+}  // namespace
+}  // namespace mpkbox
+
+// Found in review: state that reaches the host after compartment code set it.
+namespace mpkbox {
+namespace {
+
+uint32_t ReadMxcsr() {
+  uint32_t v;
+  asm volatile("stmxcsr %0" : "=m"(v));
+  return v;
+}
+uint16_t ReadFcw() {
+  uint16_t v;
+  asm volatile("fnstcw %0" : "=m"(v));
+  return v;
+}
+void UnmaskEverything() {
+  uint32_t mxcsr = 0;  // every SSE exception unmasked, round to nearest
+  uint16_t fcw = 0x0c00;  // x87: round toward zero, exceptions unmasked
+  asm volatile("ldmxcsr %0\n fldcw %1" : : "m"(mxcsr), "m"(fcw));
+}
+uint32_t mxcsr_in_callback;
+void RecordMxcsr() { mxcsr_in_callback = ReadMxcsr(); }
+uint32_t UnmaskThenCallBack(void (*cb)()) {
+  UnmaskEverything();
+  cb();
+  return ReadMxcsr();  // the compartment's own, back after the callback
+}
+
+TEST(GateStateTest, ControlWordsComeBackToTheHost) {
+  auto box = MakeBox({.name = "fpenv"});
+  const uint32_t mxcsr = ReadMxcsr();
+  const uint16_t fcw = ReadFcw();
+  ASSERT_TRUE(box->Call(&UnmaskEverything).ok());
+  EXPECT_EQ(ReadMxcsr(), mxcsr);
+  EXPECT_EQ(ReadFcw(), fcw);
+  volatile double zero = 0;
+  EXPECT_TRUE(std::isinf(1.0 / zero));  // no SIGFPE: still masked
+  auto cb = box->RegisterCallback(&RecordMxcsr);
+  ASSERT_TRUE(cb.ok());
+  EXPECT_EQ(Value(box->Call(&UnmaskThenCallBack, cb->get())), 0u);
+  // The host ran with its own control bits (the low six are sticky status
+  // flags: the division above set one).
+  EXPECT_EQ(mxcsr_in_callback & ~0x3fu, mxcsr & ~0x3fu);
+  EXPECT_EQ(ReadMxcsr() & ~0x3fu, mxcsr & ~0x3fu);
+}
+
+extern "C" char mpkbox_gate_exception_pad[];
+
+TEST(GateStateTest, AlignmentCheckFlagNeverReachesTrustedCode) {
+  auto box = MakeBox({.name = "ac"});
+  // Set AC, then enter the exception pad, which runs C++ with host rights.
+  absl::Status s = box->Call(+[] {
+    asm volatile(
+        "pushfq\n orl $0x40000, (%%rsp)\n popfq\n"
+        "jmp *%0\n" ::"r"(reinterpret_cast<uintptr_t>(mpkbox_gate_exception_pad))
+        : "memory");
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  uint64_t flags;
+  asm volatile("pushfq\n pop %0" : "=r"(flags));
+  EXPECT_EQ(flags & 0x40400, 0u);  // no AC, no DF
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_TRUE(box->Call(+[] {}).ok());
+}
+
+int Nothing() { return 1; }
+
+TEST(GateStateTest, CallbackFromABogusStackIsContained) {
+  auto box = MakeBox({.name = "bogus-rsp"});
+  auto cb = box->RegisterCallback(&Nothing);
+  ASSERT_TRUE(cb.ok());
+  attack_site = reinterpret_cast<uintptr_t>(cb->get());
+  absl::Status s = box->Call(+[] {
+    asm volatile("mov $0x10000, %%rsp\n jmp *%0\n" ::"r"(attack_site)
+                 : "memory");
+  });
+  EXPECT_TRUE(ContainedAsForgery(box.get(), s)) << s;
+  EXPECT_EQ(internal::CurrentThreadBlock()->depth, 0u);
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_EQ(Value(box->Call(&Nothing)), 1);
 }
 
 }  // namespace

@@ -76,6 +76,8 @@ mpkbox_gate_enter:
   shlq $MPKBOX_FRAME_SHIFT, %r10
   leaq MPKBOX_TB_FRAMES(%r11, %r10), %r10   // r10 = new Frame
   movq %r12, MPKBOX_FR_R12(%r10)
+  stmxcsr MPKBOX_FR_MXCSR(%r10)
+  fnstcw MPKBOX_FR_FCW(%r10)
   movq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%r10)
   movq %rsp, MPKBOX_FR_SP(%r10)
   movq 48(%rsp), %r12
@@ -114,7 +116,10 @@ mpkbox_gate_enter_blocked:
 mpkbox_gate_enter_blocked_end:              // until here: BLOCK, host rights
   WRPKRU_COMPARTMENT
   movq %r13, %rsp                           // not touched before: no trusted
-  movq %rbp, (%rsp)                         // code runs on compartment memory
+  .globl mpkbox_gate_enter_switched         // code runs on compartment memory
+  .hidden mpkbox_gate_enter_switched
+mpkbox_gate_enter_switched:                 // from _blocked_end: rerun on signal
+  movq %rbp, (%rsp)
   CFA_FROM_COPY 56
   movq %r10, %rcx
   movq %rbx, %rdx
@@ -162,10 +167,8 @@ mpkbox_gate_landing:
   movb $MPKBOX_SELECTOR_ALLOW, MPKBOX_SEL_SELECTOR(%rax)
   movq MPKBOX_FR_SP(%r10), %rsp
   .cfi_def_cfa %rsp, 56
-  pushq $0x202                              // no DF, AC or TF for the host
-  .cfi_adjust_cfa_offset 8
-  popfq
-  .cfi_adjust_cfa_offset -8
+  CLEAR_COMPARTMENT_FLAGS
+  RESTORE_CONTROL_WORDS %r10
   movq MPKBOX_FR_RET(%r10), %rcx
   movq %rcx, 48(%rsp)
   movq MPKBOX_FR_RBX(%r10), %rbx
@@ -209,6 +212,10 @@ mpkbox_gate_exception_pad:
   jne mpkbox_gate_trap
   movq MPKBOX_FR_SP(%r10), %rsp             // C++ runs on the host stack
   .cfi_def_cfa %rsp, 56
+  pushq $0x202                              // no DF, AC or TF for C++
+  .cfi_adjust_cfa_offset 8
+  popfq
+  .cfi_adjust_cfa_offset -8
   subq $8, %rsp
   .cfi_adjust_cfa_offset 8
   call mpkbox_exception_left_compartment@PLT
@@ -274,30 +281,36 @@ mpkbox_callback_entry:
   cmpq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%r8)
   jne mpkbox_gate_trap
   leaq MPKBOX_TB_FRAMES(%rdx, %rcx), %r9    // r9 = new callback Frame
-  addq $1, MPKBOX_TB_DEPTH(%rdx)
-  movq $MPKBOX_FRAME_CALLBACK, MPKBOX_FR_KIND(%r9)
-  movq %rsp, MPKBOX_FR_SP(%r9)
-  movq MPKBOX_SEL_CURRENT_PKRU(%rax), %rcx
-  movq %rcx, MPKBOX_FR_PREV_PKRU(%r9)
-  movq MPKBOX_SEL_CURRENT_DOMAIN(%rax), %rcx
-  movq %rcx, MPKBOX_FR_PREV_DOMAIN(%r9)
-  // A nested call into this compartment must run below the live frames.
-  movq MPKBOX_FR_CTX(%r8), %rcx
-  movq %rcx, MPKBOX_FR_CTX(%r9)
-  movq MPKBOX_CTX_TOP(%rcx), %rdx
-  movq %rdx, MPKBOX_FR_SAVED_TOP(%r9)
+  // A nested call into this compartment must run below the live frames, and
+  // only on the compartment's own stack: the resume path may write there
+  // with trusted rights. Checked before any state changes.
+  movq MPKBOX_FR_CTX(%r8), %rcx             // rcx = CallContext
   leaq -128(%rsp), %rdx                     // below the caller's red zone
   andq $-16, %rdx
   subq $16, %rdx
-  // Only the compartment's own stack: the top is where the resume path may
-  // write with trusted rights.
   subq MPKBOX_CTX_STACK_BASE(%rcx), %rdx
   cmpq $2 * MPKBOX_PAGE_SIZE, %rdx          // past the guard, room to run
   jb mpkbox_gate_trap
   cmpq MPKBOX_CTX_STACK_SIZE(%rcx), %rdx
   jae mpkbox_gate_trap
   addq MPKBOX_CTX_STACK_BASE(%rcx), %rdx
+
+  addq $1, MPKBOX_PAGE_SIZE + MPKBOX_TB_DEPTH(%rax)
+  movq $MPKBOX_FRAME_CALLBACK, MPKBOX_FR_KIND(%r9)
+  movq %rsp, MPKBOX_FR_SP(%r9)
+  movq %rcx, MPKBOX_FR_CTX(%r9)
+  movq MPKBOX_CTX_TOP(%rcx), %xmm12
+  movq %xmm12, MPKBOX_FR_SAVED_TOP(%r9)
   movq %rdx, MPKBOX_CTX_TOP(%rcx)
+  movq MPKBOX_SEL_CURRENT_PKRU(%rax), %rcx
+  movq %rcx, MPKBOX_FR_PREV_PKRU(%r9)
+  movq MPKBOX_SEL_CURRENT_DOMAIN(%rax), %rcx
+  movq %rcx, MPKBOX_FR_PREV_DOMAIN(%r9)
+  // The host runs with the host's control words, kept in the call frame;
+  // the compartment's come back when the callback returns.
+  stmxcsr MPKBOX_FR_MXCSR(%r9)
+  fnstcw MPKBOX_FR_FCW(%r9)
+  RESTORE_CONTROL_WORDS %r8
 
   movq $0, MPKBOX_SEL_CURRENT_PKRU(%rax)
   movq $0, MPKBOX_SEL_CURRENT_DOMAIN(%rax)
@@ -319,6 +332,7 @@ mpkbox_callback_entry:
   movq %xmm14, %r8
   movq %xmm13, %r9
   xorl %r10d, %r10d
+  pxor %xmm12, %xmm12
   pxor %xmm13, %xmm13
   pxor %xmm14, %xmm14
   pxor %xmm15, %xmm15
@@ -338,6 +352,7 @@ mpkbox_callback_entry:
   leaq MPKBOX_TB_FRAMES(%r11, %r10), %r10   // r10 = the popped callback Frame
   cmpq $MPKBOX_FRAME_CALLBACK, MPKBOX_FR_KIND(%r10)
   jne mpkbox_gate_trap
+  RESTORE_CONTROL_WORDS %r10
   movq MPKBOX_FR_CTX(%r10), %rcx
   movq MPKBOX_FR_SAVED_TOP(%r10), %rdx
   movq %rdx, MPKBOX_CTX_TOP(%rcx)
@@ -373,6 +388,9 @@ mpkbox_callback_return_blocked:
 mpkbox_callback_return_blocked_end:         // until here: BLOCK, host rights
   WRPKRU_COMPARTMENT
   movq %r10, %rsp
+  .globl mpkbox_callback_return_switched
+  .hidden mpkbox_callback_return_switched
+mpkbox_callback_return_switched:            // from _blocked_end: rerun on signal
   .cfi_def_cfa %rsp, 8
   movq %r8, %rax
   movq %r9, %rdx

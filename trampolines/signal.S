@@ -18,6 +18,12 @@
 
 #include "trampolines/pkru.inc"
 
+// Offsets in the kernel's struct ucontext (uc_mcontext.gregs at 40).
+#define UC_LINK 8
+#define UC_RSP (40 + 15 * 8)
+#define UC_RIP (40 + 16 * 8)
+#define NSIG_CHAIN 64  // at most this many frames built together
+
 // The registers both resume stubs take from a ResumeState at %rcx.
 .macro RESTORE_SAVED_REGISTERS
   movq MPKBOX_RS_RBX(%rcx), %rbx
@@ -75,15 +81,34 @@ mpkbox_signal_entry:
   movq MPKBOX_TB_SIGNAL_RSP(%rax), %rcx
   testq %rcx, %rcx
   jz 1f                                     // still learning it (thread set-up)
-  cmpq %rcx, %rsp
+  leaq 8(%rsp), %r9                         // a kernel frame's own shape
+  cmpq %r9, %rdx
   jne mpkbox_gate_trap
-  leaq 8(%rsp), %rcx
-  cmpq %rcx, %rdx
+  movq MPKBOX_TB_SIGNAL_INFO(%rax), %r9
+  addq %rdx, %r9
+  cmpq %r9, %rsi
   jne mpkbox_gate_trap
-  movq MPKBOX_TB_SIGNAL_INFO(%rax), %rcx
-  addq %rdx, %rcx
-  cmpq %rcx, %rsi
+  // Signals delivered together get frames built together, each below the
+  // last, each interrupted at this entry with the frame above as its rsp:
+  // walk up to the first frame. Every frame in the chain must be fresh.
+  movq %rsp, %r9
+  movl $NSIG_CHAIN, %r10d
+  leaq mpkbox_signal_entry(%rip), %r11
+3:
+  cmpq $0, 8 + UC_LINK(%r9)
+  jne mpkbox_gate_trap                      // dispatched before: a replay
+  cmpq %rcx, %r9
+  je 1f                                     // the first frame
+  cmpq %r11, 8 + UC_RIP(%r9)
   jne mpkbox_gate_trap
+  movq 8 + UC_RSP(%r9), %r9
+  cmpq MPKBOX_TB_SIGSTACK_LO(%rax), %r9
+  jb mpkbox_gate_trap
+  cmpq MPKBOX_TB_SIGSTACK_HI(%rax), %r9
+  jae mpkbox_gate_trap
+  decl %r10d
+  jnz 3b
+  jmp mpkbox_gate_trap
 1:
   // The kernel clears DF and TF for a handler, not AC.
   pushq $0x202

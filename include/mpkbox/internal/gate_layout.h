@@ -78,6 +78,9 @@
 #define MPKBOX_FR_SAVED_TOP 96   // callback: CallContext::top to restore
 
 #define MPKBOX_FR_DEADLINE 104   // call: absolute CLOCK_MONOTONIC ns, 0 = none
+#define MPKBOX_FR_MXCSR 112      // the interrupted side's SSE control word
+#define MPKBOX_FR_FCW 116        // and x87 control word (callee-saved, ABI)
+#define MPKBOX_FR_SCRATCH 120    // for comparing control words
 
 #define MPKBOX_FRAME_CALL 1
 #define MPKBOX_FRAME_CALLBACK 2

@@ -53,7 +53,12 @@ struct Frame {
   uint64_t ctx;
   uint64_t saved_top;
   uint64_t deadline_ns;
-  uint64_t pad[2];
+  uint32_t mxcsr;
+  uint16_t fcw;
+  uint16_t pad16;
+  uint32_t scratch_mxcsr;
+  uint16_t scratch_fcw;
+  uint16_t pad16b;
 };
 static_assert(sizeof(Frame) == (1 << MPKBOX_FRAME_SHIFT));
 static_assert(offsetof(Frame, sp) == MPKBOX_FR_SP);
@@ -65,6 +70,9 @@ static_assert(offsetof(Frame, prev_domain) == MPKBOX_FR_PREV_DOMAIN);
 static_assert(offsetof(Frame, ctx) == MPKBOX_FR_CTX);
 static_assert(offsetof(Frame, saved_top) == MPKBOX_FR_SAVED_TOP);
 static_assert(offsetof(Frame, deadline_ns) == MPKBOX_FR_DEADLINE);
+static_assert(offsetof(Frame, mxcsr) == MPKBOX_FR_MXCSR);
+static_assert(offsetof(Frame, fcw) == MPKBOX_FR_FCW);
+static_assert(offsetof(Frame, scratch_mxcsr) == MPKBOX_FR_SCRATCH);
 
 // What this thread needs to enter one compartment.
 struct CallContext {
