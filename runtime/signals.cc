@@ -479,8 +479,15 @@ absl::Status SetUpSignalStack(ThreadBlock* tb) {
   tb->sigstack_hi = reinterpret_cast<uintptr_t>(stack) + kSignalStackBytes;
   // Learn where that place is: one signal through the entry, before any
   // compartment code runs on this thread.
+  // Nothing else may arrive with it: frames built together nest below the
+  // first one, and the probe must see the first one's place.
+  sigset_t only_probe, saved;
+  sigfillset(&only_probe);
+  sigdelset(&only_probe, timer_signal);
+  pthread_sigmask(SIG_SETMASK, &only_probe, &saved);
   rt.probing = true;
   syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), timer_signal);
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   if (rt.probing || tb->signal_rsp == 0) {
     return absl::InternalError(
         "the signal entry did not learn this thread's frame position");

@@ -62,6 +62,8 @@ mpkbox_signal_entry:
   testq %rax, %rax
   jz 2f                                     // no compartment ever ran here
   leaq MPKBOX_PAGE_SIZE(%rax), %rax         // rax = ThreadBlock
+  cmpq $0, MPKBOX_TB_SIGSTACK_HI(%rax)
+  je 2f                                     // set-up not done: none ran yet
   // The frame must lie on the trusted signal stack...
   movq MPKBOX_TB_SIGSTACK_LO(%rax), %rcx
   cmpq %rcx, %rsp
