@@ -11,6 +11,7 @@
 #include "runtime/fault_report.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
+#include "runtime/signals.h"
 #include "runtime/thread_block.h"
 
 namespace mpkbox {
@@ -89,7 +90,9 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
                         absl::StrFormat("compartment '%s': %s", name(),
                                         tb.status().message()));
   }
-  if ((*tb)->depth >= internal::kHandlerDepthBias) {
+  if (((*tb)->depth >= internal::kHandlerDepthBias ||
+       (*tb)->signal_nesting != 0) &&
+      !internal::RecoverFromAbandonedHandler(*tb)) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "compartment '%s': calls from a signal handler are not supported",
         name()));

@@ -24,8 +24,10 @@
 
 extern "C" {
 void mpkbox_signal_entry(int, siginfo_t*, void*);
+void mpkbox_signal_restorer();
 void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* raw);
 extern char mpkbox_resume_stub[], mpkbox_resume_trusted[];
+extern char mpkbox_resume_trusted_end[];
 extern char mpkbox_signal_begin[], mpkbox_signal_end[];
 extern char mpkbox_gate_enter_blocked[], mpkbox_gate_enter_blocked_end[];
 extern char mpkbox_callback_return_blocked[];
@@ -119,14 +121,25 @@ uint32_t* FramePkruSlot(const ucontext_t* uc) {
   return reinterpret_cast<uint32_t*>(x + pkru_offset);
 }
 
-// Installs the entry for `sig` with the host's mask and flags.
+// The kernel's struct sigaction: libc's would put its own restorer in.
+struct KernelSigaction {
+  void (*handler)(int, siginfo_t*, void*);
+  unsigned long flags;
+  void (*restorer)();
+  uint64_t mask;
+};
+constexpr unsigned long kSaRestorer = 0x04000000;
+
+// Installs the entry for `sig` with the host's mask and flags, returning
+// through mpkbox's restorer.
 void Route(int sig, const struct sigaction& host_action) {
-  struct sigaction sa {};
-  sa.sa_sigaction = mpkbox_signal_entry;
-  sa.sa_mask = host_action.sa_mask;
-  sa.sa_flags = SA_SIGINFO | SA_ONSTACK |
-                (host_action.sa_flags & (SA_RESTART | SA_NODEFER));
-  __sigaction(sig, &sa, nullptr);
+  KernelSigaction ka{};
+  ka.handler = mpkbox_signal_entry;
+  ka.flags = SA_SIGINFO | SA_ONSTACK | kSaRestorer |
+             (host_action.sa_flags & (SA_RESTART | SA_NODEFER));
+  ka.restorer = mpkbox_signal_restorer;
+  memcpy(&ka.mask, &host_action.sa_mask, sizeof(ka.mask));
+  syscall(SYS_rt_sigaction, sig, &ka, nullptr, sizeof(ka.mask));
 }
 
 // The kernel's default action for `sig`, done for real.
@@ -179,7 +192,9 @@ void CollectBacktrace(ThreadBlock* tb, ucontext_t* uc, FaultInfo& f) {
   sigaddset(&faults, SIGSEGV);
   sigaddset(&faults, SIGBUS);
   pthread_sigmask(SIG_UNBLOCK, &faults, nullptr);  // sigreturn restores it
-  if (sigsetjmp(rt.backtrace_jmp, 0) == 0) {
+  if (sigsetjmp(rt.backtrace_jmp, 0) != 0) {
+    --tb->signal_nesting;  // the faulting walk's handler never returned
+  } else {
     rt.in_backtrace = true;
     unw_cursor_t cursor;
     if (unw_init_local2(&cursor, reinterpret_cast<unw_context_t*>(uc),
@@ -240,9 +255,13 @@ void Resume(SelectorPage* sel, ThreadBlock* tb, ucontext_t* uc,
             bool in_compartment) {
   greg_t* g = uc->uc_mcontext.gregs;
   const uintptr_t rip = static_cast<uintptr_t>(g[REG_RIP]);
+  // Interrupted while resuming: start over from the intact saved state. The
+  // trusted stub only if trusted code was running it (compartment code that
+  // jumped in must not replay trusted state: it resumes as itself, below,
+  // and faults on the stub's first trusted load).
   if (InRange(rip, mpkbox_resume_stub, mpkbox_resume_trusted) ||
-      InRange(rip, mpkbox_resume_trusted, mpkbox_signal_end)) {
-    // Interrupted while resuming: start over from the intact saved state.
+      (InRange(rip, mpkbox_resume_trusted, mpkbox_resume_trusted_end) &&
+       !in_compartment)) {
     g[REG_RIP] = reinterpret_cast<greg_t>(
         rip < reinterpret_cast<uintptr_t>(mpkbox_resume_trusted)
             ? mpkbox_resume_stub
@@ -495,6 +514,21 @@ absl::Status SetUpSignalStack(ThreadBlock* tb) {
   return absl::OkStatus();
 }
 
+bool RecoverFromAbandonedHandler(ThreadBlock* tb) {
+  const uintptr_t sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (sp >= tb->sigstack_lo && sp < tb->sigstack_hi) return false;
+  tb->depth &= kHandlerDepthBias - 1;
+  tb->signal_nesting = 0;
+  // The kernel left the stack disarmed (SS_AUTODISARM) for the handler.
+  ThreadRuntime& rt = ThreadRuntimeOf(tb);
+  stack_t ss{};
+  ss.ss_sp = reinterpret_cast<void*>(tb->sigstack_lo);
+  ss.ss_size = tb->sigstack_hi - tb->sigstack_lo;
+  ss.ss_flags = SS_AUTODISARM;
+  if (rt.signal_stack != nullptr) syscall(SYS_sigaltstack, &ss, nullptr);
+  return true;
+}
+
 void ReleaseSignalStack(ThreadBlock* tb) {
   ThreadRuntime& rt = ThreadRuntimeOf(tb);
   if (rt.signal_stack == nullptr) return;
@@ -541,9 +575,7 @@ extern "C" void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* raw) {
     reinterpret_cast<void (*)()>(mpkbox_gate_trap)();  // contained as forged
   }
   uc->uc_link = reinterpret_cast<ucontext_t*>(mpkbox::internal::kConsumedFrame);
-  if (tb != nullptr) ++tb->signal_nesting;
   mpkbox::internal::Dispatch(sig, info, uc, sel, tb);
-  if (tb != nullptr) --tb->signal_nesting;
   errno = saved_errno;
 }
 

@@ -27,6 +27,11 @@ int TimerSignal();
 absl::Status SetUpSignalStack(ThreadBlock* tb);
 void ReleaseSignalStack(ThreadBlock* tb);
 
+// After a host handler left by longjmp (its frame never returned): if this
+// thread is not in a handler now, forgets the handler and re-arms the signal
+// stack; returns false if it is in one (Call must refuse).
+bool RecoverFromAbandonedHandler(ThreadBlock* tb);
+
 // PKRU as saved in a signal frame, and how to change what sigreturn loads.
 uint32_t FramePkru(const ucontext_t* uc);
 void SetFramePkru(ucontext_t* uc, uint32_t pkru);

@@ -57,6 +57,7 @@ mpkbox_signal_entry:
   cmpl $MPKBOX_INIT_PKRU, %eax
   jne mpkbox_gate_trap                      // not entered by the kernel
   WRPKRU_HOST
+  movl %edi, %r10d                          // the signal number
   movq %r8, %rdx
   LOAD_THREAD %rax
   testq %rax, %rax
@@ -94,24 +95,31 @@ mpkbox_signal_entry:
   // last, each interrupted at this entry with the frame above as its rsp:
   // walk up to the first frame. Every frame in the chain must be fresh.
   movq %rsp, %r9
-  movl $NSIG_CHAIN, %r10d
+  movl $NSIG_CHAIN, %r8d
   leaq mpkbox_signal_entry(%rip), %r11
 3:
   cmpq $0, 8 + UC_LINK(%r9)
   jne mpkbox_gate_trap                      // dispatched before: a replay
   cmpq %rcx, %r9
   je 1f                                     // the first frame
-  cmpq %r11, 8 + UC_RIP(%r9)
-  jne mpkbox_gate_trap
+  movq 8 + UC_RIP(%r9), %rdi                // interrupted in these checks?
+  subq %r11, %rdi
+  cmpq $mpkbox_signal_entry_checked - mpkbox_signal_entry, %rdi
+  jae mpkbox_gate_trap
   movq 8 + UC_RSP(%r9), %r9
   cmpq MPKBOX_TB_SIGSTACK_LO(%rax), %r9
   jb mpkbox_gate_trap
   cmpq MPKBOX_TB_SIGSTACK_HI(%rax), %r9
   jae mpkbox_gate_trap
-  decl %r10d
+  decl %r8d
   jnz 3b
   jmp mpkbox_gate_trap
 1:
+  incq MPKBOX_TB_SIGNAL_NESTING(%rax)       // mpkbox_signal_restorer undoes it
+  .globl mpkbox_signal_entry_checked
+  .hidden mpkbox_signal_entry_checked
+mpkbox_signal_entry_checked:
+  movl %r10d, %edi                          // the signal number
   // The kernel clears DF and TF for a handler, not AC.
   pushq $0x202
   popfq
@@ -174,8 +182,46 @@ mpkbox_resume_trusted:
   movq MPKBOX_RS_RDX(%rcx), %rdx
   movq MPKBOX_RS_RCX(%rcx), %rcx
   ret $128
+  .globl mpkbox_resume_trusted_end
+  .hidden mpkbox_resume_trusted_end
+mpkbox_resume_trusted_end:
   .cfi_endproc
   .size mpkbox_resume_trusted, . - mpkbox_resume_trusted
+
+// Every handler mpkbox installs returns here (SA_RESTORER). It blocks all
+// signals (rt_sigreturn brings back the frame's mask), so no frame can be
+// built between the end of the thread's handler nesting and the return.
+  .globl mpkbox_signal_restorer
+  .hidden mpkbox_signal_restorer
+  .type mpkbox_signal_restorer, @function
+  .p2align 4
+mpkbox_signal_restorer:
+  .cfi_startproc
+  .cfi_undefined rip
+  movl $14, %eax                            // rt_sigprocmask
+  xorl %edi, %edi                           // SIG_BLOCK
+  leaq every_signal(%rip), %rsi
+  xorl %edx, %edx
+  movl $8, %r10d
+  syscall
+  LOAD_THREAD %rax
+  testq %rax, %rax
+  jz 1f
+  cmpq $0, MPKBOX_PAGE_SIZE + MPKBOX_TB_SIGNAL_NESTING(%rax)
+  je 1f
+  decq MPKBOX_PAGE_SIZE + MPKBOX_TB_SIGNAL_NESTING(%rax)
+1:
+  movl $15, %eax                            // rt_sigreturn
+  syscall
+  ud2
+  .cfi_endproc
+  .size mpkbox_signal_restorer, . - mpkbox_signal_restorer
+
+  .section .rodata
+  .p2align 3
+every_signal:
+  .quad -1
+  .text
 
   .globl mpkbox_signal_end
   .hidden mpkbox_signal_end
