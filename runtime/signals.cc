@@ -1,6 +1,7 @@
 #include "runtime/signals.h"
 
 #include <cpuid.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -514,9 +515,11 @@ absl::Status SetUpSignalStack(ThreadBlock* tb) {
   return absl::OkStatus();
 }
 
-bool RecoverFromAbandonedHandler(ThreadBlock* tb) {
+bool RecoverFromAbandonedHandler(ThreadBlock* tb, bool check_stack) {
   const uintptr_t sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  if (sp >= tb->sigstack_lo && sp < tb->sigstack_hi) return false;
+  if (check_stack && sp >= tb->sigstack_lo && sp < tb->sigstack_hi) {
+    return false;
+  }
   tb->depth &= kHandlerDepthBias - 1;
   tb->signal_nesting = 0;
   // The kernel left the stack disarmed (SS_AUTODISARM) for the handler.
@@ -635,4 +638,63 @@ extern "C" sighandler_t signal(int sig, sighandler_t handler) {
   act.sa_flags = SA_RESTART;
   if (sigaction(sig, &act, &old) != 0) return SIG_ERR;
   return old.sa_handler;
+}
+
+// A host handler may leave by longjmp instead of returning. Then its frame
+// never reaches mpkbox's restorer: the handler count would stay up and the
+// kernel would leave the signal stack disarmed (SS_AUTODISARM), and the
+// next signal would be refused. Before such a jump leaves the signal stack,
+// forget the abandoned handlers.
+namespace {
+
+using LongjmpFn = void (*)(sigjmp_buf, int);
+
+LongjmpFn RealLongjmp(const char* name) {
+  return reinterpret_cast<LongjmpFn>(dlsym(RTLD_NEXT, name));
+}
+
+// The target stack pointer of a jump buffer (glibc mangles it with the
+// thread's pointer guard).
+uintptr_t TargetStackPointer(const sigjmp_buf env) {
+  constexpr int kJbRsp = 6;
+  uintptr_t guard;
+  asm("movq %%fs:0x30, %0" : "=r"(guard));
+  uintptr_t v = static_cast<uintptr_t>(env[0].__jmpbuf[kJbRsp]);
+  v = (v >> 0x11) | (v << (64 - 0x11));
+  return v ^ guard;
+}
+
+void ForgetHandlersLeftBy(const sigjmp_buf env) {
+  mpkbox::internal::ThreadBlock* tb = mpkbox::internal::CurrentThreadBlock();
+  if (tb == nullptr || tb->signal_nesting == 0) return;
+  const uintptr_t target = TargetStackPointer(env);
+  if (target >= tb->sigstack_lo && target < tb->sigstack_hi) return;
+  mpkbox::internal::RecoverFromAbandonedHandler(tb, /*check_stack=*/false);
+}
+
+}  // namespace
+
+extern "C" [[noreturn]] void siglongjmp(sigjmp_buf env, int value) {
+  ForgetHandlersLeftBy(env);
+  static const LongjmpFn real = RealLongjmp("siglongjmp");
+  real(env, value);
+  __builtin_unreachable();
+}
+extern "C" [[noreturn]] void longjmp(jmp_buf env, int value) {
+  ForgetHandlersLeftBy(env);
+  static const LongjmpFn real = RealLongjmp("longjmp");
+  real(env, value);
+  __builtin_unreachable();
+}
+extern "C" [[noreturn]] void _longjmp(jmp_buf env, int value) {
+  ForgetHandlersLeftBy(env);
+  static const LongjmpFn real = RealLongjmp("_longjmp");
+  real(env, value);
+  __builtin_unreachable();
+}
+extern "C" [[noreturn]] void __longjmp_chk(jmp_buf env, int value) {
+  ForgetHandlersLeftBy(env);
+  static const LongjmpFn real = RealLongjmp("__longjmp_chk");
+  real(env, value);
+  __builtin_unreachable();
 }

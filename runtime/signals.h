@@ -27,10 +27,11 @@ int TimerSignal();
 absl::Status SetUpSignalStack(ThreadBlock* tb);
 void ReleaseSignalStack(ThreadBlock* tb);
 
-// After a host handler left by longjmp (its frame never returned): if this
-// thread is not in a handler now, forgets the handler and re-arms the signal
-// stack; returns false if it is in one (Call must refuse).
-bool RecoverFromAbandonedHandler(ThreadBlock* tb);
+// After a host handler left by longjmp (its frame never returned): forgets
+// the thread's handlers and re-arms the signal stack. With check_stack,
+// refuses (returns false) while the thread runs on its signal stack, i.e.
+// inside a handler.
+bool RecoverFromAbandonedHandler(ThreadBlock* tb, bool check_stack = true);
 
 // PKRU as saved in a signal frame, and how to change what sigreturn loads.
 uint32_t FramePkru(const ucontext_t* uc);

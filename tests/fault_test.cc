@@ -3,6 +3,7 @@
 // handlers behave as without mpkbox; exceptions stop at the gate; calls past
 // their call_timeout are interrupted.
 #include <dirent.h>
+#include <setjmp.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <linux/futex.h>
@@ -253,6 +254,28 @@ TEST(HostSignalTest, HostSigaltstackKeepsItsMeaningAndFaultsStayContained) {
             absl::StatusCode::kAborted);
   ASSERT_TRUE(box->Reset().ok());
   ASSERT_EQ(sigaltstack(&before, nullptr), 0);
+}
+
+sigjmp_buf host_recovery;
+void JumpOut(int) { siglongjmp(host_recovery, 1); }
+
+TEST(HostSignalTest, HostHandlerLeftByLongjmpDoesNotBreakLaterCalls) {
+  auto box = MakeBox({.name = "after-longjmp"});
+  ASSERT_TRUE(box->Call(+[] {}).ok());
+  struct sigaction sa {}, old{};
+  sa.sa_handler = JumpOut;
+  ASSERT_EQ(sigaction(SIGUSR2, &sa, &old), 0);
+  static std::atomic<int> jumps{0};
+  for (jumps = 0; jumps.load() < 3; ++jumps) {
+    if (sigsetjmp(host_recovery, 1) == 0) raise(SIGUSR2);  // never returns
+  }
+  ASSERT_EQ(sigaction(SIGUSR2, &old, nullptr), 0);
+  // The handler's frame never returned: Call notices and recovers.
+  EXPECT_TRUE(box->Call(+[] {}).ok());
+  EXPECT_EQ(box->Call(&ReadUnmapped).status().code(),
+            absl::StatusCode::kAborted);  // faults still contained
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_TRUE(box->Call(+[] {}).ok());
 }
 
 TEST(HostSignalDeathTest, HostFaultWithoutHandlerStillKills) {
