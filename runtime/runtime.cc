@@ -5,6 +5,7 @@
 #include <sys/utsname.h>
 
 #include <cstdio>
+#include <atomic>
 #include <cstring>
 
 #include "absl/base/call_once.h"
@@ -19,9 +20,10 @@ namespace mpkbox {
 namespace {
 
 internal::RuntimeKeys g_keys;
+std::atomic<bool> pretend_no_pku{false};
 
 bool ProbeSupport() {
-  if (!internal::CpuHasPku()) return false;
+  if (pretend_no_pku.load() || !internal::CpuHasPku()) return false;
   int key = pkey_alloc(0, 0);
   if (key < 0) return false;  // e.g. a kernel without pkeys
   pkey_free(key);
@@ -39,16 +41,10 @@ bool IsAmd() {
   return strcmp(vendor, "AuthenticAMD") == 0;
 }
 
-// Before ae6012d72fa6 (6.12.5), a WRPKRU(0) on AMD marked PKRU as "init" and
-// sigreturn then loaded PKRU 0: every key open (DESIGN.md 5b).
 absl::Status CheckKernel() {
   utsname u;
   if (uname(&u) != 0) return absl::OkStatus();
-  int major = 0, minor = 0, patch = 0;
-  sscanf(u.release, "%d.%d.%d", &major, &minor, &patch);
-  const bool old = major < 6 || (major == 6 && minor < 12) ||
-                   (major == 6 && minor == 12 && patch < 5);
-  if (old && IsAmd()) {
+  if (internal::KernelMishandlesPkru(u.release, IsAmd())) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "kernel %s on AMD restores PKRU 0 on sigreturn (fixed in 6.12.5); "
         "strict mode refuses it (RuntimeOptions::strict)",
@@ -93,6 +89,18 @@ absl::Status Runtime::Init(const RuntimeOptions& options) {
 
 namespace internal {
 const RuntimeKeys& Keys() { return g_keys; }
+
+// Before ae6012d72fa6 (6.12.5), a WRPKRU(0) on AMD marked PKRU as "init" and
+// sigreturn then loaded PKRU 0: every key open (DESIGN.md 5b).
+bool KernelMishandlesPkru(const char* release, bool amd) {
+  int major = 0, minor = 0, patch = 0;
+  if (sscanf(release, "%d.%d.%d", &major, &minor, &patch) < 2) return amd;
+  const bool old = major < 6 || (major == 6 && minor < 12) ||
+                   (major == 6 && minor == 12 && patch < 5);
+  return old && amd;
+}
+
+void PretendNoPkuForTesting() { pretend_no_pku.store(true); }
 }  // namespace internal
 
 }  // namespace mpkbox

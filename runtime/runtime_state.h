@@ -12,6 +12,13 @@ struct RuntimeKeys {
 // Requires a successful Runtime::Init.
 const RuntimeKeys& Keys();
 
+// True for kernels known to restore PKRU 0 on sigreturn (AMD, before 6.12.5).
+bool KernelMishandlesPkru(const char* release, bool amd);
+
+// For tests of the no-PKU path: IsSupported() answers false afterwards (if
+// it was not asked before in this process).
+void PretendNoPkuForTesting();
+
 }  // namespace mpkbox::internal
 
 #endif  // MPKBOX_RUNTIME_RUNTIME_STATE_H_

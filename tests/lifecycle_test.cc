@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "runtime/runtime_state.h"
 #include "tests/test_util.h"
 
 namespace mpkbox {
@@ -148,6 +149,43 @@ TEST(LifecycleTest, FeaturesNotBuiltYetSayWhichCompartment) {
   EXPECT_NE(load.message().find("later"), std::string::npos);
   auto mem = box->Allocate(16);
   EXPECT_EQ(mem.status().code(), absl::StatusCode::kUnimplemented);
+}
+
+}  // namespace
+}  // namespace mpkbox
+
+namespace mpkbox {
+namespace {
+
+TEST(RuntimeDeathTest, WithoutPkuInitAndCreateSayWhy) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // a fresh process
+  EXPECT_EXIT(
+      {
+        internal::PretendNoPkuForTesting();
+        if (Runtime::IsSupported()) _exit(1);
+        absl::Status init = Runtime::Init();
+        if (init.code() != absl::StatusCode::kFailedPrecondition) _exit(2);
+        if (init.message().find("protection keys") == absl::string_view::npos) {
+          _exit(3);
+        }
+        auto box = Compartment::Create({.name = "nowhere"});
+        if (box.ok() ||
+            box.status().code() != absl::StatusCode::kFailedPrecondition) {
+          _exit(4);
+        }
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST(RuntimeTest, StrictModeKnowsTheAmdPkruKernels) {
+  EXPECT_TRUE(internal::KernelMishandlesPkru("6.12.4", true));
+  EXPECT_TRUE(internal::KernelMishandlesPkru("6.6.58-generic", true));
+  EXPECT_TRUE(internal::KernelMishandlesPkru("5.15.0", true));
+  EXPECT_FALSE(internal::KernelMishandlesPkru("6.12.5", true));
+  EXPECT_FALSE(internal::KernelMishandlesPkru("6.18.44-fc-v657", true));
+  EXPECT_FALSE(internal::KernelMishandlesPkru("6.1.0", false));  // Intel
+  EXPECT_TRUE(Runtime::Init().ok());  // this machine passes
 }
 
 }  // namespace
