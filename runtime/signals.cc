@@ -672,29 +672,30 @@ void ForgetHandlersLeftBy(const sigjmp_buf env) {
   mpkbox::internal::RecoverFromAbandonedHandler(tb, /*check_stack=*/false);
 }
 
+// Forgets abandoned handlers, then jumps with libc's `name`.
+[[noreturn]] void LeaveBy(const char* name, std::atomic<LongjmpFn>& real,
+                          sigjmp_buf env, int value) {
+  ForgetHandlersLeftBy(env);
+  if (real.load() == nullptr) real.store(RealLongjmp(name));
+  real.load()(env, value);
+  __builtin_unreachable();
+}
+
 }  // namespace
 
 extern "C" [[noreturn]] void siglongjmp(sigjmp_buf env, int value) {
-  ForgetHandlersLeftBy(env);
-  static const LongjmpFn real = RealLongjmp("siglongjmp");
-  real(env, value);
-  __builtin_unreachable();
+  static std::atomic<LongjmpFn> real{nullptr};
+  LeaveBy("siglongjmp", real, env, value);
 }
 extern "C" [[noreturn]] void longjmp(jmp_buf env, int value) {
-  ForgetHandlersLeftBy(env);
-  static const LongjmpFn real = RealLongjmp("longjmp");
-  real(env, value);
-  __builtin_unreachable();
+  static std::atomic<LongjmpFn> real{nullptr};
+  LeaveBy("longjmp", real, env, value);
 }
 extern "C" [[noreturn]] void _longjmp(jmp_buf env, int value) {
-  ForgetHandlersLeftBy(env);
-  static const LongjmpFn real = RealLongjmp("_longjmp");
-  real(env, value);
-  __builtin_unreachable();
+  static std::atomic<LongjmpFn> real{nullptr};
+  LeaveBy("_longjmp", real, env, value);
 }
 extern "C" [[noreturn]] void __longjmp_chk(jmp_buf env, int value) {
-  ForgetHandlersLeftBy(env);
-  static const LongjmpFn real = RealLongjmp("__longjmp_chk");
-  real(env, value);
-  __builtin_unreachable();
+  static std::atomic<LongjmpFn> real{nullptr};
+  LeaveBy("__longjmp_chk", real, env, value);
 }
