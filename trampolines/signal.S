@@ -40,6 +40,21 @@
   movq MPKBOX_RS_R15(%rcx), %r15
 .endm
 
+// The last registers, flags and rip, from five words at \base(%rcx) laid out
+// as rax, rcx, rdx, rip, rflags; the jump goes through a slot below the red
+// zone of the resumed stack, and `ret $128` leaves rsp as it was.
+.macro JUMP_TO_SAVED base
+  leaq -136(%rsp), %rsp
+  movq \base + 24(%rcx), %rax
+  movq %rax, (%rsp)
+  pushq \base + 32(%rcx)
+  popfq
+  movq \base(%rcx), %rax
+  movq \base + 16(%rcx), %rdx
+  movq \base + 8(%rcx), %rcx
+  ret $128
+.endm
+
   .text
   .globl mpkbox_signal_begin
   .hidden mpkbox_signal_begin
@@ -146,15 +161,7 @@ mpkbox_resume_stub:
   movl MPKBOX_SEL_CURRENT_PKRU(%rax), %eax
   movq %rdx, %rsp                           // the compartment's, not read yet
   WRPKRU_COMPARTMENT                        // leaves rcx = SelectorPage
-  leaq -136(%rsp), %rsp                     // below the red zone: the rip slot
-  movq MPKBOX_SEL_RESUME_RIP(%rcx), %rax    // written with compartment rights
-  movq %rax, (%rsp)
-  pushq MPKBOX_SEL_RESUME_RFLAGS(%rcx)
-  popfq
-  movq MPKBOX_SEL_RESUME_RAX(%rcx), %rax
-  movq MPKBOX_SEL_RESUME_RDX(%rcx), %rdx
-  movq MPKBOX_SEL_RESUME_RCX(%rcx), %rcx
-  ret $128
+  JUMP_TO_SAVED MPKBOX_SEL_RESUME_RAX        // its rip slot: compartment rights
   .cfi_endproc
   .size mpkbox_resume_stub, . - mpkbox_resume_stub
 
@@ -173,15 +180,7 @@ mpkbox_resume_trusted:
   movb $MPKBOX_SELECTOR_BLOCK, MPKBOX_SEL_SELECTOR(%rax)
   RESTORE_SAVED_REGISTERS
   movq MPKBOX_RS_RSP(%rcx), %rsp
-  leaq -136(%rsp), %rsp
-  movq MPKBOX_RS_RIP(%rcx), %rax
-  movq %rax, (%rsp)
-  pushq MPKBOX_RS_RFLAGS(%rcx)
-  popfq
-  movq MPKBOX_RS_RAX(%rcx), %rax
-  movq MPKBOX_RS_RDX(%rcx), %rdx
-  movq MPKBOX_RS_RCX(%rcx), %rcx
-  ret $128
+  JUMP_TO_SAVED MPKBOX_RS_RAX
   .globl mpkbox_resume_trusted_end
   .hidden mpkbox_resume_trusted_end
 mpkbox_resume_trusted_end:

@@ -42,6 +42,11 @@ static_assert(offsetof(SelectorPage, trusted) == MPKBOX_SEL_TRUSTED);
 static_assert(offsetof(SelectorPage, resume_rax) == MPKBOX_SEL_RESUME_RAX);
 static_assert(offsetof(SelectorPage, resume_rflags) ==
               MPKBOX_SEL_RESUME_RFLAGS);
+// JUMP_TO_SAVED (signal.S) reads both this and ResumeState's tail alike.
+static_assert(MPKBOX_SEL_RESUME_RCX == MPKBOX_SEL_RESUME_RAX + 8 &&
+              MPKBOX_SEL_RESUME_RDX == MPKBOX_SEL_RESUME_RAX + 16 &&
+              MPKBOX_SEL_RESUME_RIP == MPKBOX_SEL_RESUME_RAX + 24 &&
+              MPKBOX_SEL_RESUME_RFLAGS == MPKBOX_SEL_RESUME_RAX + 32);
 
 struct Frame {
   uint64_t kind;
@@ -108,6 +113,10 @@ struct ResumeState {
 static_assert(offsetof(ResumeState, rsp) == MPKBOX_RS_RSP);
 static_assert(offsetof(ResumeState, rax) == MPKBOX_RS_RAX);
 static_assert(offsetof(ResumeState, rflags) == MPKBOX_RS_RFLAGS);
+static_assert(MPKBOX_RS_RCX == MPKBOX_RS_RAX + 8 &&
+              MPKBOX_RS_RDX == MPKBOX_RS_RAX + 16 &&
+              MPKBOX_RS_RIP == MPKBOX_RS_RAX + 24 &&
+              MPKBOX_RS_RFLAGS == MPKBOX_RS_RAX + 32);
 
 // Why a call ended early: filled by the signal handler, read after the gate
 // returned (symbolizing is not for signal handlers).
