@@ -11,6 +11,8 @@
 #include "runtime/runtime_state.h"
 
 extern "C" char mpkbox_callback_stubs[];
+extern "C" uint64_t mpkbox_allocator_entry(uint64_t op, uint64_t a,
+                                           uint64_t b);
 
 namespace mpkbox::internal {
 namespace {
@@ -43,7 +45,14 @@ absl::Status InitCallbackTable() {
   Table& t = GetTable();
   absl::MutexLock lock(&t.mu);
   t.entries = static_cast<CallbackEntry*>(p);
-  for (int i = MPKBOX_MAX_CALLBACKS - 1; i >= 0; --i) t.free_slots.push_back(i);
+  // Every compartment's malloc and free may enter the runtime's allocator.
+  t.entries[MPKBOX_ALLOCATOR_CALLBACK].fn =
+      reinterpret_cast<uintptr_t>(mpkbox_allocator_entry);
+  t.entries[MPKBOX_ALLOCATOR_CALLBACK].domain =
+      static_cast<uint64_t>(MPKBOX_ANY_DOMAIN);
+  for (int i = MPKBOX_MAX_CALLBACKS - 1; i >= 0; --i) {
+    if (i != MPKBOX_ALLOCATOR_CALLBACK) t.free_slots.push_back(i);
+  }
   return absl::OkStatus();
 }
 

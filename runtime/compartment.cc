@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "mpkbox/runtime.h"
+#include "allocator/compartment_heap.h"
 #include "runtime/call_timer.h"
 #include "runtime/callback_table.h"
 #include "runtime/domain_registry.h"
@@ -52,8 +53,19 @@ absl::StatusOr<std::unique_ptr<Compartment>> Compartment::Create(
     internal::FreeKey(*key);
     return grant.status();
   }
+  absl::StatusOr<std::unique_ptr<internal::CompartmentHeap>> heap =
+      internal::CompartmentHeap::Create(grant->slot, grant->domain, *key,
+                                        options.heap_limit_bytes,
+                                        options.name);
+  if (!heap.ok()) {
+    internal::ReleaseSlot(grant->slot);
+    internal::FreeKey(*key);
+    return heap.status();
+  }
+  internal::SetHeapOfSlot(grant->slot, heap->get());
   std::unique_ptr<Compartment> c(
       new Compartment(std::move(options), *key, pkru));
+  c->heap_ = *std::move(heap);
   c->slot_ = grant->slot;
   c->generation_.store(grant->generation);
   c->domain_ = grant->domain;
@@ -71,7 +83,10 @@ Compartment::~Compartment() {
   internal::OpenAllKeysInThisThread();
   // Every page tagged with the key goes before the key: pkey_alloc would
   // hand it out again with those pages still readable (DESIGN.md 5b).
+  heap_->BeginDrop();
   internal::ReleaseSlot(slot_);
+  internal::SetHeapOfSlot(slot_, nullptr);
+  heap_.reset();
   internal::SetKeyOwner(key_, "");
   internal::FreeKey(key_);
 }
@@ -156,28 +171,47 @@ absl::StatusOr<void*> Compartment::LookupSymbol(absl::string_view symbol) {
 }
 
 absl::StatusOr<void*> Compartment::Allocate(size_t bytes, size_t alignment) {
-  return absl::UnimplementedError(absl::StrFormat(
-      "compartment '%s': cannot allocate %u bytes (alignment %u): this build "
-      "has no compartment heap yet",
-      name(), bytes, alignment));
+  internal::OpenAllKeysInThisThread();
+  return heap_->Allocate(bytes, alignment);
 }
 
-void Compartment::Free(void* /*p*/) {}  // Allocate never succeeds yet.
+void Compartment::Free(void* p) { TryFree(p).IgnoreError(); }
+
+absl::Status Compartment::TryFree(void* p) {
+  if (p == nullptr) return absl::OkStatus();
+  internal::OpenAllKeysInThisThread();
+  if (heap_->Free(p)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "compartment '%s': Free(%p): not a live allocation of its heap; "
+      "ignored",
+      name(), p));
+}
 
 bool Compartment::Contains(const void* p, size_t bytes) const {
-  return internal::SlotStacksContain(slot_, reinterpret_cast<uintptr_t>(p),
-                                     bytes);
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  return heap_->Contains(a, bytes) ||
+         internal::SlotStacksContain(slot_, a, bytes);
 }
 
 absl::Status Compartment::Reset() {
   internal::OpenAllKeysInThisThread();
-  generation_.store(internal::RenewSlot(slot_), std::memory_order_relaxed);
+  heap_->BeginDrop();
+  const uint64_t generation = internal::RenewSlot(slot_);
+  if (absl::Status s = heap_->Reset(); !s.ok()) {
+    generation_.store(0, std::memory_order_relaxed);  // refuse calls
+    return s;
+  }
+  generation_.store(generation, std::memory_order_relaxed);
   last_fault_.reset();
   return absl::OkStatus();
 }
 
 const FaultReport* Compartment::last_fault() const { return last_fault_.get(); }
 
-CompartmentStats Compartment::stats() const { return CompartmentStats{}; }
+CompartmentStats Compartment::stats() const {
+  internal::HeapStats s = heap_->Stats();
+  return CompartmentStats{s.bytes_in_use, s.peak_bytes, s.allocations,
+                          s.failed_allocations};
+}
 
 }  // namespace mpkbox

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "allocator/compartment_heap.h"
 #include "runtime/compartment_stack.h"
 
 namespace mpkbox::internal {
@@ -29,13 +30,15 @@ Registry& GetRegistry() {
   return *registry;
 }
 
-void DropContext(CallContext& ctx) {
+void DropContext(ThreadBlock* tb, size_t index) {
+  ReleaseHeapThread(tb, index);
+  CallContext& ctx = tb->contexts[index];
   UnmapCompartmentStack({ctx.stack_base, ctx.stack_size});
   ctx = CallContext{};
 }
 
 void DropAllContexts(Slot& slot, size_t index) {
-  for (ThreadBlock* tb : slot.threads) DropContext(tb->contexts[index]);
+  for (ThreadBlock* tb : slot.threads) DropContext(tb, index);
   slot.threads.clear();
 }
 
@@ -49,7 +52,7 @@ absl::StatusOr<SlotGrant> AcquireSlot(absl::string_view name) {
     if (s.used) continue;
     s.used = true;
     s.generation = r.next_generation++;
-    return SlotGrant{i, s.generation, r.next_domain++};
+    return SlotGrant{i, s.generation, (r.next_domain++ << kDomainSlotBits) | i};
   }
   return absl::ResourceExhaustedError(absl::StrFormat(
       "compartment '%s': %u compartments are alive already", name,
@@ -109,7 +112,7 @@ void ReleaseThreadContexts(ThreadBlock* tb) {
     Slot& s = r.slots[i];
     auto it = std::find(s.threads.begin(), s.threads.end(), tb);
     if (it == s.threads.end()) continue;
-    DropContext(tb->contexts[i]);
+    DropContext(tb, i);
     s.threads.erase(it);
   }
 }

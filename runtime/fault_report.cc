@@ -99,7 +99,7 @@ std::string SyscallName(long nr) {
 std::string KeyDescription(int key) {
   if (key < 0) return "unmapped";
   if (key == 0) return "key 0: ambient memory";
-  if (key == Keys().trusted) return absl::StrCat("key ", key, ": mpkbox trusted state");
+  if (key == Keys().trusted) return absl::StrCat("key ", key, ": mpkbox trusted state and the host heap");
   if (key == Keys().selector) return absl::StrCat("key ", key, ": mpkbox selector pages");
   std::string owner = KeyOwner(key);
   return owner.empty() ? absl::StrCat("key ", key)
@@ -147,7 +147,8 @@ absl::Status BuildFaultReport(const FaultInfo& info,
   report->compartment = compartment;
   // Only a data fault has a data address worth a key (the others report
   // the instruction); reading smaps costs tens of microseconds.
-  const bool data_fault = info.signal == SIGSEGV || info.signal == SIGBUS;
+  const bool data_fault = info.signal == SIGSEGV || info.signal == SIGBUS ||
+                          info.kind == FaultKind::kHeapViolation;
   report->pkey = data_fault ? PkeyOfAddress(info.address) : -1;
   report->key_owner = data_fault ? KeyDescription(report->pkey) : "";
   for (int i = 0; i < info.frames; ++i) {
@@ -182,6 +183,10 @@ absl::Status BuildFaultReport(const FaultInfo& info,
       what = absl::StrCat("syscall ", SyscallName(info.syscall), " refused (",
                           info.what, "), at ", where);
       return absl::PermissionDeniedError(absl::StrCat(prefix, what));
+    case FaultKind::kHeapViolation:
+      what = absl::StrFormat("%s: 0x%x (%s)", info.what, info.address,
+                             report->key_owner);
+      return absl::AbortedError(absl::StrCat(prefix, what));
     case FaultKind::kSignal:
     case FaultKind::kNone:
       break;

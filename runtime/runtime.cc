@@ -10,6 +10,7 @@
 
 #include "absl/base/call_once.h"
 #include "absl/status/status.h"
+#include "allocator/host_heap.h"
 #include "runtime/callback_table.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
@@ -59,7 +60,9 @@ absl::Status InitOnce(const RuntimeOptions& options) {
         "mpkbox needs memory protection keys (x86 PKU with OSPKE and a "
         "working pkey_alloc); this CPU or kernel has none");
   }
-  absl::StatusOr<int> trusted = internal::AllocateKey("the trusted key");
+  // The host heap has carried the trusted key since the process's first
+  // malloc (allocator/host_heap.h).
+  absl::StatusOr<int> trusted = internal::HostHeapTrustedKey();
   if (!trusted.ok()) return trusted.status();
   absl::StatusOr<int> selector = internal::AllocateKey("the selector key");
   if (!selector.ok()) return selector.status();

@@ -321,7 +321,7 @@ void Resume(SelectorPage* sel, ThreadBlock* tb, ucontext_t* uc,
 }
 
 void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
-              ThreadBlock* tb) {
+              ThreadBlock* tb, uint64_t domain) {
   const uintptr_t rip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
   const uint32_t pkru = FramePkru(uc);
   const bool at_trap = rip == reinterpret_cast<uintptr_t>(mpkbox_gate_trap);
@@ -329,7 +329,7 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
   // forged jump (whatever PKRU the forger got).
   const bool in_compartment =
       tb != nullptr && tb->depth > 0 &&
-      (at_trap || (pkru != 0 && sel->current_domain != 0));
+      (at_trap || (pkru != 0 && domain != 0));
 
   if (in_compartment && sig == SIGSYS && !at_trap) {
     // Compartment code made a syscall (BLOCK is set whenever it runs).
@@ -578,7 +578,12 @@ extern "C" void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* raw) {
     reinterpret_cast<void (*)()>(mpkbox_gate_trap)();  // contained as forged
   }
   uc->uc_link = reinterpret_cast<ucontext_t*>(mpkbox::internal::kConsumedFrame);
-  mpkbox::internal::Dispatch(sig, info, uc, sel, tb);
+  // The handler runs with host rights: what it allocates comes from the host
+  // heap, whatever the interrupted code was (allocator/malloc_routing.cc).
+  const uint64_t domain = sel != nullptr ? sel->current_domain : 0;
+  if (sel != nullptr) sel->current_domain = 0;
+  mpkbox::internal::Dispatch(sig, info, uc, sel, tb, domain);
+  if (sel != nullptr && sel->current_domain == 0) sel->current_domain = domain;
   errno = saved_errno;
 }
 

@@ -14,6 +14,7 @@
 #include "absl/base/call_once.h"
 
 #include "absl/strings/str_format.h"
+#include "mpkbox/internal/heap_cache.h"
 #include "mpkbox/runtime.h"
 #include "runtime/call_timer.h"
 #include "runtime/callback_table.h"
@@ -32,8 +33,11 @@ mpkbox::internal::SelectorPage* mpkbox_tls_thread = nullptr;
 namespace mpkbox::internal {
 namespace {
 
+// [heap cache table][SelectorPage] on the selector key, then the
+// ThreadBlock on the trusted key.
 constexpr size_t kBlockBytes =
-    (sizeof(SelectorPage) + sizeof(ThreadBlock) + MPKBOX_PAGE_SIZE - 1) &
+    (kHeapCacheTableBytes + sizeof(SelectorPage) + sizeof(ThreadBlock) +
+     MPKBOX_PAGE_SIZE - 1) &
     ~size_t{MPKBOX_PAGE_SIZE - 1};
 
 std::atomic<bool> skip_rseq_unregistration{false};
@@ -85,7 +89,7 @@ void ReleaseThisThread() {
   ReleaseSignalStack(sel->trusted);
   ReleaseThreadContexts(sel->trusted);
   mpkbox_tls_thread = nullptr;
-  munmap(sel, kBlockBytes);
+  munmap(HeapCacheTable(sel), kBlockBytes);
 }
 
 struct ThreadExit {
@@ -113,14 +117,16 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "cannot map this thread's gate state: %s", strerror(errno)));
   }
-  auto* sel = static_cast<SelectorPage*>(p);
+  auto* sel = reinterpret_cast<SelectorPage*>(static_cast<char*>(p) +
+                                              kHeapCacheTableBytes);
   static_assert(sizeof(SelectorPage) == MPKBOX_PAGE_SIZE);
-  auto* tb = reinterpret_cast<ThreadBlock*>(static_cast<char*>(p) +
+  auto* tb = reinterpret_cast<ThreadBlock*>(reinterpret_cast<char*>(sel) +
                                             MPKBOX_PAGE_SIZE);
-  absl::Status s = TagPages(sel, sizeof(SelectorPage), PROT_READ | PROT_WRITE,
-                            Keys().selector);
+  absl::Status s =
+      TagPages(p, kHeapCacheTableBytes + sizeof(SelectorPage),
+               PROT_READ | PROT_WRITE, Keys().selector);
   if (s.ok()) {
-    s = TagPages(tb, kBlockBytes - sizeof(SelectorPage),
+    s = TagPages(tb, kBlockBytes - kHeapCacheTableBytes - sizeof(SelectorPage),
                  PROT_READ | PROT_WRITE, Keys().trusted);
   }
   if (!s.ok()) {

@@ -265,7 +265,10 @@ mpkbox_callback_entry:
   testq %rcx, %rcx
   jz mpkbox_gate_trap                       // the host is not a compartment
   cmpq MPKBOX_CB_DOMAIN(%r11), %rcx
+  je 1f
+  cmpq $MPKBOX_ANY_DOMAIN, MPKBOX_CB_DOMAIN(%r11)
   jne mpkbox_gate_trap                      // not registered for this compartment
+1:
   movq MPKBOX_CB_FN(%r11), %r11
   testq %r11, %r11
   jz mpkbox_gate_trap
@@ -416,6 +419,24 @@ mpkbox_callback_exception_pad:
   jmp mpkbox_gate_landing
   .cfi_endproc
   .size mpkbox_callback_entry, . - mpkbox_callback_entry
+
+// The runtime refused what compartment code asked of it through a callback
+// (a free of memory that is not its live allocation): the call ends as a
+// fault. Host code in the callback popped the callback's frame; the gate's
+// landing pops the call under it.
+  .globl mpkbox_gate_abandon
+  .hidden mpkbox_gate_abandon
+  .type mpkbox_gate_abandon, @function
+  .p2align 4
+mpkbox_gate_abandon:
+  .cfi_startproc
+  xorl %ecx, %ecx
+  rdpkru
+  testl %eax, %eax
+  jnz mpkbox_gate_trap                      // only ever reached as the host
+  jmp mpkbox_gate_landing
+  .cfi_endproc
+  .size mpkbox_gate_abandon, . - mpkbox_gate_abandon
 
   .globl mpkbox_gate_end
   .hidden mpkbox_gate_end

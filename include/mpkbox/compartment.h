@@ -26,11 +26,15 @@
 #include "mpkbox/callback.h"
 #include "mpkbox/fault_report.h"
 #include "mpkbox/internal/call.h"
+#include "mpkbox/internal/heap_cache.h"
 #include "mpkbox/internal/thread_block.h"
 #include "mpkbox/syscall_policy.h"
 #include "mpkbox/tainted.h"
 
 namespace mpkbox {
+namespace internal {
+class CompartmentHeap;
+}  // namespace internal
 
 // Rights of compartment code over key-0 memory (code, libc, host globals,
 // TLS, host stacks). kReadWrite isolates only trusted-key memory and is no
@@ -86,11 +90,18 @@ class Compartment {
     return reinterpret_cast<Fn*>(*p);
   }
 
-  // The compartment's heap. (Not yet available.)
+  // Memory in the compartment's heap, for the host to fill or read. Counts
+  // against heap_limit_bytes (kResourceExhausted beyond it).
   absl::StatusOr<void*> Allocate(size_t bytes,
                                  size_t alignment = alignof(std::max_align_t));
+  // Frees a live allocation of this compartment's heap, whoever made it.
+  // Anything else is ignored (the pointer may have come from the
+  // compartment); TryFree says so.
   void Free(void* p);
-  // True only if [p, p + bytes) is memory of this compartment now.
+  absl::Status TryFree(void* p);
+  // True only if every byte of [p, p + bytes) is memory that carries this
+  // compartment's key now: its heap's mapped extents or its stacks. After
+  // Reset or destruction, nothing of the old heap is.
   bool Contains(const void* p, size_t bytes) const;
 
   // Fresh stacks (and, with the heap, a fresh heap); usable again after a
@@ -115,6 +126,13 @@ class Compartment {
   // After the gate returned on the slow path or with a fault.
   absl::Status EndCall(internal::ThreadBlock* tb, bool timed);
   absl::StatusOr<int> AddCallback(void* host_fn);
+  // A free the compartment made is checked before the call may succeed.
+  void CheckFrees(internal::ThreadBlock* tb) {
+    if (ABSL_PREDICT_FALSE(internal::FreesPending(tb, slot_)) &&
+        tb->fault == 0) {
+      internal::CheckFreesAfterCall(tb, slot_);
+    }
+  }
   absl::StatusOr<void*> LookupSymbol(absl::string_view symbol);
 
   CompartmentOptions options_;
@@ -127,6 +145,7 @@ class Compartment {
   // thread's Call takes the slow path and is refused.
   std::atomic<uint64_t> generation_{0};
   std::unique_ptr<FaultReport> last_fault_;
+  std::unique_ptr<internal::CompartmentHeap> heap_;
 };
 
 template <typename R, typename... P, typename... A>
@@ -163,10 +182,12 @@ auto Compartment::Call(R (*fn)(P...), A&&... args) {
   tb->pending_fn = reinterpret_cast<uintptr_t>(fn);
   if constexpr (std::is_void_v<R>) {
     internal::InvokeGate<R, P...>(std::forward<A>(args)...);
+    CheckFrees(tb);
     if (ABSL_PREDICT_FALSE(tb->fault != 0 || timed)) return EndCall(tb, timed);
     return absl::OkStatus();
   } else {
     R raw = internal::InvokeGate<R, P...>(std::forward<A>(args)...);
+    CheckFrees(tb);
     if (ABSL_PREDICT_FALSE(tb->fault != 0 || timed)) {
       if (absl::Status s = EndCall(tb, timed); !s.ok()) return Result(s);
     }

@@ -97,6 +97,10 @@
 #define MPKBOX_CB_SHIFT 4        // sizeof(CallbackEntry) == 16
 #define MPKBOX_CB_FN 0
 #define MPKBOX_CB_DOMAIN 8
+// A CallbackEntry domain every compartment may call: the runtime's own
+// allocator entry (callback 0).
+#define MPKBOX_ANY_DOMAIN -1
+#define MPKBOX_ALLOCATOR_CALLBACK 0
 #define MPKBOX_MAX_CALLBACKS 1024
 #define MPKBOX_CB_STUB_SHIFT 4   // each stub is 16 bytes
 

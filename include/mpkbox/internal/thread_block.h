@@ -15,6 +15,13 @@ class SyscallPolicy;
 namespace mpkbox::internal {
 
 inline constexpr size_t kMaxCompartments = 1024;
+// A domain id carries its compartment's slot in its low bits, so code that
+// sees only the SelectorPage's current_domain can find the slot.
+inline constexpr int kDomainSlotBits = 10;
+static_assert(kMaxCompartments == size_t{1} << kDomainSlotBits);
+inline constexpr size_t SlotOfDomain(uint64_t domain) {
+  return domain & (kMaxCompartments - 1);
+}
 // Deepest frame stack at which Call may enter: leaves room for the entered
 // compartment's callback, so the callback gate never runs out of frames.
 inline constexpr uint64_t kMaxCallDepth = MPKBOX_MAX_DEPTH - 3;
@@ -23,6 +30,7 @@ inline constexpr uint64_t kMaxCallDepth = MPKBOX_MAX_DEPTH - 3;
 inline constexpr uint64_t kHandlerDepthBias = uint64_t{1} << 32;
 
 struct ThreadBlock;
+struct HeapThread;
 
 // On the selector key: compartments may read it (the kernel reads the
 // selector during their syscalls), only trusted code writes it.
@@ -127,6 +135,7 @@ enum class FaultKind : uint32_t {
   kTimeout,
   kException,      // a C++ exception reached the gate
   kSyscallDenied,  // a syscall the policy fails, or one never allowed
+  kHeapViolation,  // a free or realloc of what is not a live allocation
 };
 struct FaultInfo {
   static constexpr int kMaxFrames = 32;
@@ -164,6 +173,8 @@ struct ThreadBlock {
   FaultInfo fault_info;
   // Signal-handling state private to runtime/ (timer, backtrace recovery).
   alignas(16) unsigned char runtime_private[1024];
+  // The allocator's private state for each compartment slot (allocator/).
+  HeapThread* heap_threads[kMaxCompartments];
 };
 static_assert(offsetof(ThreadBlock, depth) == MPKBOX_TB_DEPTH);
 static_assert(offsetof(ThreadBlock, pending_ctx) == MPKBOX_TB_PENDING_CTX);

@@ -1,0 +1,578 @@
+#include "allocator/compartment_heap.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/strings/str_format.h"
+#include "allocator/address_zone.h"
+#include "allocator/host_heap.h"
+#include "runtime/pku.h"
+#include "runtime/runtime_state.h"
+
+namespace mpkbox::internal {
+
+inline constexpr uint32_t kStashSlots = 128;
+inline constexpr unsigned kNoTcache = ~0u;
+
+// What the runtime knows about one thread's HeapCache: on the host heap,
+// trusted. placed[c][0, known[c]) are the regions it last saw in magazine c.
+struct HeapThread {
+  ThreadBlock* tb;
+  size_t slot;
+  HeapCache* cache;  // compartment memory: read, never believed
+  unsigned tcache = kNoTcache;
+  uint32_t active = 0;  // magazines holding regions
+  uint32_t known[kNumCachedClasses] = {};
+  void* placed[kNumCachedClasses][kMagazineSlots];
+  // Freed regions kept for the next refill: jemalloc costs more than the
+  // gate's amortized share (bench/RESULTS.md).
+  struct Stash {
+    uint32_t n = 0;
+    void* p[kStashSlots];
+  } stash[kNumCachedClasses];
+};
+
+namespace {
+
+size_t ClassOf(size_t bytes) {
+  return kSizeClassOf.of[(std::max(bytes, kMinAllocation) + 15) / 16];
+}
+
+// How many regions a refill puts in a magazine: about 32 KiB's worth.
+uint32_t FillCount(size_t cls) {
+  return std::clamp<uint32_t>(32768 / kClassSize[cls], 8, kMagazineSlots);
+}
+
+int TcacheFlags(const HeapThread* t) {
+  return t != nullptr && t->tcache != kNoTcache ? MALLOCX_TCACHE(t->tcache)
+                                                : MALLOCX_TCACHE_NONE;
+}
+
+SelectorPage* SelectorOf(ThreadBlock* tb) {
+  return reinterpret_cast<SelectorPage*>(reinterpret_cast<char*>(tb) -
+                                         MPKBOX_PAGE_SIZE);
+}
+
+}  // namespace
+
+CompartmentHeap* HeapOfSlot(size_t slot) {
+  if (g_trusted == nullptr || slot >= kMaxCompartments) return nullptr;
+  return g_trusted->heaps[slot].load(std::memory_order_acquire);
+}
+
+void SetHeapOfSlot(size_t slot, CompartmentHeap* heap) {
+  g_trusted->heaps[slot].store(heap, std::memory_order_release);
+}
+
+CompartmentHeap::CompartmentHeap(size_t slot, uint64_t domain, int key,
+                                 size_t limit, std::string name)
+    : slot_(slot),
+      domain_(domain),
+      key_(key),
+      limit_(limit),
+      name_(std::move(name)),
+      window_(WindowBase(slot)),
+      bitmap_(WindowBitmap(slot)) {}
+
+absl::StatusOr<std::unique_ptr<CompartmentHeap>> CompartmentHeap::Create(
+    size_t slot, uint64_t domain, int key, size_t limit_bytes,
+    std::string name) {
+  if (limit_bytes > kMaxLimitBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "compartment '%s': heap_limit_bytes %u is above the maximum of %u",
+        name, limit_bytes, kMaxLimitBytes));
+  }
+  if (g_trusted == nullptr || g_zone.size == 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "compartment '%s': no compartment heaps: %s", name, g_host.error));
+  }
+  std::unique_ptr<CompartmentHeap> heap(
+      new CompartmentHeap(slot, domain, key, limit_bytes, std::move(name)));
+  if (absl::Status s = TagPages(heap->bitmap_, kBitmapBytesPerWindow,
+                                PROT_READ | PROT_WRITE, Keys().trusted);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = heap->OpenArena(); !s.ok()) {
+    ReleaseZoneRange(reinterpret_cast<uintptr_t>(heap->bitmap_),
+                     kBitmapBytesPerWindow);
+    return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
+                                                  heap->name_, s.message()));
+  }
+  return heap;
+}
+
+CompartmentHeap::~CompartmentHeap() {
+  CloseArena();
+  ReleaseZoneRange(reinterpret_cast<uintptr_t>(bitmap_),
+                   kBitmapBytesPerWindow);
+}
+
+absl::Status CompartmentHeap::OpenArena() {
+  InitTaggedHooks(&hooks_, key_, window_, kWindowBytes);
+  absl::StatusOr<unsigned> arena =
+      CreateTaggedArena(&hooks_, /*metadata_use_hooks=*/false);
+  if (!arena.ok()) return arena.status();
+  arena_ = *arena;
+  arena_open_ = true;
+  return absl::OkStatus();
+}
+
+void CompartmentHeap::CloseArena() {
+  if (!arena_open_) return;
+  DestroyArena(arena_);
+  arena_open_ = false;
+  const uintptr_t used = hooks_.bump.load() - window_;
+  ReleaseZoneRange(window_, (used + MPKBOX_PAGE_SIZE - 1) &
+                                ~uintptr_t{MPKBOX_PAGE_SIZE - 1});
+  // The bits of the used part; the rest was never touched.
+  const size_t bits = ((used / 128) + MPKBOX_PAGE_SIZE - 1) &
+                      ~size_t{MPKBOX_PAGE_SIZE - 1};
+  if (bits != 0) madvise(bitmap_, bits, MADV_DONTNEED);
+}
+
+void CompartmentHeap::BeginDrop() {
+  absl::MutexLock lock(&mu_);
+  dropping_ = true;
+}
+
+absl::Status CompartmentHeap::Reset() {
+  CloseArena();
+  absl::MutexLock lock(&mu_);
+  dropping_ = false;
+  live_bytes_ = 0;
+  cached_bytes_ = 0;
+  stats_ = HeapStats{};
+  return OpenArena();
+}
+
+// ---- the live-allocation bitmap: one bit per 16 bytes of the window ----
+
+bool CompartmentHeap::IsLive(uintptr_t p) const {
+  const uintptr_t off = p - window_;
+  if (off >= kWindowBytes || (off & (kMinAllocation - 1)) != 0) return false;
+  const uintptr_t bit = off / kMinAllocation;
+  return (bitmap_[bit / 64] >> (bit % 64)) & 1;
+}
+
+void CompartmentHeap::SetLive(uintptr_t p) {
+  const uintptr_t bit = (p - window_) / kMinAllocation;
+  bitmap_[bit / 64] |= uint64_t{1} << (bit % 64);
+}
+
+bool CompartmentHeap::TakeLive(uintptr_t p) {
+  if (!IsLive(p)) return false;
+  const uintptr_t bit = (p - window_) / kMinAllocation;
+  bitmap_[bit / 64] &= ~(uint64_t{1} << (bit % 64));
+  return true;
+}
+
+bool CompartmentHeap::Fits(size_t bytes) {
+  return live_bytes_ + cached_bytes_ + bytes <= limit_;
+}
+
+void CompartmentHeap::NoteLive(ptrdiff_t bytes) {
+  live_bytes_ += bytes;
+  stats_.peak_bytes = std::max(stats_.peak_bytes, live_bytes_);
+}
+
+// ---- per-thread caches ----
+
+HeapThread* CompartmentHeap::ThreadFor(ThreadBlock* tb, size_t slot) {
+  if (HeapThread* t = tb->heap_threads[slot]; t != nullptr) return t;
+  auto* cache = static_cast<HeapCache*>(
+      mallocx(sizeof(HeapCache),
+              MALLOCX_ARENA(arena_) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO));
+  if (cache == nullptr) return nullptr;
+  auto* t = new HeapThread;
+  t->tb = tb;
+  t->slot = slot;
+  t->cache = cache;
+  unsigned tcache = 0;
+  size_t len = sizeof(tcache);
+  if (mallctl("tcache.create", &tcache, &len, nullptr, 0) == 0) {
+    t->tcache = tcache;
+  }
+  threads_.push_back(t);
+  tb->heap_threads[slot] = t;
+  HeapCacheTable(SelectorOf(tb))[slot] = cache;
+  return t;
+}
+
+void ReleaseHeapThread(ThreadBlock* tb, size_t slot) {
+  HeapThread* t = tb->heap_threads[slot];
+  if (t == nullptr) return;
+  HeapCacheTable(SelectorOf(tb))[slot] = nullptr;
+  tb->heap_threads[slot] = nullptr;
+  if (CompartmentHeap* heap = HeapOfSlot(slot)) heap->DropThread(t);
+}
+
+void CompartmentHeap::DropThread(HeapThread* t) {
+  {
+    absl::MutexLock lock(&mu_);
+    threads_.erase(std::find(threads_.begin(), threads_.end(), t));
+    if (!dropping_) {
+      // The thread exits; the heap stays. What it cached goes back.
+      Reconcile(t);
+      FlushFrees(t);  // nobody is left to report a bad one to
+      for (size_t c = 0; c < kNumCachedClasses; ++c) {
+        for (uint32_t i = 0; i < t->known[c]; ++i) {
+          cached_bytes_ -= kClassSize[c];
+          dallocx(t->placed[c][i], TcacheFlags(t));
+        }
+        for (uint32_t i = 0; i < t->stash[c].n; ++i) {
+          dallocx(t->stash[c].p[i], TcacheFlags(t));
+        }
+      }
+      dallocx(t->cache, MALLOCX_TCACHE_NONE);
+    } else {
+      for (size_t c = 0; c < kNumCachedClasses; ++c) {
+        cached_bytes_ -= t->known[c] * kClassSize[c];
+      }
+    }
+  }
+  if (t->tcache != kNoTcache) {  // flushes into the arena, which still exists
+    mallctl("tcache.destroy", nullptr, nullptr, &t->tcache, sizeof(unsigned));
+  }
+  delete t;
+}
+
+// Regions compartment code popped since the runtime last looked become live.
+void CompartmentHeap::Reconcile(HeapThread* t) {
+  for (uint32_t active = t->active; active != 0; active &= active - 1) {
+    const size_t c = __builtin_ctz(active);
+    uint32_t now = __atomic_load_n(&t->cache->magazines[c].count,
+                                   __ATOMIC_RELAXED);
+    if (now > t->known[c]) now = t->known[c];  // nothing is pushed back
+    for (uint32_t i = now; i < t->known[c]; ++i) {
+      SetLive(reinterpret_cast<uintptr_t>(t->placed[c][i]));
+    }
+    const uint32_t popped = t->known[c] - now;
+    cached_bytes_ -= popped * kClassSize[c];
+    NoteLive(popped * kClassSize[c]);
+    stats_.allocations += popped;
+    t->known[c] = now;
+    if (now == 0) t->active &= ~(1u << c);
+  }
+}
+
+// Returns the first pointer in the buffer that was not a live allocation.
+uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
+  FreeBuffer& f = t->cache->frees;
+  const uint32_t n = std::min(f.count, kFreeSlots);
+  uintptr_t hostile = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uintptr_t p = reinterpret_cast<uintptr_t>(f.slots[i]);
+    if (p == 0) continue;
+    if (!TakeLive(p)) {
+      if (hostile == 0) hostile = p;
+      continue;
+    }
+    Release(t, reinterpret_cast<void*>(p));
+  }
+  f.count = 0;
+  return hostile;
+}
+
+// p was live and its bit is clear now.
+void CompartmentHeap::Release(HeapThread* t, void* p) {
+  const size_t usable = sallocx(p, 0);
+  live_bytes_ -= usable;
+  if (t != nullptr && usable <= kMaxCachedSize) {
+    const size_t c = ClassOf(usable);
+    if (kClassSize[c] == usable && t->stash[c].n < kStashSlots) {
+      t->stash[c].p[t->stash[c].n++] = p;
+      return;
+    }
+  }
+  dallocx(p, TcacheFlags(t));
+}
+
+// Tops magazine c up and hands out one region itself (live at once).
+void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
+  const size_t size = kClassSize[c];
+  const uint32_t target = FillCount(c) + 1;
+  uint32_t& known = t->known[c];
+  while (known < std::min(target, kMagazineSlots) && Fits(size)) {
+    void* p = t->stash[c].n > 0
+                  ? t->stash[c].p[--t->stash[c].n]
+                  : mallocx(size, MALLOCX_ARENA(arena_) | TcacheFlags(t));
+    if (p == nullptr) break;
+    t->placed[c][known++] = p;
+    cached_bytes_ += size;
+  }
+  if (known == 0) return nullptr;
+  void* result = t->placed[c][--known];
+  cached_bytes_ -= size;
+  SetLive(reinterpret_cast<uintptr_t>(result));
+  NoteLive(size);
+  ++stats_.allocations;
+  Magazine& m = t->cache->magazines[c];
+  std::copy(t->placed[c], t->placed[c] + known, m.slots);
+  __atomic_store_n(&m.count, known, __ATOMIC_RELAXED);
+  if (known != 0) t->active |= 1u << c;
+  return result;
+}
+
+void* CompartmentHeap::AllocateLive(size_t bytes, size_t alignment,
+                                    int tcache_flags) {
+  bytes = std::max(bytes, kMinAllocation);
+  alignment = std::max(alignment, kMinAllocation);
+  const int flags =
+      MALLOCX_ARENA(arena_) | MALLOCX_ALIGN(alignment) | tcache_flags;
+  const size_t usable = nallocx(bytes, flags);
+  if (usable == 0 || !Fits(usable)) return nullptr;
+  void* p = mallocx(bytes, flags);
+  if (p == nullptr) return nullptr;
+  SetLive(reinterpret_cast<uintptr_t>(p));
+  NoteLive(usable);
+  ++stats_.allocations;
+  return p;
+}
+
+CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
+                                                    size_t slot, uint64_t op,
+                                                    uint64_t a, uint64_t b) {
+  absl::MutexLock lock(&mu_);
+  EntryResult r;
+  HeapThread* t = ThreadFor(tb, slot);
+  if (t != nullptr) {
+    Reconcile(t);
+    r.hostile = FlushFrees(t);
+    if (r.hostile != 0) {
+      r.why = "free of a pointer that is not a live allocation of the "
+              "compartment";
+      return r;
+    }
+  }
+  auto fail = [&](int err) {
+    ++stats_.failed_allocations;
+    errno = err;  // the compartment's errno: key 0, which it cannot write
+    return r;
+  };
+  auto allocate = [&](size_t bytes, bool zero) {
+    void* p = nullptr;
+    if (t != nullptr && bytes <= kMaxCachedSize) {
+      p = Refill(t, ClassOf(bytes));
+      if (p != nullptr && zero) memset(p, 0, bytes);
+    } else {
+      p = AllocateLive(bytes, kMinAllocation,
+                       TcacheFlags(t) | (zero ? MALLOCX_ZERO : 0));
+    }
+    if (p == nullptr) return fail(ENOMEM);
+    r.value = reinterpret_cast<uintptr_t>(p);
+    return r;
+  };
+  switch (op) {
+    case kOpMalloc:
+      return allocate(a, false);
+    case kOpCalloc: {
+      size_t bytes;
+      if (__builtin_mul_overflow(a, b, &bytes)) return fail(ENOMEM);
+      return allocate(bytes, true);
+    }
+    case kOpFree:
+      if (a != 0 && !TakeLive(a)) {
+        r.hostile = a;
+        r.why = "free of a pointer that is not a live allocation of the "
+                "compartment";
+        return r;
+      }
+      if (a != 0) Release(t, reinterpret_cast<void*>(a));
+      return r;
+    case kOpRealloc: {
+      if (a == 0) return allocate(b, false);
+      if (!IsLive(a)) {
+        r.hostile = a;
+        r.why = "realloc of a pointer that is not a live allocation of the "
+                "compartment";
+        return r;
+      }
+      if (b == 0) {
+        TakeLive(a);
+        Release(t, reinterpret_cast<void*>(a));
+        return r;
+      }
+      const int flags = MALLOCX_ARENA(arena_) | TcacheFlags(t);
+      const size_t old_usable = sallocx(reinterpret_cast<void*>(a), 0);
+      const size_t new_usable = nallocx(std::max<size_t>(b, kMinAllocation), flags);
+      if (new_usable == 0 ||
+          (new_usable > old_usable && !Fits(new_usable - old_usable))) {
+        return fail(ENOMEM);
+      }
+      void* p = rallocx(reinterpret_cast<void*>(a),
+                        std::max<size_t>(b, kMinAllocation), flags);
+      if (p == nullptr) return fail(ENOMEM);
+      TakeLive(a);
+      SetLive(reinterpret_cast<uintptr_t>(p));
+      live_bytes_ -= old_usable;
+      NoteLive(sallocx(p, 0));
+      r.value = reinterpret_cast<uintptr_t>(p);
+      return r;
+    }
+    case kOpAlignedAlloc: {
+      if (a == 0 || (a & (a - 1)) != 0) return fail(EINVAL);
+      void* p = AllocateLive(b, a, TcacheFlags(t));
+      if (p == nullptr) return fail(ENOMEM);
+      r.value = reinterpret_cast<uintptr_t>(p);
+      return r;
+    }
+    case kOpUsableSize:
+      r.value = IsLive(a) ? sallocx(reinterpret_cast<void*>(a), 0) : 0;
+      return r;
+    default:
+      r.hostile = 1;
+      r.why = "unknown allocator request";
+      return r;
+  }
+}
+
+CompartmentHeap::EntryResult CompartmentHeap::CheckFrees(ThreadBlock* tb,
+                                                         size_t slot) {
+  absl::MutexLock lock(&mu_);
+  EntryResult r;
+  HeapThread* t = tb->heap_threads[slot];
+  if (t == nullptr) return r;
+  Reconcile(t);
+  r.hostile = FlushFrees(t);
+  if (r.hostile != 0) {
+    r.why = "free of a pointer that is not a live allocation of the "
+            "compartment";
+  }
+  return r;
+}
+
+// ---- the host's side ----
+
+absl::StatusOr<void*> CompartmentHeap::Allocate(size_t bytes,
+                                                size_t alignment) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "compartment '%s': alignment %u is not a power of two", name_,
+        alignment));
+  }
+  absl::MutexLock lock(&mu_);
+  void* p = AllocateLive(bytes, alignment, MALLOCX_TCACHE_NONE);
+  if (p == nullptr) {
+    ++stats_.failed_allocations;
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "compartment '%s': cannot allocate %u bytes: %u of its "
+        "heap_limit_bytes %u are in use",
+        name_, bytes, live_bytes_ + cached_bytes_, limit_));
+  }
+  return p;
+}
+
+bool CompartmentHeap::Free(void* p) {
+  absl::MutexLock lock(&mu_);
+  if (!TakeLive(reinterpret_cast<uintptr_t>(p))) return false;
+  Release(nullptr, p);
+  return true;
+}
+
+void* CompartmentHeap::Realloc(void* p, size_t bytes, bool* valid) {
+  absl::MutexLock lock(&mu_);
+  *valid = IsLive(reinterpret_cast<uintptr_t>(p));
+  if (!*valid) return nullptr;
+  const int flags = MALLOCX_ARENA(arena_) | MALLOCX_TCACHE_NONE;
+  const size_t old_usable = sallocx(p, 0);
+  const size_t want = std::max(bytes, kMinAllocation);
+  const size_t new_usable = nallocx(want, flags);
+  if (new_usable == 0 ||
+      (new_usable > old_usable && !Fits(new_usable - old_usable))) {
+    ++stats_.failed_allocations;
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* q = rallocx(p, want, flags);
+  if (q == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  TakeLive(reinterpret_cast<uintptr_t>(p));
+  SetLive(reinterpret_cast<uintptr_t>(q));
+  live_bytes_ -= old_usable;
+  NoteLive(sallocx(q, 0));
+  return q;
+}
+
+size_t CompartmentHeap::UsableSize(const void* p) {
+  absl::MutexLock lock(&mu_);
+  return IsLive(reinterpret_cast<uintptr_t>(p)) ? sallocx(p, 0) : 0;
+}
+
+bool CompartmentHeap::Contains(uintptr_t p, size_t n) const {
+  const uintptr_t end = hooks_.bump.load(std::memory_order_relaxed);
+  return p >= window_ && p <= end && n <= end - p;
+}
+
+HeapStats CompartmentHeap::Stats() {
+  absl::MutexLock lock(&mu_);
+  for (HeapThread* t : threads_) Reconcile(t);
+  HeapStats s = stats_;
+  s.bytes_in_use = live_bytes_;
+  return s;
+}
+
+// ---- the host's free, realloc and malloc_usable_size of zone pointers ----
+
+void HostFreeInZone(void* p) {
+  const size_t window = WindowOf(reinterpret_cast<uintptr_t>(p));
+  if (window == kAmbientWindow) {
+    dallocx(p, MALLOCX_TCACHE_NONE);
+    return;
+  }
+  CompartmentHeap* heap = HeapOfSlot(window);
+  if (heap == nullptr || !heap->Free(p)) {
+    // Memory a compartment handed out is not the host's to trust: refuse,
+    // and keep running.
+    fprintf(stderr,
+            "mpkbox: free(%p) ignored: not a live allocation of a "
+            "compartment heap\n",
+            p);
+  }
+}
+
+void* HostReallocInZone(void* p, size_t bytes) {
+  const size_t window = WindowOf(reinterpret_cast<uintptr_t>(p));
+  if (window == kAmbientWindow) {
+    return rallocx(p, bytes, g_host.ambient_flags);
+  }
+  CompartmentHeap* heap = HeapOfSlot(window);
+  bool valid = false;
+  void* q = heap != nullptr ? heap->Realloc(p, bytes, &valid) : nullptr;
+  if (!valid) {
+    fprintf(stderr,
+            "mpkbox: realloc(%p) refused: not a live allocation of a "
+            "compartment heap\n",
+            p);
+    errno = EINVAL;
+  }
+  return q;
+}
+
+size_t HostUsableSizeInZone(const void* p) {
+  const size_t window = WindowOf(reinterpret_cast<uintptr_t>(p));
+  if (window == kAmbientWindow) return sallocx(p, 0);
+  CompartmentHeap* heap = HeapOfSlot(window);
+  return heap != nullptr ? heap->UsableSize(p) : 0;
+}
+
+void CheckFreesAfterCall(ThreadBlock* tb, size_t slot) {
+  CompartmentHeap* heap = HeapOfSlot(slot);
+  if (heap == nullptr) return;
+  CompartmentHeap::EntryResult r = heap->CheckFrees(tb, slot);
+  if (r.hostile == 0) return;
+  FaultInfo& f = tb->fault_info;
+  memset(&f, 0, sizeof(f));
+  f.kind = FaultKind::kHeapViolation;
+  f.address = r.hostile;
+  snprintf(f.what, sizeof(f.what), "%s", r.why);
+  tb->fault = 1;
+}
+
+}  // namespace mpkbox::internal

@@ -1,0 +1,144 @@
+// A compartment's heap: a jemalloc arena whose extents carry the
+// compartment's key, carved from the compartment slot's window of the
+// address zone, with a live-allocation bitmap on the trusted key.
+//
+// jemalloc only ever runs with host rights. Compartment code reaches it
+// through the allocator entry (callback 0) when its per-thread HeapCache
+// (heap_cache.h) runs dry or its free buffer fills; everything the cache
+// holds is re-checked here, so a compartment that scribbles on its cache
+// only hurts its own heap.
+#ifndef MPKBOX_ALLOCATOR_COMPARTMENT_HEAP_H_
+#define MPKBOX_ALLOCATOR_COMPARTMENT_HEAP_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "allocator/tagged_arena.h"
+#include "mpkbox/internal/heap_cache.h"
+#include "mpkbox/internal/thread_block.h"
+
+namespace mpkbox::internal {
+
+// Operations of the allocator entry; arguments are untrusted.
+enum AllocatorOp : uint64_t {
+  kOpMalloc = 1,     // (size)
+  kOpFree,           // (pointer): the free buffer was full
+  kOpRealloc,        // (pointer, size)
+  kOpAlignedAlloc,   // (alignment, size)
+  kOpCalloc,         // (count, size)
+  kOpUsableSize,     // (pointer)
+};
+
+struct HeapStats {
+  size_t bytes_in_use = 0;
+  size_t peak_bytes = 0;
+  size_t allocations = 0;
+  size_t failed_allocations = 0;
+};
+
+class CompartmentHeap {
+ public:
+  // The largest heap_limit_bytes a window holds with room for jemalloc's
+  // retained extents.
+  static constexpr size_t kMaxLimitBytes = size_t{2} << 30;
+
+  static absl::StatusOr<std::unique_ptr<CompartmentHeap>> Create(
+      size_t slot, uint64_t domain, int key, size_t limit_bytes,
+      std::string name);
+  // Every page goes back to the kernel and the window to PROT_NONE, key 0.
+  // The registry must have dropped this slot's threads already.
+  ~CompartmentHeap();
+
+  // Before the registry drops the slot's threads for a Reset or destruction:
+  // their caches need not go back to an arena about to be destroyed.
+  void BeginDrop();
+  // A fresh arena in a fresh window; after BeginDrop and the registry drop.
+  absl::Status Reset();
+
+  // The host's side: no thread cache is involved.
+  absl::StatusOr<void*> Allocate(size_t bytes, size_t alignment);
+  bool Free(void* p);  // false: not a live allocation; nothing happened
+  void* Realloc(void* p, size_t bytes, bool* valid);
+  size_t UsableSize(const void* p);  // 0 unless a live allocation
+  // Every byte of [p, p + n) is memory of the heap's window that carries
+  // the key now (stacks are the registry's).
+  bool Contains(uintptr_t p, size_t n) const;
+  HeapStats Stats();
+
+  uint64_t domain() const { return domain_; }
+  const std::string& name() const { return name_; }
+
+  // For the allocator entry, under mu_.
+  struct EntryResult {
+    uint64_t value = 0;
+    uintptr_t hostile = 0;  // nonzero: end the call, this pointer was bad
+    const char* why = nullptr;
+  };
+  EntryResult Enter(ThreadBlock* tb, size_t slot, uint64_t op, uint64_t a,
+                    uint64_t b);
+  // After a call returned: the buffered frees of this thread.
+  EntryResult CheckFrees(ThreadBlock* tb, size_t slot);
+  // The thread exits (the heap stays) or the slot is dropped.
+  void DropThread(HeapThread* t);
+
+ private:
+  CompartmentHeap(size_t slot, uint64_t domain, int key, size_t limit,
+                  std::string name);
+  absl::Status OpenArena();
+  void CloseArena();
+
+  HeapThread* ThreadFor(ThreadBlock* tb, size_t slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Reconcile(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uintptr_t FlushFrees(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void* Refill(HeapThread* t, size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void* AllocateLive(size_t bytes, size_t alignment, int tcache_flags)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Release(HeapThread* t, void* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool TakeLive(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetLive(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool IsLive(uintptr_t p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Fits(size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteLive(ptrdiff_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const size_t slot_;
+  const uint64_t domain_;
+  const int key_;
+  const size_t limit_;
+  const std::string name_;
+  const uintptr_t window_;
+  uint64_t* const bitmap_;
+  TaggedHooks hooks_;
+  unsigned arena_ = 0;
+  bool arena_open_ = false;
+
+  mutable absl::Mutex mu_;
+  bool dropping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<HeapThread*> threads_ ABSL_GUARDED_BY(mu_);
+  size_t live_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // in magazines
+  HeapStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+// The heap of a compartment slot, or null.
+CompartmentHeap* HeapOfSlot(size_t slot);
+// Makes `heap` the slot's (null to clear).
+void SetHeapOfSlot(size_t slot, CompartmentHeap* heap);
+
+// From the domain registry when it drops a thread's context for `slot`.
+void ReleaseHeapThread(ThreadBlock* tb, size_t slot);
+
+// The host frees, reallocates or sizes a pointer of the zone (host.cc).
+void HostFreeInZone(void* p);
+void* HostReallocInZone(void* p, size_t bytes);
+size_t HostUsableSizeInZone(const void* p);
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_ALLOCATOR_COMPARTMENT_HEAP_H_

@@ -1,0 +1,114 @@
+#include "allocator/host_heap.h"
+
+#include <elf.h>
+#include <sched.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+
+#include <new>
+
+#include <cstdio>
+
+#include "allocator/address_zone.h"
+#include "runtime/pku.h"
+
+// jemalloc's options. Without retain, destroying an arena unmaps its
+// metadata; with it, every compartment Reset would leak 2 MiB of address
+// space (measured: bench/RESULTS.md, lifecycle tests).
+const char* malloc_conf = "retain:false";  // declared by jemalloc.h
+
+namespace mpkbox::internal {
+
+constinit HostHeap g_host;
+TrustedAllocatorState* g_trusted = nullptr;
+constinit std::atomic<int> g_allocator_state{0};
+
+namespace {
+
+constinit thread_local bool initializing = false;
+
+// ld.so's executable segment, from its program headers in memory.
+void FindLoader() {
+  const uintptr_t base = getauxval(AT_BASE);
+  if (base == 0) return;  // static executable, or ld.so run directly
+  const auto* ehdr = reinterpret_cast<const Elf64_Ehdr*>(base);
+  const auto* phdr = reinterpret_cast<const Elf64_Phdr*>(base + ehdr->e_phoff);
+  for (int i = 0; i < ehdr->e_phnum; ++i) {
+    if (phdr[i].p_type == PT_LOAD && (phdr[i].p_flags & PF_X)) {
+      g_host.loader_lo = base + phdr[i].p_vaddr;
+      g_host.loader_hi = g_host.loader_lo + phdr[i].p_memsz;
+    }
+  }
+}
+
+absl::Status SetUp() {
+  if (!CpuHasPku()) {
+    return absl::FailedPreconditionError("this CPU has no PKU");
+  }
+  g_host.trusted_key = pkey_alloc(0, 0);
+  if (g_host.trusted_key < 0) {
+    return absl::FailedPreconditionError(
+        "pkey_alloc for the trusted key failed");
+  }
+  if (absl::Status s = ReserveZone(); !s.ok()) return s;
+  constexpr size_t kBytes =
+      (sizeof(TrustedAllocatorState) + MPKBOX_PAGE_SIZE - 1) &
+      ~size_t{MPKBOX_PAGE_SIZE - 1};
+  void* page = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) {
+    return absl::ResourceExhaustedError("cannot map the allocator's state");
+  }
+  if (absl::Status s =
+          TagPages(page, kBytes, PROT_READ | PROT_WRITE, g_host.trusted_key);
+      !s.ok()) {
+    return s;
+  }
+  g_trusted = new (page) TrustedAllocatorState;
+  InitTaggedHooks(&g_trusted->host_hooks, g_host.trusted_key, 0, 0);
+  absl::StatusOr<unsigned> host =
+      CreateTaggedArena(&g_trusted->host_hooks, /*metadata_use_hooks=*/true);
+  if (!host.ok()) return host.status();
+  InitTaggedHooks(&g_trusted->ambient_hooks, 0, WindowBase(kAmbientWindow),
+                  kWindowBytes);
+  absl::StatusOr<unsigned> ambient = CreateTaggedArena(
+      &g_trusted->ambient_hooks, /*metadata_use_hooks=*/true);
+  if (!ambient.ok()) return ambient.status();
+  FindLoader();
+  g_host.host_flags = MALLOCX_ARENA(*host);
+  g_host.ambient_flags = MALLOCX_ARENA(*ambient) | MALLOCX_TCACHE_NONE;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void InitAllocator() {
+  if (initializing) return;  // jemalloc's own set-up allocating
+  int expected = 0;
+  if (g_allocator_state.compare_exchange_strong(expected, 1)) {
+    initializing = true;  // what SetUp allocates comes from arena 0
+    if (absl::Status s = SetUp(); !s.ok()) {
+      g_host.host_flags = 0;
+      g_host.ambient_flags = 0;
+      snprintf(g_host.error, sizeof(g_host.error),
+               "the host heap cannot be protected: %.*s",
+               static_cast<int>(s.message().size()), s.message().data());
+    }
+    initializing = false;
+    g_allocator_state.store(kAllocatorReady, std::memory_order_release);
+    return;
+  }
+  while (g_allocator_state.load(std::memory_order_acquire) != kAllocatorReady) {
+    sched_yield();
+  }
+}
+
+absl::StatusOr<int> HostHeapTrustedKey() {
+  InitAllocator();
+  if (g_host.error[0] != 0) {
+    return absl::FailedPreconditionError(g_host.error);
+  }
+  return g_host.trusted_key;
+}
+
+}  // namespace mpkbox::internal

@@ -1,0 +1,173 @@
+#include "allocator/tagged_arena.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_format.h"
+#include "mpkbox/internal/gate_layout.h"
+
+namespace mpkbox::internal {
+namespace {
+
+TaggedHooks* Owner(extent_hooks_t* h) {
+  return reinterpret_cast<TaggedHooks*>(h);
+}
+
+bool Tag(void* addr, size_t size, int key) {
+  return pkey_mprotect(addr, size, PROT_READ | PROT_WRITE, key) == 0;
+}
+
+void* MapAnywhere(TaggedHooks* t, size_t size, size_t alignment) {
+  if (alignment < MPKBOX_PAGE_SIZE) alignment = MPKBOX_PAGE_SIZE;
+  void* p = mmap(nullptr, size + alignment - MPKBOX_PAGE_SIZE,
+                 PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  uintptr_t raw = reinterpret_cast<uintptr_t>(p);
+  uintptr_t aligned = (raw + alignment - 1) & ~(alignment - 1);
+  uintptr_t end = raw + size + alignment - MPKBOX_PAGE_SIZE;
+  if (aligned > raw) munmap(p, aligned - raw);
+  if (end > aligned + size) {
+    munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
+  }
+  void* result = reinterpret_cast<void*>(aligned);
+  if (t->key > 0 && !Tag(result, size, t->key)) {
+    munmap(result, size);
+    return nullptr;
+  }
+  return result;
+}
+
+void* CarveFromWindow(TaggedHooks* t, void* new_addr, size_t size,
+                      size_t alignment) {
+  uintptr_t cur = t->bump.load(std::memory_order_relaxed);
+  uintptr_t start;
+  do {
+    start = (cur + alignment - 1) & ~(alignment - 1);
+    if (new_addr != nullptr && reinterpret_cast<uintptr_t>(new_addr) != start) {
+      return nullptr;  // only growth at the window's end is in place
+    }
+    if (start + size < start || start + size > t->window_end) return nullptr;
+  } while (!t->bump.compare_exchange_weak(cur, start + size,
+                                          std::memory_order_relaxed));
+  void* result = reinterpret_cast<void*>(start);
+  // The window is PROT_NONE until carved; the address space it leaves
+  // behind on failure is released with the window.
+  return Tag(result, size, t->key) ? result : nullptr;
+}
+
+void* Alloc(extent_hooks_t* h, void* new_addr, size_t size, size_t alignment,
+            bool* zero, bool* commit, unsigned /*arena*/) {
+  TaggedHooks* t = Owner(h);
+  void* p;
+  if (t->window_base != 0) {
+    p = CarveFromWindow(t, new_addr, size, alignment);
+  } else {
+    if (new_addr != nullptr) return nullptr;
+    p = MapAnywhere(t, size, alignment);
+  }
+  if (p == nullptr) return nullptr;
+  t->mapped.fetch_add(size, std::memory_order_relaxed);
+  *zero = true;  // fresh pages
+  *commit = true;
+  return p;
+}
+
+// Window extents stay with the arena as retained memory (opting out), and
+// the window is released whole; extents mapped anywhere are unmapped.
+bool Dalloc(extent_hooks_t* h, void* addr, size_t size, bool, unsigned) {
+  TaggedHooks* t = Owner(h);
+  if (t->window_base != 0 || munmap(addr, size) != 0) return true;
+  t->mapped.fetch_sub(size, std::memory_order_relaxed);
+  return false;
+}
+
+void Destroy(extent_hooks_t* h, void* addr, size_t size, bool, unsigned) {
+  TaggedHooks* t = Owner(h);
+  t->mapped.fetch_sub(size, std::memory_order_relaxed);
+  if (t->window_base == 0) munmap(addr, size);
+}
+
+bool PurgeForced(extent_hooks_t*, void* addr, size_t, size_t offset,
+                 size_t length, unsigned) {
+  // The pages' key stays with the mapping.
+  return madvise(static_cast<char*>(addr) + offset, length, MADV_DONTNEED) !=
+         0;
+}
+
+bool PurgeLazy(extent_hooks_t*, void* addr, size_t, size_t offset,
+               size_t length, unsigned) {
+  return madvise(static_cast<char*>(addr) + offset, length, MADV_FREE) != 0;
+}
+
+bool Split(extent_hooks_t*, void*, size_t, size_t, size_t, bool, unsigned) {
+  return false;
+}
+
+bool Merge(extent_hooks_t*, void*, size_t, void*, size_t, bool, unsigned) {
+  return false;
+}
+
+}  // namespace
+
+void InitTaggedHooks(TaggedHooks* h, int key, uintptr_t window_base,
+                     size_t window_bytes) {
+  h->hooks = extent_hooks_t{
+      .alloc = Alloc,
+      .dalloc = Dalloc,
+      .destroy = Destroy,
+      .commit = nullptr,  // extents are born committed and never decommitted
+      .decommit = nullptr,
+      .purge_lazy = PurgeLazy,
+      .purge_forced = PurgeForced,
+      .split = Split,
+      .merge = Merge,
+  };
+  h->key = key;
+  h->window_base = window_base;
+  h->window_end = window_base + window_bytes;
+  h->bump.store(window_base, std::memory_order_relaxed);
+  h->mapped.store(0, std::memory_order_relaxed);
+}
+
+absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,
+                                           bool metadata_use_hooks) {
+  // jemalloc 5.3's arena_config_t, which its public header does not export.
+  struct ArenaConfig {
+    extent_hooks_t* extent_hooks;
+    bool metadata_use_hooks;
+  } config{&h->hooks, metadata_use_hooks};
+  unsigned arena = 0;
+  size_t len = sizeof(arena);
+  if (int err = mallctl("experimental.arenas_create_ext", &arena, &len,
+                        &config, sizeof(config));
+      err != 0) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "jemalloc cannot create an arena: %s", strerror(err)));
+  }
+  // A destroyed index that something touched again comes back with default
+  // hooks, and arenas_create_ext then reuses it as it is (DESIGN.md 5).
+  extent_hooks_t* actual = nullptr;
+  len = sizeof(actual);
+  char name[64];
+  snprintf(name, sizeof(name), "arena.%u.extent_hooks", arena);
+  if (mallctl(name, &actual, &len, nullptr, 0) != 0 || actual != &h->hooks) {
+    return absl::InternalError(absl::StrFormat(
+        "jemalloc arena %u came back without mpkbox's extent hooks; its "
+        "memory would not carry key %d",
+        arena, h->key));
+  }
+  return arena;
+}
+
+void DestroyArena(unsigned arena) {
+  char name[64];
+  snprintf(name, sizeof(name), "arena.%u.destroy", arena);
+  if (int err = mallctl(name, nullptr, nullptr, nullptr, 0); err != 0) {
+    fprintf(stderr, "mpkbox: jemalloc cannot destroy arena %u: %s\n", arena,
+            strerror(err));
+  }
+}
+
+}  // namespace mpkbox::internal

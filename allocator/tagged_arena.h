@@ -1,0 +1,41 @@
+// jemalloc arenas whose every extent carries one protection key: the extent
+// hooks map (or carve from a zone window), tag, purge and release.
+#ifndef MPKBOX_ALLOCATOR_TAGGED_ARENA_H_
+#define MPKBOX_ALLOCATOR_TAGGED_ARENA_H_
+
+#include <jemalloc/jemalloc.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+
+namespace mpkbox::internal {
+
+// jemalloc calls the hooks with a pointer to `hooks`: the first member.
+struct TaggedHooks {
+  extent_hooks_t hooks;
+  int key;                    // pkey of every extent; 0 for plain memory
+  uintptr_t window_base = 0;  // 0: extents are mmapped anywhere
+  uintptr_t window_end = 0;
+  std::atomic<uintptr_t> bump{0};  // next free byte of the window
+  std::atomic<size_t> mapped{0};   // bytes handed to jemalloc
+};
+
+// Fills `h` for extents tagged with `key`, from [window_base, window_end)
+// when window_base is nonzero (bump-allocated: a window is released whole).
+void InitTaggedHooks(TaggedHooks* h, int key, uintptr_t window_base,
+                     size_t window_bytes);
+
+// experimental.arenas_create_ext. With metadata_use_hooks false the arena's
+// own metadata stays out of its extents (DESIGN.md 5, jemalloc facts).
+absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,
+                                           bool metadata_use_hooks);
+// arena.<i>.destroy: every extent goes back through the hooks. No tcache
+// may still hold its regions.
+void DestroyArena(unsigned arena);
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_ALLOCATOR_TAGGED_ARENA_H_

@@ -1,0 +1,86 @@
+// The per-thread allocation cache a compartment's malloc and free use without
+// leaving the compartment. Internal: Call's inline fast path checks it.
+//
+// It lives in the compartment's own memory, so nothing in it is trusted: the
+// runtime keeps its own copy of what it put in a magazine and validates every
+// pointer in the free buffer against its live-allocation bitmap.
+#ifndef MPKBOX_INTERNAL_HEAP_CACHE_H_
+#define MPKBOX_INTERNAL_HEAP_CACHE_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "mpkbox/internal/gate_layout.h"
+#include "mpkbox/internal/thread_block.h"
+
+namespace mpkbox::internal {
+
+// jemalloc's small size classes from 16 bytes to 4 KiB (4 KiB pages).
+inline constexpr size_t kNumCachedClasses = 28;
+inline constexpr size_t kMaxCachedSize = 4096;
+inline constexpr size_t kMinAllocation = 16;  // one live bit per 16 bytes
+inline constexpr uint32_t kMagazineSlots = 64;
+inline constexpr uint32_t kFreeSlots = 256;
+
+inline constexpr uint32_t kClassSize[kNumCachedClasses] = {
+    16,   32,   48,   64,   80,   96,   112,  128,  160,  192,
+    224,  256,  320,  384,  448,  512,  640,  768,  896,  1024,
+    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096};
+
+// Class of a request of n <= kMaxCachedSize bytes, indexed by (n + 15) / 16.
+struct SizeClassTable {
+  uint8_t of[kMaxCachedSize / 16 + 1];
+  constexpr SizeClassTable() : of() {
+    size_t c = 0;
+    for (size_t i = 0; i <= kMaxCachedSize / 16; ++i) {
+      while (kClassSize[c] < (i == 0 ? 16 : i * 16)) ++c;
+      of[i] = static_cast<uint8_t>(c);
+    }
+  }
+};
+inline constexpr SizeClassTable kSizeClassOf{};
+
+struct Magazine {
+  uint32_t count;  // slots[0, count) are ready; malloc pops from the top
+  uint32_t pad;
+  void* slots[kMagazineSlots];
+};
+
+struct FreeBuffer {
+  uint32_t count;
+  uint32_t pad;
+  void* slots[kFreeSlots];
+};
+
+struct HeapCache {
+  Magazine magazines[kNumCachedClasses];
+  FreeBuffer frees;
+};
+
+// Per thread, on the selector key (compartments read it, only the runtime
+// writes it), just below the SelectorPage: each compartment slot's cache.
+inline constexpr size_t kHeapCacheTableBytes =
+    kMaxCompartments * sizeof(HeapCache*);
+static_assert(kHeapCacheTableBytes % MPKBOX_PAGE_SIZE == 0);
+
+inline HeapCache** HeapCacheTable(SelectorPage* sel) {
+  return reinterpret_cast<HeapCache**>(reinterpret_cast<char*>(sel) -
+                                       kHeapCacheTableBytes);
+}
+
+// True when compartment code of `slot` left frees for the runtime to check
+// (Call then checks them before it reports success).
+inline bool FreesPending(ThreadBlock* tb, size_t slot) {
+  SelectorPage* sel = reinterpret_cast<SelectorPage*>(
+      reinterpret_cast<char*>(tb) - MPKBOX_PAGE_SIZE);
+  HeapCache* cache = HeapCacheTable(sel)[slot];
+  return cache != nullptr && cache->frees.count != 0;
+}
+
+// Validates and releases them; a hostile one ends the call as a fault
+// (ThreadBlock::fault is set). Defined in allocator/.
+void CheckFreesAfterCall(ThreadBlock* tb, size_t slot);
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_INTERNAL_HEAP_CACHE_H_
