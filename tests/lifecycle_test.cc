@@ -20,32 +20,13 @@ namespace {
 
 using ::mpkbox::testing::CountMappings;
 using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::PkeyOf;
 using ::mpkbox::testing::Value;
 
 int Twice(int x) { return 2 * x; }
 uintptr_t StackAddress() {
   volatile int local = 0;
   return reinterpret_cast<uintptr_t>(&local);
-}
-
-// The ProtectionKey of the mapping holding `addr`, from /proc/self/smaps.
-int PkeyOf(uintptr_t addr) {
-  std::ifstream smaps("/proc/self/smaps");
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    uintptr_t lo, hi;
-    char dash;
-    std::istringstream head(line);
-    if (line.find(':') > line.find(' ') && (head >> std::hex >> lo >> dash >> hi)) {
-      inside = dash == '-' && addr >= lo && addr < hi;
-      continue;
-    }
-    if (inside && line.rfind("ProtectionKey:", 0) == 0) {
-      return std::stoi(line.substr(14));
-    }
-  }
-  return -1;
 }
 
 TEST(LifecycleTest, ThousandCreateDestroyCyclesReuseKeysAndMappings) {

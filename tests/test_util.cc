@@ -2,6 +2,8 @@
 
 #include <cstring>
 #include <fstream>
+#include <sstream>
+#include <string>
 
 namespace mpkbox::testing {
 
@@ -11,6 +13,26 @@ int CountMappings() {
   int n = 0;
   while (std::getline(maps, line)) ++n;
   return n;
+}
+
+int PkeyOf(uintptr_t addr) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    uintptr_t lo, hi;
+    char dash;
+    std::istringstream head(line);
+    if (line.find(':') > line.find(' ') &&
+        (head >> std::hex >> lo >> dash >> hi)) {
+      inside = dash == '-' && addr >= lo && addr < hi;
+      continue;
+    }
+    if (inside && line.rfind("ProtectionKey:", 0) == 0) {
+      return std::stoi(line.substr(14));
+    }
+  }
+  return -1;
 }
 
 std::vector<uintptr_t> FindBytes(const char* begin, const char* end,

@@ -31,6 +31,10 @@ T Value(const absl::StatusOr<Tainted<T>>& r) {
 // Number of lines in /proc/self/maps.
 int CountMappings();
 
+// The ProtectionKey of the mapping holding `addr` (/proc/self/smaps), or -1
+// if nothing maps it.
+int PkeyOf(uintptr_t addr);
+
 // Addresses in [begin, end) where `pattern` starts, at any byte offset.
 std::vector<uintptr_t> FindBytes(const char* begin, const char* end,
                                  const std::vector<uint8_t>& pattern);

@@ -1,0 +1,436 @@
+// Compartment heaps: where compartment allocations come from and which key
+// they carry, every allocation entry point, limits and stats, the host's
+// Allocate/Free/Contains, Reset and destruction, threads, and the host heap
+// on the trusted key. The attacks on the heap are in heap_attack_test.cc.
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpkbox/mpkbox.h"
+#include "runtime/runtime_state.h"
+#include "tests/test_util.h"
+
+namespace mpkbox {
+namespace {
+
+using ::mpkbox::testing::CountMappings;
+using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::PkeyOf;
+using ::mpkbox::testing::Value;
+
+long RssPages() {
+  std::ifstream statm("/proc/self/statm");
+  long size = 0, rss = 0;
+  statm >> size >> rss;
+  return rss;
+}
+
+// ---- compartment code ------------------------------------------------------
+
+// GCC removes a malloc whose result is only freed: keep results opaque.
+[[gnu::noinline]] void* Opaque(void* p) {
+  asm volatile("" : "+r"(p));
+  return p;
+}
+
+uintptr_t MallocFill(size_t n) {
+  auto* p = static_cast<unsigned char*>(Opaque(malloc(n)));
+  if (p != nullptr) memset(p, 0x5a, n);
+  return reinterpret_cast<uintptr_t>(p);
+}
+
+void FreeIt(void* p) { free(Opaque(p)); }
+
+uintptr_t ReadByte(const unsigned char* p) { return *p; }
+
+enum EntryPoint : int {
+  kMalloc,
+  kCalloc,
+  kRealloc,
+  kPosixMemalign,
+  kAlignedAlloc,
+  kMemalign,
+  kValloc,
+  kPvalloc,
+  kNew,
+  kNewArray,
+  kNewAligned,
+  kNewNothrow,
+  kNumEntryPoints,
+};
+
+// Allocates n bytes with one entry point, writes all of them, returns the
+// address; its usable size lands in *usable (compartment memory: a local).
+uintptr_t AllocateWith(int which, size_t n) {
+  void* p = nullptr;
+  switch (which) {
+    case kMalloc: p = malloc(n); break;
+    case kCalloc: {
+      p = calloc(n, 1);
+      for (size_t i = 0; p != nullptr && i < n; ++i) {
+        if (static_cast<unsigned char*>(p)[i] != 0) return 1;  // not zeroed
+      }
+      break;
+    }
+    case kRealloc: {
+      void* q = Opaque(malloc(8));
+      if (q != nullptr) memset(q, 0x11, 8);
+      p = realloc(q, n);
+      if (p != nullptr && static_cast<unsigned char*>(p)[7] != 0x11) return 2;
+      break;
+    }
+    case kPosixMemalign:
+      if (posix_memalign(&p, 256, n) != 0) p = nullptr;
+      if ((reinterpret_cast<uintptr_t>(p) & 255) != 0) return 3;
+      break;
+    case kAlignedAlloc:
+      p = aligned_alloc(64, n);
+      if ((reinterpret_cast<uintptr_t>(p) & 63) != 0) return 3;
+      break;
+    case kMemalign:
+      p = memalign(128, n);
+      if ((reinterpret_cast<uintptr_t>(p) & 127) != 0) return 3;
+      break;
+    case kValloc:
+    case kPvalloc:
+      p = which == kValloc ? valloc(n) : pvalloc(n);
+      if ((reinterpret_cast<uintptr_t>(p) & 4095) != 0) return 3;
+      break;
+    case kNew: p = ::operator new(n); break;
+    case kNewArray: p = ::operator new[](n); break;
+    case kNewAligned: p = ::operator new(n, std::align_val_t{512}); break;
+    case kNewNothrow: p = ::operator new(n, std::nothrow); break;
+  }
+  p = Opaque(p);
+  if (p == nullptr) return 4;
+  if (malloc_usable_size(p) < n) return 5;
+  memset(p, 0x77, n);
+  return reinterpret_cast<uintptr_t>(p);
+}
+
+void ReleaseWith(int which, void* p) {
+  switch (which) {
+    case kNew: ::operator delete(p, 16); break;
+    case kNewArray: ::operator delete[](p); break;
+    case kNewAligned: ::operator delete(p, std::align_val_t{512}); break;
+    case kNewNothrow: ::operator delete(p, std::nothrow); break;
+    default: free(p);
+  }
+}
+
+// Allocates `size` bytes until malloc fails; returns how many succeeded,
+// with errno in the top bits. Keeps them (the test resets the heap).
+uint64_t AllocateUntilFull(size_t size) {
+  uint64_t n = 0;
+  while (Opaque(malloc(size)) != nullptr) ++n;
+  return n | (static_cast<uint64_t>(errno) << 48);
+}
+
+// Keeps `count` allocations of `size` bytes in a compartment-owned array.
+void** KeepMany(size_t count, size_t size) {
+  auto** ptrs = static_cast<void**>(malloc(count * sizeof(void*)));
+  for (size_t i = 0; i < count; ++i) ptrs[i] = Opaque(malloc(size));
+  return ptrs;
+}
+
+void FreeMany(void** ptrs, size_t count) {
+  for (size_t i = 0; i < count; ++i) free(ptrs[i]);
+  free(ptrs);
+}
+
+// A mix of sizes and lifetimes, as a parser would do: returns a checksum.
+uint64_t Churn(int rounds) {
+  void* live[64] = {};
+  uint64_t sum = 0;
+  for (int i = 0; i < rounds; ++i) {
+    const int slot = (i * 7) % 64;
+    free(live[slot]);
+    const size_t size = 1 + static_cast<size_t>((i * 131) % 5000);
+    auto* p = static_cast<unsigned char*>(malloc(size));
+    if (p == nullptr) return 0;
+    p[0] = static_cast<unsigned char>(i);
+    p[size - 1] = static_cast<unsigned char>(i);
+    live[slot] = p;
+    sum += p[0];
+  }
+  for (void* p : live) free(p);
+  return sum;
+}
+
+uint64_t Strings(int n) {
+  std::vector<std::string> v;
+  for (int i = 0; i < n; ++i) v.push_back(std::string(20 + i % 300, 'x'));
+  uint64_t total = 0;
+  for (const std::string& s : v) total += s.size();
+  return total;
+}
+
+// ---- tests -----------------------------------------------------------------
+
+TEST(HeapTest, CompartmentAllocationsCarryTheCompartmentsKey) {
+  auto box = MakeBox({.name = "keyed"});
+  for (size_t size : {size_t{16}, size_t{4096}, size_t{100000},
+                      size_t{16} << 20}) {
+    uintptr_t p = Value(box->Call(&MallocFill, size));
+    ASSERT_NE(p, 0u) << size;
+    EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(p), size)) << size;
+    EXPECT_EQ(PkeyOf(p), box->pkey()) << size;
+    EXPECT_EQ(PkeyOf(p + size - 1), box->pkey()) << size;
+    EXPECT_EQ(*reinterpret_cast<unsigned char*>(p + size - 1), 0x5a);
+    EXPECT_TRUE(box->Call(&FreeIt, reinterpret_cast<void*>(p)).ok());
+  }
+}
+
+TEST(HeapTest, HostHeapCarriesTheTrustedKey) {
+  ASSERT_TRUE(Runtime::Init().ok());
+  const int trusted = internal::Keys().trusted;
+  for (size_t size : {size_t{16}, size_t{4096}, size_t{1} << 20,
+                      size_t{64} << 20}) {  // small, large, huge
+    std::unique_ptr<char[]> p(new char[size]);
+    EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(p.get())), trusted) << size;
+    EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(p.get()) + size - 1),
+              trusted)
+        << size;
+  }
+  // Threads created after the first malloc inherit the key.
+  int key = -1;
+  std::thread([&key] {
+    std::string s(1000, 'y');
+    key = PkeyOf(reinterpret_cast<uintptr_t>(s.data()));
+  }).join();
+  EXPECT_EQ(key, trusted);
+}
+
+class EntryPointTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(EntryPointTest, ServesTheCompartmentHeap) {
+  auto box = MakeBox({.name = "entry"});
+  for (size_t size : {size_t{24}, size_t{3000}, size_t{70000}}) {
+    uintptr_t p = Value(box->Call(&AllocateWith, GetParam(), size));
+    ASSERT_GT(p, 16u) << "entry point " << GetParam() << " size " << size
+                      << " failed with code " << p;
+    EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(p), size));
+    EXPECT_EQ(PkeyOf(p), box->pkey());
+    EXPECT_TRUE(
+        box->Call(&ReleaseWith, GetParam(), reinterpret_cast<void*>(p)).ok());
+  }
+  EXPECT_EQ(box->stats().bytes_in_use, 0u);
+  EXPECT_EQ(box->last_fault(), nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Every, EntryPointTest,
+                         ::testing::Range(0, static_cast<int>(kNumEntryPoints)));
+
+TEST(HeapTest, LibraryCodeInsideUsesTheHeap) {
+  auto box = MakeBox({.name = "strings"});
+  uint64_t expected = 0;
+  for (int i = 0; i < 5000; ++i) expected += 20 + i % 300;
+  EXPECT_EQ(Value(box->Call(&Strings, 5000)), expected);
+  EXPECT_NE(Value(box->Call(&Churn, 200000)), 0u);
+  CompartmentStats s = box->stats();
+  EXPECT_EQ(s.bytes_in_use, 0u);
+  EXPECT_GT(s.allocations, 200000u);
+  EXPECT_GT(s.peak_bytes, 5000u * 20);
+}
+
+TEST(HeapTest, LimitGivesEnomemInsideAndNeverHurtsTheHost) {
+  constexpr size_t kLimit = 1 << 20;
+  auto box = MakeBox({.name = "small", .heap_limit_bytes = kLimit});
+  for (size_t size : {size_t{64}, size_t{100000}}) {
+    const uint64_t r = Value(box->Call(&AllocateUntilFull, size));
+    const uint64_t count = r & ((uint64_t{1} << 48) - 1);
+    EXPECT_EQ(r >> 48, static_cast<uint64_t>(ENOMEM)) << size;
+    EXPECT_GT(count * size, kLimit / 2) << size;
+    EXPECT_LE(count * size, kLimit) << size;
+    CompartmentStats s = box->stats();
+    EXPECT_GE(s.failed_allocations, 1u);
+    EXPECT_LE(s.bytes_in_use, kLimit);
+    EXPECT_EQ(box->Allocate(kLimit).status().code(),
+              absl::StatusCode::kResourceExhausted);
+    std::vector<std::unique_ptr<char[]>> host;  // the host is not limited
+    for (int i = 0; i < 64; ++i) host.emplace_back(new char[1 << 20]);
+    ASSERT_TRUE(box->Reset().ok());
+    EXPECT_EQ(box->stats().bytes_in_use, 0u);
+  }
+  EXPECT_EQ(box->last_fault(), nullptr);
+}
+
+TEST(HeapTest, StatsFollowAllocationsAndFrees) {
+  auto box = MakeBox({.name = "counted"});
+  EXPECT_EQ(box->stats().bytes_in_use, 0u);
+  void** kept = Value(box->Call(&KeepMany, size_t{100}, size_t{1000}));
+  CompartmentStats s = box->stats();
+  EXPECT_GE(s.bytes_in_use, 100u * 1000);
+  EXPECT_LE(s.bytes_in_use, 100u * 1024 + 1024);
+  EXPECT_GE(s.allocations, 101u);
+  EXPECT_GE(s.peak_bytes, s.bytes_in_use);
+  ASSERT_TRUE(box->Call(&FreeMany, kept, size_t{100}).ok());
+  CompartmentStats after = box->stats();
+  EXPECT_EQ(after.bytes_in_use, 0u);
+  EXPECT_GE(after.peak_bytes, 100u * 1000);
+  EXPECT_EQ(after.failed_allocations, 0u);
+}
+
+TEST(HeapTest, HostAllocateFreeContains) {
+  auto box = MakeBox({.name = "shared", .heap_limit_bytes = 1 << 20});
+  auto other = MakeBox({.name = "other"});
+  absl::StatusOr<void*> p = box->Allocate(3000, 64);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(*p) % 64, 0u);
+  EXPECT_TRUE(box->Contains(*p, 3000));
+  EXPECT_FALSE(other->Contains(*p, 1));
+  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(*p)), box->pkey());
+  // The compartment may use it.
+  memset(*p, 0x42, 3000);
+  EXPECT_EQ(Value(box->Call(&ReadByte,
+                            static_cast<const unsigned char*>(*p) + 2999)),
+            0x42u);
+  EXPECT_GE(box->stats().bytes_in_use, 3000u);
+  EXPECT_TRUE(box->TryFree(*p).ok());
+  EXPECT_EQ(box->TryFree(*p).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(box->stats().bytes_in_use, 0u);
+
+  int host_local = 0;
+  auto host_heap = std::make_unique<int>(0);
+  EXPECT_FALSE(box->Contains(&host_local, sizeof(host_local)));
+  EXPECT_FALSE(box->Contains(host_heap.get(), sizeof(int)));
+  EXPECT_EQ(box->TryFree(host_heap.get()).code(),
+            absl::StatusCode::kInvalidArgument);
+  box->Free(host_heap.get());  // ignored
+  *host_heap = 5;
+
+  EXPECT_EQ(box->Allocate(2 << 20).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(box->Allocate(16, 3).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(
+      absl::StrContains(box->Allocate(2 << 20).status().message(), "shared"));
+}
+
+TEST(HeapTest, HostFreesWhatTheCompartmentAllocated) {
+  auto box = MakeBox({.name = "producer"});
+  uintptr_t p = Value(box->Call(&MallocFill, size_t{200}));
+  EXPECT_GT(box->stats().bytes_in_use, 0u);
+  free(reinterpret_cast<void*>(p));  // back to the compartment's heap
+  EXPECT_EQ(box->stats().bytes_in_use, 0u);
+  uintptr_t q = Value(box->Call(&MallocFill, size_t{50000}));
+  void* r = realloc(reinterpret_cast<void*>(q), 100000);
+  ASSERT_NE(r, nullptr);
+  EXPECT_TRUE(box->Contains(r, 100000));
+  EXPECT_EQ(static_cast<unsigned char*>(r)[49999], 0x5a);
+  EXPECT_GE(malloc_usable_size(r), 100000u);
+  free(r);
+  EXPECT_EQ(box->stats().bytes_in_use, 0u);
+}
+
+TEST(HeapTest, ResetDropsTheWholeHeap) {
+  auto box = MakeBox({.name = "reset"});
+  uintptr_t small = Value(box->Call(&MallocFill, size_t{64}));
+  uintptr_t big = Value(box->Call(&MallocFill, size_t{1} << 20));
+  ASSERT_TRUE(box->Contains(reinterpret_cast<void*>(big), 1 << 20));
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(small), 1));
+  EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(big), 1));
+  EXPECT_NE(PkeyOf(big), box->pkey());  // the pages went back
+  EXPECT_EQ(box->stats().bytes_in_use, 0u);
+  EXPECT_EQ(box->TryFree(reinterpret_cast<void*>(small)).code(),
+            absl::StatusCode::kInvalidArgument);
+  uintptr_t again = Value(box->Call(&MallocFill, size_t{64}));
+  EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(again), 64));
+}
+
+TEST(HeapTest, TenThousandCyclesLeaveMappingsAndRssFlat) {
+  auto cycle = [] {
+    auto box = MakeBox({.name = "cycle"});
+    ASSERT_NE(Value(box->Call(&MallocFill, size_t{100})), 0u);
+    ASSERT_NE(Value(box->Call(&MallocFill, size_t{200000})), 0u);
+  };
+  for (int i = 0; i < 100; ++i) cycle();  // warm up lazy state
+  const int mappings = CountMappings();
+  const long rss = RssPages();
+  for (int i = 0; i < 10000; ++i) cycle();
+  EXPECT_LE(CountMappings(), mappings + 2);  // neighbours may split or merge
+  EXPECT_LT(RssPages(), rss + 512);          // under 2 MiB of growth
+}
+
+TEST(HeapTest, ThreadsShareAndSeparateHeaps) {
+  auto shared = MakeBox({.name = "shared"});
+  std::vector<std::unique_ptr<Compartment>> own;
+  for (int i = 0; i < 4; ++i) own.push_back(MakeBox({.name = "own"}));
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      for (int round = 0; round < 20; ++round) {
+        if (Value(shared->Call(&Churn, 5000)) == 0) ++failures;
+        if (Value(own[i]->Call(&Churn, 5000)) == 0) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(shared->stats().bytes_in_use, 0u);
+  EXPECT_EQ(shared->last_fault(), nullptr);
+}
+
+// A host handler runs with host rights while compartment code is suspended
+// under it: what it allocates is host memory.
+std::atomic<uintptr_t> handler_allocation{0};
+void AllocatingHandler(int) {
+  // Only a signal that interrupted compartment code counts (the call's
+  // frame is on the thread's frame stack; the handler adds its bias).
+  const internal::ThreadBlock* tb = internal::CurrentThreadBlock();
+  if (tb == nullptr || (tb->depth & 0xffffffff) == 0) return;
+  void* p = malloc(48);
+  handler_allocation.store(reinterpret_cast<uintptr_t>(p));
+  free(p);
+}
+uint64_t Spin(uint64_t n) {
+  volatile uint64_t x = 0;
+  for (uint64_t i = 0; i < n; ++i) x = x + i;
+  return x;
+}
+
+TEST(HeapTest, HostSignalHandlerInsideACallAllocatesFromTheHost) {
+  auto box = MakeBox({.name = "spinner"});
+  ASSERT_TRUE(Runtime::Init().ok());
+  struct sigaction act {}, old{};
+  act.sa_handler = AllocatingHandler;
+  sigemptyset(&act.sa_mask);
+  ASSERT_EQ(sigaction(SIGALRM, &act, &old), 0);
+  handler_allocation = 0;
+  itimerval timer{};
+  timer.it_value.tv_usec = 2000;
+  timer.it_interval.tv_usec = 2000;
+  ASSERT_EQ(setitimer(ITIMER_REAL, &timer, nullptr), 0);
+  for (int i = 0; i < 200 && handler_allocation.load() == 0; ++i) {
+    ASSERT_TRUE(box->Call(&Spin, uint64_t{1000000}).ok());
+  }
+  timer = itimerval{};
+  setitimer(ITIMER_REAL, &timer, nullptr);
+  sigaction(SIGALRM, &old, nullptr);
+  const uintptr_t p = handler_allocation.load();
+  ASSERT_NE(p, 0u);
+  EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(p), 1));
+  EXPECT_EQ(PkeyOf(p), internal::Keys().trusted);
+}
+
+}  // namespace
+}  // namespace mpkbox
