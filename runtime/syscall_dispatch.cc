@@ -15,6 +15,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_format.h"
+#include "allocator/compartment_heap.h"
 #include "mpkbox/syscall_policy.h"
 #include "runtime/call_timer.h"
 
@@ -35,12 +36,15 @@ thread_local uint64_t emulated = 0;
 
 using Action = SyscallPolicy::Action;
 
-// [p, p + n) lies in the compartment's memory on this thread: its stack.
-// (Lock-free: this runs in a signal handler.)
+// [p, p + n) lies in the compartment's memory on this thread: its stack or
+// its heap. (Lock-free: this runs in a signal handler.)
 bool InOwnMemory(const CallContext& ctx, uint64_t p, uint64_t n) {
   const uint64_t lo = ctx.stack_base + MPKBOX_PAGE_SIZE;  // past the guard
   const uint64_t hi = ctx.stack_base + ctx.stack_size;
-  return p >= lo && p <= hi && n <= hi - p;
+  if (p >= lo && p <= hi && n <= hi - p) return true;
+  const CompartmentHeap* heap = HeapOfSlot(SlotOfDomain(ctx.domain));
+  return heap != nullptr && heap->domain() == ctx.domain &&
+         heap->Contains(p, n);
 }
 
 long Raw(long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,

@@ -121,6 +121,38 @@ TEST(SyscallPolicyTest, WriteOnlyToListedDescriptorsFromOwnMemory) {
   close(fds[1]);
 }
 
+long WriteFromHeap(long fd) {
+  char* volatile buf = static_cast<char*>(malloc(4));
+  memcpy(buf, "heap", 4);
+  long n = Sys(SYS_write, fd, reinterpret_cast<long>(buf), 4);
+  free(buf);
+  return n;
+}
+char* HeapString() {
+  char* p = static_cast<char*>(malloc(8));
+  memcpy(p, "theirs", 7);
+  return p;
+}
+
+// The compartment's heap is its memory too; another compartment's is not.
+TEST(SyscallPolicyTest, HeapBuffersPassThePointerCheck) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_NONBLOCK), 0);
+  auto box = MakeBox({.name = "writer",
+                      .syscalls = SyscallPolicy().AllowWrite({fds[1]})});
+  auto other = MakeBox({.name = "other"});
+  EXPECT_EQ(Value(box->Call(&WriteFromHeap, fds[1])), 4);
+  char got[8] = {};
+  EXPECT_EQ(read(fds[0], got, sizeof(got)), 4);
+  EXPECT_STREQ(got, "heap");
+  const char* theirs = Value(other->Call(&HeapString));
+  ASSERT_TRUE(other->Contains(theirs, 7));
+  EXPECT_EQ(Value(box->Call(&WriteFrom, fds[1], theirs)), -EFAULT);
+  EXPECT_EQ(read(fds[0], got, sizeof(got)), -1);  // nothing leaked out
+  close(fds[0]);
+  close(fds[1]);
+}
+
 long RandomIntoStack() {
   unsigned char buf[32] = {};
   long n = Sys(SYS_getrandom, reinterpret_cast<long>(buf), sizeof(buf), 0);
