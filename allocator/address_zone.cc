@@ -38,7 +38,7 @@ absl::Status ReserveZone() {
   const size_t zone_bytes = kZoneWindows * kWindowBytes;
   uintptr_t base = Reserve(zone_bytes, kWindowBytes);
   uintptr_t bitmaps =
-      Reserve(kMaxCompartments * kBitmapBytesPerWindow, MPKBOX_PAGE_SIZE);
+      Reserve(kMaxCompartments * kMetadataBytesPerWindow, MPKBOX_PAGE_SIZE);
   if (base == 0 || bitmaps == 0) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "cannot reserve %u GiB of address space for compartment heaps: %s",

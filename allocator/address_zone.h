@@ -19,8 +19,13 @@ inline constexpr size_t kWindowBytes = size_t{1} << kWindowShift;
 // Window kMaxCompartments is the ambient heap (key 0, see host_heap.h).
 inline constexpr size_t kAmbientWindow = kMaxCompartments;
 inline constexpr size_t kZoneWindows = kMaxCompartments + 1;
-// One live bit per kMinAllocation bytes of a compartment window.
+// Per compartment window, on the trusted key: one live bit per 16 bytes,
+// then one size-class byte per page (heap_cache.h's classes, or kNoClass).
 inline constexpr size_t kBitmapBytesPerWindow = kWindowBytes / 16 / 8;
+inline constexpr size_t kClassMapBytesPerWindow = kWindowBytes >> 12;
+inline constexpr size_t kMetadataBytesPerWindow =
+    kBitmapBytesPerWindow + kClassMapBytesPerWindow;
+inline constexpr uint8_t kNoClass = 0xff;
 
 struct Zone {
   uintptr_t base = 0;         // window i starts at base + i * kWindowBytes
@@ -42,7 +47,11 @@ inline uintptr_t WindowBase(size_t window) {
 }
 inline uint64_t* WindowBitmap(size_t window) {
   return reinterpret_cast<uint64_t*>(g_zone.bitmap_base +
-                                     window * kBitmapBytesPerWindow);
+                                     window * kMetadataBytesPerWindow);
+}
+inline uint8_t* WindowClassMap(size_t window) {
+  return reinterpret_cast<uint8_t*>(WindowBitmap(window)) +
+         kBitmapBytesPerWindow;
 }
 
 // Returns [addr, addr + len) of the zone to PROT_NONE, key 0, no pages.

@@ -42,9 +42,9 @@ size_t ClassOf(size_t bytes) {
   return kSizeClassOf.of[(std::max(bytes, kMinAllocation) + 15) / 16];
 }
 
-// How many regions a refill puts in a magazine: about 32 KiB's worth.
+// How many regions a refill puts in a magazine: about 128 KiB's worth.
 uint32_t FillCount(size_t cls) {
-  return std::clamp<uint32_t>(32768 / kClassSize[cls], 8, kMagazineSlots);
+  return std::clamp<uint32_t>(131072 / kClassSize[cls], 32, kMagazineSlots);
 }
 
 int TcacheFlags(const HeapThread* t) {
@@ -76,7 +76,9 @@ CompartmentHeap::CompartmentHeap(size_t slot, uint64_t domain, int key,
       limit_(limit),
       name_(std::move(name)),
       window_(WindowBase(slot)),
-      bitmap_(WindowBitmap(slot)) {}
+      bitmap_(WindowBitmap(slot)),
+      class_map_(WindowClassMap(slot)),
+      image_low_(window_ + kWindowBytes) {}
 
 absl::StatusOr<std::unique_ptr<CompartmentHeap>> CompartmentHeap::Create(
     size_t slot, uint64_t domain, int key, size_t limit_bytes,
@@ -92,14 +94,14 @@ absl::StatusOr<std::unique_ptr<CompartmentHeap>> CompartmentHeap::Create(
   }
   std::unique_ptr<CompartmentHeap> heap(
       new CompartmentHeap(slot, domain, key, limit_bytes, std::move(name)));
-  if (absl::Status s = TagPages(heap->bitmap_, kBitmapBytesPerWindow,
+  if (absl::Status s = TagPages(heap->bitmap_, kMetadataBytesPerWindow,
                                 PROT_READ | PROT_WRITE, Keys().trusted);
       !s.ok()) {
     return s;
   }
   if (absl::Status s = heap->OpenArena(); !s.ok()) {
     ReleaseZoneRange(reinterpret_cast<uintptr_t>(heap->bitmap_),
-                     kBitmapBytesPerWindow);
+                     kMetadataBytesPerWindow);
     return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
                                                   heap->name_, s.message()));
   }
@@ -109,11 +111,13 @@ absl::StatusOr<std::unique_ptr<CompartmentHeap>> CompartmentHeap::Create(
 CompartmentHeap::~CompartmentHeap() {
   CloseArena();
   ReleaseZoneRange(reinterpret_cast<uintptr_t>(bitmap_),
-                   kBitmapBytesPerWindow);
+                   kMetadataBytesPerWindow);
 }
 
 absl::Status CompartmentHeap::OpenArena() {
-  InitTaggedHooks(&hooks_, key_, window_, kWindowBytes);
+  // Room for fragmentation and per-thread caches beyond the limit, no more.
+  InitTaggedHooks(&hooks_, key_, window_, kWindowBytes - kImageBytes,
+                  2 * limit_ + (size_t{32} << 20));
   absl::StatusOr<unsigned> arena =
       CreateTaggedArena(&hooks_, /*metadata_use_hooks=*/false);
   if (!arena.ok()) return arena.status();
@@ -133,6 +137,31 @@ void CompartmentHeap::CloseArena() {
   const size_t bits = ((used / 128) + MPKBOX_PAGE_SIZE - 1) &
                       ~size_t{MPKBOX_PAGE_SIZE - 1};
   if (bits != 0) madvise(bitmap_, bits, MADV_DONTNEED);
+  const size_t classes = ((used >> 12) + MPKBOX_PAGE_SIZE - 1) &
+                         ~size_t{MPKBOX_PAGE_SIZE - 1};
+  if (classes != 0) madvise(class_map_, classes, MADV_DONTNEED);
+  const uintptr_t top = window_ + kWindowBytes;
+  ReleaseZoneRange(image_low_.load(), top - image_low_.load());
+  image_low_.store(top);
+}
+
+absl::StatusOr<uintptr_t> CompartmentHeap::ReserveImageSpace(
+    size_t bytes, size_t alignment) {
+  const uintptr_t low = window_ + kWindowBytes - kImageBytes;
+  const uintptr_t cur = image_low_.load();
+  if (bytes > cur - low) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "compartment '%s': its %u MiB for loaded code are used up", name_,
+        kImageBytes >> 20));
+  }
+  const uintptr_t start = (cur - bytes) & ~(uintptr_t{alignment} - 1);
+  if (start < low) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "compartment '%s': its %u MiB for loaded code are used up", name_,
+        kImageBytes >> 20));
+  }
+  image_low_.store(start);
+  return start;
 }
 
 void CompartmentHeap::BeginDrop() {
@@ -152,30 +181,46 @@ absl::Status CompartmentHeap::Reset() {
 
 // ---- the live-allocation bitmap: one bit per 16 bytes of the window ----
 
-bool CompartmentHeap::IsLive(uintptr_t p) const {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompartmentHeap::IsLive(uintptr_t p) const {
   const uintptr_t off = p - window_;
   if (off >= kWindowBytes || (off & (kMinAllocation - 1)) != 0) return false;
   const uintptr_t bit = off / kMinAllocation;
   return (bitmap_[bit / 64] >> (bit % 64)) & 1;
 }
 
-void CompartmentHeap::SetLive(uintptr_t p) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CompartmentHeap::SetLive(uintptr_t p) {
   const uintptr_t bit = (p - window_) / kMinAllocation;
   bitmap_[bit / 64] |= uint64_t{1} << (bit % 64);
 }
 
-bool CompartmentHeap::TakeLive(uintptr_t p) {
-  if (!IsLive(p)) return false;
-  const uintptr_t bit = (p - window_) / kMinAllocation;
-  bitmap_[bit / 64] &= ~(uint64_t{1} << (bit % 64));
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompartmentHeap::TakeLive(uintptr_t p) {
+  const uintptr_t off = p - window_;
+  if (off >= kWindowBytes || (off & (kMinAllocation - 1)) != 0) return false;
+  const uintptr_t bit = off / kMinAllocation;
+  const uint64_t mask = uint64_t{1} << (bit % 64);
+  uint64_t& word = bitmap_[bit / 64];
+  if (!(word & mask)) return false;
+  word &= ~mask;
   return true;
 }
 
-bool CompartmentHeap::Fits(size_t bytes) {
+// Every region handed out records its class for its page: all regions that
+// start on one page share a jemalloc slab, hence a size. Release then needs
+// no sallocx for cached sizes.
+void CompartmentHeap::NoteClass(uintptr_t p, size_t usable) {
+  uint8_t c = kNoClass;
+  if (usable <= kMaxCachedSize) {
+    const size_t cls = ClassOf(usable);
+    if (kClassSize[cls] == usable) c = static_cast<uint8_t>(cls);
+  }
+  class_map_[(p - window_) >> 12] = c;
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool CompartmentHeap::Fits(size_t bytes) {
   return live_bytes_ + cached_bytes_ + bytes <= limit_;
 }
 
-void CompartmentHeap::NoteLive(ptrdiff_t bytes) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CompartmentHeap::NoteLive(ptrdiff_t bytes) {
   live_bytes_ += bytes;
   stats_.peak_bytes = std::max(stats_.peak_bytes, live_bytes_);
 }
@@ -248,9 +293,22 @@ void CompartmentHeap::Reconcile(HeapThread* t) {
     uint32_t now = __atomic_load_n(&t->cache->magazines[c].count,
                                    __ATOMIC_RELAXED);
     if (now > t->known[c]) now = t->known[c];  // nothing is pushed back
+    // Neighbouring regions share bitmap words: one store per word.
+    uint64_t* word = nullptr;
+    uint64_t bits = 0;
     for (uint32_t i = now; i < t->known[c]; ++i) {
-      SetLive(reinterpret_cast<uintptr_t>(t->placed[c][i]));
+      const uintptr_t bit =
+          (reinterpret_cast<uintptr_t>(t->placed[c][i]) - window_) /
+          kMinAllocation;
+      uint64_t* w = &bitmap_[bit / 64];
+      if (w != word) {
+        if (word != nullptr) *word |= bits;
+        word = w;
+        bits = 0;
+      }
+      bits |= uint64_t{1} << (bit % 64);
     }
+    if (word != nullptr) *word |= bits;
     const uint32_t popped = t->known[c] - now;
     cached_bytes_ -= popped * kClassSize[c];
     NoteLive(popped * kClassSize[c]);
@@ -265,46 +323,76 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   FreeBuffer& f = t->cache->frees;
   const uint32_t n = std::min(f.count, kFreeSlots);
   uintptr_t hostile = 0;
+  // Neighbouring regions share bitmap words: keep the current one in a
+  // register (a double free within the batch still finds its bit clear).
+  uint64_t* word = nullptr;
+  uint64_t value = 0;
   for (uint32_t i = 0; i < n; ++i) {
     const uintptr_t p = reinterpret_cast<uintptr_t>(f.slots[i]);
     if (p == 0) continue;
-    if (!TakeLive(p)) {
+    const uintptr_t off = p - window_;
+    if (off >= kWindowBytes || (off & (kMinAllocation - 1)) != 0) {
       if (hostile == 0) hostile = p;
       continue;
     }
+    const uintptr_t bit = off / kMinAllocation;
+    uint64_t* w = &bitmap_[bit / 64];
+    if (w != word) {
+      if (word != nullptr) *word = value;
+      word = w;
+      value = *w;
+    }
+    const uint64_t mask = uint64_t{1} << (bit % 64);
+    if (!(value & mask)) {
+      if (hostile == 0) hostile = p;
+      continue;
+    }
+    value &= ~mask;
     Release(t, reinterpret_cast<void*>(p));
   }
+  if (word != nullptr) *word = value;
   f.count = 0;
   return hostile;
 }
 
 // p was live and its bit is clear now.
-void CompartmentHeap::Release(HeapThread* t, void* p) {
-  const size_t usable = sallocx(p, 0);
-  live_bytes_ -= usable;
-  if (t != nullptr && usable <= kMaxCachedSize) {
-    const size_t c = ClassOf(usable);
-    if (kClassSize[c] == usable && t->stash[c].n < kStashSlots) {
-      t->stash[c].p[t->stash[c].n++] = p;
-      return;
-    }
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CompartmentHeap::Release(
+    HeapThread* t, void* p) {
+  const uint8_t c = class_map_[(reinterpret_cast<uintptr_t>(p) - window_) >> 12];
+  if (c == kNoClass) {
+    live_bytes_ -= sallocx(p, 0);
+    dallocx(p, TcacheFlags(t));
+    return;
   }
-  dallocx(p, TcacheFlags(t));
+  live_bytes_ -= kClassSize[c];
+  if (t != nullptr && t->stash[c].n < kStashSlots) {
+    t->stash[c].p[t->stash[c].n++] = p;
+    return;
+  }
+  sdallocx(p, kClassSize[c], TcacheFlags(t));
 }
 
 // Tops magazine c up and hands out one region itself (live at once).
 void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
   const size_t size = kClassSize[c];
-  const uint32_t target = FillCount(c) + 1;
   uint32_t& known = t->known[c];
-  while (known < std::min(target, kMagazineSlots) && Fits(size)) {
-    void* p = t->stash[c].n > 0
-                  ? t->stash[c].p[--t->stash[c].n]
-                  : mallocx(size, MALLOCX_ARENA(arena_) | TcacheFlags(t));
-    if (p == nullptr) break;
-    t->placed[c][known++] = p;
-    cached_bytes_ += size;
+  const uint32_t before = known;
+  const size_t room = limit_ - std::min(limit_, live_bytes_ + cached_bytes_);
+  const uint32_t target = static_cast<uint32_t>(std::min<size_t>(
+      std::min<uint32_t>(FillCount(c) + 1, kMagazineSlots), known + room / size));
+  HeapThread::Stash& stash = t->stash[c];
+  while (known < target && stash.n > 0) {  // freed here before: class known
+    t->placed[c][known++] = stash.p[--stash.n];
   }
+  const int flags = MALLOCX_ARENA(arena_) | TcacheFlags(t);
+  while (known < target) {
+    void* p = mallocx(size, flags);
+    if (p == nullptr) break;
+    class_map_[(reinterpret_cast<uintptr_t>(p) - window_) >> 12] =
+        static_cast<uint8_t>(c);
+    t->placed[c][known++] = p;
+  }
+  cached_bytes_ += size * (known - before);
   if (known == 0) return nullptr;
   void* result = t->placed[c][--known];
   cached_bytes_ -= size;
@@ -321,13 +409,15 @@ void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
 void* CompartmentHeap::AllocateLive(size_t bytes, size_t alignment,
                                     int tcache_flags) {
   bytes = std::max(bytes, kMinAllocation);
-  alignment = std::max(alignment, kMinAllocation);
-  const int flags =
-      MALLOCX_ARENA(arena_) | MALLOCX_ALIGN(alignment) | tcache_flags;
+  // Every size class is 16-aligned already; an alignment flag would also
+  // send sizes above 14 KiB past jemalloc's thread cache.
+  const int flags = MALLOCX_ARENA(arena_) | tcache_flags |
+                    (alignment > kMinAllocation ? MALLOCX_ALIGN(alignment) : 0);
   const size_t usable = nallocx(bytes, flags);
   if (usable == 0 || !Fits(usable)) return nullptr;
   void* p = mallocx(bytes, flags);
   if (p == nullptr) return nullptr;
+  NoteClass(reinterpret_cast<uintptr_t>(p), usable);
   SetLive(reinterpret_cast<uintptr_t>(p));
   NoteLive(usable);
   ++stats_.allocations;
@@ -352,6 +442,7 @@ CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
   auto fail = [&](int err) {
     ++stats_.failed_allocations;
     errno = err;  // the compartment's errno: key 0, which it cannot write
+    if (t != nullptr) t->cache->errno_value = err;  // loaded code's errno
     return r;
   };
   auto allocate = [&](size_t bytes, bool zero) {
@@ -410,7 +501,9 @@ CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
       TakeLive(a);
       SetLive(reinterpret_cast<uintptr_t>(p));
       live_bytes_ -= old_usable;
-      NoteLive(sallocx(p, 0));
+      const size_t usable = sallocx(p, 0);
+      NoteClass(reinterpret_cast<uintptr_t>(p), usable);
+      NoteLive(usable);
       r.value = reinterpret_cast<uintptr_t>(p);
       return r;
     }
@@ -469,6 +562,7 @@ absl::StatusOr<void*> CompartmentHeap::Allocate(size_t bytes,
 
 bool CompartmentHeap::Free(void* p) {
   absl::MutexLock lock(&mu_);
+  ReconcileAll();
   if (!TakeLive(reinterpret_cast<uintptr_t>(p))) return false;
   Release(nullptr, p);
   return true;
@@ -476,6 +570,7 @@ bool CompartmentHeap::Free(void* p) {
 
 void* CompartmentHeap::Realloc(void* p, size_t bytes, bool* valid) {
   absl::MutexLock lock(&mu_);
+  ReconcileAll();
   *valid = IsLive(reinterpret_cast<uintptr_t>(p));
   if (!*valid) return nullptr;
   const int flags = MALLOCX_ARENA(arena_) | MALLOCX_TCACHE_NONE;
@@ -496,23 +591,35 @@ void* CompartmentHeap::Realloc(void* p, size_t bytes, bool* valid) {
   TakeLive(reinterpret_cast<uintptr_t>(p));
   SetLive(reinterpret_cast<uintptr_t>(q));
   live_bytes_ -= old_usable;
-  NoteLive(sallocx(q, 0));
+  const size_t usable = sallocx(q, 0);
+  NoteClass(reinterpret_cast<uintptr_t>(q), usable);
+  NoteLive(usable);
   return q;
 }
 
 size_t CompartmentHeap::UsableSize(const void* p) {
   absl::MutexLock lock(&mu_);
+  ReconcileAll();
   return IsLive(reinterpret_cast<uintptr_t>(p)) ? sallocx(p, 0) : 0;
 }
 
 bool CompartmentHeap::Contains(uintptr_t p, size_t n) const {
   const uintptr_t end = hooks_.bump.load(std::memory_order_relaxed);
-  return p >= window_ && p <= end && n <= end - p;
+  if (p >= window_ && p <= end && n <= end - p) return true;
+  const uintptr_t low = image_low_.load(std::memory_order_relaxed);
+  const uintptr_t top = window_ + kWindowBytes;
+  return p >= low && p <= top && n <= top - p && low != top;
+}
+
+// What compartment threads took from their caches is theirs before the host
+// frees, sizes or counts anything.
+void CompartmentHeap::ReconcileAll() {
+  for (HeapThread* t : threads_) Reconcile(t);
 }
 
 HeapStats CompartmentHeap::Stats() {
   absl::MutexLock lock(&mu_);
-  for (HeapThread* t : threads_) Reconcile(t);
+  ReconcileAll();
   HeapStats s = stats_;
   s.bytes_in_use = live_bytes_;
   return s;
@@ -523,7 +630,14 @@ HeapStats CompartmentHeap::Stats() {
 void HostFreeInZone(void* p) {
   const size_t window = WindowOf(reinterpret_cast<uintptr_t>(p));
   if (window == kAmbientWindow) {
-    dallocx(p, MALLOCX_TCACHE_NONE);
+    if (AmbientForget(p)) {
+      dallocx(p, MALLOCX_TCACHE_NONE);
+    } else {
+      fprintf(stderr,
+              "mpkbox: free(%p) ignored: not a live allocation of the "
+              "ambient heap\n",
+              p);
+    }
     return;
   }
   CompartmentHeap* heap = HeapOfSlot(window);
@@ -540,7 +654,20 @@ void HostFreeInZone(void* p) {
 void* HostReallocInZone(void* p, size_t bytes) {
   const size_t window = WindowOf(reinterpret_cast<uintptr_t>(p));
   if (window == kAmbientWindow) {
-    return rallocx(p, bytes, g_host.ambient_flags);
+    if (!AmbientIsLive(p)) {
+      fprintf(stderr,
+              "mpkbox: realloc(%p) refused: not a live allocation of the "
+              "ambient heap\n",
+              p);
+      errno = EINVAL;
+      return nullptr;
+    }
+    void* q = rallocx(p, bytes, g_host.ambient_flags);
+    if (q != nullptr && q != p) {
+      AmbientForget(p);
+      AmbientRemember(q);
+    }
+    return q;
   }
   CompartmentHeap* heap = HeapOfSlot(window);
   bool valid = false;
@@ -557,7 +684,7 @@ void* HostReallocInZone(void* p, size_t bytes) {
 
 size_t HostUsableSizeInZone(const void* p) {
   const size_t window = WindowOf(reinterpret_cast<uintptr_t>(p));
-  if (window == kAmbientWindow) return sallocx(p, 0);
+  if (window == kAmbientWindow) return AmbientIsLive(p) ? sallocx(p, 0) : 0;
   CompartmentHeap* heap = HeapOfSlot(window);
   return heap != nullptr ? heap->UsableSize(p) : 0;
 }

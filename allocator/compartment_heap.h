@@ -10,6 +10,7 @@
 #ifndef MPKBOX_ALLOCATOR_COMPARTMENT_HEAP_H_
 #define MPKBOX_ALLOCATOR_COMPARTMENT_HEAP_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -47,6 +48,8 @@ class CompartmentHeap {
   // The largest heap_limit_bytes a window holds with room for jemalloc's
   // retained extents.
   static constexpr size_t kMaxLimitBytes = size_t{2} << 30;
+  // The top of each window holds loaded images; jemalloc gets the rest.
+  static constexpr size_t kImageBytes = size_t{1} << 30;
 
   static absl::StatusOr<std::unique_ptr<CompartmentHeap>> Create(
       size_t slot, uint64_t domain, int key, size_t limit_bytes,
@@ -70,6 +73,12 @@ class CompartmentHeap {
   // the key now (stacks are the registry's).
   bool Contains(uintptr_t p, size_t n) const;
   HeapStats Stats();
+
+  // Address space for loaded images at the top of the window, carved
+  // downwards (the same sizes in the same order give the same addresses
+  // after a Reset). Unmapped with the heap. Not thread-safe: the loader
+  // holds the compartment.
+  absl::StatusOr<uintptr_t> ReserveImageSpace(size_t bytes, size_t alignment);
 
   uint64_t domain() const { return domain_; }
   const std::string& name() const { return name_; }
@@ -96,16 +105,20 @@ class CompartmentHeap {
   HeapThread* ThreadFor(ThreadBlock* tb, size_t slot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Reconcile(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReconcileAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uintptr_t FlushFrees(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void* Refill(HeapThread* t, size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void* AllocateLive(size_t bytes, size_t alignment, int tcache_flags)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Release(HeapThread* t, void* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool TakeLive(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetLive(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool IsLive(uintptr_t p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool Fits(size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void NoteLive(ptrdiff_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  inline void Release(HeapThread* t, void* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  inline bool TakeLive(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  inline void SetLive(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  inline bool IsLive(uintptr_t p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteClass(uintptr_t p, size_t usable)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  inline bool Fits(size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  inline void NoteLive(ptrdiff_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const size_t slot_;
   const uint64_t domain_;
@@ -114,7 +127,9 @@ class CompartmentHeap {
   const std::string name_;
   const uintptr_t window_;
   uint64_t* const bitmap_;
+  uint8_t* const class_map_;  // size class of the regions on each page
   TaggedHooks hooks_;
+  std::atomic<uintptr_t> image_low_;  // images occupy [image_low_, window end)
   unsigned arena_ = 0;
   bool arena_open_ = false;
 

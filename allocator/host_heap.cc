@@ -1,14 +1,17 @@
 #include "allocator/host_heap.h"
 
+#include <dlfcn.h>
 #include <elf.h>
 #include <sched.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 
+#include <mutex>
 #include <new>
 
 #include <cstdio>
 
+#include "absl/container/flat_hash_set.h"
 #include "allocator/address_zone.h"
 #include "runtime/pku.h"
 
@@ -75,6 +78,7 @@ absl::Status SetUp() {
       &g_trusted->ambient_hooks, /*metadata_use_hooks=*/true);
   if (!ambient.ok()) return ambient.status();
   FindLoader();
+  g_host.host_arena = *host;
   g_host.host_flags = MALLOCX_ARENA(*host);
   g_host.ambient_flags = MALLOCX_ARENA(*ambient) | MALLOCX_TCACHE_NONE;
   return absl::OkStatus();
@@ -101,6 +105,72 @@ void InitAllocator() {
   while (g_allocator_state.load(std::memory_order_acquire) != kAllocatorReady) {
     sched_yield();
   }
+}
+
+constinit MallocFn g_jemalloc_malloc = nullptr;
+constinit FreeFn g_jemalloc_free = nullptr;
+constinit thread_local int8_t t_bound_to_host = 0;
+
+namespace {
+// After every library's initialization, when dlopen is safe to call.
+__attribute__((constructor)) void FindJemalloc() {
+  void* je = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_NOLOAD);
+  if (je == nullptr) return;
+  auto m = reinterpret_cast<MallocFn>(dlsym(je, "malloc"));
+  auto f = reinterpret_cast<FreeFn>(dlsym(je, "free"));
+  if (m != nullptr && f != nullptr) {
+    g_jemalloc_free = f;
+    g_jemalloc_malloc = m;
+  }
+}
+}  // namespace
+
+void BindThreadToHostArena() {
+  InitAllocator();
+  if (g_host.host_flags == 0 || g_jemalloc_malloc == nullptr) {
+    t_bound_to_host = g_jemalloc_malloc == nullptr ? 0 : -1;
+    return;
+  }
+  unsigned arena = g_host.host_arena;
+  t_bound_to_host =
+      mallctl("thread.arena", nullptr, nullptr, &arena, sizeof(arena)) == 0
+          ? 1
+          : -1;
+}
+
+namespace {
+struct AmbientLive {
+  std::mutex mu;  // a pthread mutex: it never allocates
+  absl::flat_hash_set<uintptr_t> live;
+};
+AmbientLive& Ambient() {
+  static AmbientLive* ambient = new AmbientLive;
+  return *ambient;
+}
+}  // namespace
+
+void AmbientRemember(const void* p) {
+  AmbientLive& a = Ambient();
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.live.insert(reinterpret_cast<uintptr_t>(p));
+}
+
+void* AmbientAllocate(size_t n, int flags) {
+  void* p = mallocx(n == 0 ? 1 : n, g_host.ambient_flags | flags);
+  if (p != nullptr) AmbientRemember(p);
+  return p;
+}
+
+bool AmbientIsLive(const void* p) {
+  AmbientLive& a = Ambient();
+  std::lock_guard<std::mutex> lock(a.mu);
+  return a.live.contains(reinterpret_cast<uintptr_t>(p));
+}
+
+bool AmbientForget(const void* p) {
+  AmbientLive& a = Ambient();
+  std::lock_guard<std::mutex> lock(a.mu);
+  return a.live.erase(reinterpret_cast<uintptr_t>(p)) != 0;
 }
 
 absl::StatusOr<int> HostHeapTrustedKey() {

@@ -23,6 +23,7 @@ namespace mpkbox::internal {
 class CompartmentHeap;
 
 struct HostHeap {
+  unsigned host_arena = 0;
   int host_flags = 0;     // mallocx flags: the host arena
   int ambient_flags = 0;  // the ambient arena, no thread cache
   uintptr_t loader_lo = 0, loader_hi = 0;  // ld.so's code
@@ -63,6 +64,25 @@ inline int HostFlagsFor(const void* caller) {
 
 // For Runtime::Init: the trusted key the heaps carry, or why there is none.
 absl::StatusOr<int> HostHeapTrustedKey();
+
+// jemalloc's own malloc and free, for their fast path, once found (a static
+// constructor looks them up; before that, and for ld.so, mallocx serves).
+using MallocFn = void* (*)(size_t);
+using FreeFn = void (*)(void*);
+extern constinit MallocFn g_jemalloc_malloc;
+extern constinit FreeFn g_jemalloc_free;
+// 1 once this thread's automatic jemalloc arena is the host arena, so that
+// g_jemalloc_malloc serves the host heap; -1 if it cannot be.
+extern constinit thread_local int8_t t_bound_to_host;
+// Binds this thread (the first malloc of each thread does it).
+void BindThreadToHostArena();
+
+// The ambient heap keeps a set of its live allocations: its pointers are
+// readable by compartments, which may hand them to host code that frees.
+void* AmbientAllocate(size_t n, int flags);
+bool AmbientIsLive(const void* p);
+bool AmbientForget(const void* p);  // false if p was no live allocation
+void AmbientRemember(const void* p);
 
 }  // namespace mpkbox::internal
 

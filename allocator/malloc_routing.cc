@@ -49,73 +49,113 @@ uint64_t EnterAllocator(uint64_t op, uint64_t a, uint64_t b = 0) {
       (MPKBOX_ALLOCATOR_CALLBACK << MPKBOX_CB_STUB_SHIFT))(op, a, b);
 }
 
-void* InsideMalloc(SelectorPage* sel, size_t n) {
-  if (n <= kMaxCachedSize) {
-    if (HeapCache* cache = CacheOf(sel); cache != nullptr) {
+// Out of line, so that the fast paths below need no saved registers.
+ABSL_ATTRIBUTE_NOINLINE void* InsideMallocSlow(size_t n) {
+  return reinterpret_cast<void*>(EnterAllocator(kOpMalloc, n));
+}
+ABSL_ATTRIBUTE_NOINLINE void InsideFreeSlow(void* p) {
+  EnterAllocator(kOpFree, reinterpret_cast<uintptr_t>(p));
+}
+
+inline void* InsideMalloc(SelectorPage* sel, size_t n) {
+  if (ABSL_PREDICT_TRUE(n <= kMaxCachedSize)) {
+    if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
       Magazine& m = cache->magazines[kSizeClassOf.of[(n + 15) / 16]];
       const uint32_t c = m.count;
-      if (c - 1 < kMagazineSlots) {
+      if (ABSL_PREDICT_TRUE(c - 1 < kMagazineSlots)) {
         m.count = c - 1;
         return m.slots[c - 1];
       }
     }
   }
-  return reinterpret_cast<void*>(EnterAllocator(kOpMalloc, n));
+  return InsideMallocSlow(n);
 }
 
-void InsideFree(SelectorPage* sel, void* p) {
-  if (HeapCache* cache = CacheOf(sel); cache != nullptr) {
+inline void InsideFree(SelectorPage* sel, void* p) {
+  if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
     FreeBuffer& f = cache->frees;
     const uint32_t c = f.count;
-    if (c < kFreeSlots) {
+    if (ABSL_PREDICT_TRUE(c < kFreeSlots)) {
       f.slots[c] = p;
       f.count = c + 1;
       return;
     }
   }
-  EnterAllocator(kOpFree, reinterpret_cast<uintptr_t>(p));
+  InsideFreeSlow(p);
 }
 
 void* InsideAligned(size_t alignment, size_t n) {
   return reinterpret_cast<void*>(EnterAllocator(kOpAlignedAlloc, alignment, n));
 }
 
-inline int HostFlags(const void* caller) { return HostFlagsFor(caller); }
+bool InLoader(const void* caller) {
+  const uintptr_t c = reinterpret_cast<uintptr_t>(caller);
+  return c - g_host.loader_lo < g_host.loader_hi - g_host.loader_lo;
+}
+
+// The host heap (mallocx `flags`: alignment, zeroing): jemalloc's own
+// malloc once this thread's arena is the host arena (its fast path),
+// mallocx otherwise; for ld.so, the ambient heap.
+void* HostAllocate(size_t n, int flags, const void* caller) {
+  if (ABSL_PREDICT_TRUE(flags == 0 && t_bound_to_host > 0) &&
+      !InLoader(caller)) {
+    return g_jemalloc_malloc(n);
+  }
+  if (t_bound_to_host == 0) BindThreadToHostArena();
+  const int host = HostFlagsFor(nullptr);  // sets the heaps up if need be
+  if (InLoader(caller) && g_host.ambient_flags != 0) {
+    return AmbientAllocate(n, flags);
+  }
+  return mallocx(n == 0 ? 1 : n, host | flags);
+}
+
+inline void* HostMalloc(size_t n, const void* caller) {
+  return HostAllocate(n, 0, caller);
+}
 
 void* HostAligned(size_t alignment, size_t n, const void* caller) {
-  return mallocx(n == 0 ? 1 : n, HostFlags(caller) | MALLOCX_ALIGN(alignment));
+  return HostAllocate(n, MALLOCX_ALIGN(alignment), caller);
 }
 
 bool ValidAlignment(size_t alignment) {
   return alignment != 0 && (alignment & (alignment - 1)) == 0;
 }
 
+void* NewRaw(size_t n, size_t alignment) {
+  if (SelectorPage* sel = CompartmentThread()) {
+    return alignment <= alignof(std::max_align_t) ? InsideMalloc(sel, n)
+                                                  : InsideAligned(alignment, n);
+  }
+  if (alignment <= alignof(std::max_align_t)) return HostMalloc(n, nullptr);
+  return HostAligned(alignment, n, nullptr);
+}
+
 // operator new: the new-handler loop, then bad_alloc.
 void* NewOrThrow(size_t n, size_t alignment) {
   for (;;) {
-    void* p;
-    if (SelectorPage* sel = CompartmentThread()) {
-      p = alignment <= alignof(std::max_align_t) ? InsideMalloc(sel, n)
-                                                 : InsideAligned(alignment, n);
-    } else {
-      p = mallocx(n == 0 ? 1 : n,
-                  HostFlags(nullptr) |
-                      (alignment > alignof(std::max_align_t)
-                           ? MALLOCX_ALIGN(alignment)
-                           : 0));
+    if (void* p = NewRaw(n, alignment); ABSL_PREDICT_TRUE(p != nullptr)) {
+      return p;
     }
-    if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();
   }
 }
 
+// Without throwing: a throw inside a full compartment would need memory
+// for the exception (libstdc++'s emergency pool is key-0 memory).
 void* NewNoThrow(size_t n, size_t alignment) noexcept {
-  try {
-    return NewOrThrow(n, alignment);
-  } catch (...) {
-    return nullptr;
+  for (;;) {
+    if (void* p = NewRaw(n, alignment); ABSL_PREDICT_TRUE(p != nullptr)) {
+      return p;
+    }
+    std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) return nullptr;
+    try {
+      handler();
+    } catch (...) {
+      return nullptr;
+    }
   }
 }
 
@@ -132,9 +172,22 @@ extern "C" {
 // object is always linked.
 void mpkbox_malloc_routing() {}
 
+// What loaded code's __errno_location resolves to (runtime/loader/): the
+// thread's slot in its HeapCache, which compartment code may write.
+int* mpkbox_compartment_errno_location() {
+  SelectorPage* sel = CompartmentThread();
+  if (sel == nullptr) return __errno_location();
+  mi::HeapCache* cache = mi::CacheOf(sel);
+  if (cache == nullptr) {  // the entry creates this thread's cache
+    mi::EnterAllocator(mi::kOpUsableSize, 0);
+    cache = mi::CacheOf(sel);
+  }
+  return &cache->errno_value;
+}
+
 void* malloc(size_t n) {
   if (SelectorPage* sel = CompartmentThread()) return mi::InsideMalloc(sel, n);
-  return mallocx(n == 0 ? 1 : n, mi::HostFlags(__builtin_return_address(0)));
+  return mi::HostMalloc(n, __builtin_return_address(0));
 }
 
 void free(void* p) {
@@ -142,6 +195,9 @@ void free(void* p) {
   if (SelectorPage* sel = CompartmentThread()) return mi::InsideFree(sel, p);
   if (ABSL_PREDICT_FALSE(mi::InZone(reinterpret_cast<uintptr_t>(p)))) {
     return mi::HostFreeInZone(p);
+  }
+  if (ABSL_PREDICT_TRUE(mi::g_jemalloc_free != nullptr)) {
+    return mi::g_jemalloc_free(p);
   }
   dallocx(p, 0);
 }
@@ -162,8 +218,7 @@ void* calloc(size_t count, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
-  return mallocx(bytes == 0 ? 1 : bytes,
-                 mi::HostFlags(__builtin_return_address(0)) | MALLOCX_ZERO);
+  return mi::HostAllocate(bytes, MALLOCX_ZERO, __builtin_return_address(0));
 }
 
 void* realloc(void* p, size_t n) {
@@ -171,9 +226,7 @@ void* realloc(void* p, size_t n) {
     return reinterpret_cast<void*>(mi::EnterAllocator(
         mi::kOpRealloc, reinterpret_cast<uintptr_t>(p), n));
   }
-  if (p == nullptr) {
-    return mallocx(n == 0 ? 1 : n, mi::HostFlags(__builtin_return_address(0)));
-  }
+  if (p == nullptr) return mi::HostMalloc(n, __builtin_return_address(0));
   if (ABSL_PREDICT_FALSE(mi::InZone(reinterpret_cast<uintptr_t>(p)))) {
     if (n == 0) {
       mi::HostFreeInZone(p);
@@ -185,7 +238,7 @@ void* realloc(void* p, size_t n) {
     dallocx(p, 0);
     return nullptr;
   }
-  void* q = rallocx(p, n, mi::HostFlags(__builtin_return_address(0)));
+  void* q = rallocx(p, n, mi::HostFlagsFor(nullptr));
   if (q == nullptr) errno = ENOMEM;
   return q;
 }

@@ -48,7 +48,11 @@ void* CarveFromWindow(TaggedHooks* t, void* new_addr, size_t size,
     if (new_addr != nullptr && reinterpret_cast<uintptr_t>(new_addr) != start) {
       return nullptr;  // only growth at the window's end is in place
     }
-    if (start + size < start || start + size > t->window_end) return nullptr;
+    if (start + size < start || start + size > t->window_end ||
+        (t->max_window_bytes != 0 &&
+         start + size - t->window_base > t->max_window_bytes)) {
+      return nullptr;
+    }
   } while (!t->bump.compare_exchange_weak(cur, start + size,
                                           std::memory_order_relaxed));
   void* result = reinterpret_cast<void*>(start);
@@ -112,7 +116,7 @@ bool Merge(extent_hooks_t*, void*, size_t, void*, size_t, bool, unsigned) {
 }  // namespace
 
 void InitTaggedHooks(TaggedHooks* h, int key, uintptr_t window_base,
-                     size_t window_bytes) {
+                     size_t window_bytes, size_t max_window_bytes) {
   h->hooks = extent_hooks_t{
       .alloc = Alloc,
       .dalloc = Dalloc,
@@ -127,6 +131,7 @@ void InitTaggedHooks(TaggedHooks* h, int key, uintptr_t window_base,
   h->key = key;
   h->window_base = window_base;
   h->window_end = window_base + window_bytes;
+  h->max_window_bytes = max_window_bytes;
   h->bump.store(window_base, std::memory_order_relaxed);
   h->mapped.store(0, std::memory_order_relaxed);
 }

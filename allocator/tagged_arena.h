@@ -20,13 +20,16 @@ struct TaggedHooks {
   uintptr_t window_base = 0;  // 0: extents are mmapped anywhere
   uintptr_t window_end = 0;
   std::atomic<uintptr_t> bump{0};  // next free byte of the window
+  // Most bytes of the window jemalloc may take: what compartment code can
+  // write is bounded even when it asks for absurd alignments.
+  size_t max_window_bytes = 0;
   std::atomic<size_t> mapped{0};   // bytes handed to jemalloc
 };
 
 // Fills `h` for extents tagged with `key`, from [window_base, window_end)
 // when window_base is nonzero (bump-allocated: a window is released whole).
 void InitTaggedHooks(TaggedHooks* h, int key, uintptr_t window_base,
-                     size_t window_bytes);
+                     size_t window_bytes, size_t max_window_bytes = 0);
 
 // experimental.arenas_create_ext. With metadata_use_hooks false the arena's
 // own metadata stays out of its extents (DESIGN.md 5, jemalloc facts).

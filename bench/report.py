@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Turns gate_bench's JSON output into bench/RESULTS.md (stdlib only).
+"""Turns gate_bench's and heap_bench's JSON output into bench/RESULTS.md
+(stdlib only).
 
   python3 bench/report.py --json build/bench/gate_bench.json \
-      --out bench/RESULTS.md --command "bench/run.sh" [--build build]
+      [--heap-json build/bench/heap_bench.json] \
+      --out bench/RESULTS.md --command "bench/run.sh" [--command ...] \
+      [--build build]
 
 Every figure is the median over repetitions of one run, so every ratio
 compares numbers measured in the same process, interleaved in time.
@@ -22,15 +25,31 @@ TARGET_GATE_OVER_PAIR = 1.3
 CALLBACKS_PER_CALL = 64  # BM_CallbackRoundTrip/64 in gate_bench.cc
 SYSCALLS_PER_CALL = 16  # kSyscallsPerCall in gate_bench.cc
 
+TARGET_INSIDE_OVER_JEMALLOC = 2.0
+# The sizes of the 2x target ("the common small sizes"), and all of them.
+HEAP_TARGET_SIZES = (16, 64, 256, 1024)
+HEAP_SIZES = (16, 64, 256, 1024, 4096, 16384, 65536)
+HEAP_PAIRS = 1000  # kPairs in heap_bench.cc; the `pairs` counter wins
+
 UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
-# User counters gate_bench sets on the fault benchmarks.
-COUNTERS = ("frames", "pkey")
+# User counters gate_bench sets on the fault benchmarks, heap_bench on all.
+COUNTERS = ("frames", "pkey", "pairs")
 
 
 def load_runs(path):
-    """name -> list of per-repetition real times in ns."""
-    with open(path) as f:
-        data = json.load(f)
+    """name -> list of per-repetition real times in ns.
+
+    A missing or empty file (a benchmark binary whose benchmarks the filter
+    all left out writes nothing) gives no runs."""
+    data = {}
+    if path:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        if text.strip():
+            data = json.loads(text)
     runs = {}
     errors = {}
     counters = {}
@@ -73,11 +92,11 @@ def hypervisor():
     return None
 
 
-def compile_flags(build):
-    """The CXX flags gate_bench was compiled with, from the build tree."""
+def compile_flags(build, target="gate_bench"):
+    """The CXX flags `target` was compiled with, from the build tree."""
     if not build:
         return None
-    path = os.path.join(build, "bench", "CMakeFiles", "gate_bench.dir",
+    path = os.path.join(build, "bench", "CMakeFiles", f"{target}.dir",
                         "flags.make")
     try:
         with open(path) as f:
@@ -215,16 +234,225 @@ RATIOS = [
      "Dispatch armed / signal round trip", "signal_host", "signal"),
 ]
 
+def fmt_size(n):
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024} KiB"
+    return f"{n} B"
+
+
+def fmt_range(values, fmt):
+    """'a' or 'a - b' over the values that are not None."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return "n/a"
+    lo, hi = min(v), max(v)
+    return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)} - {fmt(hi)}"
+
+
+# heap_bench's benchmarks: (key, name prefix, description).
+HEAP_KINDS = [
+    ("inside", "BM_MallocFreeInside",
+     "in the compartment: one `box->Call` of the pair loop"),
+    ("jemalloc", "BM_MallocFreeNativeJemalloc",
+     "host, libjemalloc.so's own malloc/free (dlsym): native jemalloc"),
+    ("glibc", "BM_MallocFreeGlibc", "host, glibc's malloc/free (dlsym)"),
+    ("host", "BM_MallocFreeHost",
+     "host, plain malloc/free: mpkbox's routing to the host arena"),
+    ("mallocx", "BM_MallocFreeMallocx",
+     "host, jemalloc `mallocx(n, 0)` / `dallocx(p, 0)`"),
+    ("align16", "BM_MallocFreeMallocxAlign16",
+     "host, jemalloc `mallocx(n, MALLOCX_ALIGN(16))` / `dallocx(p, 0)`"),
+]
+HEAP_EMPTY = "BM_MallocFreeInsideEmpty"
+
+
+def heap_section(runs, errors, counters):
+    """(verdict lines, section lines) for heap_bench's runs; empty if none."""
+    names = [n for n in runs if n.startswith("BM_MallocFree")]
+    if not names and not any(k.startswith("BM_MallocFree") for k in errors):
+        return [], []
+
+    def pairs_of(name):
+        v = counters.get(name, {}).get("pairs")
+        return statistics.median(v) if v else HEAP_PAIRS
+
+    def per_pair(stat):
+        """(kind, size) -> ns per pair from one statistic of the runs."""
+        t = {k: stat(v) for k, v in runs.items()}
+        empty = t.get(HEAP_EMPTY)
+        out = {}
+        for key, prefix, _ in HEAP_KINDS:
+            for size in HEAP_SIZES:
+                name = f"{prefix}/{size}"
+                if name not in t:
+                    continue
+                x = t[name]
+                if key == "inside" and empty is not None:
+                    x -= empty  # the Call around the batch
+                out[(key, size)] = x / pairs_of(name)
+        return out
+
+    med = per_pair(statistics.median)
+    best = per_pair(min)
+
+    def r(q, num, den, size):
+        return div(q.get((num, size)), q.get((den, size)))
+
+    table = []
+    for size in HEAP_SIZES:
+        table.append(
+            f"| {fmt_size(size)} | "
+            + " | ".join(fmt_ns(med.get((k, size)))
+                         for k in ("inside", "jemalloc", "glibc", "host"))
+            + " | "
+            + " | ".join(fmt_ratio(r(med, num, den, size)) for num, den in (
+                ("inside", "jemalloc"), ("host", "jemalloc"),
+                ("glibc", "jemalloc"), ("inside", "host")))
+            + f" | {fmt_ratio(r(best, 'inside', 'jemalloc', size))} |")
+
+    api = []
+    for size in HEAP_SIZES:
+        api.append(
+            f"| {fmt_size(size)} | {fmt_ns(med.get(('mallocx', size)))} | "
+            f"{fmt_ns(med.get(('align16', size)))} | "
+            f"{fmt_ratio(r(med, 'mallocx', 'jemalloc', size))} | "
+            f"{fmt_ratio(r(med, 'align16', 'jemalloc', size))} | "
+            f"{fmt_ratio(r(med, 'host', 'mallocx', size))} |")
+
+    # The target, over the common small sizes.
+    target = [r(med, "inside", "jemalloc", s) for s in HEAP_TARGET_SIZES]
+    target_min = [r(best, "inside", "jemalloc", s) for s in HEAP_TARGET_SIZES]
+    sizes_text = (f"{fmt_size(HEAP_TARGET_SIZES[0])} to "
+                  f"{fmt_size(HEAP_TARGET_SIZES[-1])}")
+    if any(x is None for x in target):
+        verdict = (f"Heap: the 2x target ({sizes_text}) cannot be judged: "
+                   f"not every size was measured.")
+    else:
+        over = [fmt_size(s) for s, x in zip(HEAP_TARGET_SIZES, target)
+                if x > TARGET_INSIDE_OVER_JEMALLOC]
+        head = (f"Heap: a malloc/free pair of {sizes_text} inside a "
+                f"compartment costs {fmt_range(target, fmt_ratio)} native "
+                f"jemalloc's (medians; fastest repetitions: "
+                f"{fmt_range(target_min, fmt_ratio)}): the target of at most "
+                f"{TARGET_INSIDE_OVER_JEMALLOC:g}x ")
+        if not over:
+            verdict = head + "**holds** at every one of these sizes."
+        else:
+            verdict = (head + "is **missed** at " + ", ".join(over)
+                       + f" ({len(over)} of {len(target)} sizes).")
+    lines = [verdict]
+
+    host = [r(med, "host", "jemalloc", s) for s in HEAP_TARGET_SIZES]
+    mx = [r(med, "mallocx", "jemalloc", s) for s in HEAP_TARGET_SIZES]
+    ih = [r(med, "inside", "host", s) for s in HEAP_TARGET_SIZES]
+    if not all(x is None for x in host):
+        text = (f"On the host, mpkbox's routed malloc/free costs "
+                f"{fmt_range(host, fmt_ratio)} native jemalloc's at the same "
+                f"sizes")
+        if not all(x is None for x in mx):
+            text += (f"; jemalloc's own mallocx/dallocx, which the routing "
+                     f"calls, cost {fmt_range(mx, fmt_ratio)} alone")
+        if not all(x is None for x in ih):
+            text += (f"; inside a compartment a pair costs "
+                     f"{fmt_range(ih, fmt_ratio)} the host-routed one")
+        lines.append(text + ".")
+    big = [s for s in HEAP_SIZES if s not in HEAP_TARGET_SIZES]
+    big_parts = []
+    for size in big:
+        x = med.get(("inside", size))
+        if x is None:
+            continue
+        part = (f"{fmt_size(size)} {fmt_ns(x)} ns "
+                f"({fmt_ratio(r(med, 'inside', 'jemalloc', size))} jemalloc")
+        a16 = med.get(("align16", size))
+        if a16 is not None:
+            part += (f"; jemalloc with MALLOCX_ALIGN(16) alone: "
+                     f"{fmt_ns(a16)} ns")
+        big_parts.append(part + ")")
+    if big_parts:
+        lines.append("Larger sizes inside (per pair): "
+                     + ", ".join(big_parts) + ".")
+    failed = {k: v for k, v in errors.items() if k.startswith("BM_MallocFree")}
+    if failed:
+        lines.append("Heap benchmarks that failed: " + ", ".join(
+            f"{k} ({v})" for k, v in sorted(failed.items())) + ".")
+
+    # Per benchmark.
+    rows = []
+    known = []
+    for key, prefix, what in HEAP_KINDS:
+        for size in HEAP_SIZES:
+            known.append((f"{prefix}/{size}", what))
+    known.append((HEAP_EMPTY, "the same Call with 0 pairs: subtracted from "
+                              "Inside"))
+    names_known = {n for n, _ in known}
+    known += [(n, "") for n in sorted(runs)
+              if n.startswith("BM_MallocFree") and n not in names_known]
+    for name, what in known:
+        if name not in runs:
+            if name in errors:
+                rows.append(f"| {name} | n/a | n/a | n/a | 0 | "
+                            f"{errors[name]} |")
+            continue
+        v = sorted(runs[name])
+        q = statistics.quantiles(v, n=4) if len(v) >= 2 else [v[0]] * 3
+        rows.append(f"| {name} | {fmt_ns(statistics.median(v))} | "
+                    f"{fmt_ns(v[0])} | {fmt_ns(q[0])} - {fmt_ns(q[2])} | "
+                    f"{len(v)} | {what} |")
+
+    section = [
+        "## Heap: malloc/free pairs",
+        "",
+        *lines,
+        "",
+        "Per pair (ns, medians over repetitions; inside: (Inside - "
+        "InsideEmpty) / pairs). Ratios are of medians except the last "
+        "column, which compares each side's fastest repetition.",
+        "",
+        "| size | inside | native jemalloc | glibc | host-routed | "
+        "inside / jemalloc | host / jemalloc | glibc / jemalloc | "
+        "inside / host | inside / jemalloc, of minimums |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *table,
+        "",
+        "jemalloc's non-standard API on its default arenas (ns per pair, "
+        "medians): what mpkbox's host path (`mallocx`/`dallocx` on the host "
+        "arena) and the allocator entry (`mallocx` with `MALLOCX_ALIGN(16)` "
+        "for requests that take the gate) call.",
+        "",
+        "| size | mallocx / dallocx | mallocx ALIGN(16) / dallocx | "
+        "mallocx / jemalloc | ALIGN(16) / jemalloc | host-routed / mallocx |",
+        "|---|---|---|---|---|---|",
+        *api,
+        "",
+        f"### Heap per benchmark (real time per iteration of "
+        f"{HEAP_PAIRS} pairs, ns)",
+        "",
+        "| benchmark | median | min | interquartile | reps | what |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    return [verdict], section
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", required=True)
+    ap.add_argument("--heap-json", default=None)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--command", default="bench/run.sh")
+    ap.add_argument("--command", action="append", default=None,
+                    help="the command that produced the JSON; repeatable")
     ap.add_argument("--build", default=None)
     args = ap.parse_args()
 
     context, runs, errors, counters = load_runs(args.json)
+    heap_context, heap_runs, heap_errors, heap_counters = load_runs(
+        args.heap_json)
+    if not context:
+        context = heap_context
+    heap_verdict, heap_lines = heap_section(heap_runs, heap_errors,
+                                            heap_counters)
     med = {k: statistics.median(v) for k, v in runs.items()}
     best = {k: min(v) for k, v in runs.items()}
     q_med = quantities(med)
@@ -520,6 +748,7 @@ def main():
                 f"cycle, {fmt_ratio(div(fault_null, fault))} the SIGILL cycle"
                 + (f", {fmt_ratio(div(fault_null, fork))} fork + exit + wait."
                    if fork is not None else "."))
+    verdict += heap_verdict
     if errors:
         verdict.append("Benchmarks that failed: " + ", ".join(
             f"{k} ({v})" for k, v in sorted(errors.items())) + ".")
@@ -527,6 +756,14 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc)
     lib_build = context.get("library_build_type", "unknown")
     flags = compile_flags(args.build)
+    heap_flags = compile_flags(args.build, "heap_bench")
+    if heap_lines and heap_flags is not None and heap_flags != flags:
+        flags_line = (f"- compile flags: gate_bench `{flags or 'unknown'}`, "
+                      f"heap_bench `{heap_flags}`; ")
+    else:
+        flags_line = (f"- {'gate_bench and heap_bench' if heap_lines else 'gate_bench'}"
+                      f" compile flags: `{flags or 'unknown'}`; ")
+    commands = args.command or ["bench/run.sh"]
     hv = hypervisor()
     num_cpus = context.get("num_cpus", os.cpu_count())
     machine = lscpu_model()
@@ -534,18 +771,20 @@ def main():
         machine += f" ({hv} guest)"
 
     lines = [
-        "# Gate benchmark results",
+        "# Benchmark results",
         "",
-        "Written by `bench/report.py` from one run of `gate_bench`; do not "
-        "edit by hand, run `bench/run.sh` again.",
+        "Written by `bench/report.py` from one run of `gate_bench`"
+        + (" and one of `heap_bench`" if heap_lines else "")
+        + "; do not edit by hand, run `bench/run.sh` again.",
         "",
-        f"- command: `{args.command}`",
+        *[f"- command: `{c}`" for c in commands],
         f"- date: {context.get('date') or now.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine}, {num_cpus} CPUs",
         f"- kernel: {platform.release()}",
-        f"- gate_bench compile flags: `{flags or 'unknown'}`; Google Benchmark "
+        flags_line + f"Google Benchmark "
         f"library build: {lib_build} (Debian's package is built without "
-        "NDEBUG; the timed loops are inlined from its header into gate_bench)",
+        "NDEBUG; the timed loops are inlined from its header into the "
+        "benchmark programs)",
         "",
         "## Verdict",
         "",
@@ -576,6 +815,7 @@ def main():
         "|---|---|---|---|---|---|",
         *rows,
         "",
+        *heap_lines,
         "## Method",
         "",
         "- All benchmarks run in one process, with repetitions randomly "
@@ -676,6 +916,39 @@ def main():
         "`BM_ReadSmaps/code` is no longer part of any fault cycle (a "
         "SIGILL's report does no lookup); it is kept as the cost of the "
         "shortest lookup.",
+        *([] if not heap_lines else [
+            f"- Heap: one iteration of every `BM_MallocFree*/N` is "
+            f"{HEAP_PAIRS} pairs of `p = malloc(N)`, a one-byte store through "
+            f"p (and an empty asm taking p, so the compiler cannot delete the "
+            f"pair), `free(p)`: one allocation live at a time, the pattern "
+            f"that suits a thread cache best. `BM_MallocFreeInside/N` is one "
+            f"`box->Call` of that loop in a compartment (\"bench-heap\"): "
+            f"malloc pops the compartment's per-thread magazine and free "
+            f"pushes its free buffer, without leaving the compartment; an "
+            f"empty magazine (or a full free buffer) enters the runtime "
+            f"through the allocator's callback gate, which checks the "
+            f"buffered frees, refills the magazine in a batch and hands one "
+            f"region out; sizes above 4 KiB take the gate on every malloc. "
+            f"The Call around the batch is measured alone "
+            f"(`BM_MallocFreeInsideEmpty`, 0 pairs) and subtracted. Before "
+            f"and after timing, an untimed batch checks that the compartment's "
+            f"heap counted {HEAP_PAIRS} allocations, that none is left live "
+            f"and that the last pointer lies in the compartment's heap.",
+            "- Heap baselines, all on the host thread that runs the "
+            "compartment: native jemalloc is libjemalloc.so.2's own "
+            "`malloc`/`free` (found with dlopen(RTLD_NOLOAD) and dlsym, since "
+            "the process's `malloc` is mpkbox's), with jemalloc's default "
+            "arenas and thread cache; glibc is libc.so.6's `malloc`/`free` "
+            "the same way, a heap of its own next to jemalloc's; host-routed "
+            "is plain `malloc`/`free` in host code, which mpkbox routes to "
+            "`mallocx`/`dallocx` on its host arena (trusted key). "
+            "`BM_MallocFreeMallocx*` call jemalloc's `mallocx`/`dallocx` "
+            "directly on the default arenas, to split the host-routed and "
+            "inside figures into what jemalloc's API costs and what mpkbox "
+            "adds. The baselines call through function pointers (one "
+            "indirect call each), the inside and host loops call "
+            "`malloc`/`free` directly.",
+        ]),
     ]
     text = "\n".join(lines) + "\n"
     with open(args.out, "w") as f:

@@ -50,6 +50,7 @@ absl::Status InitCallbackTable() {
       reinterpret_cast<uintptr_t>(mpkbox_allocator_entry);
   t.entries[MPKBOX_ALLOCATOR_CALLBACK].domain =
       static_cast<uint64_t>(MPKBOX_ANY_DOMAIN);
+  t.entries[MPKBOX_ALLOCATOR_CALLBACK].returns = MPKBOX_RETURNS_INTEGER;
   for (int i = MPKBOX_MAX_CALLBACKS - 1; i >= 0; --i) {
     if (i != MPKBOX_ALLOCATOR_CALLBACK) t.free_slots.push_back(i);
   }
@@ -59,6 +60,7 @@ absl::Status InitCallbackTable() {
 CallbackEntry* CallbackTable() { return GetTable().entries; }
 
 absl::StatusOr<int> AddCallbackSlot(uint64_t domain, void* host_fn,
+                                    int returns,
                                     absl::string_view compartment) {
   OpenAllKeysInThisThread();
   Table& t = GetTable();
@@ -72,6 +74,7 @@ absl::StatusOr<int> AddCallbackSlot(uint64_t domain, void* host_fn,
   t.free_slots.pop_back();
   t.entries[slot].fn = reinterpret_cast<uintptr_t>(host_fn);
   t.entries[slot].domain = domain;
+  t.entries[slot].returns = static_cast<uint64_t>(returns);
   return slot;
 }
 

@@ -15,6 +15,7 @@ CallbackEntry* CallbackTable();
 
 // Binds a free stub to host_fn for calls from `domain` only.
 absl::StatusOr<int> AddCallbackSlot(uint64_t domain, void* host_fn,
+                                    int returns,
                                     absl::string_view compartment);
 
 }  // namespace mpkbox::internal

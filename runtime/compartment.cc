@@ -7,6 +7,7 @@
 #include "mpkbox/runtime.h"
 #include "allocator/compartment_heap.h"
 #include "runtime/call_timer.h"
+#include "runtime/loader/elf_loader.h"
 #include "runtime/callback_table.h"
 #include "runtime/domain_registry.h"
 #include "runtime/fault_report.h"
@@ -83,6 +84,7 @@ Compartment::~Compartment() {
   internal::OpenAllKeysInThisThread();
   // Every page tagged with the key goes before the key: pkey_alloc would
   // hand it out again with those pages still readable (DESIGN.md 5b).
+  if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
   heap_->BeginDrop();
   internal::ReleaseSlot(slot_);
   internal::SetHeapOfSlot(slot_, nullptr);
@@ -150,24 +152,40 @@ absl::Status Compartment::EndCall(internal::ThreadBlock* tb, bool timed) {
   return status;
 }
 
-absl::StatusOr<int> Compartment::AddCallback(void* host_fn) {
+absl::StatusOr<int> Compartment::AddCallback(void* host_fn, int returns) {
   if (host_fn == nullptr) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "compartment '%s': RegisterCallback of a null function", name()));
   }
-  return internal::AddCallbackSlot(domain_, host_fn, name());
+  return internal::AddCallbackSlot(domain_, host_fn, returns, name());
+}
+
+internal::ElfLoader& Compartment::loader() {
+  if (loader_ == nullptr) {
+    internal::ElfLoader::Target target{
+        options_.name, key_, heap_.get(), [this](uintptr_t fn) {
+          // glibc calls constructors with (argc, argv, envp): none here.
+          using Init = void (*)(int, char**, char**);
+          return Call(reinterpret_cast<Init>(fn), 0, nullptr, nullptr);
+        }};
+    loader_ = std::make_unique<internal::ElfLoader>(std::move(target));
+  }
+  return *loader_;
 }
 
 absl::Status Compartment::Load(absl::string_view path) {
-  return absl::UnimplementedError(absl::StrFormat(
-      "compartment '%s': cannot load '%s': this build has no loader yet",
-      name(), path));
+  internal::OpenAllKeysInThisThread();
+  return loader().Load(path);
 }
 
 absl::StatusOr<void*> Compartment::LookupSymbol(absl::string_view symbol) {
-  return absl::UnimplementedError(absl::StrFormat(
-      "compartment '%s': cannot look up '%s': this build has no loader yet",
-      name(), symbol));
+  absl::StatusOr<uintptr_t> p = loader().Lookup(symbol);
+  if (!p.ok()) return p.status();
+  return reinterpret_cast<void*>(*p);
+}
+
+void Compartment::ExposeStub(absl::string_view symbol, uintptr_t stub) {
+  loader().Expose(symbol, stub);
 }
 
 absl::StatusOr<void*> Compartment::Allocate(size_t bytes, size_t alignment) {
@@ -203,6 +221,14 @@ absl::Status Compartment::Reset() {
   }
   generation_.store(generation, std::memory_order_relaxed);
   last_fault_.reset();
+  // The images went with the heap: the same objects again, at the same
+  // addresses, freshly constructed.
+  if (loader_ != nullptr) {
+    if (absl::Status s = loader_->Reload(); !s.ok()) {
+      generation_.store(0, std::memory_order_relaxed);
+      return s;
+    }
+  }
   return absl::OkStatus();
 }
 

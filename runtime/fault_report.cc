@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "runtime/compartment_stack.h"
 #include "runtime/domain_registry.h"
+#include "runtime/loader/import_policy.h"
 #include "runtime/runtime_state.h"
 
 namespace mpkbox::internal {
@@ -190,6 +191,12 @@ absl::Status BuildFaultReport(const FaultInfo& info,
     case FaultKind::kSignal:
     case FaultKind::kNone:
       break;
+  }
+  if (info.signal == SIGSEGV) {
+    if (std::optional<std::string> import = RefusedImportAt(info.address)) {
+      what = absl::StrCat("used ", *import, ", at ", where);
+      return absl::PermissionDeniedError(absl::StrCat(prefix, what));
+    }
   }
   what = absl::StrCat(SignalName(info.signal), " (",
                       CodeName(info.signal, info.code), ")");

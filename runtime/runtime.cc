@@ -17,6 +17,12 @@
 #include "runtime/signals.h"
 #include "absl/strings/str_format.h"
 
+// How much vector state the gate clears (trampolines/pkru.inc,
+// CLEAR_VECTOR_STATE): 0 SSE only, 1 AVX, 2 AVX-512.
+extern "C" {
+uint8_t mpkbox_vector_level = 0;
+}
+
 namespace mpkbox {
 namespace {
 
@@ -71,6 +77,10 @@ absl::Status InitOnce(const RuntimeOptions& options) {
   }
   g_keys.trusted = *trusted;
   g_keys.selector = *selector;
+  __builtin_cpu_init();
+  mpkbox_vector_level = __builtin_cpu_supports("avx512f") ? 2
+                        : __builtin_cpu_supports("avx")   ? 1
+                                                          : 0;
   if (absl::Status s = internal::InitCallbackTable(); !s.ok()) return s;
   return internal::InstallSignalHandling(options);
 }

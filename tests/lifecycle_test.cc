@@ -123,11 +123,12 @@ TEST(LifecycleTest, NamesAreDefaultedAndShown) {
   EXPECT_EQ(named->name(), "visible");
 }
 
-TEST(LifecycleTest, FeaturesNotBuiltYetSayWhichCompartment) {
+TEST(LifecycleTest, LoadErrorsSayWhichCompartmentAndFile) {
   auto box = MakeBox({.name = "later"});
   absl::Status load = box->Load("/nonexistent.so");
-  EXPECT_EQ(load.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(load.code(), absl::StatusCode::kNotFound);
   EXPECT_NE(load.message().find("later"), std::string::npos);
+  EXPECT_NE(load.message().find("/nonexistent.so"), std::string::npos);
 }
 
 }  // namespace

@@ -138,6 +138,7 @@ mpkbox_gate_enter_switched:                 // from _blocked_end: rerun on signa
   pxor %xmm13, %xmm13
   pxor %xmm14, %xmm14
   pxor %xmm15, %xmm15
+  CLEAR_VECTOR_STATE
   movl $8, %eax                             // al bounds vector args (varargs)
   .cfi_remember_state
   call *%r11
@@ -269,9 +270,6 @@ mpkbox_callback_entry:
   cmpq $MPKBOX_ANY_DOMAIN, MPKBOX_CB_DOMAIN(%r11)
   jne mpkbox_gate_trap                      // not registered for this compartment
 1:
-  movq MPKBOX_CB_FN(%r11), %r11
-  testq %r11, %r11
-  jz mpkbox_gate_trap
 
   // The top frame must be the call into this compartment.
   movq MPKBOX_TB_DEPTH(%rdx), %rcx
@@ -284,6 +282,11 @@ mpkbox_callback_entry:
   cmpq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%r8)
   jne mpkbox_gate_trap
   leaq MPKBOX_TB_FRAMES(%rdx, %rcx), %r9    // r9 = new callback Frame
+  movzwl MPKBOX_CB_RETURNS(%r11), %ecx      // beyond the top: no state yet
+  movw %cx, MPKBOX_FR_RETURNS(%r9)
+  movq MPKBOX_CB_FN(%r11), %r11
+  testq %r11, %r11
+  jz mpkbox_gate_trap
   // A nested call into this compartment must run below the live frames, and
   // only on the compartment's own stack: the resume path may write there
   // with trusted rights. Checked before any state changes.
@@ -356,6 +359,17 @@ mpkbox_callback_entry:
   cmpq $MPKBOX_FRAME_CALLBACK, MPKBOX_FR_KIND(%r10)
   jne mpkbox_gate_trap
   RESTORE_CONTROL_WORDS %r10
+  // Only the declared result goes back: rdx and xmm1 never carry one.
+  xorl %r9d, %r9d
+  pxor %xmm1, %xmm1
+  cmpw $MPKBOX_RETURNS_FLOAT, MPKBOX_FR_RETURNS(%r10)
+  je 2f
+  pxor %xmm0, %xmm0
+  cmpw $MPKBOX_RETURNS_INTEGER, MPKBOX_FR_RETURNS(%r10)
+  je 3f
+2:
+  xorl %r8d, %r8d
+3:
   movq MPKBOX_FR_CTX(%r10), %rcx
   movq MPKBOX_FR_SAVED_TOP(%r10), %rdx
   movq %rdx, MPKBOX_CTX_TOP(%rcx)
@@ -386,6 +400,7 @@ mpkbox_callback_return_blocked:
   pxor %xmm13, %xmm13
   pxor %xmm14, %xmm14
   pxor %xmm15, %xmm15
+  CLEAR_VECTOR_STATE
   .globl mpkbox_callback_return_blocked_end
   .hidden mpkbox_callback_return_blocked_end
 mpkbox_callback_return_blocked_end:         // until here: BLOCK, host rights

@@ -12,9 +12,11 @@
 #define MPKBOX_CALLBACK_H_
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "mpkbox/internal/call.h"
+#include "mpkbox/internal/gate_layout.h"
 #include "mpkbox/tainted.h"
 
 namespace mpkbox {
@@ -31,6 +33,11 @@ template <typename R, typename... P>
 struct CallbackTraits<R(P...)> {
   using Raw = R(typename Untaint<P>::type...);
   using Sig = Signature<R, typename Untaint<P>::type...>;
+  // Which register carries the result back (the gate clears the others).
+  static constexpr int kReturns =
+      std::is_void_v<R>               ? MPKBOX_RETURNS_NOTHING
+      : std::is_floating_point_v<R>   ? MPKBOX_RETURNS_FLOAT
+                                      : MPKBOX_RETURNS_INTEGER;
 };
 template <typename R, typename... P>
 struct CallbackTraits<R(P...) noexcept> : CallbackTraits<R(P...)> {};

@@ -17,6 +17,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/base/optimization.h"
 #include "absl/status/status.h"
@@ -34,6 +35,7 @@
 namespace mpkbox {
 namespace internal {
 class CompartmentHeap;
+class ElfLoader;
 }  // namespace internal
 
 // Rights of compartment code over key-0 memory (code, libc, host globals,
@@ -81,13 +83,30 @@ class Compartment {
   template <typename Fn>
   absl::StatusOr<Callback<Fn>> RegisterCallback(Fn* host_fn);
 
-  // Loads a shared object into this compartment. (Not yet available.)
+  // Loads a shared object, and the libraries it needs, into this
+  // compartment: its own copy, every page on the compartment's key, its
+  // constructors run inside (docs/API.md, "Loading code"). No thread may be
+  // inside. kPermissionDenied for code with WRPKRU/XRSTOR bytes;
+  // kUnimplemented for features the loader refuses (TLS, IFUNC, ...);
+  // kNotFound for a missing file or symbol; a constructor's fault as it is.
   absl::Status Load(absl::string_view path);
+  // A function or object of a loaded object: callable with Call.
   template <typename Fn>
   absl::StatusOr<Fn*> Lookup(absl::string_view symbol) {
     absl::StatusOr<void*> p = LookupSymbol(symbol);
     if (!p.ok()) return p.status();
     return reinterpret_cast<Fn*>(*p);
+  }
+  // Lets code loaded afterwards import `symbol`: it calls host_fn through
+  // the callback gate, with host rights (arguments arrive as Tainted<T>
+  // where host_fn declares them so).
+  template <typename Fn>
+  absl::Status Expose(absl::string_view symbol, Fn* host_fn) {
+    absl::StatusOr<Callback<Fn>> cb = RegisterCallback(host_fn);
+    if (!cb.ok()) return cb.status();
+    ExposeStub(symbol, reinterpret_cast<uintptr_t>(cb->get()));
+    exposed_.push_back(std::make_shared<Callback<Fn>>(*std::move(cb)));
+    return absl::OkStatus();
   }
 
   // Memory in the compartment's heap, for the host to fill or read. Counts
@@ -125,7 +144,7 @@ class Compartment {
   absl::StatusOr<internal::ThreadBlock*> BeginCall();
   // After the gate returned on the slow path or with a fault.
   absl::Status EndCall(internal::ThreadBlock* tb, bool timed);
-  absl::StatusOr<int> AddCallback(void* host_fn);
+  absl::StatusOr<int> AddCallback(void* host_fn, int returns);
   // A free the compartment made is checked before the call may succeed.
   void CheckFrees(internal::ThreadBlock* tb) {
     if (ABSL_PREDICT_FALSE(internal::FreesPending(tb, slot_)) &&
@@ -134,6 +153,8 @@ class Compartment {
     }
   }
   absl::StatusOr<void*> LookupSymbol(absl::string_view symbol);
+  void ExposeStub(absl::string_view symbol, uintptr_t stub);
+  internal::ElfLoader& loader();
 
   CompartmentOptions options_;
   const bool timed_;  // call_timeout is finite
@@ -146,6 +167,8 @@ class Compartment {
   std::atomic<uint64_t> generation_{0};
   std::unique_ptr<FaultReport> last_fault_;
   std::unique_ptr<internal::CompartmentHeap> heap_;
+  std::unique_ptr<internal::ElfLoader> loader_;
+  std::vector<std::shared_ptr<void>> exposed_;  // Callbacks kept alive
 };
 
 template <typename R, typename... P, typename... A>
@@ -204,7 +227,9 @@ absl::StatusOr<Callback<Fn>> Compartment::RegisterCallback(Fn* host_fn) {
                     Sig::kReturnSupported,
                 "mpkbox::Compartment::RegisterCallback: the same signatures "
                 "as Call (Tainted<T> parameters count as T)");
-  absl::StatusOr<int> slot = AddCallback(reinterpret_cast<void*>(host_fn));
+  absl::StatusOr<int> slot =
+      AddCallback(reinterpret_cast<void*>(host_fn),
+                  internal::CallbackTraits<Fn>::kReturns);
   if (!slot.ok()) return slot.status();
   return Callback<Fn>(*slot);
 }

@@ -81,6 +81,7 @@
 #define MPKBOX_FR_MXCSR 112      // the interrupted side's SSE control word
 #define MPKBOX_FR_FCW 116        // and x87 control word (callee-saved, ABI)
 #define MPKBOX_FR_SCRATCH 120    // for comparing control words
+#define MPKBOX_FR_RETURNS 126    // callback: what the host function returns
 
 #define MPKBOX_FRAME_CALL 1
 #define MPKBOX_FRAME_CALLBACK 2
@@ -94,9 +95,14 @@
 #define MPKBOX_CTX_STACK_SIZE 40
 
 // CallbackEntry: the process-wide callback table, trusted key.
-#define MPKBOX_CB_SHIFT 4        // sizeof(CallbackEntry) == 16
+#define MPKBOX_CB_SHIFT 5        // sizeof(CallbackEntry) == 32
 #define MPKBOX_CB_FN 0
 #define MPKBOX_CB_DOMAIN 8
+#define MPKBOX_CB_RETURNS 16     // MPKBOX_RETURNS_*: which result register
+// What a callback returns, so the way back clears the other registers.
+#define MPKBOX_RETURNS_NOTHING 0
+#define MPKBOX_RETURNS_INTEGER 1  // rax
+#define MPKBOX_RETURNS_FLOAT 2    // xmm0
 // A CallbackEntry domain every compartment may call: the runtime's own
 // allocator entry (callback 0).
 #define MPKBOX_ANY_DOMAIN -1

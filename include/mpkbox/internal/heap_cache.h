@@ -55,6 +55,9 @@ struct FreeBuffer {
 struct HeapCache {
   Magazine magazines[kNumCachedClasses];
   FreeBuffer frees;
+  // errno of loaded code on this thread: libc's is in TLS (key 0), which
+  // compartment code cannot write (runtime/loader/compartment_libc.cc).
+  int errno_value;
 };
 
 // Per thread, on the selector key (compartments read it, only the runtime

@@ -71,7 +71,7 @@ struct Frame {
   uint16_t pad16;
   uint32_t scratch_mxcsr;
   uint16_t scratch_fcw;
-  uint16_t pad16b;
+  uint16_t returns;  // callback frames: MPKBOX_RETURNS_*
 };
 static_assert(sizeof(Frame) == (1 << MPKBOX_FRAME_SHIFT));
 static_assert(offsetof(Frame, sp) == MPKBOX_FR_SP);
@@ -86,6 +86,7 @@ static_assert(offsetof(Frame, deadline_ns) == MPKBOX_FR_DEADLINE);
 static_assert(offsetof(Frame, mxcsr) == MPKBOX_FR_MXCSR);
 static_assert(offsetof(Frame, fcw) == MPKBOX_FR_FCW);
 static_assert(offsetof(Frame, scratch_mxcsr) == MPKBOX_FR_SCRATCH);
+static_assert(offsetof(Frame, returns) == MPKBOX_FR_RETURNS);
 
 // What this thread needs to enter one compartment.
 struct CallContext {
@@ -107,7 +108,10 @@ static_assert(offsetof(CallContext, stack_size) == MPKBOX_CTX_STACK_SIZE);
 struct CallbackEntry {
   uint64_t fn;
   uint64_t domain;
+  uint64_t returns;  // MPKBOX_RETURNS_*
+  uint64_t pad;
 };
+static_assert(offsetof(CallbackEntry, returns) == MPKBOX_CB_RETURNS);
 static_assert(sizeof(CallbackEntry) == (1 << MPKBOX_CB_SHIFT));
 
 // What a resume stub restores. The compartment stub takes rax, rcx, rdx,

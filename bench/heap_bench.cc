@@ -1,0 +1,287 @@
+// malloc/free inside a compartment against native jemalloc and glibc malloc,
+// measured in the same run (DESIGN.md 7). bench/run.sh runs this binary;
+// bench/report.py turns its JSON into the "Heap" section of bench/RESULTS.md.
+//
+// One iteration of every benchmark below is kPairs (1000) malloc/free pairs
+// of one size (16 B to 64 KiB): p = malloc(size); one byte stored through p;
+// free(p). report.py divides by the `pairs` counter to give ns per pair.
+//
+//   BM_MallocFreeInside/N        one box->Call(&InsideLoop, kPairs, N): the
+//                                loop runs in the compartment, on its
+//                                per-thread HeapCache (magazines and free
+//                                buffer, <= 4 KiB) and the allocator entry
+//                                (callback gate) behind it.
+//   BM_MallocFreeInsideEmpty     the same Call with 0 pairs: what one Call
+//                                adds to a batch; report.py subtracts it.
+//   BM_MallocFreeNativeJemalloc/N
+//                                the loop on the host through libjemalloc.so's
+//                                own malloc and free (dlsym on the loaded
+//                                library: the process's `malloc` is mpkbox's):
+//                                jemalloc's default arenas and thread cache,
+//                                the baseline of the 2x target.
+//   BM_MallocFreeGlibc/N         the loop through glibc's malloc and free
+//                                (dlsym on libc.so.6): glibc's own heap, which
+//                                works alongside jemalloc's.
+//   BM_MallocFreeHost/N          the loop on the host with plain malloc and
+//                                free: mpkbox's routing to the host arena
+//                                (jemalloc mallocx on the trusted key).
+//
+// Two more jemalloc baselines, to break the figures above down (both on
+// jemalloc's default arenas and thread cache, without mpkbox's routing):
+//
+//   BM_MallocFreeMallocx/N       mallocx(N, 0) and dallocx(p, 0): the
+//                                non-standard API the host path and the
+//                                allocator entry call, which skips the fast
+//                                paths of malloc and free.
+//   BM_MallocFreeMallocxAlign16/N
+//                                mallocx(N, MALLOCX_ALIGN(16)) and dallocx:
+//                                what the allocator entry asks for when a
+//                                compartment's request takes the gate (> 4
+//                                KiB). With an alignment flag, jemalloc 5.3
+//                                serves a large size (> 14 KiB) from the
+//                                arena's extents, not from the thread cache.
+#include <benchmark/benchmark.h>
+#include <dlfcn.h>
+#include <jemalloc/jemalloc.h>  // mallocx, dallocx: libjemalloc.so's own
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+#include "mpkbox/mpkbox.h"
+
+namespace {
+
+constexpr int kPairs = 1000;  // pairs per iteration; report.py reads `pairs`
+
+using MallocFn = void* (*)(size_t);
+using FreeFn = void (*)(void*);
+
+// The pair loop, shared by every benchmark. The byte store through p and
+// the empty asm taking p make the allocation's address observable, so the
+// compiler can neither drop nor merge the malloc/free pair (GCC deletes a
+// pair whose result is unused). Only registers, the stack and *p are
+// written: compartment code may run it. Returns the last address handed
+// out, or 0 if an allocation failed.
+template <typename M, typename F>
+inline __attribute__((always_inline)) uintptr_t Pairs(M m, F f, int n,
+                                                      size_t size) {
+  uintptr_t last = 1;
+  for (int i = 0; i < n; ++i) {
+    char* p = static_cast<char*>(m(size));
+    if (p == nullptr) return 0;
+    *static_cast<volatile char*>(p) = 1;
+    // p escapes into the asm, which hands back its address as an integer
+    // (taken before the free: GCC's -Wuse-after-free cannot follow it).
+    asm volatile("" : "=r"(last) : "0"(p) : "memory");
+    f(p);
+  }
+  return last;
+}
+
+// Runs in the compartment: its malloc and free are mpkbox's inside path.
+__attribute__((noinline)) uintptr_t InsideLoop(int n, size_t size) {
+  return Pairs(&malloc, &free, n, size);
+}
+
+// The host's plain malloc and free (mpkbox's host path).
+__attribute__((noinline)) uintptr_t HostLoop(int n, size_t size) {
+  return Pairs(&malloc, &free, n, size);
+}
+
+// Through pointers the compiler cannot see into.
+__attribute__((noinline)) uintptr_t PointerLoop(MallocFn m, FreeFn f, int n,
+                                                size_t size) {
+  return Pairs(m, f, n, size);
+}
+
+struct Allocator {
+  MallocFn malloc_fn = nullptr;
+  FreeFn free_fn = nullptr;
+  const char* error = nullptr;
+};
+
+// malloc and free as defined by an already loaded library: dlsym on its
+// handle searches that library (and its dependencies) first, not the
+// executable, whose definitions are mpkbox's.
+Allocator LoadAllocator(const char* library) {
+  Allocator a;
+  void* h = dlopen(library, RTLD_NOLOAD | RTLD_NOW);
+  if (h == nullptr) {
+    a.error = "library not loaded";
+    return a;
+  }
+  a.malloc_fn = reinterpret_cast<MallocFn>(dlsym(h, "malloc"));
+  a.free_fn = reinterpret_cast<FreeFn>(dlsym(h, "free"));
+  if (a.malloc_fn == nullptr || a.free_fn == nullptr) {
+    a.error = "no malloc or free in the library";
+  } else if (a.malloc_fn == &malloc) {
+    a.error = "dlsym found the executable's (mpkbox's) malloc";
+  }
+  return a;
+}
+
+const Allocator& Jemalloc() {
+  static const Allocator a = LoadAllocator("libjemalloc.so.2");
+  return a;
+}
+
+const Allocator& Glibc() {
+  static const Allocator a = LoadAllocator("libc.so.6");
+  return a;
+}
+
+mpkbox::Compartment& Box() {
+  static mpkbox::Compartment* box = [] {
+    auto b = mpkbox::Compartment::Create({.name = "bench-heap"});
+    if (!b.ok()) {
+      std::fprintf(stderr, "heap_bench: Compartment::Create: %s\n",
+                   b.status().ToString().c_str());
+      std::exit(2);
+    }
+    return b->release();
+  }();
+  return *box;
+}
+
+void SetCounters(benchmark::State& state, int pairs) {
+  state.SetItemsProcessed(state.iterations() * pairs);
+  state.counters["pairs"] = pairs;
+}
+
+// ---------------------------------------------------------------------------
+
+// One untimed Call first (thread set-up, magazines filled), with checks that
+// the allocations came from the compartment's heap and were all freed.
+bool CheckInside(benchmark::State& state, mpkbox::Compartment& box, int n,
+                 size_t size) {
+  const size_t before = box.stats().allocations;
+  auto r = box.Call(&InsideLoop, n, size);
+  if (!r.ok()) {
+    state.SkipWithError("the Call failed");
+    return false;
+  }
+  const uintptr_t last = r->UnverifiedValue("bench self-check");
+  const mpkbox::CompartmentStats after = box.stats();
+  if (last == 0) {
+    state.SkipWithError("malloc failed in the compartment");
+    return false;
+  }
+  if (n > 0 && !box.Contains(reinterpret_cast<const void*>(last), 1)) {
+    state.SkipWithError("malloc in the compartment gave a pointer outside "
+                        "its heap");
+    return false;
+  }
+  if (after.allocations - before != static_cast<size_t>(n) ||
+      after.bytes_in_use != 0) {
+    state.SkipWithError("the compartment's heap did not count every "
+                        "allocation, or some are still live");
+    return false;
+  }
+  return true;
+}
+
+void BM_MallocFreeInside(benchmark::State& state) {
+  mpkbox::Compartment& box = Box();
+  const size_t size = static_cast<size_t>(state.range(0));
+  if (!CheckInside(state, box, kPairs, size)) return;
+  for (auto _ : state) {
+    auto r = box.Call(&InsideLoop, kPairs, size);
+    if (!r.ok()) {
+      state.SkipWithError("the Call failed");
+      break;
+    }
+    benchmark::DoNotOptimize(r);
+  }
+  SetCounters(state, kPairs);
+  if (!CheckInside(state, box, kPairs, size)) return;
+}
+BENCHMARK(BM_MallocFreeInside)->RangeMultiplier(4)->Range(16, 64 << 10);
+
+void BM_MallocFreeInsideEmpty(benchmark::State& state) {
+  mpkbox::Compartment& box = Box();
+  if (!CheckInside(state, box, 0, 16)) return;
+  for (auto _ : state) {
+    auto r = box.Call(&InsideLoop, 0, size_t{16});
+    benchmark::DoNotOptimize(r);
+  }
+  state.counters["pairs"] = 0;
+}
+BENCHMARK(BM_MallocFreeInsideEmpty);
+
+void PointerPairs(benchmark::State& state, const Allocator& a) {
+  if (a.error != nullptr) {
+    state.SkipWithError(a.error);
+    return;
+  }
+  const size_t size = static_cast<size_t>(state.range(0));
+  if (PointerLoop(a.malloc_fn, a.free_fn, kPairs, size) == 0) {
+    state.SkipWithError("malloc failed");
+    return;
+  }
+  for (auto _ : state) {
+    uintptr_t r = PointerLoop(a.malloc_fn, a.free_fn, kPairs, size);
+    benchmark::DoNotOptimize(r);
+  }
+  SetCounters(state, kPairs);
+}
+
+void BM_MallocFreeNativeJemalloc(benchmark::State& state) {
+  PointerPairs(state, Jemalloc());
+}
+BENCHMARK(BM_MallocFreeNativeJemalloc)->RangeMultiplier(4)->Range(16, 64 << 10);
+
+void BM_MallocFreeGlibc(benchmark::State& state) {
+  PointerPairs(state, Glibc());
+}
+BENCHMARK(BM_MallocFreeGlibc)->RangeMultiplier(4)->Range(16, 64 << 10);
+
+void BM_MallocFreeHost(benchmark::State& state) {
+  const size_t size = static_cast<size_t>(state.range(0));
+  if (HostLoop(kPairs, size) == 0) {
+    state.SkipWithError("malloc failed");
+    return;
+  }
+  for (auto _ : state) {
+    uintptr_t r = HostLoop(kPairs, size);
+    benchmark::DoNotOptimize(r);
+  }
+  SetCounters(state, kPairs);
+}
+BENCHMARK(BM_MallocFreeHost)->RangeMultiplier(4)->Range(16, 64 << 10);
+
+void* MallocxPlain(size_t n) { return mallocx(n, 0); }
+void* MallocxAlign16(size_t n) { return mallocx(n, MALLOCX_ALIGN(16)); }
+void Dallocx(void* p) { dallocx(p, 0); }
+
+void BM_MallocFreeMallocx(benchmark::State& state) {
+  PointerPairs(state, Allocator{&MallocxPlain, &Dallocx});
+}
+BENCHMARK(BM_MallocFreeMallocx)->RangeMultiplier(4)->Range(16, 64 << 10);
+
+void BM_MallocFreeMallocxAlign16(benchmark::State& state) {
+  PointerPairs(state, Allocator{&MallocxAlign16, &Dallocx});
+}
+BENCHMARK(BM_MallocFreeMallocxAlign16)
+    ->RangeMultiplier(4)
+    ->Range(16, 64 << 10);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!mpkbox::Runtime::IsSupported()) {
+    std::fprintf(stderr, "heap_bench: no PKU on this machine\n");
+    return 2;
+  }
+  Box();  // create the compartment and find the allocators before timing
+  for (const Allocator* a : {&Jemalloc(), &Glibc()}) {
+    if (a->error != nullptr) {
+      std::fprintf(stderr, "heap_bench: %s\n", a->error);
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

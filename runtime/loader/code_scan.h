@@ -1,0 +1,42 @@
+// Finds instructions that change PKRU or the FS/GS base at any byte offset
+// of code: a jump into the middle of another instruction executes them just
+// the same (DESIGN.md 6, item 3).
+#ifndef MPKBOX_RUNTIME_LOADER_CODE_SCAN_H_
+#define MPKBOX_RUNTIME_LOADER_CODE_SCAN_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace mpkbox::internal {
+
+struct PrivilegedInstruction {
+  size_t offset;     // of the instruction's first byte in the scanned bytes
+  const char* name;  // "WRPKRU", "XRSTOR", "XRSTOR64", "XRSTORS", ...
+  size_t length;     // bytes that encode it
+};
+
+// Every WRPKRU, XRSTOR, XRSTOR64, XRSTORS, XRSTORS64, WRFSBASE and WRGSBASE
+// whose bytes start anywhere in `code`. XRSTOR loads PKRU when its mask
+// asks; WRFSBASE moves the thread pointer the gate trusts.
+std::vector<PrivilegedInstruction> FindPrivilegedInstructions(
+    absl::Span<const uint8_t> code);
+
+struct ScanFinding {
+  uint64_t file_offset;
+  uint64_t vaddr;
+  std::string instruction;
+};
+
+// Scans the executable PT_LOAD segments of an ELF file. Errors name the
+// file and what is wrong with it.
+absl::StatusOr<std::vector<ScanFinding>> ScanElfFile(absl::string_view path);
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_LOADER_CODE_SCAN_H_

@@ -1,0 +1,76 @@
+// Loads ELF shared objects into a compartment: mapped into the top of the
+// compartment's heap window, every page tagged with its key, relocated by
+// the runtime (host rights), RELRO made read-only, then constructors run
+// inside the compartment. dlopen is no use here: it runs constructors with
+// the caller's rights and shares one copy of each library.
+//
+// Refused with an error naming the feature: PT_TLS, IFUNC (definitions or
+// R_X86_64_IRELATIVE), copy relocations, text relocations, DT_RELR, and any
+// executable byte sequence that encodes WRPKRU, XRSTOR(S)(64) or
+// WR{FS,GS}BASE.
+#ifndef MPKBOX_RUNTIME_LOADER_ELF_LOADER_H_
+#define MPKBOX_RUNTIME_LOADER_ELF_LOADER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace mpkbox::internal {
+
+class CompartmentHeap;
+struct ElfObject;
+
+class ElfLoader {
+ public:
+  struct Target {
+    std::string compartment;  // for messages
+    int key;
+    CompartmentHeap* heap;
+    // Runs a constructor or destructor, void(int, char**, char**), inside.
+    std::function<absl::Status(uintptr_t fn)> run_inside;
+  };
+
+  explicit ElfLoader(Target target);
+  ~ElfLoader();
+
+  // Loads `path` and what it needs (DT_NEEDED, except glibc's libraries,
+  // which stay the host's: import_policy.h).
+  absl::Status Load(absl::string_view path);
+  // A defined function or object of a loaded object, in load order.
+  absl::StatusOr<uintptr_t> Lookup(absl::string_view symbol) const;
+  // Binds `symbol` in objects loaded from now on (a callback stub).
+  void Expose(absl::string_view symbol, uintptr_t address);
+
+  // The heap (and with it every image) was dropped: map the same objects at
+  // the same addresses again and rerun their constructors.
+  absl::Status Reload();
+  // Destructors, inside, in reverse order of construction.
+  void RunFinalizers();
+
+ private:
+  absl::StatusOr<ElfObject*> LoadObject(const std::string& path, int depth);
+  absl::Status Map(ElfObject& obj, const std::vector<uint8_t>& file);
+  absl::Status Relocate(ElfObject& obj);
+  absl::StatusOr<uintptr_t> Resolve(const ElfObject& obj, uint32_t sym_index);
+  absl::Status Protect(ElfObject& obj);
+  absl::Status Construct(ElfObject& obj);
+  std::string Where(const ElfObject& obj) const;
+
+  Target target_;
+  std::vector<std::unique_ptr<ElfObject>> objects_;  // in load order
+  std::vector<std::string> loaded_paths_;  // what Load was asked, in order
+  std::vector<uintptr_t> bases_;           // where each object went
+  absl::flat_hash_map<std::string, uintptr_t> exposed_;
+  bool reloading_ = false;
+};
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_LOADER_ELF_LOADER_H_
