@@ -11,6 +11,7 @@
 #include "runtime/callback_table.h"
 #include "runtime/domain_registry.h"
 #include "runtime/fault_report.h"
+#include "runtime/gadget_guard.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
@@ -113,6 +114,15 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
     return absl::FailedPreconditionError(absl::StrFormat(
         "compartment '%s': calls from a signal handler are not supported",
         name()));
+  }
+  if (!internal::ThreadGuardsCurrent(*tb)) {
+    // A library loaded since brought privileged instructions of its own.
+    absl::Status s = internal::GadgetGuardStatus();
+    if (s.ok()) s = internal::GuardThisThread(*tb);
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
+                                                    name(), s.message()));
+    }
   }
   if ((*tb)->depth > internal::kMaxCallDepth) {
     return absl::ResourceExhaustedError(absl::StrFormat(

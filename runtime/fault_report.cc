@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "runtime/compartment_stack.h"
 #include "runtime/domain_registry.h"
+#include "runtime/gadget_guard.h"
 #include "runtime/loader/import_policy.h"
 #include "runtime/runtime_state.h"
 
@@ -184,6 +185,15 @@ absl::Status BuildFaultReport(const FaultInfo& info,
       what = absl::StrCat("syscall ", SyscallName(info.syscall), " refused (",
                           info.what, "), at ", where);
       return absl::PermissionDeniedError(absl::StrCat(prefix, what));
+    case FaultKind::kGuardedInstruction: {
+      const char* site = GuardedEntryAt(info.address);
+      what = absl::StrFormat(
+          "jumped to %s at 0x%x, a privileged instruction mpkbox guards "
+          "(it would have changed PKRU), from %s",
+          site != nullptr ? site : "a guarded instruction", info.address,
+          where);
+      return absl::AbortedError(absl::StrCat(prefix, what));
+    }
     case FaultKind::kHeapViolation:
       what = absl::StrFormat("%s: 0x%x (%s)", info.what, info.address,
                              report->key_owner);

@@ -12,6 +12,8 @@
 #include "absl/status/status.h"
 #include "allocator/host_heap.h"
 #include "runtime/callback_table.h"
+#include "runtime/eager_binding.h"
+#include "runtime/gadget_guard.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
@@ -82,7 +84,13 @@ absl::Status InitOnce(const RuntimeOptions& options) {
                         : __builtin_cpu_supports("avx")   ? 1
                                                           : 0;
   if (absl::Status s = internal::InitCallbackTable(); !s.ok()) return s;
-  return internal::InstallSignalHandling(options);
+  if (absl::Status s = internal::InstallSignalHandling(options); !s.ok()) {
+    return s;
+  }
+  // Compartment code must never meet ld.so's lazy binding.
+  internal::BindLoadedObjectsNow();
+  // Stray WRPKRU/XRSTOR elsewhere in the process get breakpoints.
+  return options.strict ? internal::ScanProcessForGadgets() : absl::OkStatus();
 }
 
 }  // namespace

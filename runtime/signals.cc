@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_format.h"
 #include "runtime/call_timer.h"
+#include "runtime/gadget_guard.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/syscall_dispatch.h"
@@ -341,6 +342,20 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
       if (UnwindToGate(tb, uc)) return;
     }
   }
+  if (sig == SIGTRAP && info->si_code == kTrapPerf) {
+    if (GuardedEntryAt(reinterpret_cast<uintptr_t>(info->si_addr)) !=
+        nullptr) {
+      // A guarded privileged instruction is about to run. From compartment
+      // code that is an attack; host code runs it once this returns (the
+      // kernel set the resume flag).
+      if (in_compartment &&
+          Contain(tb, uc, FaultKind::kGuardedInstruction, sig, info, pkru)) {
+        return;
+      }
+      if (tb != nullptr) Resume(sel, tb, uc, in_compartment);
+      return;
+    }
+  }
   if (in_compartment &&
       (IsSynchronous(sig, info) ||
        (sig == SIGABRT && info->si_code == SI_TKILL &&
@@ -559,7 +574,10 @@ extern "C" void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* raw) {
     // Trusted code may make syscalls only with ALLOW.
     sel->selector = MPKBOX_SELECTOR_ALLOW;
     mpkbox::internal::ThreadRuntime& rt = mpkbox::internal::ThreadRuntimeOf(tb);
-    if (rt.in_backtrace && mpkbox::internal::IsSynchronous(sig, info)) {
+    // (A guarded instruction the walk runs, ld.so's lazy binding, is no
+    // fault: it runs once the handler returns.)
+    if (rt.in_backtrace && mpkbox::internal::IsSynchronous(sig, info) &&
+        info->si_code != mpkbox::internal::kTrapPerf) {
       siglongjmp(rt.backtrace_jmp, 1);  // the walk hit a bad stack
     }
     if (rt.probing) {  // the thread's set-up learning where frames go

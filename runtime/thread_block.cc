@@ -19,6 +19,7 @@
 #include "runtime/call_timer.h"
 #include "runtime/callback_table.h"
 #include "runtime/domain_registry.h"
+#include "runtime/gadget_guard.h"
 #include "runtime/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
@@ -69,6 +70,7 @@ absl::Status UnregisterRseq() {
 absl::Status PrepareThread(SelectorPage* sel, ThreadBlock* tb) {
   if (absl::Status s = UnregisterRseq(); !s.ok()) return s;
   if (absl::Status s = SetUpSignalStack(tb); !s.ok()) return s;
+  if (absl::Status s = GuardThisThread(tb); !s.ok()) return s;
   return ArmSyscallDispatch(sel);
 }
 
@@ -76,6 +78,9 @@ absl::Status PrepareThread(SelectorPage* sel, ThreadBlock* tb) {
 // not inherited): arm it again before the child can enter a compartment.
 void RearmAfterFork() {
   if (mpkbox_tls_thread != nullptr) {
+    // Breakpoints belong to the parent's thread: the child needs its own.
+    UnguardThisThread(mpkbox_tls_thread->trusted);
+    GuardThisThread(mpkbox_tls_thread->trusted).IgnoreError();  // Call checks
     ArmSyscallDispatch(mpkbox_tls_thread).IgnoreError();
   }
 }
@@ -86,6 +91,7 @@ void ReleaseThisThread() {
   OpenAllKeysInThisThread();
   DisarmSyscallDispatch();  // its selector is about to be unmapped
   DeleteCallTimer(sel->trusted);
+  UnguardThisThread(sel->trusted);
   ReleaseSignalStack(sel->trusted);
   ReleaseThreadContexts(sel->trusted);
   mpkbox_tls_thread = nullptr;

@@ -29,6 +29,9 @@ struct ThreadRuntime {
   // A fault while collecting a backtrace jumps back here.
   volatile bool in_backtrace = false;
   sigjmp_buf backtrace_jmp;
+  // Breakpoints on stray privileged instructions (gadget_guard.h).
+  int guard_fds[4] = {};
+  int guard_count = 0;
 };
 static_assert(sizeof(ThreadRuntime) <= sizeof(ThreadBlock::runtime_private));
 

@@ -195,7 +195,8 @@ auto Compartment::Call(R (*fn)(P...), A&&... args) {
           tb == nullptr ||
           tb->contexts[slot_].generation !=
               generation_.load(std::memory_order_relaxed) ||
-          tb->depth > internal::kMaxCallDepth || timed_)) {
+          tb->depth > internal::kMaxCallDepth || timed_ ||
+          tb->guard_epoch != mpkbox_guard_epoch)) {
     absl::StatusOr<internal::ThreadBlock*> ready = BeginCall();
     if (!ready.ok()) return Result(ready.status());
     tb = *ready;

@@ -13,7 +13,10 @@ namespace mpkbox {
 
 struct RuntimeOptions {
   // Refuse to run where the isolation is known not to hold (AMD kernels
-  // before 6.12.5 restore PKRU 0 on sigreturn). Off only for experiments.
+  // before 6.12.5 restore PKRU 0 on sigreturn; more WRPKRU/XRSTOR entry
+  // points in the process than hardware breakpoints can guard, or no
+  // perf_event_open to set them). Off only for experiments: then stray
+  // WRPKRU/XRSTOR instructions are not guarded.
   bool strict = true;
   // The real-time signal that interrupts calls past their call_timeout;
   // 0 picks SIGRTMAX - 1.

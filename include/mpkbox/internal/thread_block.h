@@ -140,6 +140,7 @@ enum class FaultKind : uint32_t {
   kException,      // a C++ exception reached the gate
   kSyscallDenied,  // a syscall the policy fails, or one never allowed
   kHeapViolation,  // a free or realloc of what is not a live allocation
+  kGuardedInstruction,  // a jump to a guarded WRPKRU/XRSTOR of the process
 };
 struct FaultInfo {
   static constexpr int kMaxFrames = 32;
@@ -169,7 +170,8 @@ struct ThreadBlock {
   uintptr_t signal_rsp;         // learned at the thread's first entry
   uint64_t signal_info_delta;
   ResumeState* resume_trusted;
-  uint64_t pad2[4];
+  uint64_t guard_epoch;  // of the breakpoints this thread has (gadget_guard.h)
+  uint64_t pad2[3];
   Frame frames[MPKBOX_MAX_DEPTH];
   CallContext contexts[kMaxCompartments];
   ResumeState resume_state;
@@ -208,6 +210,10 @@ static_assert(offsetof(ThreadBlock, frames) == MPKBOX_TB_FRAMES);
 #endif
 extern "C" __thread __attribute__((tls_model(MPKBOX_TLS_MODEL)))
 mpkbox::internal::SelectorPage* mpkbox_tls_thread;
+
+// Changes when the set of guarded instructions does (a dlopen); a thread
+// whose ThreadBlock::guard_epoch differs refreshes its breakpoints first.
+extern "C" uint64_t mpkbox_guard_epoch;
 
 namespace mpkbox::internal {
 // The gate finds the ThreadBlock one page after the SelectorPage.
