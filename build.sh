@@ -17,6 +17,7 @@ readonly PACKAGES=(
   build-essential cmake pkg-config
   libabsl-dev libunwind-dev libjemalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  zlib1g-dev libpng-dev libexpat1-dev
   python3 gdb
 )
 readonly BUILD_DIR=build

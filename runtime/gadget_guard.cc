@@ -146,7 +146,11 @@ absl::Status ScanProcessForGadgets() {
         "%d hardware breakpoints per thread to guard them (strict mode): %s",
         all.size(), kMaxGuardedEntries, absl::StrJoin(all, ", "));
   }
-  if (!g.error.empty()) return absl::FailedPreconditionError(g.error);
+  if (!g.error.empty()) {
+    // Every thread's next Call takes the slow path, which refuses.
+    __atomic_add_fetch(&mpkbox_guard_epoch, 1, __ATOMIC_RELEASE);
+    return absl::FailedPreconditionError(g.error);
+  }
   for (const Found& f : fresh) {
     Entry& e = g.entries[g.count.load()];
     e.address = f.address;
