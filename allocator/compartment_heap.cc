@@ -145,6 +145,13 @@ void CompartmentHeap::CloseArena() {
   image_low_.store(top);
 }
 
+void CompartmentHeap::RewindImages(uintptr_t mark) {
+  const uintptr_t low = image_low_.load();
+  if (mark <= low) return;
+  ReleaseZoneRange(low, mark - low);
+  image_low_.store(mark);
+}
+
 absl::StatusOr<uintptr_t> CompartmentHeap::ReserveImageSpace(
     size_t bytes, size_t alignment) {
   const uintptr_t low = window_ + kWindowBytes - kImageBytes;

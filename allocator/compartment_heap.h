@@ -79,6 +79,10 @@ class CompartmentHeap {
   // after a Reset). Unmapped with the heap. Not thread-safe: the loader
   // holds the compartment.
   absl::StatusOr<uintptr_t> ReserveImageSpace(size_t bytes, size_t alignment);
+  // Where the next image would go; RewindImages(mark) unmaps everything
+  // reserved since (a load that failed).
+  uintptr_t ImageMark() const { return image_low_.load(); }
+  void RewindImages(uintptr_t mark);
 
   uint64_t domain() const { return domain_; }
   const std::string& name() const { return name_; }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Turns gate_bench's and heap_bench's JSON output into bench/RESULTS.md
-(stdlib only).
+"""Turns gate_bench's, heap_bench's and library_bench's JSON output into
+bench/RESULTS.md (stdlib only).
 
   python3 bench/report.py --json build/bench/gate_bench.json \
       [--heap-json build/bench/heap_bench.json] \
+      [--lib-json build/bench/library_bench.json] \
       --out bench/RESULTS.md --command "bench/run.sh" [--command ...] \
       [--build build]
 
@@ -32,8 +33,11 @@ HEAP_SIZES = (16, 64, 256, 1024, 4096, 16384, 65536)
 HEAP_PAIRS = 1000  # kPairs in heap_bench.cc; the `pairs` counter wins
 
 UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
-# User counters gate_bench sets on the fault benchmarks, heap_bench on all.
-COUNTERS = ("frames", "pkey", "pairs")
+TARGET_INSIDE_OVER_NATIVE_THROUGHPUT = 0.98
+
+# User counters gate_bench sets on the fault benchmarks, heap_bench and
+# library_bench on all.
+COUNTERS = ("frames", "pkey", "pairs", "bytes", "packed_bytes", "png_bytes")
 
 
 def load_runs(path):
@@ -66,6 +70,30 @@ def load_runs(path):
             if c in b:
                 counters.setdefault(name, {}).setdefault(c, []).append(b[c])
     return data.get("context", {}), runs, errors, counters
+
+
+def load_cpu_times(path):
+    """name -> list of per-repetition CPU times in ns (of the calling
+    thread; on a VM with steal-time accounting, without the time the vCPU
+    was descheduled)."""
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return {}
+    if not text.strip():
+        return {}
+    cpu = {}
+    for b in json.loads(text).get("benchmarks", []):
+        if (b.get("run_type", "iteration") != "iteration"
+                or b.get("error_occurred")):
+            continue
+        name = b.get("run_name", b["name"])
+        scale = UNIT_NS[b.get("time_unit", "ns")]
+        cpu.setdefault(name, []).append(b["cpu_time"] * scale)
+    return cpu
 
 
 def lscpu_model():
@@ -436,10 +464,302 @@ def heap_section(runs, errors, counters):
     return [verdict], section
 
 
+# library_bench's operations: (key, label, native, inside, process through
+# shared memory, process through the pipes, part of the 0.98 target).
+LIB_BIG = 256 << 10
+LIB_SMALL = 1 << 10
+PNG_SIDE = 512
+LIB_OPS = [
+    ("compress_big", f"zlib compress2 (level 6), {LIB_BIG >> 10} KiB of text",
+     f"BM_ZlibCompressNative/{LIB_BIG}", f"BM_ZlibCompressInside/{LIB_BIG}",
+     f"BM_ZlibCompressProcess/{LIB_BIG}",
+     f"BM_ZlibCompressProcessPipe/{LIB_BIG}", True),
+    ("uncompress_big", f"zlib uncompress, back to {LIB_BIG >> 10} KiB",
+     f"BM_ZlibUncompressNative/{LIB_BIG}",
+     f"BM_ZlibUncompressInside/{LIB_BIG}", None, None, True),
+    ("png", f"libpng decode, {PNG_SIDE}x{PNG_SIDE} RGBA (simplified API)",
+     f"BM_PngDecodeNative/{PNG_SIDE}", f"BM_PngDecodeInside/{PNG_SIDE}",
+     None, None, True),
+    ("compress_small", f"zlib compress2 (level 6), {LIB_SMALL >> 10} KiB",
+     f"BM_ZlibCompressNative/{LIB_SMALL}",
+     f"BM_ZlibCompressInside/{LIB_SMALL}",
+     f"BM_ZlibCompressProcess/{LIB_SMALL}",
+     f"BM_ZlibCompressProcessPipe/{LIB_SMALL}", False),
+    ("uncompress_small", f"zlib uncompress, back to {LIB_SMALL >> 10} KiB",
+     f"BM_ZlibUncompressNative/{LIB_SMALL}",
+     f"BM_ZlibUncompressInside/{LIB_SMALL}", None, None, False),
+]
+LIB_PREFIXES = ("BM_Zlib", "BM_PngDecode")
+
+
+def lib_name(name):
+    """A library_bench run name without Google Benchmark's /real_time."""
+    return re.sub(r"/real_time$", "", name)
+
+
+def lib_section(runs, errors, counters, cpu_runs):
+    """(verdict lines, section lines) for library_bench's runs; empty if
+    none."""
+    runs = {lib_name(k): v for k, v in runs.items()
+            if k.startswith(LIB_PREFIXES)}
+    errors = {lib_name(k): v for k, v in errors.items()
+              if k.startswith(LIB_PREFIXES)}
+    counters = {lib_name(k): v for k, v in counters.items()}
+    cpu_runs = {lib_name(k): v for k, v in cpu_runs.items()}
+    if not runs and not errors:
+        return [], []
+
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    best = {k: min(v) for k, v in runs.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu_runs.items()}
+
+    def counter(name, c):
+        v = counters.get(name, {}).get(c)
+        return statistics.median(v) if v else None
+
+    def mbps(name, t=med):
+        """10^6 uncompressed bytes per second from one time statistic."""
+        b = counter(name, "bytes")
+        x = t.get(name)
+        if b is None or x is None or x == 0:
+            return None
+        return b / x * 1e3
+
+    def fmt_mbps(x):
+        return "n/a" if x is None else f"{x:.1f}"
+
+    def fmt_us(ns):
+        if ns is None:
+            return "n/a"
+        us = ns / 1e3
+        if abs(us) >= 100:
+            return f"{us:.0f}"
+        if abs(us) >= 10:
+            return f"{us:.1f}"
+        return f"{us:.2f}"
+
+    def tput(num, den, t=med):
+        """Throughput of `num` over that of `den`: den's time / num's."""
+        if num is None or den is None:
+            return None
+        return div(t.get(den), t.get(num))
+
+    def above(num, den):
+        """Median time per call of `num` minus `den`'s (ns)."""
+        if num is None or den is None or num not in med or den not in med:
+            return None
+        return med[num] - med[den]
+
+    def fmt_ratio3(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    def iqr(v):
+        """(first quartile, third quartile) of a list of times, or None."""
+        if not v or len(v) < 2:
+            return None
+        q = statistics.quantiles(sorted(v), n=4)
+        return q[0], q[2]
+
+    # Inside against native.
+    table = []
+    for key, label, native, inside, shm, pipe, target in LIB_OPS:
+        b = counter(native, "bytes") or counter(inside, "bytes")
+        table.append(
+            f"| {label} | {fmt_size(int(b)) if b else 'n/a'} | "
+            f"{fmt_mbps(mbps(native))} | {fmt_mbps(mbps(inside))} | "
+            f"{fmt_ratio3(tput(inside, native))} | "
+            f"{fmt_ratio3(tput(inside, native, best))} | "
+            f"{fmt_ratio3(tput(inside, native, cpu_med))} | "
+            f"{fmt_us(med.get(native))} | {fmt_us(med.get(inside))} | "
+            f"{fmt_us(above(inside, native))} |")
+
+    # The process sandbox, for compress2.
+    proc = []
+    for key, label, native, inside, shm, pipe, target in LIB_OPS:
+        if shm is None and pipe is None:
+            continue
+        b = counter(native, "bytes") or counter(shm, "bytes")
+        proc.append(
+            f"| {fmt_size(int(b)) if b else 'n/a'} | "
+            f"{fmt_us(med.get(native))} | {fmt_us(med.get(inside))} | "
+            f"{fmt_us(med.get(shm))} | {fmt_us(med.get(pipe))} | "
+            f"{fmt_ratio3(tput(inside, native))} | "
+            f"{fmt_ratio3(tput(shm, native))} | "
+            f"{fmt_ratio3(tput(pipe, native))} | "
+            f"{fmt_us(above(inside, native))} | {fmt_us(above(shm, native))} "
+            f"| {fmt_us(above(pipe, native))} |")
+
+    # The verdict: the large inputs and the PNG.
+    ops = [o for o in LIB_OPS if o[6]]
+    ratios = [tput(o[3], o[2]) for o in ops]
+    ratios_min = [tput(o[3], o[2], best) for o in ops]
+    ratios_cpu = [tput(o[3], o[2], cpu_med) for o in ops]
+    names = ["compress2", "uncompress", "libpng's decode"]
+    what = (f"zlib compress2 and uncompress of {LIB_BIG >> 10} KiB and "
+            f"libpng's decode of a {PNG_SIDE}x{PNG_SIDE} RGBA image")
+    if any(x is None for x in ratios):
+        verdict = (f"Libraries: the target of at least "
+                   f"{TARGET_INSIDE_OVER_NATIVE_THROUGHPUT} of native "
+                   f"throughput cannot be judged: not every one of {what} "
+                   f"was measured.")
+    else:
+        parts = ", ".join(f"{r:.3f} ({n})" for n, r in zip(names, ratios))
+        head = (f"Libraries: inside a compartment, {what} run at "
+                f"{parts} of native throughput (medians of real time; "
+                f"fastest repetitions: "
+                f"{fmt_range(ratios_min, fmt_ratio3)}; medians of CPU time: "
+                f"{fmt_range(ratios_cpu, fmt_ratio3)}): the target of at "
+                f"least {TARGET_INSIDE_OVER_NATIVE_THROUGHPUT} ")
+        missed = [n for n, r in zip(names, ratios)
+                  if r < TARGET_INSIDE_OVER_NATIVE_THROUGHPUT]
+        if not missed:
+            verdict = head + "**holds** for all three."
+        else:
+            verdict = (head + "is **missed** for " + ", ".join(missed)
+                       + f" ({len(missed)} of {len(ratios)}).")
+            # Whether a miss stands out of the noise: the interquartile
+            # ranges of the two sides' repetitions.
+            for n, r, o in zip(names, ratios, ops):
+                if r >= TARGET_INSIDE_OVER_NATIVE_THROUGHPUT:
+                    continue
+                qn, qi = iqr(runs.get(o[2])), iqr(runs.get(o[3]))
+                if qn is None or qi is None:
+                    continue
+                overlap = qi[0] <= qn[1] and qn[0] <= qi[1]
+                verdict += (
+                    f" For {n}, the interquartile ranges of the "
+                    f"repetitions are {fmt_us(qn[0])} - {fmt_us(qn[1])} us "
+                    f"native and {fmt_us(qi[0])} - {fmt_us(qi[1])} us "
+                    f"inside: "
+                    + ("they overlap, so the miss is within this run's "
+                       "noise." if overlap else
+                       "they do not overlap."))
+    lines = [verdict]
+
+    # Small inputs and the process sandbox, in words.
+    small = {o[0]: o for o in LIB_OPS}
+    cs = small["compress_small"]
+    us_ = small["uncompress_small"]
+    cb = small["compress_big"]
+    text = []
+    if tput(cs[3], cs[2]) is not None:
+        text.append(
+            f"at {LIB_SMALL >> 10} KiB, where per-call costs weigh most, "
+            f"compress2 inside runs at {fmt_ratio3(tput(cs[3], cs[2]))} of "
+            f"native ({fmt_us(above(cs[3], cs[2]))} us per call above "
+            f"native's {fmt_us(med.get(cs[2]))} us) and uncompress at "
+            f"{fmt_ratio3(tput(us_[3], us_[2]))} "
+            f"({fmt_us(above(us_[3], us_[2]))} us above "
+            f"{fmt_us(med.get(us_[2]))} us)")
+    if tput(cs[4], cs[2]) is not None:
+        text.append(
+            f"a process sandbox (a worker process, input and output in "
+            f"shared memory, one pipe message each way) runs the same "
+            f"{LIB_SMALL >> 10} KiB compress2 at "
+            f"{fmt_ratio3(tput(cs[4], cs[2]))} of native "
+            f"({fmt_us(above(cs[4], cs[2]))} us per call above native), "
+            f"{fmt_ratio3(tput(cs[5], cs[2]))} with the data on the pipes "
+            f"({fmt_us(above(cs[5], cs[2]))} us above), and the "
+            f"{LIB_BIG >> 10} KiB one at {fmt_ratio3(tput(cb[4], cb[2]))} "
+            f"and {fmt_ratio3(tput(cb[5], cb[2]))}")
+    if text:
+        lines.append(text[0][0].upper() + text[0][1:]
+                     + ("; " + "; ".join(text[1:]) if text[1:] else "")
+                     + ".")
+    if errors:
+        lines.append("Library benchmarks that failed: " + ", ".join(
+            f"{k} ({v})" for k, v in sorted(errors.items())) + ".")
+
+    # Per benchmark.
+    desc = {
+        "BM_ZlibCompressNative": "compress2, host's libz",
+        "BM_ZlibCompressInside": "compress2, one `Call` into the "
+                                 "compartment's libz",
+        "BM_ZlibCompressProcess": "compress2 in the worker process; data in "
+                                  "shared memory, a pipe message each way",
+        "BM_ZlibCompressProcessPipe": "compress2 in the worker process; input "
+                                      "and output through the pipes",
+        "BM_ZlibUncompressNative": "uncompress, host's libz",
+        "BM_ZlibUncompressInside": "uncompress, one `Call` into the "
+                                   "compartment's libz",
+        "BM_PngDecodeNative": "begin_read_from_memory + finish_read + "
+                              "image_free, host's libpng",
+        "BM_PngDecodeInside": "the same three as `Call`s into the "
+                              "compartment's libpng (and its libz)",
+    }
+    order = []
+    for o in LIB_OPS:
+        order += [n for n in o[2:6] if n is not None]
+    order += sorted(n for n in set(runs) | set(errors) if n not in order)
+    rows = []
+    for name in order:
+        what = desc.get(name.split("/")[0], "")
+        if name not in runs:
+            if name in errors:
+                rows.append(f"| {name} | n/a | n/a | n/a | n/a | 0 | "
+                            f"{errors[name]} |")
+            continue
+        v = sorted(runs[name])
+        q = statistics.quantiles(v, n=4) if len(v) >= 2 else [v[0]] * 3
+        rows.append(f"| {name} | {fmt_us(med[name])} | {fmt_us(v[0])} | "
+                    f"{fmt_us(q[0])} - {fmt_us(q[2])} | "
+                    f"{fmt_us(cpu_med.get(name))} | {len(v)} | {what} |")
+
+    packed = counter(f"BM_ZlibCompressNative/{LIB_BIG}", "packed_bytes")
+    png_bytes = counter(f"BM_PngDecodeNative/{PNG_SIDE}", "png_bytes")
+    notes = []
+    if packed:
+        notes.append(f"the {LIB_BIG >> 10} KiB of text compress to "
+                     f"{packed / 1024:.1f} KiB, {LIB_BIG / packed:.2f}:1")
+    if png_bytes:
+        notes.append(f"the PNG file is {png_bytes / 1024:.1f} KiB for "
+                     f"{PNG_SIDE * PNG_SIDE * 4 >> 10} KiB of pixels")
+
+    section = [
+        "## Libraries: zlib and libpng inside vs native, and a process "
+        "sandbox",
+        "",
+        *lines,
+        "",
+        "Throughput in MB/s (10^6 bytes of uncompressed data, or of decoded "
+        "pixels, per second) from the median real time per call; the "
+        "ratios are inside's throughput over native's (native time / inside "
+        "time), of medians, of each side's fastest repetition, and of "
+        "medians of CPU time"
+        + (" (" + "; ".join(notes) + ")" if notes else "") + ".",
+        "",
+        "| operation | bytes per call | native MB/s | inside MB/s | "
+        "inside / native | of minimums | of CPU time | native us | "
+        "inside us | inside - native, us |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *table,
+        "",
+        "zlib compress2 against a process sandbox (us per call, medians of "
+        "real time; ratios are throughput over native's):",
+        "",
+        "| input | native | inside | process, shared memory | "
+        "process, pipe | inside / native | process shm / native | "
+        "process pipe / native | inside - native | process shm - native | "
+        "process pipe - native |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *proc,
+        "",
+        "### Libraries per benchmark (real time per call, us)",
+        "",
+        "| benchmark | median | min | interquartile | CPU time, median | "
+        "reps | what |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    return [verdict], section
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", required=True)
     ap.add_argument("--heap-json", default=None)
+    ap.add_argument("--lib-json", default=None)
     ap.add_argument("--out", required=True)
     ap.add_argument("--command", action="append", default=None,
                     help="the command that produced the JSON; repeatable")
@@ -449,10 +769,14 @@ def main():
     context, runs, errors, counters = load_runs(args.json)
     heap_context, heap_runs, heap_errors, heap_counters = load_runs(
         args.heap_json)
+    lib_context, lib_runs, lib_errors, lib_counters = load_runs(
+        args.lib_json)
     if not context:
-        context = heap_context
+        context = heap_context or lib_context
     heap_verdict, heap_lines = heap_section(heap_runs, heap_errors,
                                             heap_counters)
+    lib_verdict, lib_lines = lib_section(lib_runs, lib_errors, lib_counters,
+                                         load_cpu_times(args.lib_json))
     med = {k: statistics.median(v) for k, v in runs.items()}
     best = {k: min(v) for k, v in runs.items()}
     q_med = quantities(med)
@@ -749,6 +1073,7 @@ def main():
                 + (f", {fmt_ratio(div(fault_null, fork))} fork + exit + wait."
                    if fork is not None else "."))
     verdict += heap_verdict
+    verdict += lib_verdict
     if errors:
         verdict.append("Benchmarks that failed: " + ", ".join(
             f"{k} ({v})" for k, v in sorted(errors.items())) + ".")
@@ -756,13 +1081,22 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc)
     lib_build = context.get("library_build_type", "unknown")
     flags = compile_flags(args.build)
-    heap_flags = compile_flags(args.build, "heap_bench")
-    if heap_lines and heap_flags is not None and heap_flags != flags:
-        flags_line = (f"- compile flags: gate_bench `{flags or 'unknown'}`, "
-                      f"heap_bench `{heap_flags}`; ")
+    programs = ["gate_bench"]
+    other_flags = {}
+    for name, present in (("heap_bench", heap_lines),
+                          ("library_bench", lib_lines)):
+        if present:
+            programs.append(name)
+            other_flags[name] = compile_flags(args.build, name)
+    if any(f is not None and f != flags for f in other_flags.values()):
+        flags_line = ("- compile flags: " + ", ".join(
+            [f"gate_bench `{flags or 'unknown'}`"]
+            + [f"{n} `{f or 'unknown'}`" for n, f in other_flags.items()])
+            + "; ")
     else:
-        flags_line = (f"- {'gate_bench and heap_bench' if heap_lines else 'gate_bench'}"
-                      f" compile flags: `{flags or 'unknown'}`; ")
+        named = (programs[0] if len(programs) == 1 else
+                 ", ".join(programs[:-1]) + " and " + programs[-1])
+        flags_line = f"- {named} compile flags: `{flags or 'unknown'}`; "
     commands = args.command or ["bench/run.sh"]
     hv = hypervisor()
     num_cpus = context.get("num_cpus", os.cpu_count())
@@ -774,7 +1108,11 @@ def main():
         "# Benchmark results",
         "",
         "Written by `bench/report.py` from one run of `gate_bench`"
-        + (" and one of `heap_bench`" if heap_lines else "")
+        + (" and one of `heap_bench`" if heap_lines and not lib_lines else "")
+        + (", one of `heap_bench` and one of `library_bench`"
+           if heap_lines and lib_lines else "")
+        + (" and one of `library_bench`" if lib_lines and not heap_lines
+           else "")
         + "; do not edit by hand, run `bench/run.sh` again.",
         "",
         *[f"- command: `{c}`" for c in commands],
@@ -816,6 +1154,7 @@ def main():
         *rows,
         "",
         *heap_lines,
+        *lib_lines,
         "## Method",
         "",
         "- All benchmarks run in one process, with repetitions randomly "
@@ -948,6 +1287,51 @@ def main():
             "adds. The baselines call through function pointers (one "
             "indirect call each), the inside and host loops call "
             "`malloc`/`free` directly.",
+        ]),
+        *([] if not lib_lines else [
+            f"- Libraries: inside is Debian's libz.so.1 (and libpng16.so.16 "
+            f"with its own libz) loaded into a compartment of its own with "
+            f"`Compartment::Load`, its functions found with `Lookup` and "
+            f"called with `Call` on buffers from `Compartment::Allocate`; "
+            f"native is the host's copy of the same files (the program links "
+            f"them) called directly on page-aligned host buffers, whose "
+            f"`malloc` is mpkbox's routing to the host arena. Inputs are "
+            f"prepared before timing. zlib: one iteration is one "
+            f"`compress2(level 6)` of {LIB_SMALL >> 10} KiB or "
+            f"{LIB_BIG >> 10} KiB of generated text (words of a skewed "
+            f"distribution, sentences, lines), or one `uncompress` of it; "
+            f"each call runs zlib's own `malloc`s (deflate's state is about "
+            f"270 KiB in five allocations, inflate's about 40 KiB in two), "
+            f"which inside go to the compartment's heap. libpng: one "
+            f"iteration is "
+            f"`png_image_begin_read_from_memory`, `png_image_finish_read` "
+            f"(RGBA) and `png_image_free` of a {PNG_SIDE}x{PNG_SIDE} RGBA "
+            f"PNG the host's libpng wrote at start-up from a synthetic image "
+            f"(gradients, discs, a soft alpha band, +-1 of noise); inside "
+            f"that is three `Call`s, with the `png_image`, the file and the "
+            f"pixels in the compartment. Before and after timing an untimed "
+            f"call checks the output against native's (the compressed bytes "
+            f"are identical; the decoded pixels equal the original).",
+            "- Process sandbox: one worker process is forked at start-up, "
+            "before the runtime is set up, and runs the host's libz. "
+            "`BM_ZlibCompressProcess`: the input lies in a shared mapping "
+            "(put there before timing, as the inside input lies in the "
+            "compartment's heap); one iteration writes an 8-byte request to "
+            "a pipe, the worker runs `compress2` from the shared mapping "
+            "into it and writes an 8-byte reply to a second pipe, which the "
+            "caller reads: two wake-ups per call, the least a process "
+            "sandbox pays. `BM_ZlibCompressProcessPipe` sends the input on "
+            "the request pipe and gets the output back on the reply pipe "
+            "(64 KiB pipe buffers). The worker inherits the CPU pinning, so "
+            "caller and worker share one CPU, as the in-process benchmarks "
+            "do; it runs no seccomp filter or other confinement, which would "
+            "only add to it.",
+            "- All library benchmarks are timed in real time "
+            "(`UseRealTime`): the worker's work is not the caller's CPU "
+            "time. The ratios of CPU-time medians (inside and native only; "
+            "all their work runs on the calling thread) leave out time the "
+            "VM's vCPU was descheduled, which the real times on this shared "
+            "machine include.",
         ]),
     ]
     text = "\n".join(lines) + "\n"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Runs the gate, fault and Reset benchmarks (gate_bench) and the heap
-# benchmarks (heap_bench), one program after the other, and writes
-# bench/RESULTS.md.
+# Runs the gate, fault and Reset benchmarks (gate_bench), the heap
+# benchmarks (heap_bench) and the library benchmarks (library_bench: zlib and
+# libpng inside a compartment, natively and in a worker process), one program
+# after the other, and writes bench/RESULTS.md.
 #
 #   bench/run.sh [BUILD_DIR]      # default ./build; builds nothing
 #
 # Environment: REPS (default 15), MIN_TIME in seconds (default 0.2; Google
 # Benchmark 1.7.1 takes a plain number, no "s" suffix), CPU to pin to
 # (default 1; empty to not pin), FILTER (a --benchmark_filter regex, given
-# to both programs). Repetitions are randomly interleaved within each program
+# to every program). Repetitions are randomly interleaved within each program
 # so that drift on a noisy machine hits every benchmark alike (every ratio
 # report.py draws compares benchmarks of one program); report.py uses medians.
 set -euo pipefail
@@ -20,7 +21,7 @@ min_time="${MIN_TIME:-0.2}"
 cpu="${CPU-1}"
 filter="${FILTER:-.}"
 
-for name in gate_bench heap_bench; do
+for name in gate_bench heap_bench library_bench; do
   if [[ ! -x "${build}/bench/${name}" ]]; then
     echo "run.sh: ${build}/bench/${name} not found; build first, e.g." >&2
     echo "  cmake -S . -B ${build} && cmake --build ${build} -j2" >&2
@@ -56,10 +57,12 @@ run() {
 build_arg="${1:-}"
 run gate_bench
 run heap_bench
+run library_bench
 
 python3 "${here}/report.py" \
   --json "${build}/bench/gate_bench.json" \
   --heap-json "${build}/bench/heap_bench.json" \
+  --lib-json "${build}/bench/library_bench.json" \
   --out "${here}/RESULTS.md" \
   "${commands[@]}" \
   --build "${build}"

@@ -155,8 +155,12 @@ absl::Status Compartment::EndCall(internal::ThreadBlock* tb, bool timed) {
   if (tb->fault == 0) return absl::OkStatus();
   tb->fault = 0;
   auto report = std::make_unique<FaultReport>();
+  internal::LoadedCodeNamer loaded;
+  if (loader_ != nullptr) {
+    loaded = [this](uintptr_t ip) { return loader_->NameOf(ip); };
+  }
   absl::Status status = internal::BuildFaultReport(
-      tb->fault_info, name(), options_.call_timeout, report.get());
+      tb->fault_info, name(), options_.call_timeout, report.get(), loaded);
   last_fault_ = std::move(report);
   generation_.store(0, std::memory_order_relaxed);  // refuse until Reset
   return status;

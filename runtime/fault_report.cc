@@ -108,10 +108,17 @@ std::string KeyDescription(int key) {
                        : absl::StrCat("key ", key, ": compartment '", owner, "'");
 }
 
-std::string Symbolized(uintptr_t ip, bool return_address) {
+std::string Symbolized(uintptr_t ip, bool return_address,
+                       const LoadedCodeNamer& loaded) {
   char name[256];
   // A return address points after the call: look up the call itself.
-  const void* lookup = reinterpret_cast<const void*>(return_address ? ip - 1 : ip);
+  const uintptr_t at = return_address ? ip - 1 : ip;
+  if (loaded != nullptr) {
+    if (std::string n = loaded(at); !n.empty()) {
+      return absl::StrFormat("0x%x %s", ip, n);
+    }
+  }
+  const void* lookup = reinterpret_cast<const void*>(at);
   if (absl::Symbolize(lookup, name, sizeof(name))) {
     return absl::StrFormat("0x%x %s", ip, name);
   }
@@ -141,7 +148,8 @@ int PkeyOfAddress(uintptr_t addr) {
 
 absl::Status BuildFaultReport(const FaultInfo& info,
                               const std::string& compartment,
-                              absl::Duration timeout, FaultReport* report) {
+                              absl::Duration timeout, FaultReport* report,
+                              const LoadedCodeNamer& loaded) {
   report->signal = info.signal;
   report->code = info.code;
   report->address = info.address;
@@ -154,10 +162,10 @@ absl::Status BuildFaultReport(const FaultInfo& info,
   report->pkey = data_fault ? PkeyOfAddress(info.address) : -1;
   report->key_owner = data_fault ? KeyDescription(report->pkey) : "";
   for (int i = 0; i < info.frames; ++i) {
-    report->backtrace.push_back(Symbolized(info.ips[i], i > 0));
+    report->backtrace.push_back(Symbolized(info.ips[i], i > 0, loaded));
   }
   const std::string where =
-      info.frames > 0 ? Symbolized(info.ips[0], false)
+      info.frames > 0 ? Symbolized(info.ips[0], false, loaded)
                       : absl::StrFormat("0x%x", info.ip);
   const std::string prefix = absl::StrCat("compartment '", compartment, "': ");
   std::string& what = report->what;

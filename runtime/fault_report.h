@@ -4,6 +4,7 @@
 #ifndef MPKBOX_RUNTIME_FAULT_REPORT_H_
 #define MPKBOX_RUNTIME_FAULT_REPORT_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -13,9 +14,14 @@
 
 namespace mpkbox::internal {
 
+// Names an address of code the compartment loaded (absl::Symbolize knows
+// only mapped files); empty if it is not such code.
+using LoadedCodeNamer = std::function<std::string(uintptr_t)>;
+
 absl::Status BuildFaultReport(const FaultInfo& info,
                               const std::string& compartment,
-                              absl::Duration timeout, FaultReport* report);
+                              absl::Duration timeout, FaultReport* report,
+                              const LoadedCodeNamer& loaded = nullptr);
 
 // The protection key of the page holding `addr`, -1 if it is not mapped.
 int PkeyOfAddress(uintptr_t addr);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include <cstdint>
 #include <fstream>
 #include <iterator>
 
@@ -14,6 +15,11 @@ namespace {
 
 bool IsRex(uint8_t b) { return (b & 0xf0) == 0x40; }
 bool IsRexW(uint8_t b) { return (b & 0xf8) == 0x48; }
+bool IsLegacyPrefix(uint8_t b) {
+  return b == 0x26 || b == 0x2e || b == 0x36 || b == 0x3e || b == 0x64 ||
+         b == 0x65 || b == 0x66 || b == 0x67 || b == 0xf0 || b == 0xf2 ||
+         b == 0xf3;
+}
 
 }  // namespace
 
@@ -34,12 +40,17 @@ std::vector<PrivilegedInstruction> FindPrivilegedInstructions(
     } else if (op == 0xc7 && mod != 3 && reg == 3) {
       found.push_back({start, rex_w ? "XRSTORS64" : "XRSTORS", i + 3 - start});
     } else if (op == 0xae && mod == 3 && (reg == 2 || reg == 3)) {
-      // F3 [REX] 0F AE /2 or /3: without F3 these bytes are other opcodes.
+      // F3 0F AE /2 or /3, with any other prefixes around the F3 (up to the
+      // 15-byte instruction limit): without F3 these are other opcodes.
       size_t p = i;
       if (p > 0 && IsRex(code[p - 1])) --p;
-      if (p > 0 && code[p - 1] == 0xf3) {
-        found.push_back(
-            {p - 1, reg == 2 ? "WRFSBASE" : "WRGSBASE", i + 3 - (p - 1)});
+      size_t f3 = SIZE_MAX;
+      while (p > 0 && i - p < 14 && IsLegacyPrefix(code[p - 1])) {
+        --p;
+        if (code[p] == 0xf3) f3 = p;
+      }
+      if (f3 != SIZE_MAX) {
+        found.push_back({f3, reg == 2 ? "WRFSBASE" : "WRGSBASE", i + 3 - f3});
       }
     }
   }

@@ -14,7 +14,6 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "allocator/address_zone.h"
 #include "allocator/compartment_heap.h"
 #include "mpkbox/internal/gate_layout.h"
 #include "runtime/loader/code_scan.h"
@@ -25,27 +24,23 @@ namespace mpkbox::internal {
 
 constexpr uintptr_t kPage = MPKBOX_PAGE_SIZE;
 
-// One loaded object. Pointers into its dynamic tables point into its
-// mapping; every index and offset taken from the file is checked first.
+// One loaded object. Its dynamic tables are host-owned copies, taken
+// before relocation and bounds-checked: the file is untrusted, and the image
+// is the compartment's to rewrite once it runs.
 struct ElfObject {
   std::string path;
   std::string soname;
   uintptr_t base = 0;  // load bias
   size_t span = 0;     // bytes from base
   std::vector<Elf64_Phdr> phdrs;
-  const Elf64_Sym* symtab = nullptr;
-  size_t nsyms = 0;
-  const char* strtab = nullptr;
-  size_t strsz = 0;
-  const uint32_t* gnu_hash = nullptr;
-  const uint32_t* sysv_hash = nullptr;
-  const uint16_t* versym = nullptr;
-  uintptr_t verdef = 0, verneed = 0;
+  std::vector<Elf64_Sym> syms;
+  std::string strings;
+  bool gnu_hash = false;
+  std::vector<uint32_t> hash;       // DT_GNU_HASH or DT_HASH
+  std::vector<uint16_t> versym;     // empty: no versions
+  std::vector<uint8_t> verdef, verneed;
   size_t verdefnum = 0, verneednum = 0;
-  const Elf64_Rela* rela = nullptr;
-  size_t nrela = 0;
-  const Elf64_Rela* jmprel = nullptr;
-  size_t njmprel = 0;
+  std::vector<Elf64_Rela> relocations;  // DT_RELA, then DT_JMPREL
   uintptr_t init = 0, fini = 0;
   uintptr_t init_array = 0, fini_array = 0;
   size_t ninit = 0, nfini = 0;
@@ -56,8 +51,21 @@ struct ElfObject {
   bool InSpan(uintptr_t vaddr, size_t bytes) const {
     return vaddr <= span && bytes <= span - vaddr;
   }
+  // Bytes from vaddr to the end of the loaded segment holding it (0 if
+  // none): gaps between segments are PROT_NONE.
+  size_t SegmentRoom(uint64_t vaddr, bool writable_only = false) const {
+    for (const Elf64_Phdr& ph : phdrs) {
+      if (ph.p_type != PT_LOAD || (writable_only && !(ph.p_flags & PF_W))) {
+        continue;
+      }
+      if (vaddr >= ph.p_vaddr && vaddr - ph.p_vaddr < ph.p_memsz) {
+        return ph.p_memsz - (vaddr - ph.p_vaddr);
+      }
+    }
+    return 0;
+  }
   const char* String(size_t offset) const {
-    return offset < strsz ? strtab + offset : "";
+    return offset < strings.size() ? strings.c_str() + offset : "";
   }
 };
 
@@ -131,59 +139,65 @@ std::string FindLibrary(const std::string& name, const std::string& from) {
   return "";
 }
 
-// Version name of verneed/verdef index `index`, or "".
+template <typename T>
+bool ReadAt(const std::vector<uint8_t>& bytes, size_t offset, T* out) {
+  if (offset > bytes.size() || sizeof(T) > bytes.size() - offset) return false;
+  memcpy(out, bytes.data() + offset, sizeof(T));
+  return true;
+}
+
+// Version name of verneed index `index`, or "".
 const char* NeededVersion(const ElfObject& obj, uint16_t index) {
-  uintptr_t at = obj.verneed;
-  for (size_t i = 0; at != 0 && i < obj.verneednum; ++i) {
-    if (!obj.InSpan(at - obj.base, sizeof(Elf64_Verneed))) return "";
-    const auto* vn = reinterpret_cast<const Elf64_Verneed*>(at);
-    uintptr_t aux_at = at + vn->vn_aux;
-    for (size_t j = 0; j < vn->vn_cnt; ++j) {
-      if (!obj.InSpan(aux_at - obj.base, sizeof(Elf64_Vernaux))) return "";
-      const auto* aux = reinterpret_cast<const Elf64_Vernaux*>(aux_at);
-      if (aux->vna_other == index) return obj.String(aux->vna_name);
-      if (aux->vna_next == 0) break;
-      aux_at += aux->vna_next;
+  size_t at = 0;
+  for (size_t i = 0; i < obj.verneednum; ++i) {
+    Elf64_Verneed vn;
+    if (!ReadAt(obj.verneed, at, &vn)) return "";
+    size_t aux_at = at + vn.vn_aux;
+    for (size_t j = 0; j < vn.vn_cnt; ++j) {
+      Elf64_Vernaux aux;
+      if (!ReadAt(obj.verneed, aux_at, &aux)) return "";
+      if (aux.vna_other == index) return obj.String(aux.vna_name);
+      if (aux.vna_next == 0) break;
+      aux_at += aux.vna_next;
     }
-    if (vn->vn_next == 0) break;
-    at += vn->vn_next;
+    if (vn.vn_next == 0) break;
+    at += vn.vn_next;
   }
   return "";
 }
 
 const char* DefinedVersion(const ElfObject& obj, uint16_t index) {
-  uintptr_t at = obj.verdef;
-  for (size_t i = 0; at != 0 && i < obj.verdefnum; ++i) {
-    if (!obj.InSpan(at - obj.base, sizeof(Elf64_Verdef))) return "";
-    const auto* vd = reinterpret_cast<const Elf64_Verdef*>(at);
-    if (vd->vd_ndx == index &&
-        obj.InSpan(at + vd->vd_aux - obj.base, sizeof(Elf64_Verdaux))) {
-      const auto* aux =
-          reinterpret_cast<const Elf64_Verdaux*>(at + vd->vd_aux);
-      return obj.String(aux->vda_name);
+  size_t at = 0;
+  for (size_t i = 0; i < obj.verdefnum; ++i) {
+    Elf64_Verdef vd;
+    if (!ReadAt(obj.verdef, at, &vd)) return "";
+    Elf64_Verdaux aux;
+    if (vd.vd_ndx == index && ReadAt(obj.verdef, at + vd.vd_aux, &aux)) {
+      return obj.String(aux.vda_name);
     }
-    if (vd->vd_next == 0) break;
-    at += vd->vd_next;
+    if (vd.vd_next == 0) break;
+    at += vd.vd_next;
   }
   return "";
 }
 
 // The best definition of name@version in obj: the exact version, else the
-// default one. Returns the symbol index, or 0.
+// default one. Returns the symbol index, or 0. Every index is checked
+// against the copies' sizes.
 uint32_t FindDefinition(const ElfObject& obj, const char* name,
                         const char* version) {
   uint32_t best = 0;
   int best_rank = 0;
   auto consider = [&](uint32_t i) {
-    if (i >= obj.nsyms) return;
-    const Elf64_Sym& s = obj.symtab[i];
+    if (i >= obj.syms.size()) return;
+    const Elf64_Sym& s = obj.syms[i];
     if (s.st_shndx == SHN_UNDEF || strcmp(obj.String(s.st_name), name) != 0) {
       return;
     }
     const int bind = ELF64_ST_BIND(s.st_info);
     if (bind != STB_GLOBAL && bind != STB_WEAK) return;
     int rank = 1;
-    if (obj.versym != nullptr) {
+    if (i < obj.versym.size()) {
       const uint16_t v = obj.versym[i];
       if (version[0] != 0 &&
           strcmp(DefinedVersion(obj, v & 0x7fff), version) == 0) {
@@ -197,43 +211,30 @@ uint32_t FindDefinition(const ElfObject& obj, const char* name,
       best_rank = rank;
     }
   };
-  if (obj.gnu_hash != nullptr) {
-    const uint32_t* gh = obj.gnu_hash;
-    const uint32_t nbuckets = gh[0], symoffset = gh[1], bloom_size = gh[2];
-    if (nbuckets == 0) return 0;
-    const uint32_t* buckets = gh + 4 + 2 * bloom_size;
-    const uint32_t* chain = buckets + nbuckets;
-    const uint32_t h = GnuHash(name);
-    for (uint32_t i = buckets[h % nbuckets]; i >= symoffset && i < obj.nsyms;
+  const std::vector<uint32_t>& h = obj.hash;
+  if (obj.gnu_hash) {
+    const uint64_t nbuckets = h[0], symoffset = h[1], bloom_size = h[2];
+    const uint64_t buckets = 4 + 2 * bloom_size, chain = buckets + nbuckets;
+    if (nbuckets == 0 || chain > h.size()) return 0;
+    const uint32_t hv = GnuHash(name);
+    for (uint64_t i = h[buckets + hv % nbuckets];
+         i >= symoffset && i < obj.syms.size() &&
+         chain + (i - symoffset) < h.size();
          ++i) {
-      const uint32_t c = chain[i - symoffset];
-      if ((c | 1) == (h | 1)) consider(i);
+      const uint32_t c = h[chain + (i - symoffset)];
+      if ((c | 1) == (hv | 1)) consider(static_cast<uint32_t>(i));
       if (c & 1) break;
     }
-  } else if (obj.sysv_hash != nullptr) {
-    const uint32_t nbucket = obj.sysv_hash[0];
-    if (nbucket == 0) return 0;
-    const uint32_t* bucket = obj.sysv_hash + 2;
-    const uint32_t* chain = bucket + nbucket;
+  } else if (h.size() >= 2) {
+    const uint64_t nbucket = h[0], nchain = h[1];
+    if (nbucket == 0 || 2 + nbucket + nchain > h.size()) return 0;
     size_t guard = 0;
-    for (uint32_t i = bucket[SysvHash(name) % nbucket];
-         i != 0 && i < obj.nsyms && guard++ < obj.nsyms; i = chain[i]) {
-      consider(i);
+    for (uint64_t i = h[2 + SysvHash(name) % nbucket];
+         i != 0 && i < nchain && guard++ < nchain; i = h[2 + nbucket + i]) {
+      consider(static_cast<uint32_t>(i));
     }
   }
   return best;
-}
-
-// Symbols in a GNU hash table: past the last chain's end.
-size_t GnuSymbolCount(const uint32_t* gh) {
-  const uint32_t nbuckets = gh[0], symoffset = gh[1], bloom_size = gh[2];
-  const uint32_t* buckets = gh + 4 + 2 * bloom_size;
-  const uint32_t* chain = buckets + nbuckets;
-  uint32_t last = 0;
-  for (uint32_t b = 0; b < nbuckets; ++b) last = std::max(last, buckets[b]);
-  if (last < symoffset) return symoffset;
-  while (!(chain[last - symoffset] & 1)) ++last;
-  return last + 1;
 }
 
 }  // namespace
@@ -253,14 +254,14 @@ void ElfLoader::Expose(absl::string_view symbol, uintptr_t address) {
 absl::Status ElfLoader::Load(absl::string_view path) {
   const size_t objects_before = objects_.size();
   const size_t bases_before = bases_.size();
+  const uintptr_t mark = target_.heap->ImageMark();
   absl::StatusOr<ElfObject*> obj = LoadObject(std::string(path), 0);
   if (!obj.ok()) {
-    // Nothing half-loaded stays mapped or visible to Lookup.
-    for (size_t i = objects_before; i < objects_.size(); ++i) {
-      ReleaseZoneRange(objects_[i]->base, objects_[i]->span);
-    }
+    // Nothing half-loaded stays mapped or visible to Lookup, and the space
+    // goes back (a Reset reloads what succeeded at the same addresses).
     objects_.resize(objects_before);
     if (!reloading_) bases_.resize(bases_before);
+    target_.heap->RewindImages(mark);
     return obj.status();
   }
   if (!reloading_) loaded_paths_.emplace_back(path);
@@ -296,10 +297,7 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
   ElfObject& obj = *owned;
   obj.path = real;
   obj.soname = real.substr(real.rfind('/') + 1);
-  if (absl::Status s = Map(obj, *file); !s.ok()) {
-    if (obj.span != 0) ReleaseZoneRange(obj.base, obj.span);
-    return s;
-  }
+  if (absl::Status s = Map(obj, *file); !s.ok()) return s;
   objects_.push_back(std::move(owned));
 
   for (const std::string& name : obj.needed) {
@@ -373,14 +371,16 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
     span = std::max<uintptr_t>(span, PageUp(ph.p_vaddr + ph.p_memsz));
     if (ph.p_align > align && ph.p_align <= (2 << 20)) align = ph.p_align;
     if (ph.p_flags & PF_X) {
-      // Bytes the CPU could execute, aligned or not: no privileged
-      // instruction may hide in them (DESIGN.md 6, item 3).
+      // Every byte copied into executable pages, aligned or not: no
+      // privileged instruction may hide in them (DESIGN.md 6, item 3).
+      const uint64_t from = PageDown(ph.p_offset);
       for (const PrivilegedInstruction& p : FindPrivilegedInstructions(
-               absl::MakeConstSpan(file.data() + ph.p_offset, ph.p_filesz))) {
+               absl::MakeConstSpan(file.data() + from,
+                                   ph.p_offset + ph.p_filesz - from))) {
         return absl::PermissionDeniedError(absl::StrFormat(
             "%s: %s at file offset 0x%x (executable segment %u): loaded code "
             "must not be able to change protection keys or the thread pointer",
-            Where(obj), p.name, ph.p_offset + p.offset, i));
+            Where(obj), p.name, from + p.offset, i));
       }
     }
   }
@@ -404,40 +404,19 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
   obj.base = *base;
   obj.span = span;
 
-  int fd = open(obj.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrFormat("%s: %s", Where(obj),
-                                               strerror(errno)));
-  }
-  absl::Cleanup closer = [fd] { close(fd); };
+  // Copies of the bytes just scanned, not a mapping of the file: a file
+  // rewritten after the scan must not change the code (MAP_PRIVATE pages
+  // stay shared with the page cache until written).
   for (const Elf64_Phdr& ph : obj.phdrs) {
     if (ph.p_type != PT_LOAD) continue;
     const uintptr_t start = obj.base + PageDown(ph.p_vaddr);
-    const uintptr_t file_end = obj.base + ph.p_vaddr + ph.p_filesz;
     const uintptr_t mem_end = PageUp(obj.base + ph.p_vaddr + ph.p_memsz);
-    // Writable until relocated; the final rights and key come in Protect.
-    if (ph.p_filesz > 0 &&
-        mmap(reinterpret_cast<void*>(start), PageUp(file_end) - start,
-             PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
-             PageDown(ph.p_offset)) == MAP_FAILED) {
+    if (mem_end == start) continue;
+    if (mmap(reinterpret_cast<void*>(start), mem_end - start,
+             PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+             -1, 0) == MAP_FAILED) {
       return absl::InternalError(absl::StrFormat(
-          "%s: mmap of a segment failed: %s", Where(obj), strerror(errno)));
-    }
-    if (ph.p_memsz > ph.p_filesz) {  // .bss
-      const uintptr_t zero_from = ph.p_filesz > 0 ? file_end : start;
-      if (PageUp(zero_from) > zero_from && ph.p_filesz > 0) {
-        memset(reinterpret_cast<void*>(zero_from), 0,
-               PageUp(zero_from) - zero_from);
-      }
-      const uintptr_t anon = PageUp(zero_from);
-      if (mem_end > anon &&
-          mmap(reinterpret_cast<void*>(anon), mem_end - anon,
-               PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-               0) == MAP_FAILED) {
-        return absl::InternalError(absl::StrFormat(
-            "%s: cannot map .bss: %s", Where(obj), strerror(errno)));
-      }
+          "%s: cannot map a segment: %s", Where(obj), strerror(errno)));
     }
     // On the compartment's key at once: fresh mappings are on key 0, which
     // other compartments may read (or, with kReadWrite, write).
@@ -448,35 +427,41 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
       return absl::Status(s.code(),
                           absl::StrCat(Where(obj), ": ", s.message()));
     }
+    const uint64_t from = PageDown(ph.p_offset);
+    memcpy(reinterpret_cast<void*>(start), file.data() + from,
+           ph.p_offset + ph.p_filesz - from);
   }
 
-  // The dynamic section, read from the mapping.
-  if (!obj.InSpan(dynamic->p_vaddr, dynamic->p_memsz)) {
+  // The dynamic section and the tables it points to, copied into host
+  // memory. A pointer must lie in a loaded segment (gaps are PROT_NONE).
+  if (obj.SegmentRoom(dynamic->p_vaddr) < dynamic->p_memsz) {
     return absl::InvalidArgumentError(
-        absl::StrCat(Where(obj), ": PT_DYNAMIC lies outside the image"));
+        absl::StrCat(Where(obj), ": PT_DYNAMIC lies outside the segments"));
   }
-  const auto* dyn = reinterpret_cast<const Elf64_Dyn*>(obj.base +
-                                                       dynamic->p_vaddr);
-  const size_t ndyn = dynamic->p_memsz / sizeof(Elf64_Dyn);
-  uintptr_t rela = 0, relasz = 0, jmprel = 0, pltrelsz = 0, init_arraysz = 0,
-            fini_arraysz = 0, soname = 0, syment = sizeof(Elf64_Sym);
+  std::vector<Elf64_Dyn> dyn(dynamic->p_memsz / sizeof(Elf64_Dyn));
+  memcpy(dyn.data(), reinterpret_cast<const void*>(obj.base + dynamic->p_vaddr),
+         dyn.size() * sizeof(Elf64_Dyn));
+  uint64_t symtab = 0, strtab = 0, strsz = 0, gnu_hash = 0, sysv_hash = 0,
+           versym = 0, verdef = 0, verneed = 0, rela = 0, relasz = 0,
+           jmprel = 0, pltrelsz = 0, init_arraysz = 0, fini_arraysz = 0,
+           soname = 0, syment = sizeof(Elf64_Sym);
   std::vector<uint64_t> needed;
-  auto addr = [&obj](uint64_t vaddr) { return obj.base + vaddr; };
-  for (size_t i = 0; i < ndyn && dyn[i].d_tag != DT_NULL; ++i) {
-    const uint64_t v = dyn[i].d_un.d_val;
-    switch (dyn[i].d_tag) {
+  for (const Elf64_Dyn& d : dyn) {
+    if (d.d_tag == DT_NULL) break;
+    const uint64_t v = d.d_un.d_val;
+    switch (d.d_tag) {
       case DT_NEEDED: needed.push_back(v); break;
       case DT_SONAME: soname = v; break;
-      case DT_SYMTAB: obj.symtab = reinterpret_cast<const Elf64_Sym*>(addr(v)); break;
+      case DT_SYMTAB: symtab = v; break;
       case DT_SYMENT: syment = v; break;
-      case DT_STRTAB: obj.strtab = reinterpret_cast<const char*>(addr(v)); break;
-      case DT_STRSZ: obj.strsz = v; break;
-      case DT_GNU_HASH: obj.gnu_hash = reinterpret_cast<const uint32_t*>(addr(v)); break;
-      case DT_HASH: obj.sysv_hash = reinterpret_cast<const uint32_t*>(addr(v)); break;
-      case DT_VERSYM: obj.versym = reinterpret_cast<const uint16_t*>(addr(v)); break;
-      case DT_VERDEF: obj.verdef = addr(v); break;
+      case DT_STRTAB: strtab = v; break;
+      case DT_STRSZ: strsz = v; break;
+      case DT_GNU_HASH: gnu_hash = v; break;
+      case DT_HASH: sysv_hash = v; break;
+      case DT_VERSYM: versym = v; break;
+      case DT_VERDEF: verdef = v; break;
       case DT_VERDEFNUM: obj.verdefnum = v; break;
-      case DT_VERNEED: obj.verneed = addr(v); break;
+      case DT_VERNEED: verneed = v; break;
       case DT_VERNEEDNUM: obj.verneednum = v; break;
       case DT_RELA: rela = v; break;
       case DT_RELASZ: relasz = v; break;
@@ -507,8 +492,8 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
               Where(obj), ": static thread-local storage (DF_STATIC_TLS)"));
         }
         break;
-      case DT_INIT: obj.init = addr(v); break;
-      case DT_FINI: obj.fini = addr(v); break;
+      case DT_INIT: obj.init = v; break;
+      case DT_FINI: obj.fini = v; break;
       case DT_INIT_ARRAY: obj.init_array = v; break;
       case DT_INIT_ARRAYSZ: init_arraysz = v; break;
       case DT_FINI_ARRAY: obj.fini_array = v; break;
@@ -516,51 +501,114 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
       default: break;
     }
   }
-  auto inside = [&obj](const void* p, size_t bytes) {
-    return p != nullptr &&
-           obj.InSpan(reinterpret_cast<uintptr_t>(p) - obj.base, bytes);
+  auto copy_bytes = [&obj](uint64_t vaddr, uint64_t bytes, void* out) {
+    if (vaddr == 0 || obj.SegmentRoom(vaddr) < bytes) return false;
+    memcpy(out, reinterpret_cast<const void*>(obj.base + vaddr), bytes);
+    return true;
   };
-  if (!inside(obj.symtab, 1) || !inside(obj.strtab, obj.strsz) ||
-      syment != sizeof(Elf64_Sym) ||
-      (obj.gnu_hash == nullptr && obj.sysv_hash == nullptr)) {
+  auto bad = [&](const char* what) {
     return absl::InvalidArgumentError(absl::StrCat(
-        Where(obj), ": its dynamic symbol table is missing or malformed"));
-  }
-  if (obj.gnu_hash != nullptr) {
-    if (!inside(obj.gnu_hash, 16) ||
-        !inside(obj.gnu_hash, 16 + 8 * size_t{obj.gnu_hash[2]} +
-                                  4 * size_t{obj.gnu_hash[0]})) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Where(obj), ": malformed DT_GNU_HASH"));
+        Where(obj), ": ", what, " is missing, malformed or outside the "
+        "segments"));
+  };
+  // The hash table says how many symbols there are.
+  if (gnu_hash != 0) {
+    obj.gnu_hash = true;
+    uint32_t head[4];
+    if (!copy_bytes(gnu_hash, sizeof(head), head)) return bad("DT_GNU_HASH");
+    const uint64_t nbuckets = head[0], symoffset = head[1];
+    const uint64_t chain = 4 + 2 * uint64_t{head[2]} + nbuckets;  // words
+    const uint64_t room = obj.SegmentRoom(gnu_hash) / 4;
+    if (chain > room) return bad("DT_GNU_HASH");
+    obj.hash.resize(chain);
+    copy_bytes(gnu_hash, chain * 4, obj.hash.data());
+    uint64_t last = 0;
+    for (uint64_t b = 0; b < nbuckets; ++b) {
+      last = std::max<uint64_t>(last, obj.hash[4 + 2 * head[2] + b]);
     }
-    obj.nsyms = GnuSymbolCount(obj.gnu_hash);
+    uint64_t nsyms = symoffset;
+    if (last >= symoffset) {
+      // Walk the last chain to its end, inside the table's segment.
+      const auto* words = reinterpret_cast<const uint32_t*>(obj.base + gnu_hash);
+      uint64_t i = last;
+      for (;; ++i) {
+        if (chain + (i - symoffset) >= room) return bad("DT_GNU_HASH");
+        if (words[chain + (i - symoffset)] & 1) break;
+      }
+      nsyms = i + 1;
+      obj.hash.resize(chain + (nsyms - symoffset));
+      copy_bytes(gnu_hash, obj.hash.size() * 4, obj.hash.data());
+    }
+    if (nsyms > (uint64_t{1} << 24) ||
+        obj.SegmentRoom(symtab) / sizeof(Elf64_Sym) < nsyms) {
+      return bad("DT_GNU_HASH or DT_SYMTAB");
+    }
+    obj.syms.resize(nsyms);
+  } else if (sysv_hash != 0) {
+    uint32_t head[2];
+    if (!copy_bytes(sysv_hash, sizeof(head), head)) return bad("DT_HASH");
+    const uint64_t words = 2 + uint64_t{head[0]} + head[1];
+    if (words * 4 > obj.SegmentRoom(sysv_hash) || head[1] > (1u << 24) ||
+        obj.SegmentRoom(symtab) / sizeof(Elf64_Sym) < head[1]) {
+      return bad("DT_HASH or DT_SYMTAB");
+    }
+    obj.hash.resize(words);
+    copy_bytes(sysv_hash, words * 4, obj.hash.data());
+    obj.syms.resize(head[1]);
   } else {
-    if (!inside(obj.sysv_hash, 8)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Where(obj), ": malformed DT_HASH"));
+    return bad("the symbol hash table");
+  }
+  if (syment != sizeof(Elf64_Sym) ||
+      !copy_bytes(symtab, obj.syms.size() * sizeof(Elf64_Sym),
+                  obj.syms.data())) {
+    return bad("DT_SYMTAB");
+  }
+  if (strsz > obj.SegmentRoom(strtab)) return bad("DT_STRTAB");
+  obj.strings.resize(strsz);
+  if (!copy_bytes(strtab, strsz, obj.strings.data())) return bad("DT_STRTAB");
+  if (versym != 0) {
+    obj.versym.resize(obj.syms.size());
+    if (!copy_bytes(versym, obj.versym.size() * 2, obj.versym.data())) {
+      return bad("DT_VERSYM");
     }
-    obj.nsyms = obj.sysv_hash[1];
   }
-  if (!inside(obj.symtab, obj.nsyms * sizeof(Elf64_Sym)) ||
-      (obj.versym != nullptr && !inside(obj.versym, obj.nsyms * 2))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Where(obj), ": symbol table outside the image"));
+  // Version records are read with bounds from these copies.
+  for (auto [vaddr, out] : {std::pair{verdef, &obj.verdef},
+                            std::pair{verneed, &obj.verneed}}) {
+    if (vaddr == 0) continue;
+    out->resize(std::min<uint64_t>(obj.SegmentRoom(vaddr), 1 << 20));
+    copy_bytes(vaddr, out->size(), out->data());
   }
-  if ((relasz != 0 && !obj.InSpan(rela, relasz)) ||
-      (pltrelsz != 0 && !obj.InSpan(jmprel, pltrelsz)) ||
-      (init_arraysz != 0 && !obj.InSpan(obj.init_array, init_arraysz)) ||
-      (fini_arraysz != 0 && !obj.InSpan(obj.fini_array, fini_arraysz)) ||
-      (obj.init != 0 && !obj.InSpan(obj.init - obj.base, 1)) ||
-      (obj.fini != 0 && !obj.InSpan(obj.fini - obj.base, 1))) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Where(obj), ": relocations or constructors outside the image"));
+  for (auto [vaddr, bytes] : {std::pair{rela, relasz},
+                              std::pair{jmprel, pltrelsz}}) {
+    if (bytes == 0) continue;
+    if (bytes > obj.SegmentRoom(vaddr)) return bad("a relocation table");
+    const size_t first = obj.relocations.size();
+    obj.relocations.resize(first + bytes / sizeof(Elf64_Rela));
+    if (!copy_bytes(vaddr, (obj.relocations.size() - first) *
+                               sizeof(Elf64_Rela),
+                    obj.relocations.data() + first)) {
+      return bad("a relocation table");
+    }
   }
-  obj.rela = reinterpret_cast<const Elf64_Rela*>(addr(rela));
-  obj.nrela = relasz / sizeof(Elf64_Rela);
-  obj.jmprel = reinterpret_cast<const Elf64_Rela*>(addr(jmprel));
-  obj.njmprel = pltrelsz / sizeof(Elf64_Rela);
-  obj.init_array = obj.init_array != 0 ? addr(obj.init_array) : 0;
-  obj.fini_array = obj.fini_array != 0 ? addr(obj.fini_array) : 0;
+  if ((init_arraysz != 0 && obj.SegmentRoom(obj.init_array) < init_arraysz) ||
+      (fini_arraysz != 0 && obj.SegmentRoom(obj.fini_array) < fini_arraysz) ||
+      (obj.init != 0 && obj.SegmentRoom(obj.init) == 0) ||
+      (obj.fini != 0 && obj.SegmentRoom(obj.fini) == 0)) {
+    return bad("a constructor or destructor");
+  }
+  for (const Elf64_Sym& sym : obj.syms) {
+    if (sym.st_shndx != SHN_UNDEF &&
+        ELF64_ST_TYPE(sym.st_info) == STT_GNU_IFUNC) {
+      return absl::UnimplementedError(absl::StrFormat(
+          "%s: '%s' is an IFUNC, which mpkbox's loader does not support",
+          Where(obj), obj.String(sym.st_name)));
+    }
+  }
+  obj.init = obj.init != 0 ? obj.base + obj.init : 0;
+  obj.fini = obj.fini != 0 ? obj.base + obj.fini : 0;
+  obj.init_array = obj.init_array != 0 ? obj.base + obj.init_array : 0;
+  obj.fini_array = obj.fini_array != 0 ? obj.base + obj.fini_array : 0;
   obj.ninit = init_arraysz / sizeof(uintptr_t);
   obj.nfini = fini_arraysz / sizeof(uintptr_t);
   for (uint64_t n : needed) obj.needed.emplace_back(obj.String(n));
@@ -570,12 +618,12 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
 
 absl::StatusOr<uintptr_t> ElfLoader::Resolve(const ElfObject& obj,
                                              uint32_t index) {
-  if (index >= obj.nsyms) {
+  if (index >= obj.syms.size()) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s: a relocation names symbol %u of %u", Where(obj), index,
-        obj.nsyms));
+        obj.syms.size()));
   }
-  const Elf64_Sym& sym = obj.symtab[index];
+  const Elf64_Sym& sym = obj.syms[index];
   const char* name = obj.String(sym.st_name);
   const int type = ELF64_ST_TYPE(sym.st_info);
   if (type == STT_TLS) {
@@ -585,7 +633,7 @@ absl::StatusOr<uintptr_t> ElfLoader::Resolve(const ElfObject& obj,
   }
   auto definition = [&](const ElfObject& o,
                         uint32_t i) -> absl::StatusOr<uintptr_t> {
-    const Elf64_Sym& d = o.symtab[i];
+    const Elf64_Sym& d = o.syms[i];
     if (ELF64_ST_TYPE(d.st_info) == STT_GNU_IFUNC) {
       return absl::UnimplementedError(absl::StrFormat(
           "%s: '%s' is an IFUNC, which mpkbox's loader does not support",
@@ -600,8 +648,8 @@ absl::StatusOr<uintptr_t> ElfLoader::Resolve(const ElfObject& obj,
   };
   if (sym.st_shndx != SHN_UNDEF) return definition(obj, index);
 
-  const char* version =
-      obj.versym != nullptr ? NeededVersion(obj, obj.versym[index] & 0x7fff)
+  const char* version = index < obj.versym.size()
+                            ? NeededVersion(obj, obj.versym[index] & 0x7fff)
                             : "";
   if (auto it = exposed_.find(name); it != exposed_.end()) return it->second;
   for (const auto& o : objects_) {
@@ -609,9 +657,12 @@ absl::StatusOr<uintptr_t> ElfLoader::Resolve(const ElfObject& obj,
       return definition(*o, i);
     }
   }
+  const bool weak = ELF64_ST_BIND(sym.st_info) == STB_WEAK;
   HostImport host = BindHostImport(name, version);
-  if (host.address != 0) return host.address;
-  if (ELF64_ST_BIND(sym.st_info) == STB_WEAK) return uintptr_t{0};
+  // A weak import the policy refuses is absent, as weak imports may be:
+  // code checks (crtstuff's __cxa_finalize) rather than call a trap.
+  if (host.address != 0 && !(host.refused && weak)) return host.address;
+  if (weak) return uintptr_t{0};
   return absl::NotFoundError(absl::StrFormat(
       "%s: undefined symbol '%s%s%s': no object of the compartment defines "
       "it and the host does not expose it",
@@ -619,15 +670,18 @@ absl::StatusOr<uintptr_t> ElfLoader::Resolve(const ElfObject& obj,
 }
 
 absl::Status ElfLoader::Relocate(ElfObject& obj) {
-  for (const auto& [table, count] :
-       {std::pair{obj.rela, obj.nrela}, std::pair{obj.jmprel, obj.njmprel}}) {
-    for (size_t i = 0; i < count; ++i) {
-      const Elf64_Rela& r = table[i];
+  {
+    for (size_t i = 0; i < obj.relocations.size(); ++i) {
+      const Elf64_Rela& r = obj.relocations[i];
       const uint32_t type = ELF64_R_TYPE(r.r_info);
       if (type == R_X86_64_NONE) continue;
-      if (!obj.InSpan(r.r_offset, sizeof(uint64_t))) {
+      // Only writable segments: a relocation into code would write
+      // instructions the scan never saw (text relocations are refused).
+      if (obj.SegmentRoom(r.r_offset, /*writable_only=*/true) <
+          sizeof(uint64_t)) {
         return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: relocation %u writes outside the image", Where(obj), i));
+            "%s: relocation %u writes outside its writable segments",
+            Where(obj), i));
       }
       auto* where = reinterpret_cast<uint64_t*>(obj.base + r.r_offset);
       switch (type) {
@@ -720,7 +774,7 @@ absl::StatusOr<uintptr_t> ElfLoader::Lookup(absl::string_view symbol) const {
   const std::string name(symbol);
   for (const auto& o : objects_) {
     if (uint32_t i = FindDefinition(*o, name.c_str(), ""); i != 0) {
-      const Elf64_Sym& s = o->symtab[i];
+      const Elf64_Sym& s = o->syms[i];
       const int type = ELF64_ST_TYPE(s.st_info);
       if ((type == STT_FUNC || type == STT_OBJECT) &&
           o->InSpan(s.st_value, 0)) {
@@ -731,6 +785,26 @@ absl::StatusOr<uintptr_t> ElfLoader::Lookup(absl::string_view symbol) const {
   return absl::NotFoundError(absl::StrFormat(
       "compartment '%s': no loaded object defines '%s'", target_.compartment,
       symbol));
+}
+
+std::string ElfLoader::NameOf(uintptr_t address) const {
+  for (const auto& o : objects_) {
+    if (address < o->base || !o->InSpan(address - o->base, 1)) continue;
+    const uint64_t offset = address - o->base;
+    const Elf64_Sym* best = nullptr;
+    for (const Elf64_Sym& s : o->syms) {
+      if (s.st_shndx == SHN_UNDEF || ELF64_ST_TYPE(s.st_info) != STT_FUNC ||
+          s.st_value > offset) {
+        continue;
+      }
+      if (best == nullptr || s.st_value > best->st_value) best = &s;
+    }
+    return best != nullptr
+               ? absl::StrFormat("%s+0x%x (%s)", o->String(best->st_name),
+                                 offset - best->st_value, o->soname)
+               : absl::StrFormat("%s+0x%x", o->soname, offset);
+  }
+  return "";
 }
 
 absl::Status ElfLoader::Reload() {

@@ -45,6 +45,9 @@ class ElfLoader {
   absl::Status Load(absl::string_view path);
   // A defined function or object of a loaded object, in load order.
   absl::StatusOr<uintptr_t> Lookup(absl::string_view symbol) const;
+  // "name+0x12 (libfoo.so)" for an address in a loaded object's code, from
+  // its dynamic symbols; empty otherwise.
+  std::string NameOf(uintptr_t address) const;
   // Binds `symbol` in objects loaded from now on (a callback stub).
   void Expose(absl::string_view symbol, uintptr_t address);
 

@@ -1,6 +1,7 @@
 #include "runtime/loader/import_policy.h"
 
 #include <dlfcn.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include <string>
@@ -52,8 +53,6 @@ constexpr const char* kPureLibc[] = {
     // ending badly is contained
     "abort", "__stack_chk_fail", "__assert_fail", "__fortify_fail",
     "__chk_fail",
-    // the environment is key-0 memory, read only
-    "getenv", "secure_getenv",
     // randomness and time: getrandom (policy) and the vDSO
     "arc4random", "arc4random_buf", "arc4random_uniform", "getrandom",
     "clock_gettime", "gettimeofday", "time",
@@ -80,6 +79,14 @@ constexpr const char* kRouted[] = {
 // Destructors registered by loaded code would run at exit with host rights:
 // they are dropped (the object's own DT_FINI_ARRAY still runs inside).
 int IgnoreAtexit(void (*)(void*), void*, void*) { return 0; }
+
+char* NoEnvironment(const char*) { return nullptr; }
+
+bool DefinedBy(const void* p, const char* library) {
+  Dl_info info;
+  return dladdr(p, &info) != 0 && info.dli_fname != nullptr &&
+         strstr(info.dli_fname, library) != nullptr;
+}
 
 constexpr uintptr_t kTrapStride = 16;
 constexpr size_t kTrapBytes = size_t{1} << 20;
@@ -157,6 +164,11 @@ HostImport BindHostImport(absl::string_view name, absl::string_view version) {
       name == "__longjmp_chk") {
     return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_longjmp)};
   }
+  if (name == "getenv" || name == "secure_getenv") {
+    // The host's environment may live on its heap (after setenv), which
+    // compartments cannot read: loaded code sees none.
+    return {reinterpret_cast<uintptr_t>(&NoEnvironment)};
+  }
   if (name == "__cxa_atexit" || name == "atexit") {
     return {reinterpret_cast<uintptr_t>(&IgnoreAtexit)};
   }
@@ -166,8 +178,10 @@ HostImport BindHostImport(absl::string_view name, absl::string_view version) {
   if (p.pure.contains(n)) {
     return {reinterpret_cast<uintptr_t>(Find(p.libc, name, version))};
   }
-  if (void* m = Find(p.libm, name, version)) {
-    return {reinterpret_cast<uintptr_t>(m)};  // libm: arithmetic only
+  // libm: arithmetic only. dlsym on its handle also searches libc, its
+  // dependency: only what libm itself defines counts.
+  if (void* m = Find(p.libm, name, version); m != nullptr && DefinedBy(m, "libm.so")) {
+    return {reinterpret_cast<uintptr_t>(m)};
   }
   if (Find(p.libc, name, version) != nullptr ||
       dlsym(RTLD_DEFAULT, n.c_str()) != nullptr) {

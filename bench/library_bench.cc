@@ -1,0 +1,780 @@
+// Real libraries inside a compartment against the same libraries called
+// natively, and against a process sandbox, measured in the same run
+// (DESIGN.md 7). bench/run.sh runs this binary; bench/report.py turns its
+// JSON into the "Libraries" section of bench/RESULTS.md.
+//
+// Inside means Debian's shared object (libz.so.1, libpng16.so.16 with its
+// own libz) loaded into a compartment with Compartment::Load, looked up with
+// Lookup and called through Call on buffers from Compartment::Allocate.
+// Native means the host's copy of the same library (this program links
+// ZLIB::ZLIB and PNG::PNG: the same files) called directly on buffers from
+// the host heap. Both see the same bytes. N is the input size in bytes
+// (1 KiB: per-call costs dominate; 256 KiB: the library's own work does).
+//
+//   BM_ZlibCompressNative/N    compress2(level 6) of N bytes of text-like
+//                              data (words, punctuation, lines), host's libz.
+//   BM_ZlibCompressInside/N    the same, one box->Call of the compartment's
+//                              compress2.
+//   BM_ZlibCompressProcess/N   the same compress2 in a worker process forked
+//                              once before timing (the host's libz there):
+//                              the input already lies in memory shared with
+//                              the worker (as the inside input lies in the
+//                              compartment's heap); each call is a request on
+//                              a pipe, compress2 in the worker into the
+//                              shared memory, a reply on a second pipe. The
+//                              least a process sandbox pays per call.
+//   BM_ZlibCompressProcessPipe/N
+//                              the same worker with the data on the pipes:
+//                              the input is written to the request pipe, the
+//                              output read back from the reply pipe (64 KiB
+//                              pipe buffers, the default).
+//   BM_ZlibUncompressNative/N  uncompress of that data compressed, back into
+//                              N bytes, host's libz.
+//   BM_ZlibUncompressInside/N  the same, one box->Call of the compartment's
+//                              uncompress.
+//   BM_PngDecodeNative/W       decode of a W x W RGBA PNG (made at start-up
+//                              by the host's libpng from a synthetic image:
+//                              gradients, shapes, a little noise) with the
+//                              simplified API, per iteration:
+//                              png_image_begin_read_from_memory,
+//                              png_image_finish_read into RGBA,
+//                              png_image_free.
+//   BM_PngDecodeInside/W       the same three calls, each a box->Call of the
+//                              compartment's libpng (the png_image, the PNG
+//                              and the pixel buffer in the compartment).
+//
+// Every benchmark sets the counter `bytes`: the uncompressed bytes of one
+// call (the input of compress2, the output of uncompress, the decoded pixels
+// of the PNG). report.py divides it by the median time for throughput. The
+// zlib benchmarks also set `packed_bytes` (the compressed size), the PNG
+// ones `png_bytes` (the file's size). All use real time (UseRealTime): the
+// worker's CPU time is not this process's, and real time is what a caller
+// waits for; for the others the two are the same up to noise.
+// Before and after timing, an untimed call checks the result against the
+// native one (compressed bytes are identical: the same libz).
+#include <benchmark/benchmark.h>
+#include <png.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "mpkbox/mpkbox.h"
+
+namespace {
+
+constexpr size_t kMaxInput = 256 << 10;  // the largest N
+constexpr int kLevel = 6;
+constexpr int kPngSide = 512;
+
+// ---------------------------------------------------------------------------
+// Test data.
+
+// Deterministic text: words drawn with a skewed distribution (frequent
+// words often, rare ones seldom), capitalised sentences, commas, lines of
+// about 72 columns, paragraphs. zlib compresses it about as it does prose.
+std::vector<uint8_t> MakeText(size_t n) {
+  static const char* const kWords[] = {
+      "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as",
+      "with", "was", "on", "be", "by", "this", "are", "from", "or", "at",
+      "which", "an", "not", "but", "have", "has", "its", "were", "can",
+      "memory", "process", "compartment", "library", "call", "key", "page",
+      "thread", "signal", "stack", "heap", "buffer", "function", "result",
+      "kernel", "protection", "domain", "gate", "sandbox", "isolation",
+      "untrusted", "native", "code", "data", "input", "output", "value",
+      "error", "return", "pointer", "allocation", "region", "address",
+      "table", "entry", "state", "register", "instruction", "benchmark",
+      "measured", "compressed", "decoded", "image", "pixel", "row", "column",
+      "header", "chunk", "stream", "window", "level", "block", "symbol",
+      "length", "distance", "literal", "match", "hash", "chain", "tree",
+      "frequency", "checksum", "adler", "deflate", "inflate", "fault",
+      "reset", "policy", "system", "every", "between", "before", "after",
+      "without", "through", "against", "because", "while", "when", "where",
+      "only", "also", "each", "other", "same", "first", "last", "small",
+      "large", "fast", "slow", "safe", "trusted", "shared", "private"};
+  constexpr size_t kCount = sizeof(kWords) / sizeof(kWords[0]);
+  uint64_t s = 0x9e3779b97f4a7c15ull;
+  auto next = [&s] {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  };
+  std::string out;
+  out.reserve(n + 64);
+  size_t column = 0;
+  bool sentence_start = true;
+  while (out.size() < n) {
+    // The product of two uniform draws: small indices far more often.
+    const uint64_t r = next();
+    const size_t i = ((r & 0xffff) % kCount) * ((r >> 16 & 0xffff) % kCount) /
+                     kCount;
+    std::string w = kWords[i];
+    if (sentence_start) w[0] = static_cast<char>(w[0] - 'a' + 'A');
+    sentence_start = false;
+    if (column + w.size() + 1 > 72) {
+      out += '\n';
+      column = 0;
+      if ((r >> 40) % 8 == 0) out += '\n';  // a paragraph now and then
+    } else if (column > 0) {
+      out += ' ';
+      ++column;
+    }
+    out += w;
+    column += w.size();
+    const uint64_t p = (r >> 32) % 16;
+    if (p == 0) {
+      out += '.';
+      ++column;
+      sentence_start = true;
+    } else if (p == 1) {
+      out += ',';
+      ++column;
+    }
+  }
+  out.resize(n);
+  return std::vector<uint8_t>(out.begin(), out.end());
+}
+
+const std::vector<uint8_t>& Text() {
+  static const std::vector<uint8_t> text = MakeText(kMaxInput);
+  return text;
+}
+
+// compress2 of the first n bytes of Text() by the host's libz.
+std::vector<uint8_t> NativeCompressed(size_t n) {
+  uLongf len = compressBound(n);
+  std::vector<uint8_t> out(len);
+  if (compress2(out.data(), &len, Text().data(), n, kLevel) != Z_OK) {
+    std::fprintf(stderr, "library_bench: compress2 failed\n");
+    std::exit(2);
+  }
+  out.resize(len);
+  return out;
+}
+
+// A synthetic RGBA picture: a diagonal gradient, filled discs and a band
+// with a soft alpha ramp, with +-1 of noise on the colour channels, so that
+// PNG's filters and zlib have work to do, as on a photograph with flat parts.
+std::vector<uint8_t> MakePixels(int side) {
+  std::vector<uint8_t> px(static_cast<size_t>(side) * side * 4);
+  uint32_t s = 12345;
+  for (int y = 0; y < side; ++y) {
+    for (int x = 0; x < side; ++x) {
+      uint8_t* p = &px[(static_cast<size_t>(y) * side + x) * 4];
+      int r = x * 255 / side, g = y * 255 / side, b = (x + y) * 127 / side;
+      for (int d = 0; d < 5; ++d) {
+        const int cx = (d * 97 + 60) % side, cy = (d * 173 + 90) % side;
+        const int rad = 40 + d * 13;
+        if ((x - cx) * (x - cx) + (y - cy) * (y - cy) < rad * rad) {
+          r = (d * 53) & 255;
+          g = (d * 101 + 40) & 255;
+          b = (d * 31 + 200) & 255;
+        }
+      }
+      s = s * 1103515245u + 12345u;
+      const int noise = static_cast<int>((s >> 16) % 3) - 1;
+      auto clamp = [](int v) { return v < 0 ? 0 : v > 255 ? 255 : v; };
+      p[0] = static_cast<uint8_t>(clamp(r + noise));
+      p[1] = static_cast<uint8_t>(clamp(g + noise));
+      p[2] = static_cast<uint8_t>(clamp(b - noise));
+      const int band = y - side * 3 / 4;
+      p[3] = static_cast<uint8_t>(band < 0 ? 255 : clamp(255 - band * 4));
+    }
+  }
+  return px;
+}
+
+struct Png {
+  std::vector<uint8_t> pixels;
+  std::vector<uint8_t> file;
+};
+
+const Png& TestPng() {
+  static const Png png = [] {
+    Png p;
+    p.pixels = MakePixels(kPngSide);
+    png_image image{};
+    image.version = PNG_IMAGE_VERSION;
+    image.width = kPngSide;
+    image.height = kPngSide;
+    image.format = PNG_FORMAT_RGBA;
+    png_alloc_size_t size = 0;
+    if (!png_image_write_to_memory(&image, nullptr, &size, 0,
+                                   p.pixels.data(), 0, nullptr)) {
+      std::fprintf(stderr, "library_bench: png size: %s\n", image.message);
+      std::exit(2);
+    }
+    p.file.resize(size);
+    if (!png_image_write_to_memory(&image, p.file.data(), &size, 0,
+                                   p.pixels.data(), 0, nullptr)) {
+      std::fprintf(stderr, "library_bench: png write: %s\n", image.message);
+      std::exit(2);
+    }
+    p.file.resize(size);
+    return p;
+  }();
+  return png;
+}
+
+// Page-aligned host memory, as Allocate(…, 4096) gives the inside side.
+uint8_t* HostBuffer(size_t bytes) {
+  void* p = std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
+  if (p == nullptr) {
+    std::fprintf(stderr, "library_bench: out of memory\n");
+    std::exit(2);
+  }
+  std::memset(p, 0, bytes);
+  return static_cast<uint8_t*>(p);
+}
+
+void SetBytes(benchmark::State& state, size_t bytes) {
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+  state.counters["bytes"] = static_cast<double>(bytes);
+}
+
+// The same for zlib, with the compressed size of those bytes.
+void SetZlibBytes(benchmark::State& state, size_t bytes, size_t packed) {
+  SetBytes(state, bytes);
+  state.counters["packed_bytes"] = static_cast<double>(packed);
+}
+
+// ---------------------------------------------------------------------------
+// The compartments, created once before timing (process exit returns them).
+
+[[noreturn]] void Die(const char* what, const absl::Status& s) {
+  std::fprintf(stderr, "library_bench: %s: %s\n", what, s.ToString().c_str());
+  std::exit(2);
+}
+
+std::unique_ptr<mpkbox::Compartment> LoadBox(const char* name,
+                                             const char* library) {
+  auto box = mpkbox::Compartment::Create({.name = name});
+  if (!box.ok()) Die("Compartment::Create", box.status());
+  if (absl::Status s = (*box)->Load(library); !s.ok()) Die(library, s);
+  return *std::move(box);
+}
+
+template <typename Fn>
+Fn* LookupOrDie(mpkbox::Compartment& box, const char* symbol) {
+  auto fn = box.Lookup<Fn>(symbol);
+  if (!fn.ok()) Die(symbol, fn.status());
+  return *fn;
+}
+
+uint8_t* InsideBuffer(mpkbox::Compartment& box, size_t bytes) {
+  absl::StatusOr<void*> p = box.Allocate(bytes, 4096);
+  if (!p.ok()) Die("Allocate", p.status());
+  std::memset(*p, 0, bytes);
+  return static_cast<uint8_t*>(*p);
+}
+
+struct InsideZlib {
+  std::unique_ptr<mpkbox::Compartment> box;
+  decltype(::compress2)* compress = nullptr;
+  decltype(::uncompress)* uncompress = nullptr;
+  uint8_t* src = nullptr;     // Text(), kMaxInput bytes
+  uint8_t* packed = nullptr;  // compressBound(kMaxInput)
+  uint8_t* back = nullptr;    // kMaxInput
+  uLongf* len = nullptr;
+};
+
+InsideZlib& Zlib() {
+  static InsideZlib z = [] {
+    InsideZlib z;
+    z.box = LoadBox("bench-zlib", "libz.so.1");
+    z.compress = LookupOrDie<decltype(::compress2)>(*z.box, "compress2");
+    z.uncompress = LookupOrDie<decltype(::uncompress)>(*z.box, "uncompress");
+    if (reinterpret_cast<void*>(z.compress) ==
+        reinterpret_cast<void*>(&::compress2)) {
+      std::fprintf(stderr, "library_bench: compress2 is the host's\n");
+      std::exit(2);
+    }
+    z.src = InsideBuffer(*z.box, kMaxInput);
+    std::memcpy(z.src, Text().data(), kMaxInput);
+    z.packed = InsideBuffer(*z.box, compressBound(kMaxInput));
+    z.back = InsideBuffer(*z.box, kMaxInput);
+    z.len = reinterpret_cast<uLongf*>(InsideBuffer(*z.box, sizeof(uLongf)));
+    return z;
+  }();
+  return z;
+}
+
+struct InsidePng {
+  std::unique_ptr<mpkbox::Compartment> box;
+  decltype(::png_image_begin_read_from_memory)* begin = nullptr;
+  decltype(::png_image_finish_read)* finish = nullptr;
+  decltype(::png_image_free)* release = nullptr;
+  png_image* image = nullptr;
+  uint8_t* file = nullptr;    // TestPng().file
+  uint8_t* pixels = nullptr;  // the decoded image
+};
+
+InsidePng& Libpng() {
+  static InsidePng p = [] {
+    InsidePng p;
+    p.box = LoadBox("bench-png", "libpng16.so.16");
+    p.begin = LookupOrDie<decltype(::png_image_begin_read_from_memory)>(
+        *p.box, "png_image_begin_read_from_memory");
+    p.finish = LookupOrDie<decltype(::png_image_finish_read)>(
+        *p.box, "png_image_finish_read");
+    p.release = LookupOrDie<decltype(::png_image_free)>(*p.box,
+                                                         "png_image_free");
+    p.image = reinterpret_cast<png_image*>(
+        InsideBuffer(*p.box, sizeof(png_image)));
+    const Png& png = TestPng();
+    p.file = InsideBuffer(*p.box, png.file.size());
+    std::memcpy(p.file, png.file.data(), png.file.size());
+    p.pixels = InsideBuffer(*p.box, png.pixels.size());
+    return p;
+  }();
+  return p;
+}
+
+// Fails the benchmark on a bad result (rather than timing an error path).
+bool Fail(benchmark::State& state, const char* why) {
+  state.SkipWithError(why);
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// zlib, native and inside.
+
+void BM_ZlibCompressNative(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  const std::vector<uint8_t> expected = NativeCompressed(n);
+  const uLongf bound = compressBound(n);
+  uint8_t* src = HostBuffer(n);
+  uint8_t* out = HostBuffer(bound);
+  std::memcpy(src, Text().data(), n);
+  for (auto _ : state) {
+    uLongf len = bound;
+    const int rc = compress2(out, &len, src, n, kLevel);
+    if (rc != Z_OK) {
+      Fail(state, "compress2 failed");
+      break;
+    }
+    benchmark::DoNotOptimize(len);
+  }
+  SetZlibBytes(state, n, expected.size());
+  std::free(src);
+  std::free(out);
+}
+BENCHMARK(BM_ZlibCompressNative)
+    ->Arg(1 << 10)
+    ->Arg(kMaxInput)
+    ->UseRealTime();
+
+// One Call of the compartment's compress2 of n bytes into z.packed; true if
+// it gave exactly `expected`.
+bool InsideCompressMatches(InsideZlib& z, size_t n,
+                           const std::vector<uint8_t>& expected) {
+  *z.len = compressBound(n);
+  auto r = z.box->Call(z.compress, z.packed, z.len,
+                       static_cast<const Bytef*>(z.src), uLong{n}, kLevel);
+  return r.ok() && r->UnverifiedValue("bench self-check") == Z_OK &&
+         *z.len == expected.size() &&
+         std::memcmp(z.packed, expected.data(), expected.size()) == 0;
+}
+
+void BM_ZlibCompressInside(benchmark::State& state) {
+  InsideZlib& z = Zlib();
+  const size_t n = static_cast<size_t>(state.range(0));
+  const std::vector<uint8_t> expected = NativeCompressed(n);
+  if (!InsideCompressMatches(z, n, expected)) {
+    Fail(state, "compress2 in the compartment gave a different result");
+    return;
+  }
+  const uLongf bound = compressBound(n);
+  for (auto _ : state) {
+    *z.len = bound;
+    auto r = z.box->Call(z.compress, z.packed, z.len,
+                         static_cast<const Bytef*>(z.src), uLong{n}, kLevel);
+    if (!r.ok() || r->UnverifiedValue("bench") != Z_OK) {
+      Fail(state, "compress2 in the compartment failed");
+      break;
+    }
+  }
+  SetZlibBytes(state, n, expected.size());
+  if (!InsideCompressMatches(z, n, expected)) {
+    Fail(state, "compress2 in the compartment gave a different result");
+  }
+}
+BENCHMARK(BM_ZlibCompressInside)
+    ->Arg(1 << 10)
+    ->Arg(kMaxInput)
+    ->UseRealTime();
+
+void BM_ZlibUncompressNative(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  const std::vector<uint8_t> packed_v = NativeCompressed(n);
+  uint8_t* packed = HostBuffer(packed_v.size());
+  uint8_t* back = HostBuffer(n);
+  std::memcpy(packed, packed_v.data(), packed_v.size());
+  for (auto _ : state) {
+    uLongf len = n;
+    const int rc = uncompress(back, &len, packed, packed_v.size());
+    if (rc != Z_OK || len != n) {
+      Fail(state, "uncompress failed");
+      break;
+    }
+  }
+  SetZlibBytes(state, n, packed_v.size());
+  if (std::memcmp(back, Text().data(), n) != 0) {
+    Fail(state, "uncompress gave different bytes");
+  }
+  std::free(packed);
+  std::free(back);
+}
+BENCHMARK(BM_ZlibUncompressNative)
+    ->Arg(1 << 10)
+    ->Arg(kMaxInput)
+    ->UseRealTime();
+
+void BM_ZlibUncompressInside(benchmark::State& state) {
+  InsideZlib& z = Zlib();
+  const size_t n = static_cast<size_t>(state.range(0));
+  const std::vector<uint8_t> packed = NativeCompressed(n);
+  std::memcpy(z.packed, packed.data(), packed.size());
+  std::memset(z.back, 0, n);
+  for (auto _ : state) {
+    *z.len = n;
+    auto r = z.box->Call(z.uncompress, z.back, z.len,
+                         static_cast<const Bytef*>(z.packed),
+                         uLong{packed.size()});
+    if (!r.ok() || r->UnverifiedValue("bench") != Z_OK || *z.len != n) {
+      Fail(state, "uncompress in the compartment failed");
+      break;
+    }
+  }
+  SetZlibBytes(state, n, packed.size());
+  if (std::memcmp(z.back, Text().data(), n) != 0) {
+    Fail(state, "uncompress in the compartment gave different bytes");
+  }
+}
+BENCHMARK(BM_ZlibUncompressInside)
+    ->Arg(1 << 10)
+    ->Arg(kMaxInput)
+    ->UseRealTime();
+
+// ---------------------------------------------------------------------------
+// The process sandbox: one worker process, forked before anything else.
+
+enum class Op : uint32_t { kCompressShared = 1, kCompressPiped = 2 };
+
+struct Request {
+  Op op;
+  uint32_t size;  // input bytes
+};
+
+struct Reply {
+  int32_t rc;
+  uint32_t size;  // output bytes
+};
+
+// Shared memory: input at 0, output at kSharedOut.
+constexpr size_t kSharedOut = kMaxInput;
+constexpr size_t kSharedBytes = 2 * kMaxInput + 4096;  // > compressBound
+
+struct Worker {
+  pid_t pid = -1;
+  int request_fd = -1;  // parent writes
+  int reply_fd = -1;    // parent reads
+  uint8_t* shared = nullptr;
+};
+
+Worker worker;
+
+bool ReadFull(int fd, void* buf, size_t n) {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (n > 0) {
+    const ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+bool WriteFull(int fd, const void* buf, size_t n) {
+  auto* p = static_cast<const uint8_t*>(buf);
+  while (n > 0) {
+    const ssize_t r = write(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+// The worker's loop: until the request pipe closes.
+[[noreturn]] void WorkerMain(int request_fd, int reply_fd, uint8_t* shared) {
+  std::vector<uint8_t> in(kMaxInput);
+  std::vector<uint8_t> out(compressBound(kMaxInput));
+  Request req;
+  while (ReadFull(request_fd, &req, sizeof(req))) {
+    if (req.size > kMaxInput) _exit(3);
+    Reply reply{};
+    if (req.op == Op::kCompressShared) {
+      uLongf len = kSharedBytes - kSharedOut;
+      reply.rc = compress2(shared + kSharedOut, &len, shared, req.size,
+                           kLevel);
+      reply.size = static_cast<uint32_t>(len);
+      if (!WriteFull(reply_fd, &reply, sizeof(reply))) _exit(4);
+    } else if (req.op == Op::kCompressPiped) {
+      if (!ReadFull(request_fd, in.data(), req.size)) _exit(5);
+      uLongf len = out.size();
+      reply.rc = compress2(out.data(), &len, in.data(), req.size, kLevel);
+      reply.size = static_cast<uint32_t>(len);
+      if (!WriteFull(reply_fd, &reply, sizeof(reply)) ||
+          !WriteFull(reply_fd, out.data(), reply.size)) {
+        _exit(6);
+      }
+    } else {
+      _exit(7);
+    }
+  }
+  _exit(0);
+}
+
+// Forks the worker. Called first thing in main: before the runtime is set
+// up and before any compartment exists, so the worker is a plain process
+// with the host's libz (it inherits the CPU affinity run.sh sets).
+void StartWorker() {
+  void* shared = mmap(nullptr, kSharedBytes, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  int request[2], reply[2];
+  if (shared == MAP_FAILED || pipe(request) != 0 || pipe(reply) != 0) {
+    std::perror("library_bench: worker set-up");
+    std::exit(2);
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    std::perror("library_bench: fork");
+    std::exit(2);
+  }
+  if (pid == 0) {
+    close(request[1]);
+    close(reply[0]);
+    WorkerMain(request[0], reply[1], static_cast<uint8_t*>(shared));
+  }
+  close(request[0]);
+  close(reply[1]);
+  worker = {pid, request[1], reply[0], static_cast<uint8_t*>(shared)};
+  std::memcpy(worker.shared, Text().data(), kMaxInput);
+}
+
+void StopWorker() {
+  if (worker.pid <= 0) return;
+  close(worker.request_fd);
+  close(worker.reply_fd);
+  int status = 0;
+  waitpid(worker.pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "library_bench: the worker ended badly (%d)\n",
+                 status);
+  }
+}
+
+// One call through shared memory: the output stays in worker.shared.
+bool SharedCompress(size_t n, Reply* reply) {
+  const Request req{Op::kCompressShared, static_cast<uint32_t>(n)};
+  return WriteFull(worker.request_fd, &req, sizeof(req)) &&
+         ReadFull(worker.reply_fd, reply, sizeof(*reply)) && reply->rc == Z_OK;
+}
+
+// One call with the data on the pipes: the output lands in `out`.
+bool PipedCompress(const uint8_t* src, size_t n, uint8_t* out, size_t cap,
+                   Reply* reply) {
+  const Request req{Op::kCompressPiped, static_cast<uint32_t>(n)};
+  return WriteFull(worker.request_fd, &req, sizeof(req)) &&
+         WriteFull(worker.request_fd, src, n) &&
+         ReadFull(worker.reply_fd, reply, sizeof(*reply)) &&
+         reply->size <= cap && ReadFull(worker.reply_fd, out, reply->size) &&
+         reply->rc == Z_OK;
+}
+
+void BM_ZlibCompressProcess(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  const std::vector<uint8_t> expected = NativeCompressed(n);
+  auto matches = [&] {
+    Reply reply{};
+    return SharedCompress(n, &reply) && reply.size == expected.size() &&
+           std::memcmp(worker.shared + kSharedOut, expected.data(),
+                       expected.size()) == 0;
+  };
+  if (!matches()) {
+    Fail(state, "the worker's compress2 failed or differs");
+    return;
+  }
+  for (auto _ : state) {
+    Reply reply;
+    if (!SharedCompress(n, &reply)) {
+      Fail(state, "the worker's compress2 failed");
+      break;
+    }
+  }
+  SetZlibBytes(state, n, expected.size());
+  if (!matches()) Fail(state, "the worker's compress2 failed or differs");
+}
+BENCHMARK(BM_ZlibCompressProcess)
+    ->Arg(1 << 10)
+    ->Arg(kMaxInput)
+    ->UseRealTime();
+
+void BM_ZlibCompressProcessPipe(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  const std::vector<uint8_t> expected = NativeCompressed(n);
+  const size_t cap = compressBound(n);
+  uint8_t* src = HostBuffer(n);
+  uint8_t* out = HostBuffer(cap);
+  std::memcpy(src, Text().data(), n);
+  auto matches = [&] {
+    Reply reply{};
+    return PipedCompress(src, n, out, cap, &reply) &&
+           reply.size == expected.size() &&
+           std::memcmp(out, expected.data(), expected.size()) == 0;
+  };
+  if (!matches()) {
+    Fail(state, "the worker's compress2 failed or differs");
+  } else {
+    for (auto _ : state) {
+      Reply reply;
+      if (!PipedCompress(src, n, out, cap, &reply)) {
+        Fail(state, "the worker's compress2 failed");
+        break;
+      }
+    }
+    SetZlibBytes(state, n, expected.size());
+    if (!matches()) Fail(state, "the worker's compress2 failed or differs");
+  }
+  std::free(src);
+  std::free(out);
+}
+BENCHMARK(BM_ZlibCompressProcessPipe)
+    ->Arg(1 << 10)
+    ->Arg(kMaxInput)
+    ->UseRealTime();
+
+// ---------------------------------------------------------------------------
+// libpng, native and inside.
+
+void BM_PngDecodeNative(benchmark::State& state) {
+  const Png& png = TestPng();
+  if (state.range(0) != kPngSide) {
+    Fail(state, "only the start-up image's size is made");
+    return;
+  }
+  uint8_t* file = HostBuffer(png.file.size());
+  uint8_t* out = HostBuffer(png.pixels.size());
+  std::memcpy(file, png.file.data(), png.file.size());
+  for (auto _ : state) {
+    png_image image;
+    std::memset(&image, 0, sizeof(image));
+    image.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&image, file, png.file.size())) {
+      Fail(state, "png_image_begin_read_from_memory failed");
+      break;
+    }
+    image.format = PNG_FORMAT_RGBA;
+    const int ok = png_image_finish_read(&image, nullptr, out, 0, nullptr);
+    png_image_free(&image);
+    if (!ok) {
+      Fail(state, "png_image_finish_read failed");
+      break;
+    }
+  }
+  SetBytes(state, png.pixels.size());
+  state.counters["png_bytes"] = static_cast<double>(png.file.size());
+  if (std::memcmp(out, png.pixels.data(), png.pixels.size()) != 0) {
+    Fail(state, "the decoded pixels differ");
+  }
+  std::free(file);
+  std::free(out);
+}
+BENCHMARK(BM_PngDecodeNative)->Arg(kPngSide)->UseRealTime();
+
+// One decode in the compartment; false on any failure.
+bool InsideDecode(InsidePng& p, size_t file_size) {
+  std::memset(p.image, 0, sizeof(*p.image));
+  p.image->version = PNG_IMAGE_VERSION;
+  auto begun = p.box->Call(p.begin, p.image,
+                           static_cast<png_const_voidp>(p.file), file_size);
+  if (!begun.ok() || begun->UnverifiedValue("bench") != 1) return false;
+  p.image->format = PNG_FORMAT_RGBA;
+  auto done = p.box->Call(p.finish, p.image, png_const_colorp{nullptr},
+                          static_cast<void*>(p.pixels), png_int_32{0},
+                          static_cast<void*>(nullptr));
+  const bool freed = p.box->Call(p.release, p.image).ok();
+  return done.ok() && done->UnverifiedValue("bench") == 1 && freed;
+}
+
+void BM_PngDecodeInside(benchmark::State& state) {
+  InsidePng& p = Libpng();
+  const Png& png = TestPng();
+  if (state.range(0) != kPngSide) {
+    Fail(state, "only the start-up image's size is made");
+    return;
+  }
+  std::memset(p.pixels, 0, png.pixels.size());
+  if (!InsideDecode(p, png.file.size()) ||
+      std::memcmp(p.pixels, png.pixels.data(), png.pixels.size()) != 0) {
+    Fail(state, "the decode in the compartment failed or differs");
+    return;
+  }
+  std::memset(p.pixels, 0, png.pixels.size());
+  for (auto _ : state) {
+    if (!InsideDecode(p, png.file.size())) {
+      Fail(state, "the decode in the compartment failed");
+      break;
+    }
+  }
+  SetBytes(state, png.pixels.size());
+  state.counters["png_bytes"] = static_cast<double>(png.file.size());
+  if (std::memcmp(p.pixels, png.pixels.data(), png.pixels.size()) != 0) {
+    Fail(state, "the decoded pixels differ");
+  }
+}
+BENCHMARK(BM_PngDecodeInside)->Arg(kPngSide)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A broken worker must fail its benchmark, not kill this process.
+  signal(SIGPIPE, SIG_IGN);
+  StartWorker();
+  if (!mpkbox::Runtime::IsSupported()) {
+    std::fprintf(stderr, "library_bench: no PKU on this machine\n");
+    StopWorker();
+    return 2;
+  }
+  if (absl::Status s = mpkbox::Runtime::Init(); !s.ok()) {
+    std::fprintf(stderr, "library_bench: Runtime::Init: %s\n",
+                 std::string(s.message()).c_str());
+    StopWorker();
+    return 2;
+  }
+  TestPng();  // data, compartments and loaded libraries before any timing
+  Zlib();
+  Libpng();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
+    StopWorker();
+    return 1;
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  StopWorker();
+  return 0;
+}
