@@ -32,6 +32,10 @@ std::string CodeName(int sig, int code) {
       if (code == SEGV_MAPERR) return "SEGV_MAPERR: address not mapped";
       if (code == SEGV_ACCERR) return "SEGV_ACCERR: page protection";
       if (code == SEGV_PKUERR) return "SEGV_PKUERR: protection-key violation";
+      if (code == SI_KERNEL) {
+        return "SI_KERNEL: general protection fault (a non-canonical address "
+               "or a privileged instruction; the kernel gives no address)";
+      }
       break;
     case SIGBUS:
       if (code == BUS_ADRALN) return "BUS_ADRALN: misaligned address";
@@ -222,7 +226,8 @@ absl::Status BuildFaultReport(const FaultInfo& info,
       info.address < info.stack_base + kGuardBytes) {
     what = absl::StrCat("stack overflow: ", what, " in the guard page");
   }
-  if (info.signal == SIGSEGV || info.signal == SIGBUS) {
+  if ((info.signal == SIGSEGV || info.signal == SIGBUS) &&
+      info.code != SI_KERNEL) {
     absl::StrAppend(&what, absl::StrFormat(" at address 0x%x (%s)",
                                            info.address, report->key_owner));
   }
