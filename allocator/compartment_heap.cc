@@ -70,8 +70,7 @@ void SetHeapOfSlot(size_t slot, CompartmentHeap* heap) {
 
 CompartmentHeap::CompartmentHeap(size_t slot, uint64_t domain, int key,
                                  size_t limit, std::string name)
-    : slot_(slot),
-      domain_(domain),
+    : domain_(domain),
       key_(key),
       limit_(limit),
       name_(std::move(name)),
@@ -182,7 +181,7 @@ absl::Status CompartmentHeap::Reset() {
   dropping_ = false;
   live_bytes_ = 0;
   cached_bytes_ = 0;
-  stats_ = HeapStats{};
+  stats_ = CompartmentStats{};
   return OpenArena();
 }
 
@@ -624,10 +623,10 @@ void CompartmentHeap::ReconcileAll() {
   for (HeapThread* t : threads_) Reconcile(t);
 }
 
-HeapStats CompartmentHeap::Stats() {
+CompartmentStats CompartmentHeap::Stats() {
   absl::MutexLock lock(&mu_);
   ReconcileAll();
-  HeapStats s = stats_;
+  CompartmentStats s = stats_;
   s.bytes_in_use = live_bytes_;
   return s;
 }

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "allocator/tagged_arena.h"
+#include "mpkbox/compartment.h"
 #include "mpkbox/internal/heap_cache.h"
 #include "mpkbox/internal/thread_block.h"
 
@@ -36,12 +37,6 @@ enum AllocatorOp : uint64_t {
   kOpUsableSize,     // (pointer)
 };
 
-struct HeapStats {
-  size_t bytes_in_use = 0;
-  size_t peak_bytes = 0;
-  size_t allocations = 0;
-  size_t failed_allocations = 0;
-};
 
 class CompartmentHeap {
  public:
@@ -72,7 +67,7 @@ class CompartmentHeap {
   // Every byte of [p, p + n) is memory of the heap's window that carries
   // the key now (stacks are the registry's).
   bool Contains(uintptr_t p, size_t n) const;
-  HeapStats Stats();
+  CompartmentStats Stats();
 
   // Address space for loaded images at the top of the window, carved
   // downwards (the same sizes in the same order give the same addresses
@@ -124,7 +119,6 @@ class CompartmentHeap {
   inline bool Fits(size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   inline void NoteLive(ptrdiff_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const size_t slot_;
   const uint64_t domain_;
   const int key_;
   const size_t limit_;
@@ -142,7 +136,7 @@ class CompartmentHeap {
   std::vector<HeapThread*> threads_ ABSL_GUARDED_BY(mu_);
   size_t live_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // in magazines
-  HeapStats stats_ ABSL_GUARDED_BY(mu_);
+  CompartmentStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 // The heap of a compartment slot, or null.

@@ -72,7 +72,6 @@ void* Alloc(extent_hooks_t* h, void* new_addr, size_t size, size_t alignment,
     p = MapAnywhere(t, size, alignment);
   }
   if (p == nullptr) return nullptr;
-  t->mapped.fetch_add(size, std::memory_order_relaxed);
   *zero = true;  // fresh pages
   *commit = true;
   return p;
@@ -81,16 +80,11 @@ void* Alloc(extent_hooks_t* h, void* new_addr, size_t size, size_t alignment,
 // Window extents stay with the arena as retained memory (opting out), and
 // the window is released whole; extents mapped anywhere are unmapped.
 bool Dalloc(extent_hooks_t* h, void* addr, size_t size, bool, unsigned) {
-  TaggedHooks* t = Owner(h);
-  if (t->window_base != 0 || munmap(addr, size) != 0) return true;
-  t->mapped.fetch_sub(size, std::memory_order_relaxed);
-  return false;
+  return Owner(h)->window_base != 0 || munmap(addr, size) != 0;
 }
 
 void Destroy(extent_hooks_t* h, void* addr, size_t size, bool, unsigned) {
-  TaggedHooks* t = Owner(h);
-  t->mapped.fetch_sub(size, std::memory_order_relaxed);
-  if (t->window_base == 0) munmap(addr, size);
+  if (Owner(h)->window_base == 0) munmap(addr, size);
 }
 
 bool PurgeForced(extent_hooks_t*, void* addr, size_t, size_t offset,
@@ -133,7 +127,6 @@ void InitTaggedHooks(TaggedHooks* h, int key, uintptr_t window_base,
   h->window_end = window_base + window_bytes;
   h->max_window_bytes = max_window_bytes;
   h->bump.store(window_base, std::memory_order_relaxed);
-  h->mapped.store(0, std::memory_order_relaxed);
 }
 
 absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,

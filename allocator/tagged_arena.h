@@ -23,7 +23,6 @@ struct TaggedHooks {
   // Most bytes of the window jemalloc may take: what compartment code can
   // write is bounded even when it asks for absurd alignments.
   size_t max_window_bytes = 0;
-  std::atomic<size_t> mapped{0};   // bytes handed to jemalloc
 };
 
 // Fills `h` for extents tagged with `key`, from [window_base, window_end)

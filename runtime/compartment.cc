@@ -249,9 +249,7 @@ absl::Status Compartment::Reset() {
 const FaultReport* Compartment::last_fault() const { return last_fault_.get(); }
 
 CompartmentStats Compartment::stats() const {
-  internal::HeapStats s = heap_->Stats();
-  return CompartmentStats{s.bytes_in_use, s.peak_bytes, s.allocations,
-                          s.failed_allocations};
+  return heap_->Stats();
 }
 
 }  // namespace mpkbox

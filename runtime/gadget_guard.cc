@@ -21,10 +21,9 @@
 #include "absl/synchronization/mutex.h"
 #include "runtime/eager_binding.h"
 #include "runtime/loader/code_scan.h"
+#include "runtime/signals.h"
 #include "runtime/thread_runtime.h"
 
-extern "C" char mpkbox_gate_begin[], mpkbox_gate_end[];
-extern "C" char mpkbox_signal_begin[], mpkbox_signal_end[];
 
 extern "C" {
 uint64_t mpkbox_guard_epoch = 0;
@@ -57,15 +56,6 @@ bool IsPrefix(uint8_t b) {
   // jump to any of them still runs the instruction.
   return (b & 0xf0) == 0x40 || b == 0x26 || b == 0x2e || b == 0x36 ||
          b == 0x3e || b == 0x64 || b == 0x65 || b == 0x67;
-}
-
-bool InOwnTrampolines(uintptr_t a) {
-  auto in = [a](const char* lo, const char* hi) {
-    return a >= reinterpret_cast<uintptr_t>(lo) &&
-           a < reinterpret_cast<uintptr_t>(hi);
-  };
-  return in(mpkbox_gate_begin, mpkbox_gate_end) ||
-         in(mpkbox_signal_begin, mpkbox_signal_end);
 }
 
 struct Found {
@@ -101,7 +91,7 @@ std::vector<Found> ScanMappings(std::vector<std::string>* unreadable) {
     for (const PrivilegedInstruction& p :
          FindPrivilegedInstructions(absl::MakeConstSpan(bytes, hi - lo))) {
       const uintptr_t at = lo + p.offset;
-      if (InOwnTrampolines(at)) continue;
+      if (InTrampolines(at)) continue;
       const std::string what = absl::StrFormat("%s in %s+0x%x", p.name, name,
                                                at - file_base);
       // The instruction's first byte, and every prefix byte before it.

@@ -105,10 +105,6 @@ bool InRange(uintptr_t ip, const char* begin, const char* end) {
   return ip >= reinterpret_cast<uintptr_t>(begin) &&
          ip < reinterpret_cast<uintptr_t>(end);
 }
-bool InTrampolines(uintptr_t ip) {
-  return InRange(ip, mpkbox_gate_begin, mpkbox_gate_end) ||
-         InRange(ip, mpkbox_signal_begin, mpkbox_signal_end);
-}
 
 uint8_t* XsaveArea(const ucontext_t* uc) {
   return reinterpret_cast<uint8_t*>(uc->uc_mcontext.fpregs);
@@ -421,6 +417,11 @@ absl::Status SelfTest() {
 }
 
 }  // namespace
+
+bool InTrampolines(uintptr_t ip) {
+  return InRange(ip, mpkbox_gate_begin, mpkbox_gate_end) ||
+         InRange(ip, mpkbox_signal_begin, mpkbox_signal_end);
+}
 
 uint32_t FramePkru(const ucontext_t* uc) {
   uint32_t* slot = FramePkruSlot(uc);

@@ -33,6 +33,9 @@ void ReleaseSignalStack(ThreadBlock* tb);
 // inside a handler.
 bool RecoverFromAbandonedHandler(ThreadBlock* tb, bool check_stack = true);
 
+// True for an address in mpkbox's gate or signal trampolines.
+bool InTrampolines(uintptr_t ip);
+
 // PKRU as saved in a signal frame, and how to change what sigreturn loads.
 uint32_t FramePkru(const ucontext_t* uc);
 void SetFramePkru(ucontext_t* uc, uint32_t pkru);

@@ -45,7 +45,6 @@ struct ElfObject {
   uintptr_t init_array = 0, fini_array = 0;
   size_t ninit = 0, nfini = 0;
   std::vector<std::string> needed;
-  bool relocated = false;
   bool constructed = false;
 
   bool InSpan(uintptr_t vaddr, size_t bytes) const {
@@ -716,7 +715,6 @@ absl::Status ElfLoader::Relocate(ElfObject& obj) {
       }
     }
   }
-  obj.relocated = true;
   return absl::OkStatus();
 }
 
