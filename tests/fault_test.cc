@@ -183,7 +183,9 @@ TEST(FaultTest, TenThousandFaultsWithResetLeakNothing) {
     ASSERT_TRUE(box->Reset().ok());
   }
   EXPECT_EQ(CountFds(), fds);
-  EXPECT_EQ(CountMappings(), mappings);
+  // Flat, not exact: a neighbouring mapping may split or merge, and lazy
+  // state (jemalloc's, Abseil's) may grow once. A leak per cycle is 10,000.
+  EXPECT_LE(CountMappings(), mappings + 2);
   EXPECT_LT(RssPages(), rss + 256);  // under 1 MiB of growth
 }
 
