@@ -17,6 +17,8 @@ namespace mpkbox::internal {
 
 inline constexpr uint32_t kStashSlots = 128;
 inline constexpr unsigned kNoTcache = ~0u;
+inline constexpr char kBadFree[] =
+    "free of a pointer that is not a live allocation of the compartment";
 
 // What the runtime knows about one thread's HeapCache: on the host heap,
 // trusted. placed[c][0, known[c]) are the regions it last saw in magazine c.
@@ -430,6 +432,27 @@ void* CompartmentHeap::AllocateLive(size_t bytes, size_t alignment,
   return p;
 }
 
+// p is live. Null (p untouched) when the limit or jemalloc refuses.
+void* CompartmentHeap::ReallocLive(void* p, size_t bytes, int tcache_flags) {
+  const int flags = MALLOCX_ARENA(arena_) | tcache_flags;
+  const size_t want = std::max(bytes, kMinAllocation);
+  const size_t old_usable = sallocx(p, 0);
+  const size_t new_usable = nallocx(want, flags);
+  if (new_usable == 0 ||
+      (new_usable > old_usable && !Fits(new_usable - old_usable))) {
+    return nullptr;
+  }
+  void* q = rallocx(p, want, flags);
+  if (q == nullptr) return nullptr;
+  TakeLive(reinterpret_cast<uintptr_t>(p));
+  SetLive(reinterpret_cast<uintptr_t>(q));
+  live_bytes_ -= old_usable;
+  const size_t usable = sallocx(q, 0);
+  NoteClass(reinterpret_cast<uintptr_t>(q), usable);
+  NoteLive(usable);
+  return q;
+}
+
 CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
                                                     size_t slot, uint64_t op,
                                                     uint64_t a, uint64_t b) {
@@ -440,8 +463,7 @@ CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
     Reconcile(t);
     r.hostile = FlushFrees(t);
     if (r.hostile != 0) {
-      r.why = "free of a pointer that is not a live allocation of the "
-              "compartment";
+      r.why = kBadFree;
       return r;
     }
   }
@@ -475,8 +497,7 @@ CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
     case kOpFree:
       if (a != 0 && !TakeLive(a)) {
         r.hostile = a;
-        r.why = "free of a pointer that is not a live allocation of the "
-                "compartment";
+        r.why = kBadFree;
         return r;
       }
       if (a != 0) Release(t, reinterpret_cast<void*>(a));
@@ -494,22 +515,8 @@ CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
         Release(t, reinterpret_cast<void*>(a));
         return r;
       }
-      const int flags = MALLOCX_ARENA(arena_) | TcacheFlags(t);
-      const size_t old_usable = sallocx(reinterpret_cast<void*>(a), 0);
-      const size_t new_usable = nallocx(std::max<size_t>(b, kMinAllocation), flags);
-      if (new_usable == 0 ||
-          (new_usable > old_usable && !Fits(new_usable - old_usable))) {
-        return fail(ENOMEM);
-      }
-      void* p = rallocx(reinterpret_cast<void*>(a),
-                        std::max<size_t>(b, kMinAllocation), flags);
+      void* p = ReallocLive(reinterpret_cast<void*>(a), b, TcacheFlags(t));
       if (p == nullptr) return fail(ENOMEM);
-      TakeLive(a);
-      SetLive(reinterpret_cast<uintptr_t>(p));
-      live_bytes_ -= old_usable;
-      const size_t usable = sallocx(p, 0);
-      NoteClass(reinterpret_cast<uintptr_t>(p), usable);
-      NoteLive(usable);
       r.value = reinterpret_cast<uintptr_t>(p);
       return r;
     }
@@ -539,8 +546,7 @@ CompartmentHeap::EntryResult CompartmentHeap::CheckFrees(ThreadBlock* tb,
   Reconcile(t);
   r.hostile = FlushFrees(t);
   if (r.hostile != 0) {
-    r.why = "free of a pointer that is not a live allocation of the "
-            "compartment";
+    r.why = kBadFree;
   }
   return r;
 }
@@ -579,27 +585,11 @@ void* CompartmentHeap::Realloc(void* p, size_t bytes, bool* valid) {
   ReconcileAll();
   *valid = IsLive(reinterpret_cast<uintptr_t>(p));
   if (!*valid) return nullptr;
-  const int flags = MALLOCX_ARENA(arena_) | MALLOCX_TCACHE_NONE;
-  const size_t old_usable = sallocx(p, 0);
-  const size_t want = std::max(bytes, kMinAllocation);
-  const size_t new_usable = nallocx(want, flags);
-  if (new_usable == 0 ||
-      (new_usable > old_usable && !Fits(new_usable - old_usable))) {
+  void* q = ReallocLive(p, bytes, MALLOCX_TCACHE_NONE);
+  if (q == nullptr) {
     ++stats_.failed_allocations;
     errno = ENOMEM;
-    return nullptr;
   }
-  void* q = rallocx(p, want, flags);
-  if (q == nullptr) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  TakeLive(reinterpret_cast<uintptr_t>(p));
-  SetLive(reinterpret_cast<uintptr_t>(q));
-  live_bytes_ -= old_usable;
-  const size_t usable = sallocx(q, 0);
-  NoteClass(reinterpret_cast<uintptr_t>(q), usable);
-  NoteLive(usable);
   return q;
 }
 

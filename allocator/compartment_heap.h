@@ -109,6 +109,8 @@ class CompartmentHeap {
   void* Refill(HeapThread* t, size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void* AllocateLive(size_t bytes, size_t alignment, int tcache_flags)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void* ReallocLive(void* p, size_t bytes, int tcache_flags)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   inline void Release(HeapThread* t, void* p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   inline bool TakeLive(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
