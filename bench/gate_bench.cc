@@ -17,6 +17,13 @@
 //                        gate's order). Its excess over BM_WrpkruPair is what
 //                        the selector costs the gate.
 //   BM_SelectorStorePair the two selector stores alone, without WRPKRU.
+//   BM_FloorCall, BM_FloorSwitch, BM_FloorTrusted
+//                        floor models of a gate (trampolines/gate_floor.S):
+//                        the pair with a call and a check after each WRPKRU;
+//                        + a stack switch; + callee-saved registers, host rsp
+//                        and return address kept in a trusted block,
+//                        registers cleared and checks against memory. What
+//                        the gate's target is up against on this CPU.
 //   BM_PlainCall         an empty function through a volatile pointer.
 //   BM_GateRoundTrip     box->Call(&Empty): host -> compartment -> host.
 //   BM_GateRoundTripArgs box->Call(&Add, a, b) returning Tainted<int>.
@@ -359,6 +366,22 @@ void BM_SelectorStorePair(benchmark::State& state) {
   if (selector_page[0] != 0) state.SkipWithError("selector not ALLOW");
 }
 BENCHMARK(BM_SelectorStorePair);
+
+// The floor models, each run with PKRU toggled as in BM_WrpkruPair.
+extern "C" void mpkbox_floor_call(uint32_t inside, uint32_t host);
+extern "C" void mpkbox_floor_switch(uint32_t inside, uint32_t host);
+extern "C" void mpkbox_floor_trusted(uint32_t inside, uint32_t host);
+
+template <void (*kFloor)(uint32_t, uint32_t)>
+void BM_Floor(benchmark::State& state) {
+  const uint32_t orig = Rdpkru();
+  const uint32_t other = orig ^ (2u << 30);
+  for (auto _ : state) kFloor(other, orig);
+  if (Rdpkru() != orig) state.SkipWithError("PKRU not restored");
+}
+BENCHMARK(BM_Floor<mpkbox_floor_call>)->Name("BM_FloorCall");
+BENCHMARK(BM_Floor<mpkbox_floor_switch>)->Name("BM_FloorSwitch");
+BENCHMARK(BM_Floor<mpkbox_floor_trusted>)->Name("BM_FloorTrusted");
 
 void BM_PlainCall(benchmark::State& state) {
   for (auto _ : state) plain_target();

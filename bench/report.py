@@ -190,6 +190,10 @@ def quantities(t):
         "selector": minus(t.get("BM_WrpkruPairWithStores"),
                           t.get("BM_WrpkruPair")),
         "plain": t.get("BM_PlainCall"),
+        # Floor models of a gate (trampolines/gate_floor.S).
+        "floor_call": t.get("BM_FloorCall"),
+        "floor_switch": t.get("BM_FloorSwitch"),
+        "floor_trusted": t.get("BM_FloorTrusted"),
         "gate": t.get("BM_GateRoundTrip"),
         "gate_args": t.get("BM_GateRoundTripArgs"),
         # One callback: the enclosing Call and loop set-up cancel out.
@@ -228,6 +232,12 @@ RATIOS = [
     ("gate round trip / WRPKRU pair", "gate", "pair"),
     ("gate round trip (2 args) / WRPKRU pair", "gate_args", "pair"),
     ("gate round trip / plain call", "gate", "plain"),
+    ("floor model: pair + call + a check after each WRPKRU / WRPKRU pair",
+     "floor_call", "pair"),
+    ("floor model: + a stack switch / WRPKRU pair", "floor_switch", "pair"),
+    ("floor model: + trusted copies of host state, registers cleared, "
+     "checks against memory / WRPKRU pair", "floor_trusted", "pair"),
+    ("gate round trip / the last floor model", "gate", "floor_trusted"),
     ("callback round trip / WRPKRU pair", "callback", "pair"),
     ("callback round trip / gate round trip", "callback", "gate"),
     ("callback round trip / native call in the loop", "callback",
@@ -800,6 +810,12 @@ def main():
         ("BM_SelectorStorePair",
          "the two selector byte stores alone, no WRPKRU"),
         ("BM_PlainCall", "empty function through a volatile pointer"),
+        ("BM_FloorCall", "floor model: the pair around a call of an empty "
+         "function, each WRPKRU followed by a check (gate_floor.S)"),
+        ("BM_FloorSwitch", "floor model: the same, the call on another "
+         "stack"),
+        ("BM_FloorTrusted", "floor model: the same, host state in a "
+         "trusted block, registers cleared, checks against memory"),
         ("BM_GateRoundTrip", "`box->Call(&Empty)`, void()"),
         ("BM_GateRoundTripArgs", "`box->Call(&Add, a, 2)`, int(int, int)"),
         ("BM_CallbackRoundTrip/0", "one Call of the callback loop, 0 callbacks"),
@@ -1003,6 +1019,25 @@ def main():
         if best_ratio is not None:
             verdict.append(
                 f"Fastest repetitions against fastest: {best_ratio:.2f}x.")
+        floors = [div(q_med[k], pair) for k in
+                  ("floor_call", "floor_switch", "floor_trusted")]
+        if None not in floors:
+            verdict.append(
+                f"The floor models (trampolines/gate_floor.S) show what the "
+                f"target is up against on this CPU: the pair around a call "
+                f"with a check after each WRPKRU costs {floors[0]:.2f}x the "
+                f"pair, a stack switch brings it to {floors[1]:.2f}x, and "
+                f"keeping host state in a trusted block, clearing registers "
+                f"and checking against memory (each required of the gate) "
+                f"to {floors[2]:.2f}x"
+                + (": no gate with those properties can meet "
+                   f"{TARGET_GATE_OVER_PAIR}x here. "
+                   if floors[2] > TARGET_GATE_OVER_PAIR else ". ")
+                + f"The gate costs "
+                f"{fmt_ratio(div(gate, q_med['floor_trusted']))} that last "
+                f"model; the rest is the selector, the domain and frame "
+                f"bookkeeping, vector-state clearing, the control words and "
+                f"Call's checks.")
     if verdict_gate is not None and q_med["selector"] is not None:
         verdict.append(
             f"The selector's two byte stores add "
@@ -1202,6 +1237,16 @@ def main():
         "including the `absl::Status`/`StatusOr<Tainted<int>>` result, into "
         "a compartment created once; the thread's first (set-up) call is "
         "outside the timed loop.",
+        "- Floor models (`trampolines/gate_floor.S`, linked into gate_bench "
+        "only): three stripped gates that run an empty function with PKRU "
+        "toggled as in the pair. `BM_FloorCall` is the pair around a call, "
+        "each WRPKRU followed by a compare against a register (ERIM's "
+        "check); `BM_FloorSwitch` makes the call on another stack; "
+        "`BM_FloorTrusted` also pushes the callee-saved registers, keeps "
+        "copies of them and of the host rsp and return address in a block "
+        "it restores from, clears the registers the callee could read, and "
+        "checks PKRU against memory. They trust their caller and run no "
+        "untrusted code: they price the layers, they are not gates.",
         f"- Callback round trip: one iteration of `BM_CallbackRoundTrip/N` is one "
         f"`Call` of a compartment function that calls a registered host "
         f"callback (`int(int)`, passed in as an argument) N times. The cost "
