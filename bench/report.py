@@ -15,6 +15,7 @@ compares numbers measured in the same process, interleaved in time.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -37,7 +38,9 @@ TARGET_INSIDE_OVER_NATIVE_THROUGHPUT = 0.98
 
 # User counters gate_bench sets on the fault benchmarks, heap_bench and
 # library_bench on all.
-COUNTERS = ("frames", "pkey", "pairs", "bytes", "packed_bytes", "png_bytes")
+COUNTERS = ("frames", "pkey", "pairs", "bytes", "packed_bytes", "png_bytes",
+            "faults_per_call", "paired_ratio", "native_ns", "inside_ns",
+            "pair_count")
 
 
 def load_runs(path):
@@ -500,11 +503,51 @@ LIB_OPS = [
      f"BM_ZlibUncompressInside/{LIB_SMALL}", None, None, False),
 ]
 LIB_PREFIXES = ("BM_Zlib", "BM_PngDecode")
+# The paired benchmarks of each operation (native and inside alternating in
+# one loop: the verdict's measurement) and their calibration (native
+# against native in the same loop), by LIB_OPS key; None if there is none.
+LIB_PAIRED = {
+    "compress_big": (f"BM_ZlibCompressPaired/{LIB_BIG}",
+                     f"BM_ZlibCompressCalibration/{LIB_BIG}"),
+    "uncompress_big": (f"BM_ZlibUncompressPaired/{LIB_BIG}",
+                       f"BM_ZlibUncompressCalibration/{LIB_BIG}"),
+    "png": (f"BM_PngDecodePaired/{PNG_SIDE}",
+            f"BM_PngDecodeCalibration/{PNG_SIDE}"),
+    "compress_small": (f"BM_ZlibCompressPaired/{LIB_SMALL}", None),
+    "uncompress_small": (f"BM_ZlibUncompressPaired/{LIB_SMALL}", None),
+}
 
 
 def lib_name(name):
-    """A library_bench run name without Google Benchmark's /real_time."""
-    return re.sub(r"/real_time$", "", name)
+    """A library_bench run name without Google Benchmark's /real_time or
+    /manual_time."""
+    return re.sub(r"/(real|manual)_time$", "", name)
+
+
+def median_interval(values, confidence=0.95):
+    """(median, low, high, coverage) of a list: the median and a
+    distribution-free confidence interval for it, the order statistics
+    x(k) and x(n+1-k) with the largest k whose coverage
+    1 - 2 P(Binomial(n, 1/2) < k) is at least `confidence`. With too few
+    values for that, low and high are the extremes and coverage is theirs
+    (below `confidence`). None for no values."""
+    v = sorted(values)
+    n = len(v)
+    if n == 0:
+        return None
+    med = statistics.median(v)
+    cdf = []  # P(B <= j)
+    acc = 0.0
+    for j in range(n + 1):
+        acc += math.comb(n, j) / 2 ** n
+        cdf.append(acc)
+    k = 0
+    for cand in range(1, n // 2 + 1):
+        if 1 - 2 * cdf[cand - 1] >= confidence:
+            k = cand
+    if k == 0:
+        return med, v[0], v[-1], (1 - 2 * cdf[0]) if n > 0 else 0.0
+    return med, v[k - 1], v[n - k], 1 - 2 * cdf[k - 1]
 
 
 def lib_section(runs, errors, counters, cpu_runs):
@@ -599,51 +642,132 @@ def lib_section(runs, errors, counters, cpu_runs):
             f"{fmt_us(above(inside, native))} | {fmt_us(above(shm, native))} "
             f"| {fmt_us(above(pipe, native))} |")
 
-    # The verdict: the large inputs and the PNG.
+    # The paired benchmarks: per repetition, the median over its pairs of
+    # native time / inside time.
+    def paired(name):
+        """median_interval of a paired benchmark's per-repetition ratios."""
+        if name is None:
+            return None
+        v = counters.get(name, {}).get("paired_ratio")
+        return median_interval(v) if v else None
+
+    def paired_us(name, side):
+        v = counters.get(name, {}).get(f"{side}_ns") if name else None
+        return statistics.median(v) if v else None
+
+    def fmt_interval(p):
+        if p is None:
+            return "n/a"
+        return f"{p[1]:.3f} - {p[2]:.3f} ({100 * p[3]:.0f}%)"
+
+    paired_rows = []
+    for key, label, native, inside, shm, pipe, target in LIB_OPS:
+        pname, cname = LIB_PAIRED.get(key, (None, None))
+        if pname not in runs and pname not in errors:
+            continue
+        if pname in errors:
+            paired_rows.append(f"| {label} | failed: {errors[pname]} "
+                               f"| | | | | | | |")
+            continue
+        p, c = paired(pname), paired(cname)
+        pairs = counter(pname, "pair_count")
+        n_us, i_us = paired_us(pname, "native"), paired_us(pname, "inside")
+        paired_rows.append(
+            f"| {label} | {len(runs[pname])} x {pairs:.0f} | "
+            f"{fmt_ratio3(p[0] if p else None)} | {fmt_interval(p)} | "
+            f"{fmt_ratio3(c[0] if c else None)} | {fmt_interval(c)} | "
+            f"{fmt_us(n_us)} | {fmt_us(i_us)} | "
+            f"{fmt_us(None if n_us is None or i_us is None else i_us - n_us)}"
+            f" |")
+
+    # The verdict: the large inputs and the PNG, from the paired
+    # benchmarks when they ran, else from the separate ones.
     ops = [o for o in LIB_OPS if o[6]]
-    ratios = [tput(o[3], o[2]) for o in ops]
-    ratios_min = [tput(o[3], o[2], best) for o in ops]
-    ratios_cpu = [tput(o[3], o[2], cpu_med) for o in ops]
     names = ["compress2", "uncompress", "libpng's decode"]
     what = (f"zlib compress2 and uncompress of {LIB_BIG >> 10} KiB and "
             f"libpng's decode of a {PNG_SIDE}x{PNG_SIDE} RGBA image")
-    if any(x is None for x in ratios):
-        verdict = (f"Libraries: the target of at least "
-                   f"{TARGET_INSIDE_OVER_NATIVE_THROUGHPUT} of native "
-                   f"throughput cannot be judged: not every one of {what} "
-                   f"was measured.")
-    else:
-        parts = ", ".join(f"{r:.3f} ({n})" for n, r in zip(names, ratios))
-        head = (f"Libraries: inside a compartment, {what} run at "
-                f"{parts} of native throughput (medians of real time; "
-                f"fastest repetitions: "
-                f"{fmt_range(ratios_min, fmt_ratio3)}; medians of CPU time: "
-                f"{fmt_range(ratios_cpu, fmt_ratio3)}): the target of at "
-                f"least {TARGET_INSIDE_OVER_NATIVE_THROUGHPUT} ")
-        missed = [n for n, r in zip(names, ratios)
-                  if r < TARGET_INSIDE_OVER_NATIVE_THROUGHPUT]
-        if not missed:
-            verdict = head + "**holds** for all three."
+    target_x = TARGET_INSIDE_OVER_NATIVE_THROUGHPUT
+    pairs_of = [paired(LIB_PAIRED[o[0]][0]) for o in ops]
+    calib_of = [paired(LIB_PAIRED[o[0]][1]) for o in ops]
+    if all(p is not None for p in pairs_of):
+        parts = ", ".join(
+            f"{p[0]:.3f} ({n}; 95% interval {p[1]:.3f} - {p[2]:.3f})"
+            if p[3] >= 0.95 else
+            f"{p[0]:.3f} ({n}; range {p[1]:.3f} - {p[2]:.3f}, too few "
+            f"repetitions for a 95% interval)"
+            for n, p in zip(names, pairs_of))
+        head = (f"Libraries: inside a compartment, {what} run at {parts} of "
+                f"native throughput (paired: native and inside alternate "
+                f"call by call in one loop; medians over the repetitions of "
+                f"each repetition's median ratio)")
+        if all(c is not None for c in calib_of):
+            head += (f"; native against itself in the same loop gives "
+                     + ", ".join(f"{c[0]:.3f}" for c in calib_of)
+                     + " (the method's own bias and noise)")
+        head += f": the target of at least {target_x} "
+        missed = [n for n, p in zip(names, pairs_of) if p[0] < target_x]
+        unsure = [n for n, p in zip(names, pairs_of)
+                  if p[0] >= target_x and (p[1] < target_x or p[3] < 0.95)]
+        if not missed and not unsure:
+            verdict = (head + "**holds** for all three, with the whole 95% "
+                       "interval of each above it.")
+        elif not missed:
+            verdict = (head + "**holds** for all three by the medians, but "
+                       "not beyond this run's noise for "
+                       + ", ".join(unsure) + " (the interval reaches below "
+                       f"{target_x} or there are too few repetitions for "
+                       f"one).")
         else:
             verdict = (head + "is **missed** for " + ", ".join(missed)
-                       + f" ({len(missed)} of {len(ratios)}).")
-            # Whether a miss stands out of the noise: the interquartile
-            # ranges of the two sides' repetitions.
-            for n, r, o in zip(names, ratios, ops):
-                if r >= TARGET_INSIDE_OVER_NATIVE_THROUGHPUT:
-                    continue
-                qn, qi = iqr(runs.get(o[2])), iqr(runs.get(o[3]))
-                if qn is None or qi is None:
-                    continue
-                overlap = qi[0] <= qn[1] and qn[0] <= qi[1]
-                verdict += (
-                    f" For {n}, the interquartile ranges of the "
-                    f"repetitions are {fmt_us(qn[0])} - {fmt_us(qn[1])} us "
-                    f"native and {fmt_us(qi[0])} - {fmt_us(qi[1])} us "
-                    f"inside: "
-                    + ("they overlap, so the miss is within this run's "
-                       "noise." if overlap else
-                       "they do not overlap."))
+                       + f" ({len(missed)} of {len(pairs_of)})")
+            within = [n for n, p in zip(names, pairs_of)
+                      if p[0] < target_x and p[2] >= target_x]
+            verdict += ("; for " + ", ".join(within) + " the 95% interval "
+                        f"reaches {target_x}, so the miss is within this "
+                        "run's noise." if within else ".")
+    else:
+        # No paired runs (a filter left them out): the separate benchmarks'
+        # medians, a second apart, a weaker measurement on a noisy machine.
+        ratios = [tput(o[3], o[2]) for o in ops]
+        ratios_min = [tput(o[3], o[2], best) for o in ops]
+        ratios_cpu = [tput(o[3], o[2], cpu_med) for o in ops]
+        if any(x is None for x in ratios):
+            verdict = (f"Libraries: the target of at least "
+                       f"{TARGET_INSIDE_OVER_NATIVE_THROUGHPUT} of native "
+                       f"throughput cannot be judged: not every one of {what} "
+                       f"was measured.")
+        else:
+            parts = ", ".join(f"{r:.3f} ({n})" for n, r in zip(names, ratios))
+            head = (f"Libraries: inside a compartment, {what} run at "
+                    f"{parts} of native throughput (medians of real time; "
+                    f"fastest repetitions: "
+                    f"{fmt_range(ratios_min, fmt_ratio3)}; medians of CPU time: "
+                    f"{fmt_range(ratios_cpu, fmt_ratio3)}): the target of at "
+                    f"least {TARGET_INSIDE_OVER_NATIVE_THROUGHPUT} ")
+            missed = [n for n, r in zip(names, ratios)
+                      if r < TARGET_INSIDE_OVER_NATIVE_THROUGHPUT]
+            if not missed:
+                verdict = head + "**holds** for all three."
+            else:
+                verdict = (head + "is **missed** for " + ", ".join(missed)
+                           + f" ({len(missed)} of {len(ratios)}).")
+                # Whether a miss stands out of the noise: the interquartile
+                # ranges of the two sides' repetitions.
+                for n, r, o in zip(names, ratios, ops):
+                    if r >= TARGET_INSIDE_OVER_NATIVE_THROUGHPUT:
+                        continue
+                    qn, qi = iqr(runs.get(o[2])), iqr(runs.get(o[3]))
+                    if qn is None or qi is None:
+                        continue
+                    overlap = qi[0] <= qn[1] and qn[0] <= qi[1]
+                    verdict += (
+                        f" For {n}, the interquartile ranges of the "
+                        f"repetitions are {fmt_us(qn[0])} - {fmt_us(qn[1])} us "
+                        f"native and {fmt_us(qi[0])} - {fmt_us(qi[1])} us "
+                        f"inside: "
+                        + ("they overlap, so the miss is within this run's "
+                           "noise." if overlap else
+                           "they do not overlap."))
     lines = [verdict]
 
     # Small inputs and the process sandbox, in words.
@@ -661,6 +785,22 @@ def lib_section(runs, errors, counters, cpu_runs):
             f"{fmt_ratio3(tput(us_[3], us_[2]))} "
             f"({fmt_us(above(us_[3], us_[2]))} us above "
             f"{fmt_us(med.get(us_[2]))} us)")
+    ps = paired(LIB_PAIRED["compress_small"][0])
+    pu = paired(LIB_PAIRED["uncompress_small"][0])
+    if ps is not None and pu is not None:
+        cs_p, us_p = (LIB_PAIRED["compress_small"][0],
+                      LIB_PAIRED["uncompress_small"][0])
+        text.append(
+            f"paired call by call (each call then runs after the other "
+            f"side's, with its caches partly cold), the {LIB_SMALL >> 10} KiB "
+            f"calls run at {ps[0]:.3f} (compress2, "
+            f"{fmt_us(paired_us(cs_p, 'inside') - paired_us(cs_p, 'native'))}"
+            f" us above native's {fmt_us(paired_us(cs_p, 'native'))} us) and "
+            f"{pu[0]:.3f} (uncompress, "
+            f"{fmt_us(paired_us(us_p, 'inside') - paired_us(us_p, 'native'))}"
+            f" us above {fmt_us(paired_us(us_p, 'native'))} us): the gate, "
+            f"the allocator's callbacks for zlib's large buffers and their "
+            f"lock, a fixed cost per call")
     if tput(cs[4], cs[2]) is not None:
         text.append(
             f"a process sandbox (a worker process, input and output in "
@@ -696,24 +836,40 @@ def lib_section(runs, errors, counters, cpu_runs):
                               "image_free, host's libpng",
         "BM_PngDecodeInside": "the same three as `Call`s into the "
                               "compartment's libpng (and its libz)",
+        "BM_ZlibCompressPaired": "one native and one inside compress2 per "
+                                 "iteration (time: both)",
+        "BM_ZlibUncompressPaired": "one native and one inside uncompress per "
+                                   "iteration (time: both)",
+        "BM_PngDecodePaired": "one native and one inside decode per "
+                              "iteration (time: both)",
+        "BM_ZlibCompressCalibration": "two native compress2 per iteration, "
+                                      "as the paired loop runs them",
+        "BM_ZlibUncompressCalibration": "two native uncompress per iteration, "
+                                        "as the paired loop runs them",
+        "BM_PngDecodeCalibration": "two native decodes per iteration, as "
+                                   "the paired loop runs them",
     }
     order = []
     for o in LIB_OPS:
         order += [n for n in o[2:6] if n is not None]
+        order += [n for n in LIB_PAIRED.get(o[0], ()) if n is not None]
     order += sorted(n for n in set(runs) | set(errors) if n not in order)
     rows = []
     for name in order:
         what = desc.get(name.split("/")[0], "")
         if name not in runs:
             if name in errors:
-                rows.append(f"| {name} | n/a | n/a | n/a | n/a | 0 | "
+                rows.append(f"| {name} | n/a | n/a | n/a | n/a | n/a | 0 | "
                             f"{errors[name]} |")
             continue
         v = sorted(runs[name])
         q = statistics.quantiles(v, n=4) if len(v) >= 2 else [v[0]] * 3
+        faults = counter(name, "faults_per_call")
         rows.append(f"| {name} | {fmt_us(med[name])} | {fmt_us(v[0])} | "
                     f"{fmt_us(q[0])} - {fmt_us(q[2])} | "
-                    f"{fmt_us(cpu_med.get(name))} | {len(v)} | {what} |")
+                    f"{fmt_us(cpu_med.get(name))} | "
+                    f"{'n/a' if faults is None else f'{faults:.2f}'} | "
+                    f"{len(v)} | {what} |")
 
     packed = counter(f"BM_ZlibCompressNative/{LIB_BIG}", "packed_bytes")
     png_bytes = counter(f"BM_PngDecodeNative/{PNG_SIDE}", "png_bytes")
@@ -731,6 +887,30 @@ def lib_section(runs, errors, counters, cpu_runs):
         "",
         *lines,
         "",
+        *([] if not paired_rows else [
+            "Paired (the verdict's measurement): one iteration runs the "
+            "native call and the inside call, each timed alone, in the "
+            "order native-inside on even iterations and inside-native on odd "
+            "ones; the ratio is native time / inside time (inside's "
+            "throughput over native's) per pair, its median over a "
+            "repetition's pairs, and the median of those over the "
+            "repetitions, with a distribution-free confidence interval for "
+            "that median (order statistics; its coverage in parentheses). "
+            "Calibration: the same loop with a second native call in the "
+            "inside call's place (its own buffers), which should give 1.000: "
+            "its distance from 1 is what the method itself can show. Times "
+            "are each side's mean per call, medians over the repetitions.",
+            "",
+            "| operation | repetitions x pairs | inside / native, paired | "
+            "95% interval | calibration: native / native | its interval | "
+            "native us | inside us | inside - native, us |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *paired_rows,
+            "",
+            "Separate benchmarks (each side in its own loop, the repetitions "
+            "randomly interleaved; a second view, more exposed to drift):",
+            "",
+        ]),
         "Throughput in MB/s (10^6 bytes of uncompressed data, or of decoded "
         "pixels, per second) from the median real time per call; the "
         "ratios are inside's throughput over native's (native time / inside "
@@ -756,9 +936,13 @@ def lib_section(runs, errors, counters, cpu_runs):
         "",
         "### Libraries per benchmark (real time per call, us)",
         "",
+        "Paired and calibration benchmarks: time per iteration (two calls). "
+        "Page faults: the calling thread's minor faults in the timed loop "
+        "per call (median over repetitions).",
+        "",
         "| benchmark | median | min | interquartile | CPU time, median | "
-        "reps | what |",
-        "|---|---|---|---|---|---|---|",
+        "page faults per call | reps | what |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]
@@ -1371,12 +1555,36 @@ def main():
             "caller and worker share one CPU, as the in-process benchmarks "
             "do; it runs no seccomp filter or other confinement, which would "
             "only add to it.",
-            "- All library benchmarks are timed in real time "
+            "- All separate library benchmarks are timed in real time "
             "(`UseRealTime`): the worker's work is not the caller's CPU "
             "time. The ratios of CPU-time medians (inside and native only; "
             "all their work runs on the calling thread) leave out time the "
             "VM's vCPU was descheduled, which the real times on this shared "
             "machine include.",
+            "- Paired library benchmarks (`BM_*Paired`, the verdict's "
+            "measurement): each iteration times one native call and one "
+            "inside call separately with the steady clock (manual time: "
+            "the iteration's time is the two calls'), native first on even "
+            "iterations and inside first on odd ones, so that each side "
+            "follows itself and the other equally often. The two calls of a "
+            "pair run milliseconds apart, so a slow phase of the machine "
+            "hits both; separate benchmarks compare times taken seconds "
+            "apart, and on this shared machine their medians drift by more "
+            "than the 2% the target allows. Per repetition the benchmark "
+            "reports the median over its pairs of native time / inside "
+            "time (`paired_ratio`; at most the first 4096 pairs), the mean "
+            "time of each side and the number of pairs; report.py takes the "
+            "median of `paired_ratio` over the repetitions and a "
+            "distribution-free 95% confidence interval for it (order "
+            "statistics of the repetitions: with 9 repetitions the 2nd and "
+            "8th, with 15 the 4th and 12th). The target holds for an "
+            "operation if that median is at least "
+            f"{TARGET_INSIDE_OVER_NATIVE_THROUGHPUT}; the verdict says "
+            "whether the whole interval is. `BM_*Calibration` runs the same "
+            "loop with native on both sides, each with buffers of its own: "
+            "it shows the bias and the resolution of the method itself "
+            "(different buffer addresses alone move a call by a few tenths "
+            "of a percent).",
         ]),
     ]
     text = "\n".join(lines) + "\n"

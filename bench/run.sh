@@ -12,6 +12,8 @@
 # to every program). Repetitions are randomly interleaved within each program
 # so that drift on a noisy machine hits every benchmark alike (every ratio
 # report.py draws compares benchmarks of one program); report.py uses medians.
+# The libraries' verdict comes from library_bench's paired benchmarks, which
+# alternate native and inside call by call within each iteration.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

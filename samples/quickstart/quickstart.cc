@@ -88,12 +88,20 @@ std::string DescribePkru(uint32_t pkru) {
       if (rights(k) != r) continue;
       int last = k;
       while (last + 1 < 16 && rights(last + 1) == r) ++last;
-      keys += " " + std::to_string(k);
-      if (last > k) keys += (last == k + 1 ? " " : "-") + std::to_string(last);
+      // append, not operator+: GCC 12 at -O3 warns (-Wrestrict) on the
+      // temporary strings of `" " + std::to_string(k)`.
+      keys += ' ';
+      keys += std::to_string(k);
+      if (last > k) {
+        keys += last == k + 1 ? ' ' : '-';
+        keys += std::to_string(last);
+      }
       k = last;
     }
     if (keys.empty()) continue;
-    out += (out.empty() ? "" : ", ") + std::string(names[r]) + keys;
+    if (!out.empty()) out += ", ";
+    out += names[r];
+    out += keys;
   }
   return out;
 }
