@@ -60,7 +60,8 @@ ABSL_ATTRIBUTE_NOINLINE void InsideFreeSlow(void* p) {
 inline void* InsideMalloc(SelectorPage* sel, size_t n) {
   if (ABSL_PREDICT_TRUE(n <= kMaxCachedSize)) {
     if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
-      Magazine& m = cache->magazines[kSizeClassOf.of[(n + 15) / 16]];
+      Magazine& m = *reinterpret_cast<Magazine*>(
+          reinterpret_cast<char*>(cache) + kMagazineOffsetOf.of[(n + 15) / 16]);
       const uint32_t c = m.count;
       if (ABSL_PREDICT_TRUE(c - 1 < kMagazineSlots)) {
         m.count = c - 1;
@@ -109,7 +110,9 @@ void* HostAllocate(size_t n, int flags, const void* caller) {
   return mallocx(n == 0 ? 1 : n, host | flags);
 }
 
-inline void* HostMalloc(size_t n, const void* caller) {
+// Out of line: inlined, its saved registers would be pushed on malloc's
+// entry, before the compartment's fast path too (GCC does not shrink-wrap).
+ABSL_ATTRIBUTE_NOINLINE void* HostMalloc(size_t n, const void* caller) {
   return HostAllocate(n, 0, caller);
 }
 
