@@ -351,8 +351,6 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   uint64_t* const bitmap = bitmap_;
   const uint8_t* const class_map = class_map_;
   Magazine* const magazines = t->cache->magazines;
-  uint32_t known_before[kNumCachedClasses];
-  std::copy(t->known, t->known + kNumCachedClasses, known_before);
   // The rest are released after the loop, which then calls nothing and
   // keeps its state in registers.
   void* rest[kFreeSlots];
@@ -368,6 +366,14 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   uint32_t fill = 0;
   void** placed = nullptr;  // t->placed[cls]
   void** slots = nullptr;   // magazines[cls].slots
+  size_t moved = 0;         // bytes put in magazines
+  uint32_t touched = 0;     // magazines given regions
+  auto settle = [&] {       // the current class's count back to t
+    if (cls == kNoClass || known == t->known[cls]) return;
+    moved += size_t{known - t->known[cls]} * kClassSize[cls];
+    touched |= 1u << cls;
+    t->known[cls] = known;
+  };
   for (uint32_t i = 0; i < n; ++i) {
     const uintptr_t p = reinterpret_cast<uintptr_t>(f.slots[i]);
     // One test for "in the window and 16-aligned": rotated, low bits that
@@ -391,7 +397,7 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
     value &= ~mask;
     const uint8_t c = class_map[bit >> (12 - 4)];
     if (ABSL_PREDICT_FALSE(c != cls)) {
-      if (cls != kNoClass) t->known[cls] = known;
+      settle();
       cls = c;
       known = 0;
       fill = 0;  // kNoClass: all to `rest`
@@ -410,15 +416,14 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
     }
   }
   if (word != nullptr) *word = value;
-  if (cls != kNoClass) t->known[cls] = known;
-  for (size_t c = 0; c < kNumCachedClasses; ++c) {
-    const uint32_t added = t->known[c] - known_before[c];
-    if (added == 0) continue;
+  settle();
+  for (uint32_t m = touched; m != 0; m &= m - 1) {
+    const size_t c = __builtin_ctz(m);
     __atomic_store_n(&magazines[c].count, t->known[c], __ATOMIC_RELAXED);
-    t->active |= 1u << c;
-    live_bytes_ -= size_t{added} * kClassSize[c];
-    cached_bytes_ += size_t{added} * kClassSize[c];
   }
+  t->active |= touched;
+  live_bytes_ -= moved;
+  cached_bytes_ += moved;
   for (uint32_t i = 0; i < n_rest; ++i) Release(t, rest[i]);
   f.count = 0;
   return hostile;
