@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdio>
 
 #include "absl/strings/str_format.h"
@@ -44,10 +45,16 @@ size_t ClassOf(size_t bytes) {
   return kSizeClassOf.of[(std::max(bytes, kMinAllocation) + 15) / 16];
 }
 
-// How many regions a refill puts in a magazine: about 128 KiB's worth.
-uint32_t FillCount(size_t cls) {
-  return std::clamp<uint32_t>(131072 / kClassSize[cls], 32, kMagazineSlots);
-}
+// How many regions a magazine is filled to: about 128 KiB's worth.
+struct FillCountTable {
+  uint32_t of[kNumCachedClasses];
+  constexpr FillCountTable() : of() {
+    for (size_t c = 0; c < kNumCachedClasses; ++c) {
+      of[c] = std::clamp<uint32_t>(131072 / kClassSize[c], 32, kMagazineSlots);
+    }
+  }
+};
+constexpr FillCountTable kFillCount{};
 
 int TcacheFlags(const HeapThread* t) {
   return t != nullptr && t->tcache != kNoTcache ? MALLOCX_TCACHE(t->tcache)
@@ -301,14 +308,18 @@ void CompartmentHeap::Reconcile(HeapThread* t) {
     uint32_t now = __atomic_load_n(&t->cache->magazines[c].count,
                                    __ATOMIC_RELAXED);
     if (now > t->known[c]) now = t->known[c];  // nothing is pushed back
-    // Neighbouring regions share bitmap words: one store per word.
+    // Neighbouring regions share bitmap words: one store per word. (window
+    // and bitmap in locals: the compiler would reload the members after
+    // every store to a uint64_t.)
+    const uintptr_t window = window_;
+    uint64_t* const bitmap = bitmap_;
     uint64_t* word = nullptr;
     uint64_t bits = 0;
     for (uint32_t i = now; i < t->known[c]; ++i) {
       const uintptr_t bit =
-          (reinterpret_cast<uintptr_t>(t->placed[c][i]) - window_) /
+          (reinterpret_cast<uintptr_t>(t->placed[c][i]) - window) /
           kMinAllocation;
-      uint64_t* w = &bitmap_[bit / 64];
+      uint64_t* w = &bitmap[bit / 64];
       if (w != word) {
         if (word != nullptr) *word |= bits;
         word = w;
@@ -327,38 +338,93 @@ void CompartmentHeap::Reconcile(HeapThread* t) {
 }
 
 // Returns the first pointer in the buffer that was not a live allocation.
+// After Reconcile (known[] must be the magazines' counts): a freed region
+// of a cached class goes straight back on top of its magazine while that
+// is below its fill count, both in the trusted copy and in the cache, so
+// the next mallocs take it without a refill; the rest goes to Release.
 uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   FreeBuffer& f = t->cache->frees;
   const uint32_t n = std::min(f.count, kFreeSlots);
+  // Members in locals: the stores below (bitmap words, slots) could alias
+  // them as far as the compiler knows.
+  const uintptr_t window = window_;
+  uint64_t* const bitmap = bitmap_;
+  const uint8_t* const class_map = class_map_;
+  Magazine* const magazines = t->cache->magazines;
+  // The rest are released after the loop, which then calls nothing and
+  // keeps its state in registers.
+  void* rest[kFreeSlots];
+  uint32_t n_rest = 0;
   uintptr_t hostile = 0;
-  // Neighbouring regions share bitmap words: keep the current one in a
-  // register (a double free within the batch still finds its bit clear).
+  // Neighbouring regions share bitmap words, and a batch is mostly of one
+  // class: the current word and magazine count stay in registers (a double
+  // free within the batch still finds its bit clear).
   uint64_t* word = nullptr;
   uint64_t value = 0;
+  uint8_t cls = kNoClass;  // whose count `known` is; kNoClass: none
+  uint32_t known = 0;
+  uint32_t fill = 0;
+  void** placed = nullptr;  // t->placed[cls]
+  void** slots = nullptr;   // magazines[cls].slots
+  size_t moved = 0;         // bytes put in magazines
+  uint32_t touched = 0;     // magazines given regions
+  auto settle = [&] {       // the current class's count back to t
+    if (cls == kNoClass || known == t->known[cls]) return;
+    moved += size_t{known - t->known[cls]} * kClassSize[cls];
+    touched |= 1u << cls;
+    t->known[cls] = known;
+  };
   for (uint32_t i = 0; i < n; ++i) {
     const uintptr_t p = reinterpret_cast<uintptr_t>(f.slots[i]);
-    if (p == 0) continue;
-    const uintptr_t off = p - window_;
-    if (off >= kWindowBytes || (off & (kMinAllocation - 1)) != 0) {
-      if (hostile == 0) hostile = p;
+    // One test for "in the window and 16-aligned": rotated, low bits that
+    // are set land at the top.
+    const uintptr_t bit = std::rotr(p - window, 4);
+    if (ABSL_PREDICT_FALSE(bit >= kWindowBytes / kMinAllocation)) {
+      if (p != 0 && hostile == 0) hostile = p;  // null frees nothing
       continue;
     }
-    const uintptr_t bit = off / kMinAllocation;
-    uint64_t* w = &bitmap_[bit / 64];
+    uint64_t* w = &bitmap[bit / 64];
     if (w != word) {
       if (word != nullptr) *word = value;
       word = w;
       value = *w;
     }
     const uint64_t mask = uint64_t{1} << (bit % 64);
-    if (!(value & mask)) {
+    if (ABSL_PREDICT_FALSE(!(value & mask))) {
       if (hostile == 0) hostile = p;
       continue;
     }
     value &= ~mask;
-    Release(t, reinterpret_cast<void*>(p));
+    const uint8_t c = class_map[bit >> (12 - 4)];
+    if (ABSL_PREDICT_FALSE(c != cls)) {
+      settle();
+      cls = c;
+      known = 0;
+      fill = 0;  // kNoClass: all to `rest`
+      if (c != kNoClass) {
+        known = t->known[c];
+        fill = kFillCount.of[c];
+        placed = t->placed[c];
+        slots = magazines[c].slots;
+      }
+    }
+    if (ABSL_PREDICT_TRUE(known < fill)) {
+      placed[known] = reinterpret_cast<void*>(p);
+      slots[known++] = reinterpret_cast<void*>(p);
+    } else {
+      rest[n_rest++] = reinterpret_cast<void*>(p);
+    }
   }
   if (word != nullptr) *word = value;
+  settle();
+  for (uint32_t m = touched; m != 0; m &= m - 1) {
+    const size_t c = __builtin_ctz(m);
+    __atomic_store_n(&magazines[c].count, t->known[c], __ATOMIC_RELAXED);
+  }
+  t->active |= touched;
+  live_bytes_ -= moved;
+  cached_bytes_ += moved;
+  for (uint32_t i = 0; i < n_rest; ++i) Release(t, rest[i]);
   f.count = 0;
   return hostile;
 }
@@ -380,6 +446,30 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CompartmentHeap::Release(
   sdallocx(p, kClassSize[c], TcacheFlags(t));
 }
 
+// After Reconcile: every region in t's magazines goes to its stash (or
+// back to jemalloc) and stops counting against the limit. Only for the
+// thread in the allocator entry: its compartment code is not popping.
+// False if they were empty.
+bool CompartmentHeap::DrainMagazines(HeapThread* t) {
+  if (t->active == 0) return false;
+  for (uint32_t active = t->active; active != 0; active &= active - 1) {
+    const size_t c = __builtin_ctz(active);
+    __atomic_store_n(&t->cache->magazines[c].count, 0u, __ATOMIC_RELAXED);
+    cached_bytes_ -= size_t{t->known[c]} * kClassSize[c];
+    HeapThread::Stash& stash = t->stash[c];
+    for (uint32_t i = 0; i < t->known[c]; ++i) {
+      if (stash.n < kStashSlots) {
+        stash.p[stash.n++] = t->placed[c][i];
+      } else {
+        sdallocx(t->placed[c][i], kClassSize[c], TcacheFlags(t));
+      }
+    }
+    t->known[c] = 0;
+  }
+  t->active = 0;
+  return true;
+}
+
 // Tops magazine c up and hands out one region itself (live at once).
 void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
   const size_t size = kClassSize[c];
@@ -387,10 +477,17 @@ void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
   const uint32_t before = known;
   const size_t room = limit_ - std::min(limit_, live_bytes_ + cached_bytes_);
   const uint32_t target = static_cast<uint32_t>(std::min<size_t>(
-      std::min<uint32_t>(FillCount(c) + 1, kMagazineSlots), known + room / size));
+      std::min<uint32_t>(kFillCount.of[c] + 1, kMagazineSlots),
+      known + room / size));
+  // New regions go to the trusted copy and the magazine together; the
+  // slots below `before` hold what they held (what the compartment wrote
+  // there only ever reaches the compartment itself).
+  Magazine& m = t->cache->magazines[c];
   HeapThread::Stash& stash = t->stash[c];
   while (known < target && stash.n > 0) {  // freed here before: class known
-    t->placed[c][known++] = stash.p[--stash.n];
+    void* p = stash.p[--stash.n];
+    t->placed[c][known] = p;
+    m.slots[known++] = p;
   }
   const int flags = MALLOCX_ARENA(arena_) | TcacheFlags(t);
   while (known < target) {
@@ -398,7 +495,8 @@ void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
     if (p == nullptr) break;
     class_map_[(reinterpret_cast<uintptr_t>(p) - window_) >> 12] =
         static_cast<uint8_t>(c);
-    t->placed[c][known++] = p;
+    t->placed[c][known] = p;
+    m.slots[known++] = p;
   }
   cached_bytes_ += size * (known - before);
   if (known == 0) return nullptr;
@@ -407,8 +505,6 @@ void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
   SetLive(reinterpret_cast<uintptr_t>(result));
   NoteLive(size);
   ++stats_.allocations;
-  Magazine& m = t->cache->magazines[c];
-  std::copy(t->placed[c], t->placed[c] + known, m.slots);
   __atomic_store_n(&m.count, known, __ATOMIC_RELAXED);
   if (known != 0) t->active |= 1u << c;
   return result;
@@ -473,15 +569,21 @@ CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
     if (t != nullptr) t->cache->errno_value = err;  // loaded code's errno
     return r;
   };
+  // The limit counts what this thread's magazines hold: when it refuses,
+  // they are emptied and the request is tried once more.
+  auto drained = [&] { return t != nullptr && DrainMagazines(t); };
   auto allocate = [&](size_t bytes, bool zero) {
-    void* p = nullptr;
-    if (t != nullptr && bytes <= kMaxCachedSize) {
-      p = Refill(t, ClassOf(bytes));
+    auto once = [&]() -> void* {
+      if (t == nullptr || bytes > kMaxCachedSize) {
+        return AllocateLive(bytes, kMinAllocation,
+                            TcacheFlags(t) | (zero ? MALLOCX_ZERO : 0));
+      }
+      void* p = Refill(t, ClassOf(bytes));
       if (p != nullptr && zero) memset(p, 0, bytes);
-    } else {
-      p = AllocateLive(bytes, kMinAllocation,
-                       TcacheFlags(t) | (zero ? MALLOCX_ZERO : 0));
-    }
+      return p;
+    };
+    void* p = once();
+    if (p == nullptr && drained()) p = once();
     if (p == nullptr) return fail(ENOMEM);
     r.value = reinterpret_cast<uintptr_t>(p);
     return r;
@@ -516,6 +618,9 @@ CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
         return r;
       }
       void* p = ReallocLive(reinterpret_cast<void*>(a), b, TcacheFlags(t));
+      if (p == nullptr && drained()) {
+        p = ReallocLive(reinterpret_cast<void*>(a), b, TcacheFlags(t));
+      }
       if (p == nullptr) return fail(ENOMEM);
       r.value = reinterpret_cast<uintptr_t>(p);
       return r;
@@ -523,6 +628,7 @@ CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
     case kOpAlignedAlloc: {
       if (a == 0 || (a & (a - 1)) != 0) return fail(EINVAL);
       void* p = AllocateLive(b, a, TcacheFlags(t));
+      if (p == nullptr && drained()) p = AllocateLive(b, a, TcacheFlags(t));
       if (p == nullptr) return fail(ENOMEM);
       r.value = reinterpret_cast<uintptr_t>(p);
       return r;

@@ -106,6 +106,7 @@ class CompartmentHeap {
   void Reconcile(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReconcileAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uintptr_t FlushFrees(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool DrainMagazines(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void* Refill(HeapThread* t, size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void* AllocateLive(size_t bytes, size_t alignment, int tcache_flags)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

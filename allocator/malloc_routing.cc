@@ -60,7 +60,8 @@ ABSL_ATTRIBUTE_NOINLINE void InsideFreeSlow(void* p) {
 inline void* InsideMalloc(SelectorPage* sel, size_t n) {
   if (ABSL_PREDICT_TRUE(n <= kMaxCachedSize)) {
     if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
-      Magazine& m = cache->magazines[kSizeClassOf.of[(n + 15) / 16]];
+      Magazine& m = *reinterpret_cast<Magazine*>(
+          reinterpret_cast<char*>(cache) + kMagazineOffsetOf.of[(n + 15) / 16]);
       const uint32_t c = m.count;
       if (ABSL_PREDICT_TRUE(c - 1 < kMagazineSlots)) {
         m.count = c - 1;
@@ -93,14 +94,10 @@ bool InLoader(const void* caller) {
   return c - g_host.loader_lo < g_host.loader_hi - g_host.loader_lo;
 }
 
-// The host heap (mallocx `flags`: alignment, zeroing): jemalloc's own
-// malloc once this thread's arena is the host arena (its fast path),
-// mallocx otherwise; for ld.so, the ambient heap.
-void* HostAllocate(size_t n, int flags, const void* caller) {
-  if (ABSL_PREDICT_TRUE(flags == 0 && t_bound_to_host > 0) &&
-      !InLoader(caller)) {
-    return g_jemalloc_malloc(n);
-  }
+// HostAllocate past jemalloc's fast path. Out of line: inlined, GCC saves
+// registers on the way to the fast path too.
+ABSL_ATTRIBUTE_NOINLINE void* HostAllocateSlow(size_t n, int flags,
+                                               const void* caller) {
   if (t_bound_to_host == 0) BindThreadToHostArena();
   const int host = HostFlagsFor(nullptr);  // sets the heaps up if need be
   if (InLoader(caller) && g_host.ambient_flags != 0) {
@@ -109,7 +106,20 @@ void* HostAllocate(size_t n, int flags, const void* caller) {
   return mallocx(n == 0 ? 1 : n, host | flags);
 }
 
-inline void* HostMalloc(size_t n, const void* caller) {
+// The host heap (mallocx `flags`: alignment, zeroing): jemalloc's own
+// malloc once this thread's arena is the host arena (its fast path),
+// mallocx otherwise; for ld.so, the ambient heap.
+inline void* HostAllocate(size_t n, int flags, const void* caller) {
+  if (ABSL_PREDICT_TRUE(flags == 0 && t_bound_to_host > 0) &&
+      !InLoader(caller)) {
+    return g_jemalloc_malloc(n);
+  }
+  return HostAllocateSlow(n, flags, caller);
+}
+
+// Out of line: inlined, GCC saves registers on malloc's entry, before the
+// compartment's fast path too.
+ABSL_ATTRIBUTE_NOINLINE void* HostMalloc(size_t n, const void* caller) {
   return HostAllocate(n, 0, caller);
 }
 
