@@ -180,13 +180,13 @@ absl::StatusOr<uintptr_t> CompartmentHeap::ReserveImageSpace(
 }
 
 void CompartmentHeap::BeginDrop() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   dropping_ = true;
 }
 
 absl::Status CompartmentHeap::Reset() {
   CloseArena();
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   dropping_ = false;
   live_bytes_ = 0;
   cached_bytes_ = 0;
@@ -273,7 +273,7 @@ void ReleaseHeapThread(ThreadBlock* tb, size_t slot) {
 
 void CompartmentHeap::DropThread(HeapThread* t) {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     threads_.erase(std::find(threads_.begin(), threads_.end(), t));
     if (!dropping_) {
       // The thread exits; the heap stays. What it cached goes back.
@@ -552,7 +552,7 @@ void* CompartmentHeap::ReallocLive(void* p, size_t bytes, int tcache_flags) {
 CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
                                                     size_t slot, uint64_t op,
                                                     uint64_t a, uint64_t b) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   EntryResult r;
   HeapThread* t = ThreadFor(tb, slot);
   if (t != nullptr) {
@@ -645,7 +645,7 @@ CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
 
 CompartmentHeap::EntryResult CompartmentHeap::CheckFrees(ThreadBlock* tb,
                                                          size_t slot) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   EntryResult r;
   HeapThread* t = tb->heap_threads[slot];
   if (t == nullptr) return r;
@@ -666,7 +666,7 @@ absl::StatusOr<void*> CompartmentHeap::Allocate(size_t bytes,
         "compartment '%s': alignment %u is not a power of two", name_,
         alignment));
   }
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   void* p = AllocateLive(bytes, alignment, MALLOCX_TCACHE_NONE);
   if (p == nullptr) {
     ++stats_.failed_allocations;
@@ -679,7 +679,7 @@ absl::StatusOr<void*> CompartmentHeap::Allocate(size_t bytes,
 }
 
 bool CompartmentHeap::Free(void* p) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   ReconcileAll();
   if (!TakeLive(reinterpret_cast<uintptr_t>(p))) return false;
   Release(nullptr, p);
@@ -687,7 +687,7 @@ bool CompartmentHeap::Free(void* p) {
 }
 
 void* CompartmentHeap::Realloc(void* p, size_t bytes, bool* valid) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   ReconcileAll();
   *valid = IsLive(reinterpret_cast<uintptr_t>(p));
   if (!*valid) return nullptr;
@@ -700,7 +700,7 @@ void* CompartmentHeap::Realloc(void* p, size_t bytes, bool* valid) {
 }
 
 size_t CompartmentHeap::UsableSize(const void* p) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   ReconcileAll();
   return IsLive(reinterpret_cast<uintptr_t>(p)) ? sallocx(p, 0) : 0;
 }
@@ -720,7 +720,7 @@ void CompartmentHeap::ReconcileAll() {
 }
 
 CompartmentStats CompartmentHeap::Stats() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   ReconcileAll();
   CompartmentStats s = stats_;
   s.bytes_in_use = live_bytes_;

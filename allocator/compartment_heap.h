@@ -14,12 +14,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "allocator/tagged_arena.h"
 #include "mpkbox/compartment.h"
 #include "mpkbox/internal/heap_cache.h"
@@ -134,7 +134,9 @@ class CompartmentHeap {
   unsigned arena_ = 0;
   bool arena_open_ = false;
 
-  mutable absl::Mutex mu_;
+  // std::mutex, not absl::Mutex: Debian's Abseil is built with deadlock
+  // detection, ~70 ns a lock here, taken on every allocator entry.
+  mutable std::mutex mu_;
   bool dropping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<HeapThread*> threads_ ABSL_GUARDED_BY(mu_);
   size_t live_bytes_ ABSL_GUARDED_BY(mu_) = 0;
