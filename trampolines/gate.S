@@ -46,24 +46,7 @@ mpkbox_gate_enter:
   // as for a signal frame, unwinders must not require stack order.
   .cfi_signal_frame
   .cfi_personality 0x9b, DW.ref.mpkbox_gate_personality
-  pushq %rbp
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %rbp, 0
-  pushq %rbx
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %rbx, 0
-  pushq %r12
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %r12, 0
-  pushq %r13
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %r13, 0
-  pushq %r14
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %r14, 0
-  pushq %r15
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %r15, 0
+  PUSH_CALLEE_SAVED
   // CFA = rsp + 56. The pushes serve unwinders; the trusted copies below are
   // what the return path restores.
 
@@ -75,18 +58,13 @@ mpkbox_gate_enter:
   incq MPKBOX_TB_DEPTH(%r11)
   shlq $MPKBOX_FRAME_SHIFT, %r10
   leaq MPKBOX_TB_FRAMES(%r11, %r10), %r10   // r10 = new Frame
-  movq %r12, MPKBOX_FR_R12(%r10)
+  SAVE_CALLEE_SAVED %r10
   stmxcsr MPKBOX_FR_MXCSR(%r10)
   fnstcw MPKBOX_FR_FCW(%r10)
   movq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%r10)
   movq %rsp, MPKBOX_FR_SP(%r10)
   movq 48(%rsp), %r12
   movq %r12, MPKBOX_FR_RET(%r10)
-  movq %rbx, MPKBOX_FR_RBX(%r10)
-  movq %rbp, MPKBOX_FR_RBP(%r10)
-  movq %r13, MPKBOX_FR_R13(%r10)
-  movq %r14, MPKBOX_FR_R14(%r10)
-  movq %r15, MPKBOX_FR_R15(%r10)
   movq MPKBOX_SEL_CURRENT_PKRU(%rax), %r12
   movq %r12, MPKBOX_FR_PREV_PKRU(%r10)
   movq MPKBOX_SEL_CURRENT_DOMAIN(%rax), %r12
@@ -172,18 +150,7 @@ mpkbox_gate_landing:
   RESTORE_CONTROL_WORDS %r10
   movq MPKBOX_FR_RET(%r10), %rcx
   movq %rcx, 48(%rsp)
-  movq MPKBOX_FR_RBX(%r10), %rbx
-  movq MPKBOX_FR_RBP(%r10), %rbp
-  movq MPKBOX_FR_R12(%r10), %r12
-  movq MPKBOX_FR_R13(%r10), %r13
-  movq MPKBOX_FR_R14(%r10), %r14
-  movq MPKBOX_FR_R15(%r10), %r15
-  .cfi_same_value %rbx
-  .cfi_same_value %rbp
-  .cfi_same_value %r12
-  .cfi_same_value %r13
-  .cfi_same_value %r14
-  .cfi_same_value %r15
+  RESTORE_CALLEE_SAVED %r10
   addq $48, %rsp
   .cfi_adjust_cfa_offset -48
   movq %r8, %rax

@@ -14,6 +14,19 @@
 //
 // The models trust their callers (the check values come in registers) and
 // run no untrusted code: they are measuring tools, not gates.
+// floor_trusted keeps host state with the gate's own macros (pkru.inc).
+
+#include "trampolines/pkru.inc"
+
+// PKRU := \reg, then ERIM's check of EAX against \check.
+.macro FLOOR_WRPKRU reg, check
+  movl \reg, %eax
+  xorl %ecx, %ecx
+  xorl %edx, %edx
+  wrpkru
+  cmpl \check, %eax
+  jne mpkbox_floor_trap
+.endm
 
   .text
 
@@ -42,19 +55,9 @@ mpkbox_floor_call:
   .cfi_startproc
   subq $8, %rsp
   .cfi_adjust_cfa_offset 8
-  movl %edi, %eax
-  xorl %ecx, %ecx
-  xorl %edx, %edx
-  wrpkru
-  cmpl %edi, %eax
-  jne mpkbox_floor_trap
+  FLOOR_WRPKRU %edi, %edi
   call mpkbox_floor_target
-  movl %esi, %eax
-  xorl %ecx, %ecx
-  xorl %edx, %edx
-  wrpkru
-  cmpl %esi, %eax
-  jne mpkbox_floor_trap
+  FLOOR_WRPKRU %esi, %esi
   addq $8, %rsp
   .cfi_adjust_cfa_offset -8
   ret
@@ -69,20 +72,10 @@ mpkbox_floor_switch:
   .cfi_startproc
   movq %rsp, %r8                            // the target leaves r8 alone
   .cfi_def_cfa_register %r8
-  movl %edi, %eax
-  xorl %ecx, %ecx
-  xorl %edx, %edx
-  wrpkru
-  cmpl %edi, %eax
-  jne mpkbox_floor_trap
+  FLOOR_WRPKRU %edi, %edi
   leaq floor_stack_top(%rip), %rsp
   call mpkbox_floor_target
-  movl %esi, %eax
-  xorl %ecx, %ecx
-  xorl %edx, %edx
-  wrpkru
-  cmpl %esi, %eax
-  jne mpkbox_floor_trap
+  FLOOR_WRPKRU %esi, %esi
   movq %r8, %rsp
   .cfi_def_cfa_register %rsp
   ret
@@ -95,44 +88,17 @@ mpkbox_floor_switch:
   .p2align 4
 mpkbox_floor_trusted:
   .cfi_startproc
-  pushq %rbp
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %rbp, 0
-  pushq %rbx
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %rbx, 0
-  pushq %r12
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %r12, 0
-  pushq %r13
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %r13, 0
-  pushq %r14
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %r14, 0
-  pushq %r15
-  .cfi_adjust_cfa_offset 8
-  .cfi_rel_offset %r15, 0
+  PUSH_CALLEE_SAVED
   leaq floor_block(%rip), %r10
-  movq %rbx, 0(%r10)
-  movq %rbp, 8(%r10)
-  movq %r12, 16(%r10)
-  movq %r13, 24(%r10)
-  movq %r14, 32(%r10)
-  movq %r15, 40(%r10)
-  movq %rsp, 48(%r10)
+  SAVE_CALLEE_SAVED %r10
+  movq %rsp, MPKBOX_FR_SP(%r10)
   movq 48(%rsp), %r11
-  movq %r11, 56(%r10)
-  movl %edi, 64(%r10)                       // the values the checks expect
-  movl %esi, 68(%r10)
+  movq %r11, MPKBOX_FR_RET(%r10)
+  movl %edi, MPKBOX_FR_SCRATCH(%r10)        // the values the checks expect
+  movl %esi, MPKBOX_FR_SCRATCH + 4(%r10)
   movq %rsp, %rbp
   .cfi_def_cfa_register %rbp
-  movl %edi, %eax
-  xorl %ecx, %ecx
-  xorl %edx, %edx
-  wrpkru
-  cmpl floor_block+64(%rip), %eax
-  jne mpkbox_floor_trap
+  FLOOR_WRPKRU %edi, floor_block + MPKBOX_FR_SCRATCH(%rip)
   leaq floor_stack_top(%rip), %rsp
   xorl %ebx, %ebx
   xorl %r10d, %r10d
@@ -141,38 +107,17 @@ mpkbox_floor_trusted:
   xorl %r13d, %r13d
   xorl %r14d, %r14d
   xorl %r15d, %r15d
-  pxor %xmm8, %xmm8
-  pxor %xmm9, %xmm9
-  pxor %xmm10, %xmm10
-  pxor %xmm11, %xmm11
-  pxor %xmm12, %xmm12
-  pxor %xmm13, %xmm13
-  pxor %xmm14, %xmm14
-  pxor %xmm15, %xmm15
+  .irp r, 8, 9, 10, 11, 12, 13, 14, 15
+  pxor %xmm\r, %xmm\r
+  .endr
   call mpkbox_floor_target
-  movl %esi, %eax
-  xorl %ecx, %ecx
-  xorl %edx, %edx
-  wrpkru
-  cmpl floor_block+68(%rip), %eax
-  jne mpkbox_floor_trap
+  FLOOR_WRPKRU %esi, floor_block + MPKBOX_FR_SCRATCH + 4(%rip)
   leaq floor_block(%rip), %r10
-  movq 48(%r10), %rsp
+  movq MPKBOX_FR_SP(%r10), %rsp
   .cfi_def_cfa_register %rsp
-  movq 56(%r10), %r11
+  movq MPKBOX_FR_RET(%r10), %r11
   movq %r11, 48(%rsp)
-  movq 0(%r10), %rbx
-  movq 8(%r10), %rbp
-  movq 16(%r10), %r12
-  movq 24(%r10), %r13
-  movq 32(%r10), %r14
-  movq 40(%r10), %r15
-  .cfi_same_value %rbx
-  .cfi_same_value %rbp
-  .cfi_same_value %r12
-  .cfi_same_value %r13
-  .cfi_same_value %r14
-  .cfi_same_value %r15
+  RESTORE_CALLEE_SAVED %r10
   addq $48, %rsp
   .cfi_adjust_cfa_offset -48
   xorl %r8d, %r8d
@@ -185,8 +130,8 @@ mpkbox_floor_trusted:
 
   .bss
   .p2align 6
-floor_block:
-  .skip 128
+floor_block:                                // stands in for a Frame
+  .skip 1 << MPKBOX_FRAME_SHIFT
   .p2align 12
 floor_stack:
   .skip 16384
