@@ -344,7 +344,9 @@ void CompartmentHeap::Reconcile(HeapThread* t) {
 // the next mallocs take it without a refill; the rest goes to Release.
 uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   FreeBuffer& f = t->cache->frees;
-  const uint32_t n = std::min(f.count, kFreeSlots);
+  // Compartment memory: read once (the loop's bound and `rest`'s size).
+  const uint32_t n =
+      std::min(__atomic_load_n(&f.count, __ATOMIC_RELAXED), kFreeSlots);
   // Members in locals: the stores below (bitmap words, slots) could alias
   // them as far as the compiler knows.
   const uintptr_t window = window_;
@@ -367,6 +369,13 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   void** placed = nullptr;  // t->placed[cls]
   void** slots = nullptr;   // magazines[cls].slots
   size_t moved = 0;         // bytes put in magazines
+  // Regions in magazines count against the limit, and only their own thread
+  // can take them back (DrainMagazines): frees park there only while all
+  // magazines hold under an eighth of the limit, so memory an idle thread
+  // freed stays available to the others and to the host's Allocate.
+  const size_t park_cap = limit_ / 8;
+  size_t park_room = park_cap - std::min(park_cap, cached_bytes_);
+  size_t class_size = 0;
   uint32_t touched = 0;     // magazines given regions
   auto settle = [&] {       // the current class's count back to t
     if (cls == kNoClass || known == t->known[cls]) return;
@@ -404,11 +413,13 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
       if (c != kNoClass) {
         known = t->known[c];
         fill = kFillCount.of[c];
+        class_size = kClassSize[c];
         placed = t->placed[c];
         slots = magazines[c].slots;
       }
     }
-    if (ABSL_PREDICT_TRUE(known < fill)) {
+    if (ABSL_PREDICT_TRUE(known < fill && class_size <= park_room)) {
+      park_room -= class_size;
       placed[known] = reinterpret_cast<void*>(p);
       slots[known++] = reinterpret_cast<void*>(p);
     } else {
