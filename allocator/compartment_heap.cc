@@ -340,8 +340,9 @@ void CompartmentHeap::Reconcile(HeapThread* t) {
 // Returns the first pointer in the buffer that was not a live allocation.
 // After Reconcile (known[] must be the magazines' counts): a freed region
 // of a cached class goes straight back on top of its magazine while that
-// is below its fill count, both in the trusted copy and in the cache, so
-// the next mallocs take it without a refill; the rest goes to Release.
+// is below its fill count (and the park cap below allows), both in the
+// trusted copy and in the cache, so the next mallocs take it without a
+// refill; the rest goes to Release.
 uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   FreeBuffer& f = t->cache->frees;
   // Compartment memory: read once (the loop's bound and `rest`'s size).
