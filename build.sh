@@ -9,6 +9,10 @@
 # Set-up installs whichever of the Debian packages in PACKAGES are missing
 # (apt-get, as root or through sudo); nothing is downloaded from anywhere
 # else. The build goes to ./build (RelWithDebInfo, warnings are errors).
+# On a CPU without PKU, demo and test run in an emulated guest whose CPU
+# has it (tests/guest/pku_guest.sh; MPKBOX_GUEST=off runs them here, where
+# the tests that need PKU are skipped; MPKBOX_GUEST=force uses the guest
+# even on a CPU with PKU).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -80,6 +84,27 @@ build() {
   cmake --build "$BUILD_DIR" -j"$(nproc)"
 }
 
+has_pku() {
+  grep -qw pku /proc/cpuinfo && grep -qw ospke /proc/cpuinfo
+}
+
+# True when demo and test must run in the emulated PKU guest.
+use_guest() {
+  case "${MPKBOX_GUEST:-auto}" in
+    off) return 1 ;;
+    force) return 0 ;;
+    auto) ! has_pku ;;
+    *) die "MPKBOX_GUEST is '${MPKBOX_GUEST}': use auto, off or force" ;;
+  esac
+}
+
+in_guest() {
+  log "no PKU on this CPU: running the ${1} in an emulated PKU guest" \
+    "(slower; timings mean nothing there)"
+  shift
+  tests/guest/pku_guest.sh run -- "$@"
+}
+
 # Runs one sample (it prints its own outcome) and remembers a failure.
 demo_failed=()
 run_sample() {
@@ -117,6 +142,7 @@ main() {
   [[ $# -gt 0 ]] && shift
   case "$cmd" in
     demo|test|bench|build) ;;
+    guest-demo) demo; return ;;  # internal: the demo inside the guest
     -h|--help|help) usage 0 ;;
     '') echo "build.sh: missing command" >&2; usage 2 >&2 ;;
     *) echo "build.sh: unknown command '${cmd}'" >&2; usage 2 >&2 ;;
@@ -128,10 +154,20 @@ main() {
   case "$cmd" in
     demo)
       [[ $# -eq 0 ]] || die "demo takes no arguments"
-      demo
+      if use_guest; then
+        in_guest demo ./build.sh guest-demo
+      else
+        demo
+      fi
       ;;
     test)
-      ctest --test-dir "$BUILD_DIR" --output-on-failure --no-tests=error -j2 "$@"
+      local ctest=(ctest --test-dir "$BUILD_DIR" --output-on-failure
+                   --no-tests=error -j2 "$@")
+      if use_guest; then
+        in_guest tests "${ctest[@]}"
+      else
+        "${ctest[@]}"
+      fi
       ;;
     bench)
       if [[ -f bench/run.sh ]]; then

@@ -77,11 +77,12 @@ void* Alloc(extent_hooks_t* h, void* new_addr, size_t size, size_t alignment,
   return p;
 }
 
-// Window extents stay with the arena as retained memory (opting out), and
-// the window is released whole; extents mapped anywhere are unmapped.
-bool Dalloc(extent_hooks_t* h, void* addr, size_t size, bool, unsigned) {
-  return Owner(h)->window_base != 0 || munmap(addr, size) != 0;
-}
+// Every extent stays with its arena as retained address space (opting out):
+// jemalloc purges its pages and reuses it. Unmapping extents one by one
+// punched holes into larger mappings on a timer (decay), and the host's
+// mappings then changed with the machine's speed. Windows are released whole
+// and the host's arenas are never destroyed.
+bool Dalloc(extent_hooks_t*, void*, size_t, bool, unsigned) { return true; }
 
 void Destroy(extent_hooks_t* h, void* addr, size_t size, bool, unsigned) {
   if (Owner(h)->window_base == 0) munmap(addr, size);

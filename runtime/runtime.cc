@@ -32,7 +32,7 @@ internal::RuntimeKeys g_keys;
 std::atomic<bool> pretend_no_pku{false};
 
 bool ProbeSupport() {
-  if (pretend_no_pku.load() || !internal::CpuHasPku()) return false;
+  if (!internal::CpuHasPku()) return false;
   int key = pkey_alloc(0, 0);
   if (key < 0) return false;  // e.g. a kernel without pkeys
   pkey_free(key);
@@ -97,7 +97,7 @@ absl::Status InitOnce(const RuntimeOptions& options) {
 
 bool Runtime::IsSupported() {
   static const bool supported = ProbeSupport();
-  return supported;
+  return supported && !pretend_no_pku.load(std::memory_order_relaxed);
 }
 
 absl::Status Runtime::Init(const RuntimeOptions& options) {

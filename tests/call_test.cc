@@ -136,6 +136,27 @@ TEST(CallTest, TaintedVerifyRunsTheCheck) {
   EXPECT_EQ(checks, 1);
 }
 
+// Tainted is plain host code: these run on any CPU.
+TEST(TaintedTest, VerifyRunsTheCheckOnceAndReturnsItsResult) {
+  const Tainted<int> t = internal::TaintedAccess::Make(-7);
+  int checks = 0;
+  const unsigned v = t.Verify([&](int raw) {
+    ++checks;
+    return raw < 0 ? 0u : static_cast<unsigned>(raw);
+  });
+  EXPECT_EQ(v, 0u);
+  EXPECT_EQ(checks, 1);
+}
+MPKBOX_TEST_RUNS_WITHOUT_PKU(TaintedTest,
+                             VerifyRunsTheCheckOnceAndReturnsItsResult);
+
+TEST(TaintedTest, UnverifiedValueIsTheRawValue) {
+  int x = 0;
+  const Tainted<int*> t = internal::TaintedAccess::Make(&x);
+  EXPECT_EQ(t.UnverifiedValue("the test compares pointers"), &x);
+}
+MPKBOX_TEST_RUNS_WITHOUT_PKU(TaintedTest, UnverifiedValueIsTheRawValue);
+
 TEST(CallTest, ManyCallsKeepWorking) {
   auto box = MakeBox({.name = "many"});
   for (int i = 0; i < 100000; ++i) {

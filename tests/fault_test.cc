@@ -33,6 +33,7 @@ namespace mpkbox {
 namespace {
 
 using ::mpkbox::testing::CountMappings;
+using ::mpkbox::testing::MappingsSnapshot;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
@@ -175,7 +176,7 @@ TEST(FaultTest, TenThousandFaultsWithResetLeakNothing) {
     ASSERT_TRUE(box->Reset().ok());
   }
   const int fds = CountFds();
-  const int mappings = CountMappings();
+  const MappingsSnapshot before;
   const long rss = RssPages();
   for (int i = 0; i < 10000; ++i) {
     ASSERT_EQ(box->Call(i % 2 ? &Ud2 : &Int3).code(),
@@ -183,9 +184,8 @@ TEST(FaultTest, TenThousandFaultsWithResetLeakNothing) {
     ASSERT_TRUE(box->Reset().ok());
   }
   EXPECT_EQ(CountFds(), fds);
-  // Flat, not exact: a neighbouring mapping may split or merge, and lazy
-  // state (jemalloc's, Abseil's) may grow once. A leak per cycle is 10,000.
-  EXPECT_LE(CountMappings(), mappings + 2);
+  const MappingsSnapshot after;
+  EXPECT_EQ(after.count(), before.count()) << after.DiffFrom(before);
   EXPECT_LT(RssPages(), rss + 256);  // under 1 MiB of growth
 }
 

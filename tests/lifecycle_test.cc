@@ -19,6 +19,7 @@ namespace mpkbox {
 namespace {
 
 using ::mpkbox::testing::CountMappings;
+using ::mpkbox::testing::MappingsSnapshot;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::PkeyOf;
 using ::mpkbox::testing::Value;
@@ -31,7 +32,7 @@ uintptr_t StackAddress() {
 
 TEST(LifecycleTest, ThousandCreateDestroyCyclesReuseKeysAndMappings) {
   { MakeBox({.name = "warm-up"})->Call(&Twice, 1).IgnoreError(); }
-  const int mappings = CountMappings();
+  const MappingsSnapshot before;
   std::set<int> keys;
   for (int i = 0; i < 1000; ++i) {
     auto box = Compartment::Create({.name = "cycle"});
@@ -40,7 +41,8 @@ TEST(LifecycleTest, ThousandCreateDestroyCyclesReuseKeysAndMappings) {
     ASSERT_EQ(Value((*box)->Call(&Twice, i)), 2 * i);
   }
   EXPECT_LE(keys.size(), 2u);  // the same key or two, handed back each time
-  EXPECT_EQ(CountMappings(), mappings);
+  const MappingsSnapshot after;
+  EXPECT_EQ(after.count(), before.count()) << after.DiffFrom(before);
 }
 
 TEST(LifecycleTest, StackAndGuardCarryTheCompartmentsKey) {
@@ -157,6 +159,26 @@ TEST(RuntimeDeathTest, WithoutPkuInitAndCreateSayWhy) {
       },
       ::testing::ExitedWithCode(0), "");
 }
+MPKBOX_TEST_RUNS_WITHOUT_PKU(RuntimeDeathTest, WithoutPkuInitAndCreateSayWhy);
+
+// IsSupported must agree with the CPU flags the kernel reports.
+TEST(RuntimeTest, IsSupportedMatchesCpuinfo) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  bool pku = false, ospke = false;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream flags(line);
+    std::string flag;
+    while (flags >> flag) {
+      pku |= flag == "pku";
+      ospke |= flag == "ospke";
+    }
+    break;
+  }
+  EXPECT_EQ(Runtime::IsSupported(), pku && ospke);
+}
+MPKBOX_TEST_RUNS_WITHOUT_PKU(RuntimeTest, IsSupportedMatchesCpuinfo);
 
 TEST(RuntimeTest, StrictModeKnowsTheAmdPkruKernels) {
   EXPECT_TRUE(internal::KernelMishandlesPkru("6.12.4", true));

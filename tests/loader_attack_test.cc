@@ -600,6 +600,7 @@ TEST(LoaderAttackTest, ScanExitCodes) {
   EXPECT_EQ(worst.exit_code, 2) << worst.output;
   EXPECT_EQ(ParseScan(worst.output, Plugin("la_wrpkru")).size(), 1u);
 }
+MPKBOX_TEST_RUNS_WITHOUT_PKU(LoaderAttackTest, ScanExitCodes);
 
 // Found at a0e9148, fixed since (scanner, runtime/loader/code_scan.cc FindPrivilegedInstructions):
 // WRFSBASE is only recognized when F3 is immediately before 0F or before a

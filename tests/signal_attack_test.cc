@@ -268,6 +268,7 @@ namespace {
 
 using ::mpkbox::testing::FindBytes;
 using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::UnderEmulation;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
 
@@ -605,7 +606,7 @@ TEST_F(SignalAttackDeathTest, JumpToEveryByteOfEntryAndStubIsContained) {
   r.r8 = kFakeFrame;
   attack_regs = r;
   attack_stack_top = 0x202;
-  std::string failures;
+  std::string failures, emulation_kills;
   for (const char* p = mpkbox_signal_entry; p < mpkbox_signal_end; ++p) {
     mpkbox_test_jump_target = reinterpret_cast<uint64_t>(p);
     const int status = InChild([&] {
@@ -620,6 +621,14 @@ TEST_F(SignalAttackDeathTest, JumpToEveryByteOfEntryAndStubIsContained) {
       if (!UsableAfterReset(box.get())) _exit(3);
       _exit(0);
     });
+    // QEMU 7.2 kills the task at an `lret imm16` (0xca) on a 64-bit stack
+    // where hardware raises #GP: in the emulated guest only, a SIGKILL at a
+    // byte whose next 8 hold 0xca is that bug, not an escape.
+    if (UnderEmulation() && WIFSIGNALED(status) &&
+        WTERMSIG(status) == SIGKILL && memchr(p, 0xca, 8) != nullptr) {
+      absl::StrAppendFormat(&emulation_kills, " +%d", p - mpkbox_signal_entry);
+      continue;
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       absl::StrAppendFormat(&failures, "\n  %s+%d: %s",
                             p < mpkbox_resume_stub ? "mpkbox_signal_entry"
@@ -630,6 +639,11 @@ TEST_F(SignalAttackDeathTest, JumpToEveryByteOfEntryAndStubIsContained) {
     }
   }
   attack_stack_top = 0;
+  if (!emulation_kills.empty()) {
+    std::printf("under emulation, QEMU's lret imm16 bug killed the jumps to "
+                "mpkbox_signal_entry%s: not counted\n",
+                emulation_kills.c_str());
+  }
   EXPECT_EQ(failures, "")
       << "\n(exit 1: not a contained fault; exit 77: the payload ran with "
          "host rights)";

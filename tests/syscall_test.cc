@@ -98,6 +98,24 @@ TEST(SyscallPolicyTest, PolicyErrorsAreClear) {
                   .ok());
 }
 
+// Validation is plain host code: this runs on any CPU.
+TEST(SyscallPolicyTest, ValidateRefusesWhatReachesPastPkru) {
+  EXPECT_TRUE(SyscallPolicy().Validate().ok());
+  EXPECT_TRUE(SyscallPolicy().Allow(SYS_getppid).Validate().ok());
+  for (int nr : {SYS_mprotect, SYS_pkey_mprotect, SYS_rt_sigreturn,
+                 SYS_clone, SYS_prctl, SYS_process_vm_writev}) {
+    absl::Status s = SyscallPolicy().Allow(nr).Validate();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << nr;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("never allowed")) << nr;
+    EXPECT_FALSE(SyscallPolicy::NeverAllowedReason(nr).empty()) << nr;
+  }
+  absl::Status pointers = SyscallPolicy().Allow(SYS_read).Validate();
+  EXPECT_THAT(std::string(pointers.message()), HasSubstr("pointer arguments"));
+  EXPECT_TRUE(SyscallPolicy().Deny(SYS_mprotect, EPERM).Validate().ok());
+}
+MPKBOX_TEST_RUNS_WITHOUT_PKU(SyscallPolicyTest,
+                             ValidateRefusesWhatReachesPastPkru);
+
 long WriteFromStack(long fd) {
   char buf[] = {'h', 'e', 'l', 'l', 'o'};
   return Sys(SYS_write, fd, reinterpret_cast<long>(buf), sizeof(buf));
