@@ -7,8 +7,8 @@
 
 #include "allocator/compartment_heap.h"
 #include "mpkbox/internal/thread_block.h"
+#include "trampolines/trampolines.h"
 
-extern "C" [[noreturn]] void mpkbox_gate_abandon();
 
 namespace mpkbox::internal {
 namespace {

@@ -11,8 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "allocator/address_zone.h"
 #include "allocator/host_heap.h"
-#include "runtime/pku.h"
-#include "runtime/runtime_state.h"
+#include "runtime/keys/pku.h"
 
 namespace mpkbox::internal {
 

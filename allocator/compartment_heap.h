@@ -21,7 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "allocator/tagged_arena.h"
-#include "mpkbox/compartment.h"
+#include "mpkbox/compartment_options.h"
 #include "mpkbox/internal/heap_cache.h"
 #include "mpkbox/internal/thread_block.h"
 

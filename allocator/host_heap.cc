@@ -13,7 +13,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "allocator/address_zone.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 
 // jemalloc's options. Without retain, destroying an arena unmaps its
 // metadata; with it, every compartment Reset would leak 2 MiB of address

@@ -7,12 +7,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "mpkbox/callback.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
+#include "trampolines/trampolines.h"
 
-extern "C" char mpkbox_callback_stubs[];
-extern "C" uint64_t mpkbox_allocator_entry(uint64_t op, uint64_t a,
-                                           uint64_t b);
 
 namespace mpkbox::internal {
 namespace {

@@ -12,7 +12,7 @@
 #include "runtime/domain_registry.h"
 #include "runtime/fault_report.h"
 #include "runtime/gadget_guard.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
 #include "runtime/thread_block.h"

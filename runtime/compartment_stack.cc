@@ -5,7 +5,7 @@
 #include <sys/mman.h>
 
 #include "absl/strings/str_format.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 
 namespace mpkbox::internal {
 

@@ -11,11 +11,8 @@
 #include <typeinfo>
 
 #include "mpkbox/internal/thread_block.h"
+#include "trampolines/trampolines.h"
 
-extern "C" {
-extern char mpkbox_gate_enter[], mpkbox_callback_entry[];
-extern char mpkbox_gate_exception_pad[], mpkbox_callback_exception_pad[];
-}
 
 namespace {
 

@@ -14,10 +14,11 @@
 #include "runtime/callback_table.h"
 #include "runtime/eager_binding.h"
 #include "runtime/gadget_guard.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
 #include "absl/strings/str_format.h"
+#include "trampolines/trampolines.h"
 
 // How much vector state the gate clears (trampolines/pkru.inc,
 // CLEAR_VECTOR_STATE): 0 SSE only, 1 AVX, 2 AVX-512.
@@ -28,7 +29,6 @@ uint8_t mpkbox_vector_level = 0;
 namespace mpkbox {
 namespace {
 
-internal::RuntimeKeys g_keys;
 std::atomic<bool> pretend_no_pku{false};
 
 bool ProbeSupport() {
@@ -77,8 +77,7 @@ absl::Status InitOnce(const RuntimeOptions& options) {
   if (options.strict) {
     if (absl::Status s = CheckKernel(); !s.ok()) return s;
   }
-  g_keys.trusted = *trusted;
-  g_keys.selector = *selector;
+  internal::SetKeys({.trusted = *trusted, .selector = *selector});
   __builtin_cpu_init();
   mpkbox_vector_level = __builtin_cpu_supports("avx512f") ? 2
                         : __builtin_cpu_supports("avx")   ? 1
@@ -109,7 +108,6 @@ absl::Status Runtime::Init(const RuntimeOptions& options) {
 }
 
 namespace internal {
-const RuntimeKeys& Keys() { return g_keys; }
 
 // Before ae6012d72fa6 (6.12.5), a WRPKRU(0) on AMD marked PKRU as "init" and
 // sigreturn then loaded PKRU 0: every key open (DESIGN.md 5b).

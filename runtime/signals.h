@@ -1,9 +1,13 @@
 // Signals: mpkbox's one entry for every handler it installs, the host's own
 // handlers routed through it (so they run with host rights), and the
-// dispatcher that turns compartment faults into statuses.
+// dispatcher that turns compartment faults into statuses. Implemented in
+// signal_actions.cc (the host's dispositions), signal_dispatch.cc,
+// signal_stack.cc and signal_frame.cc; libc_overrides/signals.cc interposes
+// the host's sigaction, sigaltstack, signal and longjmp.
 #ifndef MPKBOX_RUNTIME_SIGNALS_H_
 #define MPKBOX_RUNTIME_SIGNALS_H_
 
+#include <setjmp.h>
 #include <signal.h>
 #include <ucontext.h>
 
@@ -36,9 +40,17 @@ bool RecoverFromAbandonedHandler(ThreadBlock* tb, bool check_stack = true);
 // True for an address in mpkbox's gate or signal trampolines.
 bool InTrampolines(uintptr_t ip);
 
-// PKRU as saved in a signal frame, and how to change what sigreturn loads.
-uint32_t FramePkru(const ucontext_t* uc);
-void SetFramePkru(ucontext_t* uc, uint32_t pkru);
+// The host's sigaction and sigaltstack (libc_overrides/signals.cc): libc's
+// meaning, with handlers behind mpkbox's entry and the signal stack trusted.
+int HostSigaction(int sig, const struct sigaction* act, struct sigaction* old);
+int HostSigaltstack(const stack_t* ss, stack_t* old);
+
+// A host handler may leave by longjmp instead of returning. Then its frame
+// never reaches mpkbox's restorer: the handler count would stay up and the
+// kernel would leave the signal stack disarmed (SS_AUTODISARM), and the
+// next signal would be refused. Called before such a jump leaves the signal
+// stack, this forgets the abandoned handlers.
+void ForgetHandlersLeftBy(const sigjmp_buf env);
 
 }  // namespace mpkbox::internal
 

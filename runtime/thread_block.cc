@@ -20,7 +20,7 @@
 #include "runtime/callback_table.h"
 #include "runtime/domain_registry.h"
 #include "runtime/gadget_guard.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
 #include "runtime/syscall_dispatch.h"

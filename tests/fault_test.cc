@@ -26,7 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 #include "tests/test_util.h"
 
 namespace mpkbox {

@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/gadget_guard.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 #include "tests/test_util.h"
 
 extern "C" char mpkbox_gate_begin[], mpkbox_gate_end[];

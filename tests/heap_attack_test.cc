@@ -1892,7 +1892,7 @@ INSTANTIATE_TEST_SUITE_P(
 // operator new(size, std::nothrow) inside a compartment whose heap is full
 // returns nullptr.
 // Found at 7679176 (functional, contained): NewNoThrow
-// (allocator/malloc_routing.cc) called NewOrThrow, which threw
+// (runtime/libc_overrides/malloc.cc) called NewOrThrow, which threw
 // std::bad_alloc, and caught it, so the throw ran as compartment code.
 // __cxa_throw first went through ld.so's lazy binding of __cxa_get_globals
 // (libstdc++ is not linked -z now; _dl_lookup_symbol_x writes _rtld_global)

@@ -39,7 +39,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 #include "tests/test_util.h"
 
 // Defined here, visible to dlsym (--export-dynamic-symbol), never exposed to

@@ -37,7 +37,7 @@
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/gadget_guard.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
 #include "tests/test_util.h"
 

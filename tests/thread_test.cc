@@ -15,7 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 #include "runtime/thread_block.h"
 #include "tests/test_util.h"
 

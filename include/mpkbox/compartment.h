@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "mpkbox/callback.h"
+#include "mpkbox/compartment_options.h"
 #include "mpkbox/fault_report.h"
 #include "mpkbox/internal/call.h"
 #include "mpkbox/internal/heap_cache.h"
@@ -37,27 +38,6 @@ namespace internal {
 class CompartmentHeap;
 class ElfLoader;
 }  // namespace internal
-
-// Rights of compartment code over key-0 memory (code, libc, host globals,
-// TLS, host stacks). kReadWrite isolates only trusted-key memory and is no
-// boundary against malicious code: see docs/THREAT_MODEL.md.
-enum class Ambient { kReadOnly, kReadWrite };
-
-struct CompartmentOptions {
-  std::string name = {};  // shown in every status and report; defaulted if empty
-  size_t heap_limit_bytes = 64 << 20;
-  size_t stack_bytes = 1 << 20;  // per thread, plus a guard page
-  absl::Duration call_timeout = absl::InfiniteDuration();
-  Ambient ambient = Ambient::kReadOnly;
-  SyscallPolicy syscalls = {};  // default: deny all
-};
-
-struct CompartmentStats {
-  size_t bytes_in_use = 0;
-  size_t peak_bytes = 0;
-  size_t allocations = 0;
-  size_t failed_allocations = 0;
-};
 
 class Compartment {
  public:

@@ -5,6 +5,7 @@
 
 #include "mpkbox/callback.h"
 #include "mpkbox/compartment.h"
+#include "mpkbox/compartment_options.h"
 #include "mpkbox/fault_report.h"
 #include "mpkbox/runtime.h"
 #include "mpkbox/syscall_policy.h"

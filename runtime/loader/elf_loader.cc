@@ -18,7 +18,7 @@
 #include "mpkbox/internal/gate_layout.h"
 #include "runtime/loader/code_scan.h"
 #include "runtime/loader/import_policy.h"
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 
 namespace mpkbox::internal {
 

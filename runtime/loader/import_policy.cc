@@ -11,9 +11,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "runtime/compartment_libc/compartment_libc.h"
+#include "trampolines/trampolines.h"
 
-extern "C" int* mpkbox_compartment_errno_location();
-extern "C" void mpkbox_compartment_longjmp(void*, int);
 
 namespace mpkbox::internal {
 namespace {
@@ -61,7 +61,7 @@ constexpr const char* kPureLibc[] = {
     "pread64", "pwrite64",
 };
 
-// Routed to the process's own entry points (allocator/malloc_routing.cc):
+// Routed to the process's own entry points (runtime/libc_overrides/malloc.cc):
 // compartment code then allocates from its heap.
 constexpr const char* kRouted[] = {
     "malloc", "calloc", "realloc", "free", "posix_memalign", "aligned_alloc",

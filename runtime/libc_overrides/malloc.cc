@@ -20,34 +20,12 @@
 #include "allocator/address_zone.h"
 #include "allocator/compartment_heap.h"
 #include "allocator/host_heap.h"
+#include "allocator/inside.h"
 #include "mpkbox/internal/heap_cache.h"
 #include "mpkbox/internal/thread_block.h"
 
-extern "C" char mpkbox_callback_stubs[];
-
 namespace mpkbox::internal {
 namespace {
-
-// The SelectorPage if compartment code runs, else null. The signal
-// dispatcher clears current_domain while it runs with host rights.
-inline SelectorPage* CompartmentThread() {
-  SelectorPage* sel = mpkbox_tls_thread;
-  if (ABSL_PREDICT_TRUE(sel == nullptr || sel->current_domain == 0)) {
-    return nullptr;
-  }
-  return sel;
-}
-
-inline HeapCache* CacheOf(SelectorPage* sel) {
-  return HeapCacheTable(sel)[SlotOfDomain(sel->current_domain)];
-}
-
-uint64_t EnterAllocator(uint64_t op, uint64_t a, uint64_t b = 0) {
-  using Entry = uint64_t (*)(uint64_t, uint64_t, uint64_t);
-  return reinterpret_cast<Entry>(
-      mpkbox_callback_stubs +
-      (MPKBOX_ALLOCATOR_CALLBACK << MPKBOX_CB_STUB_SHIFT))(op, a, b);
-}
 
 // Out of line, so that the fast paths below need no saved registers.
 ABSL_ATTRIBUTE_NOINLINE void* InsideMallocSlow(size_t n) {
@@ -180,20 +158,7 @@ extern "C" {
 
 // Referenced by the link options of mpkbox's CMake target, so that this
 // object is always linked.
-void mpkbox_malloc_routing() {}
-
-// What loaded code's __errno_location resolves to (runtime/loader/): the
-// thread's slot in its HeapCache, which compartment code may write.
-int* mpkbox_compartment_errno_location() {
-  SelectorPage* sel = CompartmentThread();
-  if (sel == nullptr) return __errno_location();
-  mi::HeapCache* cache = mi::CacheOf(sel);
-  if (cache == nullptr) {  // the entry creates this thread's cache
-    mi::EnterAllocator(mi::kOpUsableSize, 0);
-    cache = mi::CacheOf(sel);
-  }
-  return &cache->errno_value;
-}
+void mpkbox_override_malloc() {}
 
 void* malloc(size_t n) {
   if (SelectorPage* sel = CompartmentThread()) return mi::InsideMalloc(sel, n);

@@ -1,13 +1,15 @@
-// Memory protection keys: CPU support, PKRU values, tagging pages.
-#ifndef MPKBOX_RUNTIME_PKU_H_
-#define MPKBOX_RUNTIME_PKU_H_
+// Memory protection keys: CPU support, the runtime's keys, PKRU values,
+// tagging pages. The lowest C++ layer: it includes nothing of mpkbox but the
+// public option types.
+#ifndef MPKBOX_RUNTIME_KEYS_PKU_H_
+#define MPKBOX_RUNTIME_KEYS_PKU_H_
 
 #include <cstddef>
 #include <cstdint>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "mpkbox/compartment.h"
+#include "mpkbox/compartment_options.h"
 
 namespace mpkbox::internal {
 
@@ -15,6 +17,15 @@ inline constexpr int kNumKeys = 16;
 // PKRU bits for key k: access-disable at 2k, write-disable at 2k+1.
 inline constexpr uint32_t kAccessDisable = 1;
 inline constexpr uint32_t kWriteDisable = 2;
+
+// The runtime's process-wide keys.
+struct RuntimeKeys {
+  int trusted = -1;   // runtime state, host heap, per-thread blocks
+  int selector = -1;  // selector pages: read-only to compartments
+};
+// Valid once Runtime::Init succeeded (it calls SetKeys).
+const RuntimeKeys& Keys();
+void SetKeys(const RuntimeKeys& keys);
 
 // CPUID says the CPU has PKU and the OS enabled it (OSPKE).
 bool CpuHasPku();
@@ -41,4 +52,4 @@ void OpenAllKeysInThisThread();
 
 }  // namespace mpkbox::internal
 
-#endif  // MPKBOX_RUNTIME_PKU_H_
+#endif  // MPKBOX_RUNTIME_KEYS_PKU_H_

@@ -1,4 +1,4 @@
-#include "runtime/pku.h"
+#include "runtime/keys/pku.h"
 
 #include <cpuid.h>
 #include <errno.h>
@@ -8,6 +8,12 @@
 #include "absl/strings/str_format.h"
 
 namespace mpkbox::internal {
+namespace {
+RuntimeKeys g_keys;  // written once, by Init, before any compartment exists
+}  // namespace
+
+const RuntimeKeys& Keys() { return g_keys; }
+void SetKeys(const RuntimeKeys& keys) { g_keys = keys; }
 
 bool CpuHasPku() {
   unsigned eax, ebx, ecx, edx;

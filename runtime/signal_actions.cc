@@ -1,0 +1,187 @@
+#include "runtime/signal_actions.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/strings/str_format.h"
+#include "runtime/keys/pku.h"
+#include "runtime/signal_frame.h"
+#include "runtime/signals.h"
+#include "trampolines/trampolines.h"
+
+extern "C" {
+// libc's own sigaction: the interposed one is the host's view.
+int __sigaction(int, const struct sigaction*, struct sigaction*);
+}
+
+namespace mpkbox::internal {
+namespace {
+
+int timer_signal = 0;
+
+// What the host believes each signal's disposition is. Trusted memory.
+struct HostActions {
+  struct sigaction act[NSIG];
+};
+HostActions* host = nullptr;
+std::atomic<bool> installed{false};
+std::atomic_flag host_lock = ATOMIC_FLAG_INIT;  // sigaction may run in handlers
+
+class HostLock {
+ public:
+  HostLock() {
+    while (host_lock.test_and_set(std::memory_order_acquire)) sched_yield();
+  }
+  ~HostLock() { host_lock.clear(std::memory_order_release); }
+};
+
+bool IsHandlerFunction(const struct sigaction& a) {
+  return a.sa_handler != SIG_DFL && a.sa_handler != SIG_IGN;
+}
+
+// The kernel's struct sigaction: libc's would put its own restorer in.
+struct KernelSigaction {
+  void (*handler)(int, siginfo_t*, void*);
+  unsigned long flags;
+  void (*restorer)();
+  uint64_t mask;
+};
+constexpr unsigned long kSaRestorer = 0x04000000;
+
+// Installs the entry for `sig` with the host's mask and flags, returning
+// through mpkbox's restorer.
+void InstallEntry(int sig, const struct sigaction& host_action) {
+  KernelSigaction ka{};
+  ka.handler = mpkbox_signal_entry;
+  ka.flags = SA_SIGINFO | SA_ONSTACK | kSaRestorer |
+             (host_action.sa_flags & (SA_RESTART | SA_NODEFER));
+  ka.restorer = mpkbox_signal_restorer;
+  memcpy(&ka.mask, &host_action.sa_mask, sizeof(ka.mask));
+  syscall(SYS_rt_sigaction, sig, &ka, nullptr, sizeof(ka.mask));
+}
+
+// The kernel's default action for `sig`, done for real.
+void DefaultAction(int sig, const siginfo_t* info) {
+  if (sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT) {
+    return;  // default: ignore
+  }
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  __sigaction(sig, &dfl, nullptr);
+  if (IsSynchronous(sig, info) && sig != SIGTRAP) return;  // faults again
+  // Pending while blocked in this handler; delivered after sigreturn.
+  syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig);
+}
+
+}  // namespace
+
+bool IsFaultSignal(int sig) {
+  return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL ||
+         sig == SIGTRAP;
+}
+// Signals mpkbox handles whatever the host does with them.
+bool IsOwnSignal(int sig) {
+  return IsFaultSignal(sig) || sig == SIGABRT || sig == SIGSYS ||
+         sig == timer_signal;
+}
+// Raised by the kernel for the instruction that was running.
+bool IsSynchronous(int sig, const siginfo_t* info) {
+  return IsFaultSignal(sig) && info->si_code > 0;
+}
+
+void RunHostHandler(int sig, siginfo_t* info, ucontext_t* uc) {
+  struct sigaction a = host->act[sig];
+  if (a.sa_handler == SIG_IGN && IsSynchronous(sig, info)) {
+    a.sa_handler = SIG_DFL;  // the kernel cannot ignore a fault either
+  }
+  if (a.sa_handler == SIG_IGN) return;
+  if (a.sa_handler == SIG_DFL) {
+    DefaultAction(sig, info);
+    return;
+  }
+  if (a.sa_flags & SA_RESETHAND) {
+    HostLock lock;
+    host->act[sig].sa_handler = SIG_DFL;
+    host->act[sig].sa_flags &= ~SA_SIGINFO;
+    if (!IsOwnSignal(sig)) __sigaction(sig, &host->act[sig], nullptr);
+  }
+  // Compartment code may be suspended under this handler: a Call from it
+  // is refused (the depth bias sends it to Call's slow path, which says why).
+  ThreadBlock* tb = CurrentThreadBlock();
+  if (tb != nullptr) tb->depth += kHandlerDepthBias;
+  if (a.sa_flags & SA_SIGINFO) {
+    a.sa_sigaction(sig, info, uc);
+  } else {
+    a.sa_handler(sig);
+  }
+  if (tb != nullptr) tb->depth -= kHandlerDepthBias;
+}
+
+int TimerSignal() { return timer_signal; }
+
+absl::Status InstallSignalHandling(const RuntimeOptions& options) {
+  if (absl::Status s = LearnSignalFrameLayout(); !s.ok()) return s;
+
+  timer_signal = options.timer_signal != 0 ? options.timer_signal
+                                           : SIGRTMAX - 1;
+  if (timer_signal < SIGRTMIN || timer_signal > SIGRTMAX) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "RuntimeOptions::timer_signal %d is not a real-time signal (%d..%d)",
+        timer_signal, SIGRTMIN, SIGRTMAX));
+  }
+  void* p = mmap(nullptr, sizeof(HostActions), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return absl::ResourceExhaustedError("cannot map the signal table");
+  }
+  if (absl::Status s = TagPages(p, sizeof(HostActions), PROT_READ | PROT_WRITE,
+                                Keys().trusted);
+      !s.ok()) {
+    return s;
+  }
+  host = static_cast<HostActions*>(p);
+  HostLock lock;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction cur {};
+    if (__sigaction(sig, nullptr, &cur) != 0) continue;  // libc-reserved
+    host->act[sig] = cur;
+    // Handlers installed before Init get host rights too.
+    if (IsOwnSignal(sig) || IsHandlerFunction(cur)) InstallEntry(sig, cur);
+  }
+  installed.store(true, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+// The host's sigaction: the same meaning as libc's, but every handler runs
+// behind mpkbox's entry (with host rights), and the signals mpkbox needs
+// stay with it. Before Runtime::Init it is libc's.
+int HostSigaction(int sig, const struct sigaction* act, struct sigaction* old) {
+  if (!installed.load(std::memory_order_acquire) || sig <= 0 || sig >= NSIG ||
+      sig == SIGKILL || sig == SIGSTOP) {
+    return __sigaction(sig, act, old);
+  }
+  struct sigaction probe {};
+  if (__sigaction(sig, nullptr, &probe) != 0) return -1;  // EINVAL as libc
+  OpenAllKeysInThisThread();  // the table is trusted
+  HostLock lock;
+  struct sigaction prev = host->act[sig];
+  if (act != nullptr) {
+    host->act[sig] = *act;
+    if (IsOwnSignal(sig) ||
+        IsHandlerFunction(*act)) {
+      InstallEntry(sig, *act);
+    } else {
+      __sigaction(sig, act, nullptr);
+    }
+  }
+  if (old != nullptr) *old = prev;
+  return 0;
+}
+
+}  // namespace mpkbox::internal

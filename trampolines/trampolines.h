@@ -1,0 +1,58 @@
+// Every symbol of the assembly in trampolines/*.S, declared once for C++.
+// Labels that only mark addresses (ranges the signal dispatcher and the
+// guards check) are char arrays; entry points are functions.
+#ifndef MPKBOX_TRAMPOLINES_TRAMPOLINES_H_
+#define MPKBOX_TRAMPOLINES_TRAMPOLINES_H_
+
+#include <signal.h>
+
+#include <cstdint>
+
+// mpkbox_gate_enter: declared by the public fast path, which calls it inline.
+#include "mpkbox/internal/call.h"
+
+extern "C" {
+
+// --- gate.S: the call gate and the callback gate --------------------------
+extern char mpkbox_gate_begin[], mpkbox_gate_end[];
+// Where a failed check after a WRPKRU (or a forged frame) ends.
+extern char mpkbox_gate_trap[];
+// The entry's stretch with the selector at BLOCK and host PKRU, and where it
+// runs on compartment memory.
+extern char mpkbox_gate_enter_blocked[], mpkbox_gate_enter_blocked_end[];
+extern char mpkbox_gate_enter_switched[];
+// Where a call resumes on the host side, normally or after a fault.
+extern char mpkbox_gate_landing[];
+extern char mpkbox_gate_exception_pad[];
+// The callback stubs (stub 0 is the allocator entry) and their gate.
+extern char mpkbox_callback_stubs[];
+extern char mpkbox_callback_entry[];
+extern char mpkbox_callback_return_blocked[];
+extern char mpkbox_callback_return_blocked_end[];
+extern char mpkbox_callback_return_switched[];
+extern char mpkbox_callback_exception_pad[];
+// Pops the innermost callback frame and lands the call as failed.
+[[noreturn]] void mpkbox_gate_abandon();
+
+// --- signal.S: the one signal entry and the resume stub -------------------
+extern char mpkbox_signal_begin[], mpkbox_signal_end[];
+void mpkbox_signal_entry(int sig, siginfo_t* info, void* ucontext);
+void mpkbox_signal_restorer();
+extern char mpkbox_resume_stub[];
+extern char mpkbox_resume_trusted[], mpkbox_resume_trusted_end[];
+
+// --- compartment_longjmp.S: longjmp for loaded code -----------------------
+void mpkbox_compartment_longjmp(void* env, int value);
+
+// --- C++ the assembly calls -----------------------------------------------
+void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* ucontext);
+uint64_t mpkbox_allocator_entry(uint64_t op, uint64_t a, uint64_t b);
+void mpkbox_exception_left_compartment();
+void mpkbox_exception_left_callback(struct _Unwind_Exception* exception);
+
+// --- C++ state the assembly reads -----------------------------------------
+extern uint8_t mpkbox_vector_level;  // 2: AVX-512, 1: AVX, 0: neither
+
+}  // extern "C"
+
+#endif  // MPKBOX_TRAMPOLINES_TRAMPOLINES_H_
