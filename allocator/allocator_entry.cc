@@ -6,7 +6,7 @@
 #include <cstdio>
 
 #include "allocator/compartment_heap.h"
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 #include "trampolines/trampolines.h"
 
 

@@ -22,8 +22,8 @@
 #include "absl/status/statusor.h"
 #include "allocator/tagged_arena.h"
 #include "mpkbox/compartment_options.h"
-#include "mpkbox/internal/heap_cache.h"
-#include "mpkbox/internal/thread_block.h"
+#include "allocator/heap_cache.h"
+#include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
 

@@ -15,7 +15,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 #include "allocator/tagged_arena.h"
 
 namespace mpkbox::internal {

@@ -7,8 +7,8 @@
 #include <cstdint>
 
 #include "absl/base/optimization.h"
-#include "mpkbox/internal/heap_cache.h"
-#include "mpkbox/internal/thread_block.h"
+#include "allocator/heap_cache.h"
+#include "trampolines/thread_block.h"
 #include "trampolines/trampolines.h"
 
 namespace mpkbox::internal {

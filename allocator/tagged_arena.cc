@@ -6,7 +6,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_format.h"
-#include "mpkbox/internal/gate_layout.h"
+#include "trampolines/gate_layout.h"
 
 namespace mpkbox::internal {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
 

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <typeinfo>
 
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 #include "trampolines/trampolines.h"
 
 

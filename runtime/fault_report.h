@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "mpkbox/fault_report.h"
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
 

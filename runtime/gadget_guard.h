@@ -17,7 +17,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
 

@@ -7,7 +7,7 @@
 #include <atomic>
 
 #include "absl/strings/str_format.h"
-#include "mpkbox/internal/gate_layout.h"
+#include "trampolines/gate_layout.h"
 #include "runtime/keys/pku.h"
 
 extern "C" {

@@ -14,7 +14,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 #include "mpkbox/runtime.h"
 
 namespace mpkbox::internal {

@@ -18,6 +18,7 @@
 #include "allocator/compartment_heap.h"
 #include "mpkbox/syscall_policy.h"
 #include "runtime/call_timer.h"
+#include "runtime/syscall_rules.h"
 
 #ifndef PR_SET_SYSCALL_USER_DISPATCH
 #define PR_SET_SYSCALL_USER_DISPATCH 59
@@ -34,7 +35,7 @@ namespace {
 std::atomic<bool> skip_dispatch{false};
 thread_local uint64_t emulated = 0;
 
-using Action = SyscallPolicy::Action;
+using Action = SyscallAction;
 
 // [p, p + n) lies in the compartment's memory on this thread: its stack or
 // its heap. (Lock-free: this runs in a signal handler.)
@@ -65,7 +66,7 @@ void Refuse(ThreadBlock* tb, const ucontext_t* uc, long nr,
 }
 
 // Emulates an allowed call; the result (or -errno) goes to rax.
-long Emulate(const SyscallPolicy::Rule& rule, const CallContext& ctx, long nr,
+long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
              const uint64_t a[6], uint64_t deadline_ns) {
   switch (rule.action) {
     case Action::kAllow:
@@ -244,12 +245,13 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
     f.ip = static_cast<uintptr_t>(g[REG_RIP]);
     return false;
   }
-  const SyscallPolicy::Rule& rule = ctx.policy->RuleFor(static_cast<int>(nr));
+  const SyscallRule& rule =
+      SyscallRules::For(*ctx.policy, static_cast<int>(nr));
   absl::string_view never =
       SyscallPolicy::NeverAllowedReason(static_cast<int>(nr));
   // Only an explicit Deny(nr, errno) quiets a never-allowed call: it is
   // denied either way, and the policy's catch-all does not apply to it.
-  if (!never.empty() && !(rule.set && rule.action == Action::kErrno)) {
+  if (!never.empty() && !(rule.listed && rule.action == Action::kErrno)) {
     char why[160];
     snprintf(why, sizeof(why), "never allowed: %.*s",
              static_cast<int>(never.size()), never.data());

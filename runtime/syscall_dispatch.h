@@ -9,7 +9,7 @@
 #include <ucontext.h>
 
 #include "absl/status/status.h"
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
 

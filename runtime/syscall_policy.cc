@@ -3,8 +3,10 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "absl/strings/str_format.h"
+#include "runtime/syscall_rules.h"
 
 namespace mpkbox {
 namespace {
@@ -128,81 +130,99 @@ bool TakesNoPointers(int nr) {
 }  // namespace
 
 SyscallPolicy::SyscallPolicy()
-    : rules_(new Rule[kMaxSyscall]()), default_{} {}
+    : rules_(std::make_shared<internal::SyscallRules>()) {}
 
-SyscallPolicy& SyscallPolicy::Set(int nr, Rule rule) {
-  if (nr < 0 || nr >= kMaxSyscall) return *this;
-  if (rules_.use_count() > 1) {  // copies share rules until one changes
-    std::shared_ptr<Rule[]> copy(new Rule[kMaxSyscall]);
-    std::copy(rules_.get(), rules_.get() + kMaxSyscall, copy.get());
-    rules_ = std::move(copy);
+internal::SyscallRules& SyscallPolicy::Mutable() {
+  if (rules_.use_count() > 1) {
+    rules_ = std::make_shared<internal::SyscallRules>(*rules_);
   }
-  rule.set = true;
-  rules_[nr] = rule;
-  return *this;
+  return *rules_;
+}
+
+namespace {
+
+using internal::SyscallAction;
+using internal::SyscallRule;
+
+SyscallPolicy& Set(SyscallPolicy& policy, internal::SyscallRules& rules,
+                   int nr, SyscallRule rule) {
+  if (nr < 0 || nr >= internal::kMaxSyscall) return policy;
+  rule.listed = true;
+  rules.rules[nr] = rule;
+  return policy;
+}
+
+}  // namespace
+
+const SyscallRule& internal::SyscallRules::For(const SyscallPolicy& policy,
+                                               int nr) {
+  const SyscallRules& r = *policy.rules_;
+  if (nr < 0 || nr >= kMaxSyscall || !r.rules[nr].listed) return r.unlisted;
+  return r.rules[nr];
 }
 
 SyscallPolicy& SyscallPolicy::Allow(int nr) {
-  return Set(nr, {.action = Action::kAllow});
+  return Set(*this, Mutable(), nr, {.action = SyscallAction::kAllow});
 }
 
 SyscallPolicy& SyscallPolicy::AllowWrite(std::initializer_list<int> fds) {
-  Rule rule = RuleFor(SYS_write);
-  if (rule.action != Action::kAllowWrite) rule = {.action = Action::kAllowWrite};
+  SyscallRule rule = internal::SyscallRules::For(*this, SYS_write);
+  if (rule.action != SyscallAction::kAllowWrite) {
+    rule = {.action = SyscallAction::kAllowWrite};
+  }
   for (int fd : fds) {
     if (fd >= 0 && fd < 64) rule.fd_mask |= uint64_t{1} << fd;
   }
-  return Set(SYS_write, rule);
+  return Set(*this, Mutable(), SYS_write, rule);
 }
 
 SyscallPolicy& SyscallPolicy::AllowGetrandom() {
-  return Set(SYS_getrandom, {.action = Action::kAllowGetrandom});
+  return Set(*this, Mutable(), SYS_getrandom,
+             {.action = SyscallAction::kAllowGetrandom});
 }
 
 SyscallPolicy& SyscallPolicy::AllowClock() {
-  Set(SYS_clock_gettime, {.action = Action::kAllowClock});
-  Set(SYS_gettimeofday, {.action = Action::kAllowClock});
-  return Set(SYS_time, {.action = Action::kAllowClock});
-}
-
-SyscallPolicy& SyscallPolicy::AllowFutex() {
-  return Set(SYS_futex, {.action = Action::kAllowFutex});
-}
-
-SyscallPolicy& SyscallPolicy::AllowMincore() {
-  return Set(SYS_mincore, {.action = Action::kAllowMincore});
-}
-
-SyscallPolicy& SyscallPolicy::Deny(int nr, int error) {
-  return Set(nr, {.action = Action::kErrno, .error = error});
-}
-
-SyscallPolicy& SyscallPolicy::Fail(int nr) {
-  return Set(nr, {.action = Action::kFailCall});
-}
-
-SyscallPolicy& SyscallPolicy::DenyOthersWithErrno(int error) {
-  default_ = {.action = Action::kErrno, .error = error};
+  for (int nr : {SYS_clock_gettime, SYS_gettimeofday, SYS_time}) {
+    Set(*this, Mutable(), nr, {.action = SyscallAction::kAllowClock});
+  }
   return *this;
 }
 
-const SyscallPolicy::Rule& SyscallPolicy::RuleFor(int nr) const {
-  if (nr < 0 || nr >= kMaxSyscall) return default_;
-  const Rule& rule = rules_[nr];
-  return rule.set ? rule : default_;
+SyscallPolicy& SyscallPolicy::AllowFutex() {
+  return Set(*this, Mutable(), SYS_futex,
+             {.action = SyscallAction::kAllowFutex});
+}
+
+SyscallPolicy& SyscallPolicy::AllowMincore() {
+  return Set(*this, Mutable(), SYS_mincore,
+             {.action = SyscallAction::kAllowMincore});
+}
+
+SyscallPolicy& SyscallPolicy::Deny(int nr, int error) {
+  return Set(*this, Mutable(), nr,
+             {.action = SyscallAction::kErrno, .error = error});
+}
+
+SyscallPolicy& SyscallPolicy::Fail(int nr) {
+  return Set(*this, Mutable(), nr, {.action = SyscallAction::kFailCall});
+}
+
+SyscallPolicy& SyscallPolicy::DenyOthersWithErrno(int error) {
+  Mutable().unlisted = {.action = SyscallAction::kErrno, .error = error};
+  return *this;
 }
 
 absl::Status SyscallPolicy::Validate() const {
-  for (int nr = 0; nr < kMaxSyscall; ++nr) {
-    const Action a = rules_[nr].action;
-    if (a == Action::kFailCall || a == Action::kErrno) continue;
+  for (int nr = 0; nr < internal::kMaxSyscall; ++nr) {
+    const SyscallAction a = rules_->rules[nr].action;
+    if (a == SyscallAction::kFailCall || a == SyscallAction::kErrno) continue;
     absl::string_view why = NeverReason(nr);
     if (!why.empty()) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "the syscall policy allows syscall %d, which is never allowed: %s",
           nr, why));
     }
-    if (a == Action::kAllow && !TakesNoPointers(nr)) {
+    if (a == SyscallAction::kAllow && !TakesNoPointers(nr)) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "the syscall policy allows syscall %d with Allow(), but it takes "
           "pointer arguments the kernel would follow with the runtime's "

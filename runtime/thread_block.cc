@@ -14,7 +14,7 @@
 #include "absl/base/call_once.h"
 
 #include "absl/strings/str_format.h"
-#include "mpkbox/internal/heap_cache.h"
+#include "allocator/heap_cache.h"
 #include "mpkbox/runtime.h"
 #include "runtime/call_timer.h"
 #include "runtime/callback_table.h"

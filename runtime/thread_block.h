@@ -4,7 +4,7 @@
 #define MPKBOX_RUNTIME_THREAD_BLOCK_H_
 
 #include "absl/status/statusor.h"
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
 

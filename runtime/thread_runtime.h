@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <new>
 
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
 

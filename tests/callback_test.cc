@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "trampolines/thread_block.h"
 #include "runtime/keys/pku.h"
 #include "tests/test_util.h"
 

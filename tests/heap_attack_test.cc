@@ -55,7 +55,7 @@
 #include "allocator/host_heap.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "mpkbox/internal/heap_cache.h"
+#include "allocator/heap_cache.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/runtime_state.h"
 #include "tests/test_util.h"

@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "trampolines/thread_block.h"
 #include "runtime/runtime_state.h"
 #include "tests/test_util.h"
 

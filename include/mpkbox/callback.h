@@ -16,7 +16,6 @@
 #include <utility>
 
 #include "mpkbox/internal/call.h"
-#include "mpkbox/internal/gate_layout.h"
 #include "mpkbox/tainted.h"
 
 namespace mpkbox {
@@ -35,9 +34,9 @@ struct CallbackTraits<R(P...)> {
   using Sig = Signature<R, typename Untaint<P>::type...>;
   // Which register carries the result back (the gate clears the others).
   static constexpr int kReturns =
-      std::is_void_v<R>               ? MPKBOX_RETURNS_NOTHING
-      : std::is_floating_point_v<R>   ? MPKBOX_RETURNS_FLOAT
-                                      : MPKBOX_RETURNS_INTEGER;
+      std::is_void_v<R>               ? kReturnsNothing
+      : std::is_floating_point_v<R>   ? kReturnsFloat
+                                      : kReturnsInteger;
 };
 template <typename R, typename... P>
 struct CallbackTraits<R(P...) noexcept> : CallbackTraits<R(P...)> {};

@@ -28,8 +28,7 @@
 #include "mpkbox/compartment_options.h"
 #include "mpkbox/fault_report.h"
 #include "mpkbox/internal/call.h"
-#include "mpkbox/internal/heap_cache.h"
-#include "mpkbox/internal/thread_block.h"
+#include "mpkbox/internal/fast_path.h"
 #include "mpkbox/syscall_policy.h"
 #include "mpkbox/tainted.h"
 
@@ -128,7 +127,7 @@ class Compartment {
   // A free the compartment made is checked before the call may succeed.
   void CheckFrees(internal::ThreadBlock* tb) {
     if (ABSL_PREDICT_FALSE(internal::FreesPending(tb, slot_)) &&
-        tb->fault == 0) {
+        internal::CallFault(tb) == 0) {
       internal::CheckFreesAfterCall(tb, slot_);
     }
   }
@@ -172,27 +171,26 @@ auto Compartment::Call(R (*fn)(P...), A&&... args) {
   internal::ThreadBlock* tb = internal::CurrentThreadBlock();
   bool timed = false;
   if (ABSL_PREDICT_FALSE(
-          tb == nullptr ||
-          tb->contexts[slot_].generation !=
-              generation_.load(std::memory_order_relaxed) ||
-          tb->depth > internal::kMaxCallDepth || timed_ ||
-          tb->guard_epoch != mpkbox_guard_epoch)) {
+          internal::NeedsSlowPath(
+              tb, slot_, generation_.load(std::memory_order_relaxed)) ||
+          timed_)) {
     absl::StatusOr<internal::ThreadBlock*> ready = BeginCall();
     if (!ready.ok()) return Result(ready.status());
     tb = *ready;
     timed = timed_;
   }
-  tb->pending_ctx = &tb->contexts[slot_];
-  tb->pending_fn = reinterpret_cast<uintptr_t>(fn);
+  internal::SetPendingCall(tb, slot_, reinterpret_cast<uintptr_t>(fn));
   if constexpr (std::is_void_v<R>) {
     internal::InvokeGate<R, P...>(std::forward<A>(args)...);
     CheckFrees(tb);
-    if (ABSL_PREDICT_FALSE(tb->fault != 0 || timed)) return EndCall(tb, timed);
+    if (ABSL_PREDICT_FALSE(internal::CallFault(tb) != 0 || timed)) {
+      return EndCall(tb, timed);
+    }
     return absl::OkStatus();
   } else {
     R raw = internal::InvokeGate<R, P...>(std::forward<A>(args)...);
     CheckFrees(tb);
-    if (ABSL_PREDICT_FALSE(tb->fault != 0 || timed)) {
+    if (ABSL_PREDICT_FALSE(internal::CallFault(tb) != 0 || timed)) {
       if (absl::Status s = EndCall(tb, timed); !s.ok()) return Result(s);
     }
     return Result(internal::TaintedAccess::Make(raw));

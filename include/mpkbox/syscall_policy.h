@@ -30,27 +30,12 @@
 
 namespace mpkbox {
 
+namespace internal {
+struct SyscallRules;  // runtime/syscall_rules.h
+}  // namespace internal
+
 class SyscallPolicy {
  public:
-  static constexpr int kMaxSyscall = 512;  // x86-64 numbers are below this
-
-  enum class Action : uint8_t {
-    kFailCall = 0,  // end the compartment call with kPermissionDenied
-    kErrno,         // return -errno to the compartment
-    kAllow,         // run it: only for calls that take no pointers
-    kAllowWrite,    // write(2) to listed descriptors, from own memory
-    kAllowGetrandom,
-    kAllowClock,    // clock_gettime/gettimeofday/time when the vDSO falls back
-    kAllowFutex,    // FUTEX_WAIT/WAKE (private) on own memory
-    kAllowMincore,  // mincore, its result vector in own memory
-  };
-  struct Rule {
-    Action action = Action::kFailCall;
-    bool set = false;       // false: the policy's default applies
-    int error = 0;          // kErrno
-    uint64_t fd_mask = 0;   // kAllowWrite: descriptors 0..63
-  };
-
   // Denies every system call by failing the compartment call.
   SyscallPolicy();
 
@@ -84,19 +69,16 @@ class SyscallPolicy {
   // that is never allowed, or that Allow cannot run safely, and why.
   absl::Status Validate() const;
 
-  // The rule for `nr` (out-of-range numbers get the default).
-  const Rule& RuleFor(int nr) const;
-
   // Why `nr` is never allowed, or empty if it may be.
   static absl::string_view NeverAllowedReason(int nr);
 
  private:
-  SyscallPolicy& Set(int nr, Rule rule);
+  friend struct internal::SyscallRules;
+  // Copies share the rules until one changes: shared and immutable once a
+  // compartment uses them (the signal handler reads them without locks).
+  internal::SyscallRules& Mutable();
 
-  // Shared and immutable once a compartment uses it: the signal handler
-  // reads it without locks.
-  std::shared_ptr<Rule[]> rules_;
-  Rule default_;
+  std::shared_ptr<internal::SyscallRules> rules_;
 };
 
 }  // namespace mpkbox

@@ -21,8 +21,8 @@
 #include "allocator/compartment_heap.h"
 #include "allocator/host_heap.h"
 #include "allocator/inside.h"
-#include "mpkbox/internal/heap_cache.h"
-#include "mpkbox/internal/thread_block.h"
+#include "allocator/heap_cache.h"
+#include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
 namespace {

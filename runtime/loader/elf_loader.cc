@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "allocator/compartment_heap.h"
-#include "mpkbox/internal/gate_layout.h"
+#include "trampolines/gate_layout.h"
 #include "runtime/loader/code_scan.h"
 #include "runtime/loader/import_policy.h"
 #include "runtime/keys/pku.h"

@@ -15,6 +15,12 @@ extern "C" void mpkbox_gate_enter();
 
 namespace mpkbox::internal {
 
+// Which register carries a callback's result back (the gate clears the
+// others): MPKBOX_RETURNS_* of trampolines/gate_layout.h.
+inline constexpr int kReturnsNothing = 0;
+inline constexpr int kReturnsInteger = 1;  // rax
+inline constexpr int kReturnsFloat = 2;    // xmm0
+
 // Integer-class: passed in rdi..r9 and returned in rax.
 template <typename T>
 constexpr bool IsIntegerClass() {

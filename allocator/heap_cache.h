@@ -1,17 +1,17 @@
 // The per-thread allocation cache a compartment's malloc and free use without
-// leaving the compartment. Internal: Call's inline fast path checks it.
+// leaving the compartment.
 //
 // It lives in the compartment's own memory, so nothing in it is trusted: the
 // runtime keeps its own copy of what it put in a magazine and validates every
 // pointer in the free buffer against its live-allocation bitmap.
-#ifndef MPKBOX_INTERNAL_HEAP_CACHE_H_
-#define MPKBOX_INTERNAL_HEAP_CACHE_H_
+#ifndef MPKBOX_ALLOCATOR_HEAP_CACHE_H_
+#define MPKBOX_ALLOCATOR_HEAP_CACHE_H_
 
 #include <cstddef>
 #include <cstdint>
 
-#include "mpkbox/internal/gate_layout.h"
-#include "mpkbox/internal/thread_block.h"
+#include "trampolines/gate_layout.h"
+#include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
 
@@ -89,19 +89,11 @@ inline HeapCache** HeapCacheTable(SelectorPage* sel) {
                                        kHeapCacheTableBytes);
 }
 
-// True when compartment code of `slot` left frees for the runtime to check
-// (Call then checks them before it reports success).
-inline bool FreesPending(ThreadBlock* tb, size_t slot) {
-  SelectorPage* sel = reinterpret_cast<SelectorPage*>(
-      reinterpret_cast<char*>(tb) - MPKBOX_PAGE_SIZE);
-  HeapCache* cache = HeapCacheTable(sel)[slot];
-  return cache != nullptr && cache->frees.count != 0;
-}
-
-// Validates and releases them; a hostile one ends the call as a fault
-// (ThreadBlock::fault is set). Defined in allocator/.
-void CheckFreesAfterCall(ThreadBlock* tb, size_t slot);
+// Call's fast path (mpkbox/internal/fast_path.h) finds these by offset.
+static_assert(kHeapCacheTableBytes == kFastHeapCacheTableBytes);
+static_assert(offsetof(HeapCache, frees) + offsetof(FreeBuffer, count) ==
+              kFastFreesCount);
 
 }  // namespace mpkbox::internal
 
-#endif  // MPKBOX_INTERNAL_HEAP_CACHE_H_
+#endif  // MPKBOX_ALLOCATOR_HEAP_CACHE_H_

@@ -1,12 +1,15 @@
-// Per-thread state the gate reads. Internal: the Call and Callback templates
-// need it inline; nothing here is part of the API contract.
-#ifndef MPKBOX_INTERNAL_THREAD_BLOCK_H_
-#define MPKBOX_INTERNAL_THREAD_BLOCK_H_
+// Per-thread state the gate reads and writes: the gate's ABI with the
+// library's C++ (offsets in gate_layout.h). Call's inline fast path sees
+// only the few words mpkbox/internal/fast_path.h names.
+#ifndef MPKBOX_TRAMPOLINES_THREAD_BLOCK_H_
+#define MPKBOX_TRAMPOLINES_THREAD_BLOCK_H_
 
 #include <cstddef>
 #include <cstdint>
 
-#include "mpkbox/internal/gate_layout.h"
+#include "mpkbox/internal/call.h"
+#include "mpkbox/internal/fast_path.h"
+#include "trampolines/gate_layout.h"
 
 namespace mpkbox {
 class SyscallPolicy;
@@ -22,14 +25,17 @@ static_assert(kMaxCompartments == size_t{1} << kDomainSlotBits);
 inline constexpr size_t SlotOfDomain(uint64_t domain) {
   return domain & (kMaxCompartments - 1);
 }
-// Deepest frame stack at which Call may enter: leaves room for the entered
+// Call's deepest entry (kMaxCallDepth) leaves room for the entered
 // compartment's callback, so the callback gate never runs out of frames.
-inline constexpr uint64_t kMaxCallDepth = MPKBOX_MAX_DEPTH - 3;
+static_assert(kMaxCallDepth == MPKBOX_MAX_DEPTH - 3);
+static_assert(kFastPageSize == MPKBOX_PAGE_SIZE);
+static_assert(kReturnsNothing == MPKBOX_RETURNS_NOTHING &&
+              kReturnsInteger == MPKBOX_RETURNS_INTEGER &&
+              kReturnsFloat == MPKBOX_RETURNS_FLOAT);
 // Added to the depth while a host signal handler runs: Call then takes its
 // slow path, which refuses (compartment code may be suspended under it).
 inline constexpr uint64_t kHandlerDepthBias = uint64_t{1} << 32;
 
-struct ThreadBlock;
 struct HeapThread;
 
 // On the selector key: compartments may read it (the kernel reads the
@@ -104,6 +110,8 @@ static_assert(offsetof(CallContext, top) == MPKBOX_CTX_TOP);
 static_assert(offsetof(CallContext, domain) == MPKBOX_CTX_DOMAIN);
 static_assert(offsetof(CallContext, stack_base) == MPKBOX_CTX_STACK_BASE);
 static_assert(offsetof(CallContext, stack_size) == MPKBOX_CTX_STACK_SIZE);
+static_assert(sizeof(CallContext) == kFastContextBytes);
+static_assert(offsetof(CallContext, generation) == kFastContextGeneration);
 
 struct CallbackEntry {
   uint64_t fn;
@@ -198,31 +206,13 @@ static_assert(offsetof(ThreadBlock, signal_info_delta) ==
 static_assert(offsetof(ThreadBlock, resume_trusted) ==
               MPKBOX_TB_RESUME_TRUSTED);
 static_assert(offsetof(ThreadBlock, frames) == MPKBOX_TB_FRAMES);
+static_assert(offsetof(ThreadBlock, depth) == kFastDepth &&
+              offsetof(ThreadBlock, pending_ctx) == kFastPendingCtx &&
+              offsetof(ThreadBlock, pending_fn) == kFastPendingFn &&
+              offsetof(ThreadBlock, fault) == kFastFault &&
+              offsetof(ThreadBlock, guard_epoch) == kFastGuardEpoch &&
+              offsetof(ThreadBlock, contexts) == kFastContexts);
 
 }  // namespace mpkbox::internal
 
-// This thread's selector page, or null before its first entry. TLS is on
-// key 0: compartments can read it but, under Ambient::kReadOnly, not change it.
-#ifdef MPKBOX_TLS_LOCAL_EXEC
-#define MPKBOX_TLS_MODEL "local-exec"
-#else
-#define MPKBOX_TLS_MODEL "initial-exec"
-#endif
-extern "C" __thread __attribute__((tls_model(MPKBOX_TLS_MODEL)))
-mpkbox::internal::SelectorPage* mpkbox_tls_thread;
-
-// Changes when the set of guarded instructions does (a dlopen); a thread
-// whose ThreadBlock::guard_epoch differs refreshes its breakpoints first.
-extern "C" uint64_t mpkbox_guard_epoch;
-
-namespace mpkbox::internal {
-// The gate finds the ThreadBlock one page after the SelectorPage.
-inline ThreadBlock* CurrentThreadBlock() {
-  SelectorPage* sel = mpkbox_tls_thread;
-  return sel == nullptr ? nullptr
-                        : reinterpret_cast<ThreadBlock*>(
-                              reinterpret_cast<char*>(sel) + MPKBOX_PAGE_SIZE);
-}
-}  // namespace mpkbox::internal
-
-#endif  // MPKBOX_INTERNAL_THREAD_BLOCK_H_
+#endif  // MPKBOX_TRAMPOLINES_THREAD_BLOCK_H_

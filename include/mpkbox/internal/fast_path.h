@@ -1,0 +1,105 @@
+// What Compartment::Call's inline fast path reads, and nothing more. Internal:
+// not part of the API contract. The library's full layouts
+// (trampolines/thread_block.h, allocator/heap_cache.h) assert that these
+// offsets are theirs.
+#ifndef MPKBOX_INTERNAL_FAST_PATH_H_
+#define MPKBOX_INTERNAL_FAST_PATH_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mpkbox::internal {
+
+struct SelectorPage;  // per thread, on the selector key
+struct ThreadBlock;   // per thread, on the trusted key, one page after it
+struct CallContext;   // what a thread needs to enter one compartment
+
+inline constexpr size_t kFastPageSize = 4096;
+// Offsets in ThreadBlock.
+inline constexpr size_t kFastDepth = 0;
+inline constexpr size_t kFastPendingCtx = 8;
+inline constexpr size_t kFastPendingFn = 16;
+inline constexpr size_t kFastFault = 24;
+inline constexpr size_t kFastGuardEpoch = 96;
+inline constexpr size_t kFastContexts = 8320;
+// CallContext's size, and its generation's offset.
+inline constexpr size_t kFastContextBytes = 64;
+inline constexpr size_t kFastContextGeneration = 24;
+// Deepest frame stack at which Call may enter.
+inline constexpr uint64_t kMaxCallDepth = 61;
+// The per-thread table of HeapCache pointers ends where the SelectorPage
+// starts; a HeapCache's count of frees waiting for the runtime's check.
+inline constexpr size_t kFastHeapCacheTableBytes = 8192;
+inline constexpr size_t kFastFreesCount = 57568;
+
+}  // namespace mpkbox::internal
+
+// This thread's selector page, or null before its first entry. TLS is on
+// key 0: compartments can read it but, under Ambient::kReadOnly, not change
+// it. Local-exec is faster; shared objects need initial-exec.
+#ifdef MPKBOX_TLS_LOCAL_EXEC
+#define MPKBOX_TLS_MODEL "local-exec"
+#else
+#define MPKBOX_TLS_MODEL "initial-exec"
+#endif
+extern "C" __thread __attribute__((tls_model(MPKBOX_TLS_MODEL)))
+mpkbox::internal::SelectorPage* mpkbox_tls_thread;
+
+// Changes when the set of guarded instructions does (a dlopen); a thread
+// whose ThreadBlock guard epoch differs refreshes its breakpoints first.
+extern "C" uint64_t mpkbox_guard_epoch;
+
+namespace mpkbox::internal {
+
+// The word at `offset` of a per-thread block.
+template <typename T = uint64_t>
+inline T& FastWord(void* block, size_t offset) {
+  return *reinterpret_cast<T*>(static_cast<char*>(block) + offset);
+}
+
+inline ThreadBlock* CurrentThreadBlock() {
+  SelectorPage* sel = mpkbox_tls_thread;
+  return sel == nullptr ? nullptr
+                        : reinterpret_cast<ThreadBlock*>(
+                              reinterpret_cast<char*>(sel) + kFastPageSize);
+}
+
+inline CallContext* ContextOf(ThreadBlock* tb, size_t slot) {
+  return reinterpret_cast<CallContext*>(reinterpret_cast<char*>(tb) +
+                                        kFastContexts +
+                                        slot * kFastContextBytes);
+}
+
+// The fast path enters only a thread that is set up for `slot` at the
+// compartment's current generation, not too deep, with current guards.
+inline bool NeedsSlowPath(ThreadBlock* tb, size_t slot, uint64_t generation) {
+  return tb == nullptr ||
+         FastWord(ContextOf(tb, slot), kFastContextGeneration) != generation ||
+         FastWord(tb, kFastDepth) > kMaxCallDepth ||
+         FastWord(tb, kFastGuardEpoch) != mpkbox_guard_epoch;
+}
+
+// Names the gate's target: the context to enter and the function to call.
+inline void SetPendingCall(ThreadBlock* tb, size_t slot, uintptr_t fn) {
+  FastWord<CallContext*>(tb, kFastPendingCtx) = ContextOf(tb, slot);
+  FastWord<uintptr_t>(tb, kFastPendingFn) = fn;
+}
+
+// Nonzero when the call that just returned did not finish.
+inline uint64_t CallFault(ThreadBlock* tb) { return FastWord(tb, kFastFault); }
+
+// True when compartment code of `slot` left frees for the runtime to check
+// (Call then checks them before it reports success).
+inline bool FreesPending(ThreadBlock* tb, size_t slot) {
+  char* sel = reinterpret_cast<char*>(tb) - kFastPageSize;
+  void* cache = FastWord<void*>(sel - kFastHeapCacheTableBytes,
+                                slot * sizeof(void*));
+  return cache != nullptr && FastWord<uint32_t>(cache, kFastFreesCount) != 0;
+}
+// Validates and releases them; a hostile one ends the call as a fault.
+// Defined in allocator/.
+void CheckFreesAfterCall(ThreadBlock* tb, size_t slot);
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_INTERNAL_FAST_PATH_H_
