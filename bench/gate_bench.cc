@@ -18,7 +18,7 @@
 //                        the selector costs the gate.
 //   BM_SelectorStorePair the two selector stores alone, without WRPKRU.
 //   BM_FloorCall, BM_FloorSwitch, BM_FloorTrusted
-//                        floor models of a gate (trampolines/gate_floor.S):
+//                        floor models of a gate (bench/gate_floor.S):
 //                        the pair with a call and a check after each WRPKRU;
 //                        + a stack switch; + callee-saved registers, host rsp
 //                        and return address kept in a trusted block,
