@@ -1,6 +1,6 @@
 // Cost of crossing the call gate, of a contained fault and of Reset, against
 // baselines measured in the same run (DESIGN.md 7). bench/run.sh runs this
-// binary; bench/report.py turns its JSON into bench/RESULTS.md.
+// binary; bench/verdicts.py turns its JSON into bench/RESULTS.md.
 //
 //   BM_WrpkruPair        the floor: two WRPKRUs (a different value, then the
 //                        original), nothing else. Any gate pays at least this.
@@ -18,7 +18,7 @@
 //                        the selector costs the gate.
 //   BM_SelectorStorePair the two selector stores alone, without WRPKRU.
 //   BM_FloorCall, BM_FloorSwitch, BM_FloorTrusted
-//                        floor models of a gate (trampolines/gate_floor.S):
+//                        floor models of a gate (bench/gate_floor.S):
 //                        the pair with a call and a check after each WRPKRU;
 //                        + a stack switch; + callee-saved registers, host rsp
 //                        and return address kept in a trusted block,
@@ -30,7 +30,7 @@
 //   BM_CallbackRoundTrip/N
 //                        one box->Call of a compartment function that calls
 //                        a registered host callback N times (N = 0 and 64).
-//                        report.py takes (t(64) - t(0)) / 64 as the cost of
+//                        verdicts.py takes (t(64) - t(0)) / 64 as the cost of
 //                        one callback round trip (compartment -> host ->
 //                        compartment), with the enclosing Call subtracted.
 //   BM_CallbackNative/N  the same loop run directly in the host, calling the
@@ -54,7 +54,7 @@
 //                        getppid with EPERM (each syscall returns -EPERM).
 //   BM_CompartmentEmpty16
 //                        the same Call of the same loop without the syscall
-//                        instruction. report.py takes (t(Intercepted) -
+//                        instruction. verdicts.py takes (t(Intercepted) -
 //                        t(Empty16)) / 16 as the cost of one intercepted call.
 //
 // Faults and Reset, on a second compartment ("bench-faults") so that the gate
@@ -174,7 +174,7 @@ __attribute__((noinline)) int CallbackLoop(int (*cb)(int), int n) {
 // Runs in the compartment: getppid with an inline `syscall`, kSyscallsPerCall
 // times (Syscall User Dispatch turns each into a SIGSYS); returns the last
 // result. Registers only.
-constexpr int kSyscallsPerCall = 16;  // report.py's SYSCALLS_PER_CALL
+constexpr int kSyscallsPerCall = 16;  // verdicts.py divides by it
 
 __attribute__((noinline)) long GetppidLoop() {
   long r = 0;

@@ -1,10 +1,11 @@
 // malloc/free inside a compartment against native jemalloc and glibc malloc,
 // measured in the same run (DESIGN.md 7). bench/run.sh runs this binary;
-// bench/report.py turns its JSON into the "Heap" section of bench/RESULTS.md.
+// bench/verdicts.py turns its JSON into the "Heap" section of
+// bench/RESULTS.md.
 //
 // One iteration of every benchmark below is kPairs (1000) malloc/free pairs
 // of one size (16 B to 64 KiB): p = malloc(size); one byte stored through p;
-// free(p). report.py divides by the `pairs` counter to give ns per pair.
+// free(p). verdicts.py divides by the `pairs` counter to give ns per pair.
 //
 //   BM_MallocFreeInside/N        one box->Call(&InsideLoop, kPairs, N): the
 //                                loop runs in the compartment, on its
@@ -12,7 +13,7 @@
 //                                buffer, <= 4 KiB) and the allocator entry
 //                                (callback gate) behind it.
 //   BM_MallocFreeInsideEmpty     the same Call with 0 pairs: what one Call
-//                                adds to a batch; report.py subtracts it.
+//                                adds to a batch; verdicts.py subtracts it.
 //   BM_MallocFreeNativeJemalloc/N
 //                                the loop on the host through libjemalloc.so's
 //                                own malloc and free (dlsym on the loaded
@@ -52,7 +53,7 @@
 
 namespace {
 
-constexpr int kPairs = 1000;  // pairs per iteration; report.py reads `pairs`
+constexpr int kPairs = 1000;  // per iteration; verdicts.py reads `pairs`
 
 using MallocFn = void* (*)(size_t);
 using FreeFn = void (*)(void*);

@@ -1,7 +1,7 @@
 // Real libraries inside a compartment against the same libraries called
 // natively, and against a process sandbox, measured in the same run
-// (DESIGN.md 7). bench/run.sh runs this binary; bench/report.py turns its
-// JSON into the "Libraries" section of bench/RESULTS.md.
+// (DESIGN.md 7). bench/run.sh runs this binary; bench/verdicts.py turns
+// its JSON into the "Libraries" section of bench/RESULTS.md.
 //
 // Inside means Debian's shared object (libz.so.1, libpng16.so.16 with its
 // own libz) loaded into a compartment with Compartment::Load, looked up with
@@ -57,7 +57,7 @@
 //
 // Every benchmark sets the counter `bytes`: the uncompressed bytes of one
 // call (the input of compress2, the output of uncompress, the decoded pixels
-// of the PNG). report.py divides it by the median time for throughput. The
+// of the PNG), also given to SetBytesProcessed for throughput. The
 // zlib benchmarks also set `packed_bytes` (the compressed size), the PNG
 // ones `png_bytes` (the file's size). All use real time (UseRealTime): the
 // worker's CPU time is not this process's, and real time is what a caller

@@ -2,18 +2,27 @@
 # Runs the gate, fault and Reset benchmarks (gate_bench), the heap
 # benchmarks (heap_bench) and the library benchmarks (library_bench: zlib and
 # libpng inside a compartment, natively and in a worker process), one program
-# after the other, and writes bench/RESULTS.md.
+# after the other, and writes bench/RESULTS.md through bench/verdicts.py:
+# each target's ratio against a baseline measured in the same run, and its
+# verdict.
 #
 #   bench/run.sh [BUILD_DIR]      # default ./build; builds nothing
 #
 # Environment: REPS (default 15), MIN_TIME in seconds (default 0.2; Google
 # Benchmark 1.7.1 takes a plain number, no "s" suffix), CPU to pin to
 # (default 1; empty to not pin), FILTER (a --benchmark_filter regex, given
-# to every program). Repetitions are randomly interleaved within each program
-# so that drift on a noisy machine hits every benchmark alike (every ratio
-# report.py draws compares benchmarks of one program); report.py uses medians.
-# The libraries' verdict comes from library_bench's paired benchmarks, which
+# to every program), OUT (default bench/RESULTS.md). Repetitions are randomly
+# interleaved within each program so that drift on a noisy machine hits
+# every benchmark alike (every ratio compares benchmarks of one program);
+# the figures are Google Benchmark's medians over the repetitions. The
+# libraries' verdict comes from library_bench's paired benchmarks, which
 # alternate native and inside call by call within each iteration.
+#
+# The console shows Google Benchmark's aggregates per benchmark; each
+# program's full JSON goes to BUILD_DIR/bench/NAME.json. Where compare.py
+# is (Debian's libbenchmark-tools, with python3-scipy), BUILD_DIR/bench/
+# compare.txt gets each main baseline pair with a Mann-Whitney U-test over
+# the repetitions; `compare.py benchmarks OLD.json NEW.json` compares runs.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +31,7 @@ reps="${REPS:-15}"
 min_time="${MIN_TIME:-0.2}"
 cpu="${CPU-1}"
 filter="${FILTER:-.}"
+out="${OUT:-${here}/RESULTS.md}"
 
 for name in gate_bench heap_bench library_bench; do
   if [[ ! -x "${build}/bench/${name}" ]]; then
@@ -40,7 +50,7 @@ else
 fi
 
 # Runs one program with the common options into its JSON file; the command
-# line goes to report.py, which records it in RESULTS.md.
+# line goes to verdicts.py, which records it in RESULTS.md.
 commands=()
 run() {
   local name="$1"
@@ -50,9 +60,12 @@ run() {
     "--benchmark_min_time=${min_time}"
     "--benchmark_enable_random_interleaving=true"
     "--benchmark_filter=${filter}"
-    "--benchmark_format=json")
-  echo "run.sh: ${pin[*]:+${pin[*]} }${cmd[*]} > ${json}" >&2
-  "${pin[@]}" "${cmd[@]}" >"${json}"
+    "--benchmark_display_aggregates_only=true"
+    "--benchmark_out_format=json"
+    "--benchmark_out=${json}")
+  echo "run.sh: ${pin[*]:+${pin[*]} }${cmd[*]}" >&2
+  rm -f "${json}"  # a program whose benchmarks the filter all left out
+  "${pin[@]}" "${cmd[@]}"
   commands+=(--command
     "bench/run.sh${build_arg:+ ${build_arg}}: ${pin[*]:+${pin[*]} }${cmd[*]}")
 }
@@ -61,10 +74,44 @@ run gate_bench
 run heap_bench
 run library_bench
 
-python3 "${here}/report.py" \
-  --json "${build}/bench/gate_bench.json" \
-  --heap-json "${build}/bench/heap_bench.json" \
-  --lib-json "${build}/bench/library_bench.json" \
-  --out "${here}/RESULTS.md" \
-  "${commands[@]}" \
-  --build "${build}"
+# compare.py JSON BASELINE CONTENDER: the two families' aggregates side by
+# side, and the U-test. The lookahead keeps the aggregates' _median etc.
+compare_py="/usr/share/benchmark/compare.py"
+python=""
+for candidate in python3 /usr/bin/python3; do
+  if "${candidate}" -c 'import scipy' 2>/dev/null; then
+    python="${candidate}"
+    break
+  fi
+done
+compare() {
+  "${python}" "${compare_py}" -a --no-color filters "$@" ||
+    echo "(compare.py found nothing to compare for $*)"
+}
+if [[ -f "${compare_py}" && -n "${python}" ]]; then
+  g="${build}/bench/gate_bench.json"
+  h="${build}/bench/heap_bench.json"
+  l="${build}/bench/library_bench.json"
+  {
+    compare "${g}" '^BM_WrpkruPair(?=$|_)' '^BM_GateRoundTrip(?=$|_)'
+    compare "${g}" '^BM_FloorTrusted' '^BM_GateRoundTrip(?=$|_)'
+    compare "${g}" '^BM_ForkExitWait' '^BM_FaultAndReset(?=$|_)'
+    compare "${h}" '^BM_MallocFreeNativeJemalloc/' '^BM_MallocFreeInside/'
+    for op in ZlibCompress ZlibUncompress PngDecode; do
+      compare "${l}" "^BM_${op}Native/" "^BM_${op}Inside/"
+    done
+    compare "${l}" '^BM_ZlibCompressNative/' '^BM_ZlibCompressProcess/'
+  } >"${build}/bench/compare.txt" 2>&1
+  echo "run.sh: U-tests of the main baseline pairs:" \
+    "${build}/bench/compare.txt" >&2
+else
+  echo "run.sh: no U-tests: compare.py needs libbenchmark-tools and" \
+    "python3-scipy" >&2
+fi
+
+python3 "${here}/verdicts.py" \
+  --gate "${build}/bench/gate_bench.json" \
+  --heap "${build}/bench/heap_bench.json" \
+  --lib "${build}/bench/library_bench.json" \
+  --out "${out}" \
+  "${commands[@]}"

@@ -1,8 +1,8 @@
 // Floor models of a call gate, for bench/gate_bench.cc only (never linked
-// into libmpkbox; the one gate is gate.S). Each runs the empty function
-// mpkbox_floor_target with PKRU = edi and returns with PKRU = esi, adding
-// one layer of what a PKU gate must do, so the benchmark can show what each
-// layer costs next to a WRPKRU on this CPU:
+// into libmpkbox; the one gate is trampolines/gate.S). Each runs the empty
+// function mpkbox_floor_target with PKRU = edi and returns with PKRU = esi,
+// adding one layer of what a PKU gate must do, so the benchmark can show
+// what each layer costs next to a WRPKRU on this CPU:
 //
 //   mpkbox_floor_call     the pair, a call and an ERIM-style check after each
 //                         WRPKRU against a register: the least any gate does.
@@ -14,7 +14,8 @@
 //
 // The models trust their callers (the check values come in registers) and
 // run no untrusted code: they are measuring tools, not gates.
-// floor_trusted keeps host state with the gate's own macros (pkru.inc).
+// floor_trusted keeps host state with the gate's own macros
+// (trampolines/pkru.inc), so it prices what the gate runs.
 
 #include "trampolines/pkru.inc"
 

@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""States mpkbox's speed targets and their verdicts, in Markdown.
+
+  verdicts.py [--gate G.json] [--heap H.json] [--lib L.json] [--command CMD]...
+              [--out bench/RESULTS.md]
+
+Inputs: Google Benchmark JSON (--benchmark_out) of one run of each program,
+repetitions interleaved. Times are Google Benchmark's median aggregates; each
+ratio divides two benchmarks of one program, so drift hits both sides alike.
+"""
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+
+GATE_MAX = 1.3  # gate round trip / WRPKRU pair
+HEAP_MAX = 2.0  # malloc/free pair inside / native jemalloc, small sizes
+LIB_MIN = 0.98  # inside throughput / native throughput, paired
+CONFIDENCE = 0.95
+HEAP_TARGET_SIZES = (16, 64, 256, 1024)
+HEAP_SIZES = HEAP_TARGET_SIZES + (4096, 16384, 65536)
+HEAP_PAIRS = 1000  # kPairs in heap_bench.cc, if the `pairs` counter is absent
+UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+PAIR, GATE, FORK = "BM_WrpkruPair", "BM_GateRoundTrip", "BM_ForkExitWait"
+SYSCALL, TRUSTED = "BM_PlainSyscall", "BM_FloorTrusted"
+# Derived times: (benchmark, benchmark to subtract, divisor), so that the
+# enclosing Call and loop cancel out (gate_bench.cc: 64 callbacks, 16 calls).
+CALLBACK = ("BM_CallbackRoundTrip/64", "BM_CallbackRoundTrip/0", 64)
+NATIVE_CB = ("BM_CallbackNative/64", "BM_CallbackNative/0", 64)
+INTERCEPTED = ("BM_InterceptedSyscall", "BM_CompartmentEmpty16", 16)
+# gate_bench's ratios: (label, time, baseline[, target]). fork + exit + wait
+# is a process sandbox's recovery from a crash, at its cheapest.
+GATE_RATIOS = [
+    ("gate round trip / WRPKRU pair", GATE, PAIR, ("<=", GATE_MAX)),
+    ("floor model: pair + call + checks / pair", "BM_FloorCall", PAIR),
+    ("floor model: + a stack switch / pair", "BM_FloorSwitch", PAIR),
+    ("floor model: + trusted host state / pair", TRUSTED, PAIR),
+    ("gate round trip / the last floor model", GATE, TRUSTED),
+    ("gate round trip / plain call", GATE, "BM_PlainCall"),
+    ("pair + 2 selector stores / pair", "BM_WrpkruPairWithStores", PAIR),
+    ("callback round trip / gate round trip", CALLBACK, GATE),
+    ("callback round trip / native call", CALLBACK, NATIVE_CB),
+    ("intercepted syscall / plain syscall", INTERCEPTED, SYSCALL),
+    ("syscall, dispatch armed / not", SYSCALL, "BM_PlainSyscallNoDispatch"),
+    ("fault + Reset (SIGILL) / signal", "BM_FaultAndReset",
+     "BM_SignalRoundTrip"),
+    ("fault + Reset (SIGILL) / fork + exit + wait", "BM_FaultAndReset", FORK,
+     ("<", 1.0)),
+    ("fault + Reset (SEGV_PKUERR) / fork + exit + wait",
+     "BM_FaultAndResetSegv", FORK, ("<", 1.0)),
+    ("fault + Reset (SEGV at 8) / fork + exit + wait", "BM_FaultAndResetNull",
+     FORK, ("<", 1.0)),
+]
+# library_bench's operations: (label, name with {} for Native, Inside,
+# Paired, Calibration, Process or ProcessPipe, part of the target).
+LIB_OPS = [
+    ("zlib compress2, 256 KiB", "BM_ZlibCompress{}/262144", True),
+    ("zlib uncompress, 256 KiB", "BM_ZlibUncompress{}/262144", True),
+    ("libpng decode, 512x512 RGBA", "BM_PngDecode{}/512", True),
+    ("zlib compress2, 1 KiB", "BM_ZlibCompress{}/1024", False),
+    ("zlib uncompress, 1 KiB", "BM_ZlibUncompress{}/1024", False),
+]
+
+
+def parse(data):
+    """Google Benchmark JSON -> {name: {"ns", "counters", "reps"}}: the
+    median real time and the median aggregate's row (with one repetition,
+    that repetition's), and each repetition's row."""
+    out = {}
+    for row in data.get("benchmarks", []):
+        name = row.get("run_name", row["name"])
+        name = name.removesuffix("/real_time").removesuffix("/manual_time")
+        b = out.setdefault(name, {"ns": None, "counters": {}, "reps": []})
+        if row.get("error_occurred"):
+            b["error"] = row.get("error_message", "error")
+            continue
+        ns = row["real_time"] * UNIT_NS[row.get("time_unit", "ns")]
+        if row.get("run_type", "iteration") == "iteration":
+            b["reps"].append(row)
+            if b["ns"] is None:
+                b["ns"], b["counters"] = ns, row
+        elif row.get("aggregate_name") == "median":
+            b["ns"], b["counters"] = ns, row
+    return out
+
+
+def load(path):
+    """(parse(), context) of a file; no file or an empty one: nothing."""
+    try:
+        with open(path) as f:
+            data = json.loads(f.read() or "{}")
+    except (OSError, TypeError):
+        data = {}
+    return parse(data), data.get("context", {})
+
+
+def time_of(benches, spec):
+    """Median ns of a benchmark, or of a derived (name, minus, divisor)."""
+    name, minus, divisor = (spec, None, 1) if isinstance(spec, str) else spec
+    t = [benches.get(n, {}).get("ns") for n in (name, minus) if n]
+    return None if None in t else (t[0] - sum(t[1:])) / divisor
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def median_interval(values, confidence=CONFIDENCE):
+    """(median, low, high, coverage), or None for no values. low and high:
+    the order statistics x(k), x(n+1-k) with the largest k whose coverage
+    1 - 2 P(Binomial(n, 1/2) < k) is at least `confidence`, a distribution-
+    free interval for the median; with too few values, the extremes."""
+    v = sorted(values)
+    n = len(v)
+    if n == 0:
+        return None
+    below = [sum(math.comb(n, j) for j in range(k)) / 2 ** n
+             for k in range(n // 2 + 2)]  # below[k] = P(B < k)
+    k = max([c for c in range(1, n // 2 + 1)
+             if 1 - 2 * below[c] >= confidence], default=1)
+    return statistics.median(v), v[k - 1], v[n - k], 1 - 2 * below[k]
+
+
+def judge(value, target):
+    """'**met**', '**missed**' or 'not measured' for value against (op, x)."""
+    if value is None:
+        return "not measured"
+    op, x = target
+    ok = value <= x if op == "<=" else value < x
+    return "**met**" if ok else "**missed**"
+
+
+def heap_verdict(size_ratios):
+    """Verdict on [(size, inside / jemalloc)]: at most HEAP_MAX at each."""
+    if not size_ratios or any(r is None for _, r in size_ratios):
+        return "not measured"
+    over = [f"{s} B" for s, r in size_ratios if r > HEAP_MAX]
+    return "**missed** at " + ", ".join(over) if over else "**met**"
+
+
+def lib_verdict(p, target=LIB_MIN):
+    """Verdict on a median_interval() of paired ratios: plainly met only if
+    the whole interval, of full coverage, is at or above the target."""
+    if p is None:
+        return "not measured"
+    med, low, high, coverage = p
+    if med < target:
+        return "**missed**" + (" (within noise: the interval reaches it)"
+                               if high >= target else "")
+    if low < target:
+        return "**met** by the median only (the interval reaches below)"
+    if coverage < CONFIDENCE:
+        return ("**met** by the median only (too few repetitions for a 95% "
+                "interval)")
+    return "**met**"
+
+
+def fmt(x, decimals=None, unit=""):
+    """A ratio with `decimals` decimals, or a time to about 3 digits."""
+    if x is None:
+        return "n/a"
+    if decimals is None:
+        decimals = 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
+    return f"{x:.{decimals}f}{unit}"
+
+
+def table(header, rows):
+    return [f"| {' | '.join(header)} |", "|---" * len(header) + "|",
+            *(f"| {' | '.join(r)} |" for r in rows), ""]
+
+
+def gate_section(g):
+    rows, verdicts = [], []
+    for label, num, den, *target in GATE_RATIOS:
+        a, b = time_of(g, num), time_of(g, den)
+        r, goal = ratio(a, b), ""
+        if target:
+            goal = f"{target[0][0]} {target[0][1]:g}"
+            verdicts.append((f"{label} {goal}", fmt(r, 2, "x"),
+                             judge(r, target[0])))
+            goal += f": {verdicts[-1][2]}"
+        rows.append((label, fmt(a), fmt(b), fmt(r, 2, "x"), goal))
+    return verdicts, ["## Gate, syscalls, faults (gate_bench)", "", *table(
+        ("ratio", "ns", "baseline ns", "ratio", "target"), rows)]
+
+
+def heap_section(h):
+    def per_pair(kind, size):
+        name = f"BM_MallocFree{kind}/{size}"
+        t = time_of(h, (name, "BM_MallocFreeInsideEmpty", 1)
+                    if kind == "Inside" else name)
+        pairs = h.get(name, {}).get("counters", {}).get("pairs", HEAP_PAIRS)
+        return None if t is None else t / pairs
+
+    rows, target = [], []
+    for size in HEAP_SIZES:
+        t = [per_pair(k, size)
+             for k in ("Inside", "NativeJemalloc", "Host", "Glibc")]
+        if size in HEAP_TARGET_SIZES:
+            target.append((size, ratio(t[0], t[1])))
+        rows.append((str(size), fmt(t[0]), fmt(t[1]), *(
+            fmt(ratio(x, t[1]), 2, "x") for x in (t[0], t[2], t[3]))))
+    got = [r for _, r in target if r is not None]
+    return [(f"malloc/free pair inside / native jemalloc <= {HEAP_MAX:g}, "
+             f"at {HEAP_TARGET_SIZES[0]} B to {HEAP_TARGET_SIZES[-1]} B",
+             f"{min(got):.2f}x - {max(got):.2f}x" if got else "n/a",
+             heap_verdict(target))], [
+        "## Heap (heap_bench): ns per malloc/free pair", "",
+        "Inside: (Inside - InsideEmpty) / pairs, the enclosing Call "
+        "subtracted.", "", *table(
+            ("size, B", "inside", "native jemalloc", "inside / jemalloc",
+             "host-routed / jemalloc", "glibc / jemalloc"), rows)]
+
+
+def lib_section(lib):
+    def paired(name):
+        reps = lib.get(name, {}).get("reps", [])
+        return median_interval([r["paired_ratio"] for r in reps
+                                if "paired_ratio" in r])
+
+    def interval(p):
+        return f"{p[1]:.3f} - {p[2]:.3f} ({100 * p[3]:.0f}%)" if p else "n/a"
+
+    verdicts, rows = [], []
+    for label, bm, in_target in LIB_OPS:
+        p, c = paired(bm.format("Paired")), paired(bm.format("Calibration"))
+        run = lib.get(bm.format("Paired"), {})
+        v = lib_verdict(p) if in_target else ""
+        if in_target:
+            verdicts.append((f"{label}: inside / native throughput >= "
+                             f"{LIB_MIN:g}, paired", f"{fmt(p and p[0], 3)}, "
+                             f"interval {interval(p)}", v))
+        native = time_of(lib, bm.format("Native"))
+        rows.append((
+            label, f"{len(run.get('reps', []))} x "
+            f"{run.get('counters', {}).get('pair_count', 0):.0f}",
+            fmt(p and p[0], 3), interval(p), fmt(c and c[0], 3), *(
+                fmt(ratio(native, time_of(lib, bm.format(k))), 3)
+                for k in ("Inside", "Process", "ProcessPipe")), v))
+    return verdicts, [
+        "## Libraries (library_bench): throughput inside / unsandboxed", "",
+        "Paired: native and inside alternate in one loop; the median over "
+        "the repetitions of each one's median native / inside time, with a "
+        "distribution-free interval (its coverage in parentheses). "
+        "Calibration: native on both sides. Separate: each side in its "
+        "own benchmark. Process: a worker process, data in shared memory or "
+        "on the pipes.", "",
+        *table(("operation", "reps x pairs", "paired", "interval",
+                "calibration", "separate", "process, shm", "process, pipe",
+                "verdict"), rows)]
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        return next((line.split(":", 1)[1].strip() for line in f
+                     if line.startswith("model name")), "unknown CPU")
+
+
+def render(gate, heap, lib, context, commands):
+    """The Markdown report: verdicts first, then each program's ratios."""
+    verdicts, sections = [], []
+    for benches, section in ((gate, gate_section), (heap, heap_section),
+                             (lib, lib_section)):
+        if benches:
+            v, s = section(benches)
+            verdicts += v
+            sections += s
+    failed = sorted(f"{n} ({b['error']})" for d in (gate, heap, lib)
+                    for n, b in d.items() if "error" in b)
+    return "\n".join([
+        "# Benchmark results", "",
+        "Written by `bench/verdicts.py`; do not edit, run `bench/run.sh`. "
+        "Times are medians over the repetitions; each ratio is against a "
+        "baseline measured in the same run, repetitions interleaved.", "",
+        *[f"- command: `{c}`" for c in commands],
+        f"- date: {context.get('date', 'unknown')}; machine: {cpu_model()}, "
+        f"{context.get('num_cpus', '?')} CPUs, Linux {platform.release()}; "
+        f"Google Benchmark library build: "
+        f"{context.get('library_build_type', 'unknown')}", "",
+        "## Verdicts", "", *table(("target", "measured", "verdict"),
+                                  verdicts),
+        *([f"Failed: {', '.join(failed)}.", ""] if failed else []),
+        *sections,
+        "What each benchmark does: the comments at the top of bench/*.cc.",
+        ""])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag in ("--gate", "--heap", "--lib", "--out"):
+        ap.add_argument(flag)
+    ap.add_argument("--command", action="append", default=[])
+    args = ap.parse_args(argv)
+    (gate, c1), (heap, c2), (lib, c3) = map(load, (args.gate, args.heap,
+                                                   args.lib))
+    text = render(gate, heap, lib, c1 or c2 or c3, args.command)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
