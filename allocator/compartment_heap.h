@@ -152,7 +152,8 @@ void SetHeapOfSlot(size_t slot, CompartmentHeap* heap);
 // From the domain registry when it drops a thread's context for `slot`.
 void ReleaseHeapThread(ThreadBlock* tb, size_t slot);
 
-// The host frees, reallocates or sizes a pointer of the zone (host.cc).
+// The host frees, reallocates or sizes a pointer of the zone (the malloc
+// family in runtime/libc_overrides/malloc.cc).
 void HostFreeInZone(void* p);
 void* HostReallocInZone(void* p, size_t bytes);
 size_t HostUsableSizeInZone(const void* p);

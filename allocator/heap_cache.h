@@ -59,7 +59,7 @@ struct HeapCache {
   Magazine magazines[kNumCachedClasses];
   FreeBuffer frees;
   // errno of loaded code on this thread: libc's is in TLS (key 0), which
-  // compartment code cannot write (runtime/loader/compartment_libc.cc).
+  // compartment code cannot write (runtime/compartment_libc/errno.cc).
   int errno_value;
 };
 static_assert(sizeof(HeapCache) <= UINT16_MAX);  // kMagazineOffsetOf's type

@@ -1,5 +1,5 @@
 // Cost of crossing the call gate, of a contained fault and of Reset, against
-// baselines measured in the same run (DESIGN.md 7). bench/run.sh runs this
+// baselines measured in the same run (docs/DESIGN.md 7). bench/run.sh runs this
 // binary; bench/verdicts.py turns its JSON into bench/RESULTS.md.
 //
 //   BM_WrpkruPair        the floor: two WRPKRUs (a different value, then the

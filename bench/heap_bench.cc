@@ -1,5 +1,5 @@
 // malloc/free inside a compartment against native jemalloc and glibc malloc,
-// measured in the same run (DESIGN.md 7). bench/run.sh runs this binary;
+// measured in the same run (docs/DESIGN.md 7). bench/run.sh runs this binary;
 // bench/verdicts.py turns its JSON into the "Heap" section of
 // bench/RESULTS.md.
 //

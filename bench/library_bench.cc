@@ -1,6 +1,6 @@
 // Real libraries inside a compartment against the same libraries called
 // natively, and against a process sandbox, measured in the same run
-// (DESIGN.md 7). bench/run.sh runs this binary; bench/verdicts.py turns
+// (docs/DESIGN.md 7). bench/run.sh runs this binary; bench/verdicts.py turns
 // its JSON into the "Libraries" section of bench/RESULTS.md.
 //
 // Inside means Debian's shared object (libz.so.1, libpng16.so.16 with its

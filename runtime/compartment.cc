@@ -84,7 +84,7 @@ Compartment::Compartment(CompartmentOptions options, int key, uint32_t pkru)
 Compartment::~Compartment() {
   internal::OpenAllKeysInThisThread();
   // Every page tagged with the key goes before the key: pkey_alloc would
-  // hand it out again with those pages still readable (DESIGN.md 5b).
+  // hand it out again with those pages still readable (docs/DESIGN.md 5b).
   if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
   heap_->BeginDrop();
   internal::ReleaseSlot(slot_);

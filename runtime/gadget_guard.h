@@ -1,7 +1,7 @@
 // Guards on the privileged instructions of the process that are not
 // mpkbox's own checked gates: libc's WRPKRU in pkey_set, ld.so's XRSTORs in
 // its lazy-binding trampoline, and whatever else the host maps. Compartment
-// code that jumps to one would set PKRU to anything (DESIGN.md 6, item 4).
+// code that jumps to one would set PKRU to anything (docs/DESIGN.md 6, item 4).
 //
 // Each entry point of each such instruction gets a hardware execute
 // breakpoint (perf_event_open, HW_BREAKPOINT_X, sigtrap) in every thread

@@ -110,7 +110,7 @@ absl::Status Runtime::Init(const RuntimeOptions& options) {
 namespace internal {
 
 // Before ae6012d72fa6 (6.12.5), a WRPKRU(0) on AMD marked PKRU as "init" and
-// sigreturn then loaded PKRU 0: every key open (DESIGN.md 5b).
+// sigreturn then loaded PKRU 0: every key open (docs/DESIGN.md 5b).
 bool KernelMishandlesPkru(const char* release, bool amd) {
   int major = 0, minor = 0, patch = 0;
   if (sscanf(release, "%d.%d.%d", &major, &minor, &patch) < 2) return amd;

@@ -97,7 +97,7 @@ bool EndCallWithFault(ThreadBlock* tb, ucontext_t* uc, FaultKind kind, int sig,
 // Returns into what the signal interrupted. Compartment code goes through
 // the resume stub, and gate code on its way into a compartment (selector
 // already BLOCK) through the trusted one: the selector must read ALLOW when
-// rt_sigreturn runs (DESIGN.md 5c). Gate code on its way out runs on with
+// rt_sigreturn runs (docs/DESIGN.md 5c). Gate code on its way out runs on with
 // ALLOW, which it was about to set.
 void Resume(SelectorPage* sel, ThreadBlock* tb, ucontext_t* uc,
             bool in_compartment) {

@@ -1,4 +1,4 @@
-// Syscall User Dispatch (DESIGN.md 5b, 5c): armed on every thread that enters
+// Syscall User Dispatch (docs/DESIGN.md 5b, 5c): armed on every thread that enters
 // a compartment, with an empty allowed range and the selector byte in the
 // thread's SelectorPage. The gate sets BLOCK on entry and ALLOW on exit; a
 // syscall from compartment code arrives as SIGSYS and is judged here.

@@ -11,7 +11,7 @@
 namespace mpkbox {
 namespace {
 
-// The attack classes of DESIGN.md 6, items 5 to 8: each of these reaches
+// The attack classes of docs/DESIGN.md 6, items 5 to 8: each of these reaches
 // past PKRU or past mpkbox's own checks, so no policy may allow them.
 absl::string_view NeverReason(int nr) {
   switch (nr) {

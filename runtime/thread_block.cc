@@ -44,7 +44,7 @@ constexpr size_t kBlockBytes =
 std::atomic<bool> skip_rseq_unregistration{false};
 
 // The kernel writes the thread's rseq area (TLS, key 0) on preemption; with
-// key 0 read-only in a compartment that write kills the thread (DESIGN.md 5).
+// key 0 read-only in a compartment that write kills the thread (docs/DESIGN.md 5).
 absl::Status UnregisterRseq() {
   if (skip_rseq_unregistration.load(std::memory_order_relaxed)) {
     return absl::OkStatus();

@@ -6,7 +6,7 @@
 // - Every WRPKRU is followed by a check that traps unless EAX holds the one
 //   value trusted state allows: 0 for the host, the selector page's
 //   current_pkru for a compartment. A jump to a WRPKRU with a forged EAX traps.
-// - Selector == BLOCK whenever PKRU is a compartment's (DESIGN.md 5c).
+// - Selector == BLOCK whenever PKRU is a compartment's (docs/DESIGN.md 5c).
 // - With trusted rights, control never flows through memory a compartment
 //   can write: host rsp, return address and callee-saved registers come from
 //   the trusted ThreadBlock, not from any stack.

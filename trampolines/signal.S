@@ -1,4 +1,4 @@
-// The signal entry and the resume stub (DESIGN.md 5c).
+// The signal entry and the resume stub (docs/DESIGN.md 5c).
 //
 // mpkbox_signal_entry is the handler of every signal mpkbox installs. The
 // kernel enters handlers with PKRU = init_pkru whatever the interrupted code

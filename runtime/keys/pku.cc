@@ -36,7 +36,7 @@ absl::StatusOr<int> AllocateKey(absl::string_view purpose) {
 }
 
 void FreeKey(int key) {
-  if (key > 0) pkey_free(key);  // never key 0 (DESIGN.md 5b)
+  if (key > 0) pkey_free(key);  // never key 0 (docs/DESIGN.md 5b)
 }
 
 absl::Status TagPages(void* addr, size_t len, int prot, int key) {
