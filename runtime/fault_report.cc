@@ -1,6 +1,8 @@
 #include "runtime/fault_report.h"
 
+#include <seccomp.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <string.h>
 
@@ -61,45 +63,14 @@ std::string CodeName(int sig, int code) {
   return absl::StrCat("si_code ", code);
 }
 
+// libseccomp's table of the x86-64 syscall names.
 std::string SyscallName(long nr) {
-  struct Known {
-    long nr;
-    const char* name;
-  };
-  static constexpr Known kKnown[] = {
-      {SYS_read, "read"},          {SYS_write, "write"},
-      {SYS_open, "open"},          {SYS_openat, "openat"},
-      {SYS_close, "close"},        {SYS_mmap, "mmap"},
-      {SYS_mprotect, "mprotect"},  {SYS_munmap, "munmap"},
-      {SYS_mremap, "mremap"},      {SYS_madvise, "madvise"},
-      {SYS_brk, "brk"},            {SYS_rt_sigaction, "rt_sigaction"},
-      {SYS_rt_sigprocmask, "rt_sigprocmask"},
-      {SYS_rt_sigreturn, "rt_sigreturn"},
-      {SYS_sigaltstack, "sigaltstack"},
-      {SYS_kill, "kill"},          {SYS_tgkill, "tgkill"},
-      {SYS_tkill, "tkill"},        {SYS_getpid, "getpid"},
-      {SYS_clone, "clone"},        {SYS_clone3, "clone3"},
-      {SYS_fork, "fork"},          {SYS_vfork, "vfork"},
-      {SYS_execve, "execve"},      {SYS_exit, "exit"},
-      {SYS_exit_group, "exit_group"},
-      {SYS_ptrace, "ptrace"},      {SYS_prctl, "prctl"},
-      {SYS_arch_prctl, "arch_prctl"},
-      {SYS_seccomp, "seccomp"},    {SYS_pkey_mprotect, "pkey_mprotect"},
-      {SYS_pkey_alloc, "pkey_alloc"},
-      {SYS_pkey_free, "pkey_free"},
-      {SYS_process_vm_readv, "process_vm_readv"},
-      {SYS_process_vm_writev, "process_vm_writev"},
-      {SYS_io_uring_setup, "io_uring_setup"},
-      {SYS_userfaultfd, "userfaultfd"},
-      {SYS_perf_event_open, "perf_event_open"},
-      {SYS_getrandom, "getrandom"}, {SYS_futex, "futex"},
-      {SYS_clock_gettime, "clock_gettime"},
-      {SYS_rseq, "rseq"},
-  };
-  for (const Known& k : kKnown) {
-    if (k.nr == nr) return absl::StrCat(k.name, " (", nr, ")");
-  }
-  return absl::StrCat(nr);
+  char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64,
+                                                static_cast<int>(nr));
+  if (name == nullptr) return absl::StrCat(nr);
+  std::string out = absl::StrCat(name, " (", nr, ")");
+  free(name);
+  return out;
 }
 
 std::string KeyDescription(int key) {

@@ -55,7 +55,7 @@ TEST(SyscallPolicyTest, DefaultDeniesEverything) {
   absl::Status s = box->Call(&Getppid).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("'silent'"));
-  EXPECT_THAT(std::string(s.message()), HasSubstr("syscall 110"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("syscall getppid (110)"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("policy denies it"));
   EXPECT_EQ(box->last_fault()->signal, SIGSYS);
   ASSERT_TRUE(box->Reset().ok());
