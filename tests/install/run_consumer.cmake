@@ -1,4 +1,5 @@
 # cmake -P script for the Install.FindPackageConsumer test. Inputs (-D):
+#   MPKBOX_SOURCE_DIR    the top-level source tree
 #   MPKBOX_BUILD_DIR     the top-level build tree to install
 #   MPKBOX_CONFIG        build configuration (may be empty)
 #   CONSUMER_SOURCE_DIR  tests/install/consumer
@@ -6,8 +7,10 @@
 #   GENERATOR            CMake generator for the consumer
 #   CXX_COMPILER         the C++ compiler mpkbox was built with
 cmake_minimum_required(VERSION 3.25)
+include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
 
-foreach(var MPKBOX_BUILD_DIR CONSUMER_SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER)
+foreach(var MPKBOX_SOURCE_DIR MPKBOX_BUILD_DIR CONSUMER_SOURCE_DIR WORK_DIR
+            GENERATOR CXX_COMPILER)
   if(NOT ${var})
     message(FATAL_ERROR "run_consumer.cmake: -D${var}=... is required")
   endif()
@@ -15,27 +18,9 @@ endforeach()
 
 set(prefix "${WORK_DIR}/prefix")
 set(consumer_build "${WORK_DIR}/consumer-build")
-file(REMOVE_RECURSE "${WORK_DIR}")
-file(MAKE_DIRECTORY "${WORK_DIR}")
-
-function(run step)
-  execute_process(COMMAND ${ARGN}
-    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    list(JOIN ARGN " " command)
-    message(FATAL_ERROR "${step} failed (${rc}):\n${command}\n${out}\n${err}")
-  endif()
-  message(STATUS "${step}: ok")
-  set(last_output "${out}" PARENT_SCOPE)
-endfunction()
 
 # 1. Install the build tree into the scratch prefix.
-set(config_args)
-if(MPKBOX_CONFIG)
-  set(config_args --config "${MPKBOX_CONFIG}")
-endif()
-run("cmake --install" "${CMAKE_COMMAND}" --install "${MPKBOX_BUILD_DIR}"
-    --prefix "${prefix}" ${config_args})
+install_into("${prefix}")
 
 # 2. Configure the consumer against that prefix only: no package registry,
 #    so a stale build tree or another install cannot stand in for it.
@@ -59,6 +44,10 @@ if(NOT at EQUAL 0)
 endif()
 
 # 3. Build it.
+set(config_args)
+if(MPKBOX_CONFIG)
+  set(config_args --config "${MPKBOX_CONFIG}")
+endif()
 run("build consumer" "${CMAKE_COMMAND}" --build "${consumer_build}" ${config_args})
 
 # 4. Run it and check what it printed.
@@ -68,10 +57,4 @@ if(NOT consumer)
   message(FATAL_ERROR "no consumer binary under ${consumer_build}")
 endif()
 run("run consumer" "${consumer}")
-message("${last_output}")
-if(last_output MATCHES "mpkbox consumer: built and linked .* no PKU here")
-  return()  # no PKU: the package was found, compiled against and linked
-endif()
-if(NOT last_output MATCHES "mpkbox consumer: 2 \\* 3 \\* 7 = 42 in compartment 'consumer'")
-  message(FATAL_ERROR "the consumer did not print the expected line")
-endif()
+check_consumer_output("${last_output}")
