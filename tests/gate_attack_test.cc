@@ -327,7 +327,7 @@ TEST(GateAttackTest, JumpToReturnPathWithHostValueOnlyReturns) {
 }  // namespace
 }  // namespace mpkbox
 
-// Found in review: state that reaches the host after compartment code set it.
+// State that compartment code sets must not reach the host.
 namespace mpkbox {
 namespace {
 

@@ -22,9 +22,6 @@
 // the host must go on allocating heavily, and the compartment must work
 // after Reset(). Tests named Control* show what a check stops, by doing the
 // same thing where nothing stops it.
-//
-// Comments starting "Found at 7679176" mark tests that failed against that
-// commit; they say what the attack did and where. a0e9148 fixed all six.
 #include <dlfcn.h>
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
@@ -1646,12 +1643,7 @@ INSTANTIATE_TEST_SUITE_P(SmallLargeHuge, MigrationTest,
 // The host frees, reallocs and sizes a region compartment code took from
 // its magazine without entering the runtime (docs/API.md: the host may free
 // or realloc what a compartment allocated).
-// Found at 7679176 (functional, not an escape): such a region became live
-// in the bitmap only when the runtime next reconciled the cache, and
-// CompartmentHeap::Free, Realloc and UsableSize checked the bitmap without
-// reconciling: free() was ignored, realloc() returned NULL with EINVAL,
-// malloc_usable_size() returned 0, TryFree failed, and the region stayed
-// counted as in use until Reset.
+// Such a region must be live to the host at once, not at the next reconcile.
 TEST(MigrationTest, HostFreeOfARegionFromTheMagazine) {
   auto box = MakeBox({.name = "magazine"});
   // The first malloc enters the allocator (live at once); the second comes
@@ -1744,12 +1736,7 @@ uintptr_t LinkMapInterior() {
 // compartment hands out ("a pointer that is no live allocation is
 // ignored"): nothing of the ambient heap may be released. Each attempt runs
 // in a child, so that the parent's ld.so stays intact if it is released.
-// Found at 7679176 (ambient heap corruption): HostFreeInZone and
-// HostReallocInZone (allocator/compartment_heap.cc) checked pointers of
-// compartment windows against the live bitmap but passed any pointer of
-// the ambient window straight to dallocx/rallocx; jemalloc rounded the
-// interior pointer down and released the link_map, which ld.so went on
-// using (and freed again at dlclose).
+// Freed unchecked, such a pointer corrupts ld.so's heap from compartment code.
 // free() cannot tell where an exact allocation start came from: a
 // compartment that hands over the link_map's own address (or a host heap
 // address it learnt) gets it freed. Pointers from a compartment are for
@@ -1891,14 +1878,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // operator new(size, std::nothrow) inside a compartment whose heap is full
 // returns nullptr.
-// Found at 7679176 (functional, contained): NewNoThrow
-// (allocator/malloc_routing.cc) called NewOrThrow, which threw
-// std::bad_alloc, and caught it, so the throw ran as compartment code.
-// __cxa_throw first went through ld.so's lazy binding of __cxa_get_globals
-// (libstdc++ is not linked -z now; _dl_lookup_symbol_x writes _rtld_global)
-// and, once resolved, incremented libstdc++'s per-thread exception globals
-// (TLS): key-0 writes, which Ambient::kReadOnly forbids. The call ended as
-// kAborted (SEGV_PKUERR, key 0) instead of getting nullptr.
+// A throw-and-catch nothrow new would fault on libstdc++'s key-0 state inside.
 TEST(ExhaustionTest, NothrowNewReturnsNullWhenFull) {
   auto box = MakeBox({.name = "nothrow", .heap_limit_bytes = kSmallLimit});
   for (size_t size : {size_t{1000}, size_t{64} << 10}) {
@@ -2012,14 +1992,7 @@ uintptr_t AlignedInside(size_t alignment, size_t n) {
 void WriteByte(uintptr_t p) { *reinterpret_cast<volatile uint8_t*>(p) = 1; }
 
 // A huge alignment must not buy more writable memory than the limit.
-// Found at 7679176 (heap_limit_bytes bypass, memory exhaustion of the whole
-// process): heap_limit_bytes counted the usable bytes of live allocations,
-// and AllocateLive's Fits(usable) checked nallocx(bytes,
-// MALLOCX_ALIGN(alignment)) -- 16 KiB for 16 bytes at 1 GiB alignment --
-// while jemalloc carved alignment + size bytes of extent, which the extent
-// hooks tagged with the compartment's key from its window whatever the
-// limit. Compartment code with a 1 MiB limit called aligned_alloc(1 << 30,
-// 16) and got 1 GiB of memory it could write (commit) at will.
+// Else aligned_alloc(1 GiB, 16) under a 1 MiB limit gives 1 GiB to write.
 TEST(ExhaustionTest, AlignmentDoesNotBypassTheLimit) {
   auto box = MakeBox({.name = "aligned", .heap_limit_bytes = kSmallLimit});
   const uintptr_t warm =
@@ -2176,7 +2149,7 @@ INSTANTIATE_TEST_SUITE_P(A5ZeroRandom, ScribbleTest,
                          ::testing::Values(kScribbleA5, kScribbleZero,
                                            kScribbleRandom));
 
-// ---- found while testing: what the allocator entry leaves in registers ----
+// ---- what the allocator entry and the gate leave in registers -----------
 
 // Reads every register compartment code can read (AVX-512 machines).
 // - dump(out) stores zmm0-31 (2048 bytes) and k0-7 (64 bytes) at out;
@@ -2290,13 +2263,7 @@ std::string RegisterName(size_t word) {
 
 // After callback 0 returns into the compartment, no register holds an
 // address of trusted memory or of the host's stack (rax is the result).
-// Found at 7679176 (address leak): the callback gate (trampolines/gate.S,
-// after "The host function returned") handed back rdx, xmm0 and xmm1 as
-// the host function left them and never cleared ymm/zmm upper halves,
-// zmm16-31 or k0-7 (only xmm2-15, with legacy SSE pxor). The host code the
-// allocator entry runs (CompartmentHeap::Enter, jemalloc) left pointers into
-// the host arena's trusted mappings in xmm0 and zmm21: any compartment
-// learnt where trusted memory is by calling malloc.
+// Host code behind the entry leaves trusted pointers in xmm/zmm registers.
 TEST(RegisterLeakTest, AllocatorEntryLeaksNoTrustedAddress) {
   if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "no AVX-512";
   auto box = MakeBox({.name = "prober"});
@@ -2329,12 +2296,7 @@ TEST(RegisterLeakTest, AllocatorEntryLeaksNoTrustedAddress) {
 
 // The bytes the host copied last before a Call are not in any register
 // compartment code can read.
-// Found at 7679176 (host data leak): entering a compartment cleared the
-// general registers and xmm8-15 but not zmm16-31, the upper halves of
-// ymm/zmm0-15 or k0-7 (trampolines/gate.S, mpkbox_gate_enter_switched).
-// glibc's memcpy on this AVX-512 machine moves data through zmm16-31, so
-// the last 64 to 256 bytes the host copied before a Call (a key, a record
-// from its heap) were readable by the compartment, in zmm16-19.
+// glibc's memcpy moves data through zmm16-31, which the gate must clear.
 TEST(RegisterLeakTest, CallGateLeavesNoHostDataInVectorRegisters) {
   if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "no AVX-512";
   auto box = MakeBox({.name = "prober"});
@@ -2370,11 +2332,7 @@ TEST(RegisterLeakTest, CallGateLeavesNoHostDataInVectorRegisters) {
 namespace mpkbox {
 namespace {
 
-// Found in review: frees go back on top of their magazine and stay counted
-// against heap_limit_bytes, and only the thread in the allocator entry can
-// drain its own magazines. Without a cap on what frees park there, memory
-// one idle thread freed was refused to every other thread and to the
-// host's Allocate while bytes_in_use was 0.
+// Parked frees count against heap_limit_bytes until their thread drains them.
 uint64_t AllocateThenFreeSeveralClasses(size_t per_class) {
   std::vector<void*> kept;
   for (size_t size : {512, 640, 768, 896, 1024, 1280, 1536}) {

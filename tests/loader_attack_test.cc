@@ -6,9 +6,6 @@
 // (la_*.c), built by CMake and never linked into this binary; corrupted
 // copies are written to a temporary directory.
 //
-// Comments that start "Found at a0e9148" describe an attack that succeeded
-// (or a host crash) when the tests were written, and what the fix changed.
-//
 // Nothing in this file may encode WRPKRU/XRSTOR/WRFSBASE in its own machine
 // code (the gadget guard of strict mode would have to guard it): byte
 // patterns are written as hex strings and decoded at run time.
@@ -468,11 +465,7 @@ TEST(LoaderAttackTest, ConstructorWithoutTargetLoads) {
 
 // A constructor calling fopen, a refused import: Load fails with
 // kPermissionDenied naming the import; no file appears.
-// Found at a0e9148, fixed since: fopen is bound to glibc's own fopen, not to a refused-import
-// trap (see RefusedImportsAreNotBoundToLibc), so the constructor runs
-// glibc's fopen with compartment rights and faults on a key-0 write inside
-// it: kAborted without the import's name. No file is created (the fault
-// comes first, and the syscall policy would deny the open).
+// A refused import must trap, not run libc's fopen with compartment rights.
 TEST(LoaderAttackTest, ConstructorCallingRefusedImportFailsLoad) {
   TempDir dir;
   const std::string out = dir.File("from_ctor.txt");
@@ -602,17 +595,7 @@ TEST(LoaderAttackTest, ScanExitCodes) {
 }
 MPKBOX_TEST_RUNS_WITHOUT_PKU(LoaderAttackTest, ScanExitCodes);
 
-// Found at a0e9148, fixed since (scanner, runtime/loader/code_scan.cc FindPrivilegedInstructions):
-// WRFSBASE is only recognized when F3 is immediately before 0F or before a
-// REX prefix that is immediately before 0F. Legacy prefixes may come in any
-// order and the CPU still decodes F3 as the mandatory prefix:
-// f3 2e 48 0f ae d0 ("cs wrfsbase %rax") runs as WRFSBASE on this machine
-// (checked in a plain process: the FS base reads back as the written value).
-// la_wrfsbase_prefixed.so therefore loads, mpkbox-scan calls it clean, and
-// compartment code moves the thread pointer that the gate's LOAD_THREAD
-// (trampolines/pkru.inc) reads its ThreadBlock through after switching back to
-// host rights. The same holds for WRGSBASE and any legacy prefix
-// (26/2e/36/3e/64/65/66/67/f2/f3) between F3 and REX/0F.
+// f3 2e 48 0f ae d0 runs as WRFSBASE: a scan keyed on F3 0F would miss it.
 TEST(LoaderAttackTest, WrfsbaseWithSegmentPrefixIsFound) {
   const std::string path = Plugin("la_wrfsbase_prefixed");
   const ScanRun scan = RunScan({path});
@@ -690,16 +673,7 @@ TEST(LoaderAttackTest, PatchPluginControlFaults) {
   ExpectCompartmentWorks(box.get());
 }
 
-// Found at a0e9148, fixed since (runtime/loader/elf_loader.cc ElfLoader::Relocate): a relocation
-// may write anywhere inside the image, executable segment included, because
-// every segment is mapped writable until Protect and r_offset is only
-// checked against the span. The scan ran on the file bytes before that, so
-// relocated bytes are never scanned: a GLOB_DAT of an SHN_ABS symbol writes
-// eight attacker-chosen bytes. Here the GLOB_DAT of __gmon_start__ is
-// pointed at la_patch_attack's placeholder and at la_abs_code, whose value
-// encodes WRPKRU followed by NOPs. No DT_TEXTREL/DF_TEXTREL is needed. (The
-// same unchecked writes can rewrite DT_GNU_HASH or the symbol table after
-// Map validated them: RelocationCannotRewriteValidatedHashTable.)
+// Relocations run after the scan: one into code could plant a WRPKRU.
 TEST(LoaderAttackTest, RelocationCannotWriteWrpkruIntoCode) {
   ElfBytes elf(ReadBytes(Plugin("la_patch")));
   const size_t site = PlaceholderOffset(elf);
@@ -740,14 +714,7 @@ TEST(LoaderAttackTest, RelocationCannotWriteWrpkruIntoCode) {
   ExpectProcessWorks();
 }
 
-// Found at a0e9148, fixed since (runtime/loader/elf_loader.cc ElfLoader::Map): the scan reads the
-// file into memory, but the segments are then mmap'ed from the file by path
-// (a second open) with MAP_PRIVATE. Executable pages are never written, so
-// they stay the page cache's: whoever can write the plugin file (the party
-// that supplied it) changes the compartment's code after the scan, here by
-// writing WRPKRU into la_patch_attack's placeholder after Load returned OK.
-// (The window between ReadFile and the second open is the same bug with a
-// rename.) Mapping the scanned bytes (an anonymous copy or a sealed memfd)
+// Code mapped from the file by path would change when the file is rewritten.
 // would close both.
 TEST(LoaderAttackTest, FileRewrittenAfterScanDoesNotChangeMappedCode) {
   ElfBytes elf(ReadBytes(Plugin("la_patch")));
@@ -804,12 +771,7 @@ TEST(LoaderAttackTest, IfuncIsRefused) {
   ExpectCompartmentWorks(box.get());
 }
 
-// Found at a0e9148, fixed since (runtime/loader/elf_loader.cc; contract in elf_loader.h: "Refused
-// with an error naming the feature: ... IFUNC (definitions or
-// R_X86_64_IRELATIVE)"): an exported STT_GNU_IFUNC that nothing inside the
-// object refers to is never looked at, so the object loads; only a
-// relocation that resolves to it is refused. (Lookup then skips the IFUNC,
-// so it is not callable; the breach is of the stated contract.)
+// The contract refuses IFUNC definitions, not only relocations to them.
 TEST(LoaderAttackTest, IfuncDefinitionAloneIsRefused) {
   auto box = MakeBox({.name = "ifunc-only"});
   absl::Status s = box->Load(Plugin("la_ifunc_only"));
@@ -821,19 +783,7 @@ TEST(LoaderAttackTest, IfuncDefinitionAloneIsRefused) {
 
 // ------------------------------------------ 4. refused imports at call time
 
-// Found at a0e9148, fixed since (runtime/loader/import_policy.cc BindHostImport): after the
-// allowlists, every name is looked up with Find(p.libm, ...), meant for
-// libm's arithmetic. But dlsym/dlvsym on a library handle search that
-// library's whole dependency scope, and libm.so.6 needs libc.so.6: every
-// libc symbol (fopen, stderr, pthread_create, signal, sigaction, printf,
-// ...) is found there and bound directly, so the refused-import trap is
-// only reached for symbols outside libm's scope (e.g. ones in the host
-// executable). The refused functions then run with compartment rights;
-// what stops them is the key-0 write fault or the syscall filter, so calls
-// end with kAborted or with a syscall's kPermissionDenied, never naming the
-// import. (It also bypasses mpkbox's own interposers: signal/sigaction bind
-// to glibc's, not the process's.) The tests below check the documented
-// behaviour and fail on it.
+// dlsym on libm's handle also finds libc: refused names must not bind there.
 TEST(LoaderAttackTest, RefusedImportsAreNotBoundToLibc) {
   auto box = MakeBox({.name = "bindings"});
   ASSERT_TRUE(box->Load(Plugin("la_imports")).ok());
@@ -1135,13 +1085,7 @@ std::string Backtrace(const FaultReport* f) {
 
 // A fault report names the function of the object loaded now, also where
 // another compartment had another object at the same address before.
-// Found at a0e9148, fixed since (runtime/fault_report.cc Symbolized, through absl::Symbolize): the
-// symbolizer caches what it learnt about the mappings; when a compartment
-// slot is reused, the new image lands at the old image's address and the
-// frame is looked up in the previous object's file ("la_data.so: unable to
-// find LOAD segment for pc"), so the report shows "?" (or, with a larger
-// old object, a wrong name). Alone, the same fault names la_call_sigaction.
-// Diagnostics only: the status and the containment are right.
+// The symbolizer caches mappings; a reused compartment slot must not fool it.
 TEST(LoaderAttackTest, FaultBacktraceNamesTheCurrentObject) {
   uintptr_t first_base = 0;
   {
@@ -1465,11 +1409,7 @@ std::string WriteMutated(const TempDir& dir, const char* plugin,
   return path;
 }
 
-// Found at a0e9148, fixed since (runtime/loader/elf_loader.cc GnuSymbolCount, called from Map):
-// the bucket values of DT_GNU_HASH are not checked before
-// chain[last - symoffset] is read, so one bucket set to 0x7ffffff0 makes the
-// loader read ~8 GiB past the table with host rights: SIGSEGV in the host.
-// (The chain walk `while (!(chain[...] & 1)) ++last` is unbounded the same
+// Unchecked bucket values make the loader read gigabytes past the table.
 // way when the last chain has no terminator.)
 TEST(LoaderAttackTest, GnuHashBucketOutOfRangeIsRejected) {
   TempDir dir = TempDir::ForDeathTest("gnu-bucket");
@@ -1483,11 +1423,7 @@ TEST(LoaderAttackTest, GnuHashBucketOutOfRangeIsRejected) {
   ExpectLoadSurvives(path);
 }
 
-// Found at a0e9148, fixed since (runtime/loader/elf_loader.cc Map and FindDefinition): for DT_HASH
-// only the 8-byte header is checked; nbucket is not, so bucket[h % nbucket]
-// and chain (= bucket + nbucket) lie anywhere up to 16 GiB past the table and
-// FindDefinition, resolving the object's imports, reads there with host
-// rights: SIGSEGV in the host.
+// An unchecked nbucket makes the import lookup read far past DT_HASH.
 TEST(LoaderAttackTest, SysvHashNbucketOutOfRangeIsRejected) {
   TempDir dir = TempDir::ForDeathTest("sysv-nbucket");
   const std::string path =
@@ -1497,12 +1433,7 @@ TEST(LoaderAttackTest, SysvHashNbucketOutOfRangeIsRejected) {
   ExpectLoadSurvives(path);
 }
 
-// Found at a0e9148, fixed since (runtime/loader/elf_loader.cc Map): every pointer taken from the
-// file is checked against the span [0, highest PT_LOAD end), not against the
-// segments actually mapped; the gaps between segments are reserved PROT_NONE
-// zone. Moving the RW segment 16 pages up leaves PT_DYNAMIC in such a gap:
-// the loader reads the dynamic section there with host rights: SIGSEGV in the
-// host. (DT_SYMTAB, DT_GNU_HASH, DT_RELA, ... pointing into a gap do the same.)
+// The gaps between segments are PROT_NONE: a pointer must land in a segment.
 TEST(LoaderAttackTest, PointerIntoGapBetweenSegmentsIsRejected) {
   TempDir dir = TempDir::ForDeathTest("gap");
   const std::string path =
@@ -1511,12 +1442,7 @@ TEST(LoaderAttackTest, PointerIntoGapBetweenSegmentsIsRejected) {
   ExpectLoadSurvives(path);
 }
 
-// Found at a0e9148, fixed since (runtime/loader/elf_loader.cc Relocate; same root cause as
-// RelocationCannotWriteWrpkruIntoCode): relocations may write the
-// loader's own tables after Map validated them. A RELATIVE relocation aimed
-// at DT_GNU_HASH's bloom_size makes it (base + addend), about 4 billion; the
-// next symbol lookup (FindDefinition, resolving a GLOB_DAT) computes the
-// buckets 32 GiB away and reads there with host rights.
+// Relocations must not rewrite the hash table Map validated.
 TEST(LoaderAttackTest, RelocationCannotRewriteValidatedHashTable) {
   TempDir dir = TempDir::ForDeathTest("reloc-hash");
   const std::string path =
@@ -1553,14 +1479,7 @@ TEST(LoaderAttackTest, RelocationCannotRewriteValidatedHashTable) {
   _exit(0);
 }
 
-// Found at a0e9148, fixed since (runtime/loader/elf_loader.cc Map/FindDefinition/Lookup): the
-// hash table is validated once, in Map, but Lookup reads it again every time
-// (nbuckets, bloom_size) from the image, and nothing requires DT_GNU_HASH to
-// lie in a read-only segment. Here DT_GNU_HASH points at a copy of the table
-// in la_hashrw.so's .data; after Load, compartment code sets bloom_size to
-// 0x7ffffff0, and the host's next Lookup reads 16 GiB past the table with
-// host rights: SIGSEGV in the host, caused by compartment code. (Symbol and
-// string tables in writable memory are the same: Lookup strcmp's strings
+// Compartment code can rewrite a hash table in .data before the host's Lookup.
 // the compartment can unterminate.)
 TEST(LoaderAttackTest, CompartmentRewritingItsHashTableCannotCrashLookup) {
   TempDir dir = TempDir::ForDeathTest("inside-hash");
@@ -1649,15 +1568,7 @@ TEST(LoaderAttackTest, ResetAfterAFaultingConstructorWorks) {
   EXPECT_EQ(g_host_word, kHostWordValue);
 }
 
-// Found at a0e9148, fixed since (runtime/loader/elf_loader.cc ElfLoader::Load error path, with
-// allocator/compartment_heap.cc ReserveImageSpace): a Load that fails after
-// Map reserved image space (an undefined symbol here; equally a bad
-// relocation, a refused IFUNC, a malformed table) releases the pages but not
-// the reservation: image_low_ stays lowered. The next successful Load is
-// placed below the hole, while Reset reserves from the top again, so Reload
-// finds another base and fails with kInternal ("it would not go back to the
-// address it had before Reset"), and the compartment refuses every call from
-// then on. A plugin whose load fails thus breaks the next Reset.
+// A failed Load must give back its image space, or Reset cannot reload.
 TEST(LoaderAttackTest, ResetWorksAfterAFailedLoad) {
   auto box = MakeBox({.name = "reset-after-failure"});
   ASSERT_TRUE(box->Load(Plugin("la_data")).ok());
@@ -1673,10 +1584,7 @@ TEST(LoaderAttackTest, ResetWorksAfterAFailedLoad) {
   EXPECT_EQ(Value(box->Call(*ok, 1)), 3);
 }
 
-// Found at a0e9148 (runtime/loader/import_policy.cc): getenv was allowlisted
-// because "the environment is key-0 memory", but after the host's setenv
-// glibc keeps it on the host heap (trusted key) and every getenv in a
-// compartment faulted. Loaded code now sees no environment at all.
+// After setenv, environ lives on the host heap: getenv inside would fault.
 TEST(LoaderAttackTest, GetenvSeesNoEnvironment) {
   ASSERT_EQ(setenv("MPKBOX_LA_SETENV", "from-host", 1), 0);
   auto box = MakeBox({.name = "getenv"});

@@ -1286,8 +1286,7 @@ TEST_F(SignalAttackTest, JumpToGateExceptionPadEndsTheCall) {
 }  // namespace
 }  // namespace mpkbox
 
-// Found in review: signals at the edges of the gate's windows, and several
-// signals delivered at once.
+// Signals at the edges of the gate's windows, and several delivered at once.
 namespace mpkbox {
 namespace {
 
