@@ -33,8 +33,11 @@ namespace mpkbox {
 namespace {
 
 using ::mpkbox::testing::CountMappings;
-using ::mpkbox::testing::MappingsSnapshot;
+using ::mpkbox::testing::kForever;
 using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::MappingsSnapshot;
+using ::mpkbox::testing::RssPages;
+using ::mpkbox::testing::Spin;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
 
@@ -44,11 +47,6 @@ int CountFds() {
   while (readdir(d) != nullptr) ++n;
   closedir(d);
   return n;
-}
-long RssPages() {
-  long size = 0, rss = 0;
-  std::ifstream("/proc/self/statm") >> size >> rss;
-  return rss;
 }
 int CountTimers() {
   std::ifstream timers("/proc/self/timers");
@@ -405,15 +403,11 @@ TEST(ExceptionTest, ExceptionLeavingCompartmentCodeIsAFault) {
 
 // --- call_timeout -------------------------------------------------------------
 
-void Spin() {
-  for (;;) asm volatile("");
-}
-
 TEST(TimeoutTest, InfiniteLoopIsInterrupted) {
   auto box = MakeBox({.name = "spinner",
                       .call_timeout = absl::Milliseconds(50)});
   const absl::Time start = absl::Now();
-  absl::Status s = box->Call(&Spin);
+  absl::Status s = box->Call(&Spin, kForever).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("spinner"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("50ms"));
@@ -430,7 +424,7 @@ void SlowHostCallback() {
 }
 void CallbackThenSpin(void (*cb)()) {
   cb();
-  Spin();
+  Spin(kForever);
 }
 
 TEST(TimeoutTest, DeadlinePassingInsideAHostCallback) {
@@ -449,11 +443,11 @@ TEST(TimeoutTest, DeadlinePassingInsideAHostCallback) {
 Compartment* untimed_inner;
 absl::StatusCode inner_code;
 void CallSpinningInner() {
-  inner_code = untimed_inner->Call(&Spin).code();
+  inner_code = untimed_inner->Call(&Spin, kForever).status().code();
 }
 void OuterCallsBack(void (*cb)()) {
   cb();
-  Spin();
+  Spin(kForever);
 }
 
 TEST(TimeoutTest, OuterDeadlineInterruptsANestedCompartment) {
@@ -509,7 +503,7 @@ TEST(TimeoutTest, TimersAreNotLeakedAndUntimedCallsMakeNone) {
     EXPECT_EQ(CountTimers(), timers);  // no timeout, no timer
     for (int i = 0; i < 20; ++i) {
       ASSERT_TRUE(timed->Call(+[] {}).ok());
-      ASSERT_EQ(timed->Call(&Spin).code(),
+      ASSERT_EQ(timed->Call(&Spin, kForever).status().code(),
                 absl::StatusCode::kDeadlineExceeded);
       ASSERT_TRUE(timed->Reset().ok());
     }

@@ -36,6 +36,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "runtime/fault_report.h"
 #include "runtime/pku.h"
 #include "tests/test_util.h"
 
@@ -53,8 +54,9 @@ void mpkbox_not_exposed(void) {
 namespace mpkbox {
 namespace {
 
+using ::mpkbox::internal::PkeyOfAddress;
+using ::mpkbox::testing::FindBytes;
 using ::mpkbox::testing::MakeBox;
-using ::mpkbox::testing::PkeyOf;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
 
@@ -103,18 +105,6 @@ std::vector<uint8_t> Hex(const std::string& hex) {
         static_cast<uint8_t>(std::stoul(hex.substr(i, 2), nullptr, 16)));
   }
   return out;
-}
-
-// Offsets in `bytes` where `pattern` starts.
-std::vector<size_t> Find(const std::vector<uint8_t>& bytes,
-                         const std::vector<uint8_t>& pattern) {
-  std::vector<size_t> hits;
-  for (size_t i = 0; i + pattern.size() <= bytes.size(); ++i) {
-    if (memcmp(bytes.data() + i, pattern.data(), pattern.size()) == 0) {
-      hits.push_back(i);
-    }
-  }
-  return hits;
 }
 
 // A private temporary directory, removed with what is in it.
@@ -628,7 +618,7 @@ TEST(LoaderAttackTest, BytesPastExecutableFileszNeverRun) {
   ElfBytes elf(ReadBytes(Plugin("la_tail")));
   Elf64_Phdr* text = elf.ExecLoad();
   ASSERT_NE(text, nullptr);
-  const std::vector<size_t> hits = Find(elf.bytes(), Hex("0f01ef"));
+  const std::vector<size_t> hits = FindBytes(elf.bytes(), Hex("0f01ef"));
   ASSERT_EQ(hits.size(), 1u);
   ASSERT_GT(hits[0], text->p_offset);
   text->p_filesz = text->p_memsz = hits[0] - text->p_offset;
@@ -655,7 +645,7 @@ TEST(LoaderAttackTest, BytesPastExecutableFileszNeverRun) {
 // file.
 size_t PlaceholderOffset(ElfBytes& elf) {
   const std::vector<size_t> hits =
-      Find(elf.bytes(), Hex("31c031c931d29090909090909090"));
+      FindBytes(elf.bytes(), Hex("31c031c931d29090909090909090"));
   EXPECT_EQ(hits.size(), 1u);
   return hits.empty() ? 0 : hits[0] + 6;
 }
@@ -984,16 +974,16 @@ TEST(LoaderAttackTest, PluginDataIsOnTheCompartmentsKey) {
   ASSERT_TRUE(address.ok() && bump.ok() && counter.ok());
   int* p = Value(box->Call(*address));
   EXPECT_EQ(p, *counter);
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(p)), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(p)), box->pkey());
   EXPECT_TRUE(box->Contains(p, sizeof(int)));
   EXPECT_EQ(*p, 41);
   EXPECT_EQ(Value(box->Call(*bump)), 42);  // writable from inside
   EXPECT_EQ(*p, 42);
   // Code, read-only data and .bss too.
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(*bump)), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(*bump)), box->pkey());
   auto runs = box->Lookup<int>("la_ctor_runs");
   ASSERT_TRUE(runs.ok());
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(*runs)), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(*runs)), box->pkey());
   EXPECT_EQ(**runs, 1);
 }
 
@@ -1006,7 +996,7 @@ TEST(LoaderAttackTest, RelroIsReadOnlyInside) {
   ASSERT_TRUE(table.ok() && write.ok() && len.ok());
   const char* const* t = Value(box->Call(*table));
   EXPECT_STREQ(t[0], "alpha");  // relocated
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(t)), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(t)), box->pkey());
   EXPECT_EQ(Value(box->Call(*len, 2)), 5u);
   absl::Status s = box->Call(*write);
   EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
@@ -1062,8 +1052,9 @@ TEST(LoaderAttackTest, LibzInACompartmentIsItsOwnInstance) {
   ASSERT_TRUE(version.ok() && crc.ok());
   EXPECT_NE(reinterpret_cast<void*>(*version),
             reinterpret_cast<void*>(&::zlibVersion));
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(*version)), box->pkey());
-  EXPECT_NE(PkeyOf(reinterpret_cast<uintptr_t>(&::zlibVersion)), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(*version)), box->pkey());
+  EXPECT_NE(PkeyOfAddress(reinterpret_cast<uintptr_t>(&::zlibVersion)),
+            box->pkey());
   // Its string is its own copy, in its own image.
   const char* inside = Value(box->Call(*version));
   EXPECT_STREQ(inside, ::zlibVersion());
@@ -1533,7 +1524,7 @@ TEST(LoaderAttackTest, ResetRestoresPluginDataAndRerunsConstructors) {
   auto again = box->Lookup<int()>("la_get_counter");
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, *get);
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(*counter)), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(*counter)), box->pkey());
   // After a fault too.
   auto write = box->Lookup<void()>("la_write_table");
   ASSERT_TRUE(write.ok());

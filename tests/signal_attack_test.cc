@@ -46,19 +46,10 @@ extern "C" {
 extern char mpkbox_signal_begin[], mpkbox_signal_end[];
 extern char mpkbox_signal_entry[], mpkbox_resume_stub[];
 extern char mpkbox_gate_exception_pad[], mpkbox_callback_exception_pad[];
-
-// Read by the attack code (key 0: readable from a compartment).
-uint64_t mpkbox_test_jump_target;
-// What the payload writes when it runs with host rights.
-int mpkbox_test_host_secret = 1234;
 }
 
-// Compartment code written the way an attacker would, in assembly.
-// - jump loads every general register from a struct (rsp and rdi last) and
-//   jumps to mpkbox_test_jump_target: nothing of the caller survives.
-// - payload is what an escape runs: it writes the host's secret and exits
-//   77. It needs no stack, so it works wherever rsp points; with compartment
-//   rights its first store faults instead.
+// Compartment code written the way an attacker would, in assembly (the
+// forged jump itself and its payload are in test_util.h).
 // - fill_and_trap puts its argument in every general register but rsp and
 //   raises SIGILL: the kernel saves them in a frame on the signal stack.
 // - unchecked_entry is the control: the signal entry without its checks.
@@ -66,38 +57,6 @@ int mpkbox_test_host_secret = 1234;
 //   CF, ZF, xmm0-2, xmm15 and the red zone (see SignalStormTest).
 asm(R"(
   .text
-  .globl mpkbox_test_jump
-  .type mpkbox_test_jump, @function
-mpkbox_test_jump:
-  movq 0(%rdi), %rax
-  movq 8(%rdi), %rbx
-  movq 16(%rdi), %rcx
-  movq 24(%rdi), %rdx
-  movq 32(%rdi), %rsi
-  movq 48(%rdi), %rbp
-  movq 56(%rdi), %r8
-  movq 64(%rdi), %r9
-  movq 72(%rdi), %r10
-  movq 80(%rdi), %r11
-  movq 88(%rdi), %r12
-  movq 96(%rdi), %r13
-  movq 104(%rdi), %r14
-  movq 112(%rdi), %r15
-  movq 120(%rdi), %rsp
-  movq 40(%rdi), %rdi
-  jmp *mpkbox_test_jump_target(%rip)
-  .size mpkbox_test_jump, . - mpkbox_test_jump
-
-  .globl mpkbox_test_payload
-  .type mpkbox_test_payload, @function
-mpkbox_test_payload:
-  movl $666, mpkbox_test_host_secret(%rip)
-  movl $77, %edi
-  movl $231, %eax
-  syscall
-  ud2
-  .size mpkbox_test_payload, . - mpkbox_test_payload
-
   .globl mpkbox_test_fill_and_trap
   .type mpkbox_test_fill_and_trap, @function
 mpkbox_test_fill_and_trap:
@@ -254,8 +213,6 @@ mpkbox_test_storm_loop_end:
 )");
 
 extern "C" {
-void mpkbox_test_jump(const void* regs);
-void mpkbox_test_payload();
 void mpkbox_test_fill_and_trap(uint64_t value);
 void mpkbox_test_unchecked_entry();
 void mpkbox_test_trap_with_rsp(uint64_t rsp);
@@ -266,109 +223,33 @@ extern char mpkbox_test_storm_loop[], mpkbox_test_storm_loop_end[];
 namespace mpkbox {
 namespace {
 
+using ::mpkbox::testing::AttackFromInside;
+using ::mpkbox::testing::attack_regs;
+using ::mpkbox::testing::attack_stack_top;
+using ::mpkbox::testing::AttackRegs;
+using ::mpkbox::testing::ContainedAsForgery;
 using ::mpkbox::testing::FindBytes;
+using ::mpkbox::testing::kEscaped;
+using ::mpkbox::testing::kFakeFrame;
+using ::mpkbox::testing::kFakeInfo;
+using ::mpkbox::testing::kHostSecret;
+using ::mpkbox::testing::kOwnStack;
 using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::PayloadAddress;
+using ::mpkbox::testing::PayloadRegs;
 using ::mpkbox::testing::UnderEmulation;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
 
-constexpr int kEscaped = 77;           // the payload ran with host rights
 constexpr int kHandlerSubverted = 78;  // a host handler ran on a forged frame
-constexpr uint32_t kFpXstateMagic1 = 0x46505853;
 // The dispatcher's mark on a frame it has dispatched (runtime/signals.cc).
 constexpr uint64_t kConsumedFrame = 0x6d706b626f782121;
-
-// Every general register the attack code loads, in mpkbox_test_jump's order.
-struct AttackRegs {
-  uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14,
-      r15, rsp;
-};
-static_assert(offsetof(AttackRegs, rsp) == 120);
-
-// Values the compartment side replaces before it jumps: the address of its
-// fake frame (and of the fake siginfo in it), and an rsp on its own stack
-// whose slots all hold the payload.
-constexpr uint64_t kFakeFrame = 0xfa4ef4a3e0000001;
-constexpr uint64_t kFakeInfo = 0xfa4ef4a3e0000002;
-constexpr uint64_t kOwnStack = 0xfa4ef4a3e0000003;
-
-// Set by the host before each Call (key 0: the compartment reads it).
-AttackRegs attack_regs;
-// If nonzero, what the kOwnStack slot at rsp holds (the others: the payload).
-uint64_t attack_stack_top = 0;
-
-uint64_t PayloadAddress() {
-  return reinterpret_cast<uint64_t>(&mpkbox_test_payload);
-}
-
-// A ucontext that would resume at the payload with PKRU 0, as the kernel
-// would lay it out (FXSAVE magic, XSAVE header with the PKRU bit, PKRU at
-// its CPUID offset).
-struct FakeFrame {
-  ucontext_t uc;
-  siginfo_t info;
-  alignas(64) unsigned char xsave[4096];
-  alignas(16) uint64_t stack[32];
-};
-
-void BuildFakeFrame(FakeFrame* f) {
-  memset(f, 0, sizeof(*f));
-  for (uint64_t& slot : f->stack) slot = PayloadAddress();
-  greg_t* g = f->uc.uc_mcontext.gregs;
-  for (int i = 0; i < NGREG; ++i) g[i] = static_cast<greg_t>(PayloadAddress());
-  g[REG_RSP] = reinterpret_cast<greg_t>(&f->stack[16]);
-  g[REG_EFL] = 0x202;
-  g[REG_CSGSFS] = 0x33;
-  f->uc.uc_mcontext.fpregs = reinterpret_cast<fpregset_t>(f->xsave);
-  uint32_t magic = kFpXstateMagic1;
-  uint32_t size = sizeof(f->xsave);
-  uint64_t features = ~uint64_t{0};
-  memcpy(f->xsave + 464, &magic, 4);
-  memcpy(f->xsave + 468, &size, 4);
-  memcpy(f->xsave + 472, &features, 8);
-  memcpy(f->xsave + 480, &size, 4);
-  uint64_t xstate_bv = (1u << 9) | 3;
-  memcpy(f->xsave + 512, &xstate_bv, 8);
-  // PKRU (at its CPUID 0xD.9 offset) is 0: the memset left it so.
-  f->info.si_signo = SIGSEGV;
-  f->info.si_code = SEGV_PKUERR;
-}
-
-// Runs in the compartment: builds the fake frame and a payload-filled stack
-// on its own stack, then jumps to mpkbox_test_jump_target with attack_regs.
-void AttackFromInside() {
-  FakeFrame frame;
-  BuildFakeFrame(&frame);
-  if (attack_stack_top != 0) frame.stack[8] = attack_stack_top;
-  uint64_t regs[sizeof(AttackRegs) / 8];
-  memcpy(regs, &attack_regs, sizeof(regs));
-  for (uint64_t& reg : regs) {
-    if (reg == kFakeFrame) reg = reinterpret_cast<uint64_t>(&frame.uc);
-    if (reg == kFakeInfo) reg = reinterpret_cast<uint64_t>(&frame.info);
-    if (reg == kOwnStack) reg = reinterpret_cast<uint64_t>(&frame.stack[8]);
-  }
-  mpkbox_test_jump(regs);
-}
-
-// Every register not given a role holds the payload: whatever the code after
-// the jump target uses to continue, it continues there.
-AttackRegs PayloadRegs() {
-  const uint64_t p = PayloadAddress();
-  return AttackRegs{p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, kOwnStack};
-}
 
 // The WRPKRU of the signal entry: the first one after mpkbox_signal_begin.
 uintptr_t EntryWrpkru() {
   std::vector<uintptr_t> sites =
       FindBytes(mpkbox_signal_begin, mpkbox_signal_end, {0x0f, 0x01, 0xef});
   return sites.empty() ? 0 : sites[0];
-}
-
-// kAborted, reported as a forged jump, the host's memory unchanged.
-bool ContainedAsForgery(Compartment* box, const absl::Status& s) {
-  return s.code() == absl::StatusCode::kAborted &&
-         s.message().find("forged registers") != absl::string_view::npos &&
-         box->last_fault() != nullptr && mpkbox_test_host_secret == 1234;
 }
 
 // For a child process: says what the call returned, then exits with `code`.
@@ -449,7 +330,7 @@ class SignalAttackTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(Runtime::Init().ok());
     EnterOnce();
-    mpkbox_test_host_secret = 1234;
+    mpkbox_test_host_secret = kHostSecret;
   }
 };
 using SignalAttackDeathTest = SignalAttackTest;
@@ -495,7 +376,7 @@ TEST_F(SignalAttackTest, JumpToEntryWithForgedRegistersIsContained) {
                 HasSubstr(absl::StrFormat("PKRU 0x%08x", box->pkru())));
     EXPECT_TRUE(UsableAfterReset(box.get()));
   }
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
 }
 
 // ---------------------------------------------------------------------------
@@ -575,7 +456,7 @@ TEST_P(EntryWrpkruDeathTest, JumpToWrpkruWithForgedFrameIsContained) {
       },
       ::testing::ExitedWithCode(0), "")
       << "exit 77: the payload ran with host rights";
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
   EXPECT_TRUE(UsableAfterReset(box.get()));
 }
 
@@ -617,7 +498,7 @@ TEST_F(SignalAttackDeathTest, JumpToEveryByteOfEntryAndStubIsContained) {
           s.code() != absl::StatusCode::kPermissionDenied) {  // restorer
         _exit(1);
       }
-      if (mpkbox_test_host_secret != 1234) _exit(2);
+      if (mpkbox_test_host_secret != kHostSecret) _exit(2);
       if (!UsableAfterReset(box.get())) _exit(3);
       _exit(0);
     });
@@ -647,7 +528,7 @@ TEST_F(SignalAttackDeathTest, JumpToEveryByteOfEntryAndStubIsContained) {
   EXPECT_EQ(failures, "")
       << "\n(exit 1: not a contained fault; exit 77: the payload ran with "
          "host rights)";
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
 }
 
 // ---------------------------------------------------------------------------
@@ -689,7 +570,7 @@ TEST_F(SignalAttackDeathTest, ReplayOfConsumedKernelFrameIsContained) {
       << "exit 77: the payload ran with host rights; exit 78: the host's "
          "SIGUSR1 handler ran again";
   EXPECT_EQ(usr1_calls.load(), 1);
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
 }
 
 // The same frame, but the ucontext (r8) a few words off it: the dispatcher's
@@ -737,7 +618,7 @@ TEST_F(SignalAttackDeathTest, ShiftedReplayOfKernelFrameIsContained) {
          "SIGUSR1 handler ran on a forged frame (ucontext "
       << std::hex << shifted << ", " << std::dec << (shifted - uc)
       << " bytes above the consumed frame)";
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
 }
 
 // The kernel saves the compartment's registers in every frame it writes on
@@ -794,7 +675,7 @@ TEST_F(SignalAttackDeathTest, StaleCompartmentRegistersAreNoReturnAddress) {
       },
       ::testing::ExitedWithCode(0), "")
       << "exit 77: the payload ran with host rights";
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
 }
 
 // The kernel decides from rsp alone whether a thread is already on its
@@ -813,7 +694,7 @@ TEST_P(RspOnSignalStackDeathTest, FaultWithRspOnSignalStackIsContained) {
       {
         absl::Status s = box->Call(&mpkbox_test_trap_with_rsp, rsp);
         if (s.code() != absl::StatusCode::kAborted) ExitAfter(1, s);
-        if (mpkbox_test_host_secret != 1234) ExitAfter(2, s);
+        if (mpkbox_test_host_secret != kHostSecret) ExitAfter(2, s);
         if (!UsableAfterReset(box.get())) ExitAfter(3, s);
         _exit(0);
       },
@@ -890,13 +771,13 @@ TEST_F(SignalAttackDeathTest, CompartmentCannotRunAHandlerOfItsOwn) {
         });
         // Refused (an error result or a failed call) is fine; the handler
         // running is not.
-        if (mpkbox_test_host_secret != 1234) _exit(2);
+        if (mpkbox_test_host_secret != kHostSecret) _exit(2);
         if (!box->Reset().ok() || !UsableAfterReset(box.get())) _exit(3);
         _exit(0);
       },
       ::testing::ExitedWithCode(0), "")
       << "exit 77 or 2: the compartment's own handler wrote host memory";
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
 }
 
 // ---------------------------------------------------------------------------
@@ -1044,7 +925,7 @@ TEST_F(SignalAttackTest, ResumeStubRestoresEverythingUnderASignalStorm) {
       << "handler ran with PKRU " << std::hex << storm_last_bad_pkru.load();
   EXPECT_EQ(heap->load(), storm_deliveries.load());
   EXPECT_EQ(internal::ReadPkru(), 0u);
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
   storm_heap = nullptr;
 }
 
@@ -1246,7 +1127,7 @@ TEST_F(SignalAttackTest, JumpToResumeStubFaultsOnTrustedKey) {
   EXPECT_LT(box->last_fault()->ip,
             reinterpret_cast<uintptr_t>(mpkbox_signal_end));
   EXPECT_THAT(s.message(), HasSubstr("trusted"));
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
   EXPECT_TRUE(UsableAfterReset(box.get()));
 }
 
@@ -1261,7 +1142,7 @@ TEST_F(SignalAttackTest, JumpToCallbackExceptionPadIsContained) {
   attack_regs = PayloadRegs();
   absl::Status s = box->Call(&AttackFromInside);
   EXPECT_TRUE(ContainedAsForgery(box.get(), s)) << s;
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
   EXPECT_TRUE(UsableAfterReset(box.get()));
 }
 
@@ -1278,7 +1159,7 @@ TEST_F(SignalAttackTest, JumpToGateExceptionPadEndsTheCall) {
   absl::Status s = box->Call(&AttackFromInside);
   EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
   EXPECT_NE(box->last_fault(), nullptr);
-  EXPECT_EQ(mpkbox_test_host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
   EXPECT_EQ(internal::ReadPkru(), 0u);
   EXPECT_TRUE(UsableAfterReset(box.get()));
 }
