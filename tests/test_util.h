@@ -1,4 +1,5 @@
 // Helpers shared by the test suites (library mpkbox_test_util).
+// Child processes: EXPECT_EXIT only; gtest shows their stderr, can re-exec.
 #ifndef MPKBOX_TESTS_TEST_UTIL_H_
 #define MPKBOX_TESTS_TEST_UTIL_H_
 
