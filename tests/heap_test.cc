@@ -1,7 +1,7 @@
 // Compartment heaps: where compartment allocations come from and which key
 // they carry, every allocation entry point, limits and stats, the host's
 // Allocate/Free/Contains, Reset and destruction, threads, and the host heap
-// on the trusted key. The attacks on the heap are in heap_attack_test.cc.
+// on the trusted key. The attacks on the heap are in heap_attack_*_test.cc.
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <malloc.h>
