@@ -3,7 +3,7 @@
 // simplified API, and a corrupt image that fails cleanly), expat (a parse
 // with element callbacks into the host), errno in loaded code, and Reset
 // bringing loaded objects back. Attacks on the loader are in
-// loader_attack_test.cc.
+// loader_attack_*_test.cc.
 #include <expat.h>
 #include <png.h>
 #include <string.h>
