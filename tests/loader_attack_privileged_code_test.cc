@@ -218,37 +218,58 @@ TEST(LoaderAttackTest, WrfsbaseWithSegmentPrefixIsFound) {
   ExpectProcessWorks();
 }
 
-// Found at a0e9148 (runtime/loader/elf_loader.cc ElfLoader::Map): the scan
-// covered only [p_offset, p_offset + p_filesz) of an executable PT_LOAD, but
-// the mmap mapped whole pages of the file executable, so a WRPKRU just past
-// p_filesz ran. Here the text segment of la_tail.so is cut right before
-// la_tail_attack's WRPKRU. Now the loader copies exactly the scanned bytes
-// (the rest of the page is zeros): the file is refused (its constructor now
-// lies outside the cut segment) or, were it loaded, has no WRPKRU to run.
+// The scan covers an executable segment's file bytes only: whatever shares
+// a page with them past p_filesz must be zeros in the image, never code.
 TEST(LoaderAttackTest, BytesPastExecutableFileszNeverRun) {
+  // la_tail.so with its executable segment's file part cut right before
+  // la_tail_attack's WRPKRU; p_memsz stays, so everything the loader checks
+  // (DT_INIT, the symbols) still lies in the segment and the Load succeeds.
+  // The WRPKRU, the rest of la_tail_attack and _fini follow in the file, on
+  // the same page. DT_FINI goes: _fini now lies past p_filesz too.
   ElfBytes elf(ReadBytes(Plugin("la_tail")));
   Elf64_Phdr* text = elf.ExecLoad();
   ASSERT_NE(text, nullptr);
   const std::vector<size_t> hits = FindBytes(elf.bytes(), Hex("0f01ef"));
   ASSERT_EQ(hits.size(), 1u);
   ASSERT_GT(hits[0], text->p_offset);
-  text->p_filesz = text->p_memsz = hits[0] - text->p_offset;
+  ASSERT_LT(hits[0], text->p_offset + text->p_filesz);
+  const uint64_t cut = text->p_vaddr + (hits[0] - text->p_offset);
+  const uint64_t page_end = (cut + 4095) & ~uint64_t{4095};
+  text->p_filesz = hits[0] - text->p_offset;
+  Elf64_Dyn* fini = elf.Dyn(DT_FINI);
+  ASSERT_NE(fini, nullptr);
+  fini->d_un.d_ptr = 0;
+  const uint32_t attack_sym = elf.DynSym("la_tail_attack");
+  ASSERT_NE(attack_sym, 0u);
+  const uint64_t attack_vaddr = elf.Sym(attack_sym)->st_value;
+  ASSERT_LT(attack_vaddr, cut);  // the function starts in the file part
   TempDir dir;
   const std::string path = dir.File("la_tail_cut.so");
   WriteBytes(path, elf.bytes());
-
+  // The premise: past p_filesz, the WRPKRU is not scanned.
   const ScanRun scan = RunScan({path});
+  EXPECT_EQ(scan.exit_code, 0) << scan.output;
+
   auto box = MakeBox({.name = "tail"});
   absl::Status s = box->Load(path);
+  ASSERT_TRUE(s.ok()) << s;
+  auto attack = box->Lookup<void(volatile uint64_t*)>("la_tail_attack");
+  ASSERT_TRUE(attack.ok()) << attack.status();
+  // Every image byte from p_filesz to the end of its page is zero.
+  const auto* image_base = reinterpret_cast<const uint8_t*>(*attack) -
+                           attack_vaddr;
+  std::vector<uint8_t> tail(image_base + cut, image_base + page_end);
+  EXPECT_EQ(tail, std::vector<uint8_t>(page_end - cut, 0))
+      << "bytes past p_filesz of the executable segment were mapped";
+  // And the payload does not run: la_tail_attack's xors run into zeros
+  // (add %al, (%rax) with rax 0) and fault.
   g_host_word = kHostWordValue;
-  if (s.ok()) {
-    auto attack = box->Lookup<void(volatile uint64_t*)>("la_tail_attack");
-    ASSERT_TRUE(attack.ok());
-    absl::Status call = box->Call(*attack, &g_host_word);
-    EXPECT_FALSE(call.ok()) << "the compartment ran WRPKRU";
-  }
+  absl::Status call = box->Call(*attack, &g_host_word);
+  EXPECT_EQ(call.code(), absl::StatusCode::kAborted)
+      << call << ": the compartment ran code past p_filesz";
   EXPECT_EQ(g_host_word, kHostWordValue) << "host memory written";
   g_host_word = kHostWordValue;
+  ExpectCompartmentWorks(box.get());
   ExpectProcessWorks();
 }
 

@@ -1,6 +1,6 @@
 /* loader_attack_privileged_code_test.cc: a WRPKRU that the test hides by
-   shrinking the executable segment's p_filesz/p_memsz so that it ends just
-   before it: the bytes are still on a page the loader maps executable.
+   shrinking the executable segment's p_filesz so that it ends just before
+   it: the bytes are still on a page the loader maps executable.
    la_tail_attack opens every key (PKRU 0) and writes the host address it is
    given. */
 #include <stdint.h>
