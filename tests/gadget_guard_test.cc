@@ -7,7 +7,6 @@
 #include <elf.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -170,18 +169,16 @@ TEST_F(GadgetGuardTest, EveryThreadThatEntersIsGuarded) {
 TEST_F(GadgetGuardTest, ForkedChildIsGuardedToo) {
   auto box = MakeBox({.name = "forked"});
   ASSERT_TRUE(box->Call(+[] {}).ok());
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    absl::Status s = box->Call(&JumpAndWrite, LibcWrpkru());
-    _exit(s.code() == absl::StatusCode::kAborted &&
-                  mpkbox_test_guard_target == 1234
-              ? 0
-              : 1);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  GTEST_FLAG_SET(death_test_style, "fast");  // the child must be a fork
+  EXPECT_EXIT(
+      {
+        absl::Status s = box->Call(&JumpAndWrite, LibcWrpkru());
+        _exit(s.code() == absl::StatusCode::kAborted &&
+                      mpkbox_test_guard_target == 1234
+                  ? 0
+                  : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 // A library the host loads later brings a WRPKRU: guarded from the next Call.

@@ -88,21 +88,16 @@ extern "C" void mpkbox_test_bare_wrpkru(uint32_t);
 namespace mpkbox {
 namespace {
 
+using ::mpkbox::testing::AttackFromInside;
+using ::mpkbox::testing::attack_regs;
+using ::mpkbox::testing::AttackRegs;
+using ::mpkbox::testing::ContainedAsForgery;
 using ::mpkbox::testing::FindBytes;
+using ::mpkbox::testing::kEscaped;
+using ::mpkbox::testing::kHostSecret;
 using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::PayloadRegs;
 using ::mpkbox::testing::Value;
-
-constexpr int kEscaped = 77;
-int host_secret = 1234;
-
-// Runs with whatever PKRU the attack obtained: if it got host rights, the
-// write lands, the payload turns syscall dispatch off (the selector page is
-// writable with host rights) and the child reports the escape.
-[[noreturn]] void Payload() {
-  host_secret = 666;
-  mpkbox_tls_thread->selector = MPKBOX_SELECTOR_ALLOW;
-  _exit(kEscaped);
-}
 
 // Every WRPKRU of trampolines/: the gate's, then the signal entry's.
 std::vector<uintptr_t> GateWrpkruSites() {
@@ -115,36 +110,19 @@ std::vector<uintptr_t> GateWrpkruSites() {
   return sites;
 }
 
-// The contained outcome of an attack on the gate: kAborted, reported as a
-// forged jump, the host's memory unchanged.
-bool ContainedAsForgery(Compartment* box, const absl::Status& s) {
-  return s.code() == absl::StatusCode::kAborted &&
-         s.message().find("forged registers") != absl::string_view::npos &&
-         box->last_fault() != nullptr && host_secret == 1234;
+// AttackFromInside then jumps to `site` with EAX = eax, ECX = EDX = 0 (a
+// WRPKRU needs them), and every other register and stack slot the code
+// after the WRPKRU could use to continue pointing at the payload.
+void AimAt(uintptr_t site, uint64_t eax) {
+  AttackRegs r = PayloadRegs();
+  r.rax = eax;
+  r.rcx = r.rdx = 0;
+  attack_regs = r;
+  mpkbox_test_jump_target = site;
 }
 
-// Jumps to `site` with EAX = eax and every register and stack slot the code
-// after the WRPKRU could use to continue (r11, rbp, [rsp]) pointing at Payload.
-[[noreturn]] void JumpTo(uintptr_t site, uint64_t eax) {
-  // rbp is not in the clobbers: nothing of this frame runs again.
-  asm volatile(
-      "mov %%rsi, %%r11\n"
-      "mov %%rsi, %%rbp\n"
-      "and $-16, %%rsp\n"
-      "push %%rsi\n"
-      "push %%rsi\n"
-      "xor %%ecx, %%ecx\n"
-      "xor %%edx, %%edx\n"
-      "jmp *%%rdi\n"
-      :
-      : "S"(reinterpret_cast<uintptr_t>(&Payload)), "a"(eax), "D"(site)
-      : "rcx", "rdx", "r11", "memory");
-  __builtin_unreachable();
-}
-
-uint64_t attack_site;
-uint64_t attack_eax;
-void AttackFromInside() { JumpTo(attack_site, attack_eax); }
+// A callback stub address compartment code calls (key 0: it reads it).
+uint64_t stub_address;
 
 TEST(GateAttackTest, TrampolinesHaveExactlySevenWrpkruAndNoXrstor) {
   // The gate: into a compartment (call, callback return), out of one
@@ -186,7 +164,7 @@ TEST(GateAttackDeathTest, ControlBareWrpkruOpensHostMemory) {
         internal::DisableGadgetGuardsForTesting();
         static_cast<void>(box->Call(+[] {
           mpkbox_test_bare_wrpkru(0);
-          Payload();
+          mpkbox_test_payload();
         }));
         _exit(0);
       },
@@ -201,17 +179,17 @@ TEST_P(ForgedEaxDeathTest, JumpToWrpkruIsContained) {
   std::vector<uintptr_t> sites = GateWrpkruSites();
   ASSERT_LT(static_cast<size_t>(GetParam()), sites.size());
   auto box = MakeBox({.name = "forger"});
-  attack_site = sites[GetParam()];
+  const uintptr_t site = sites[GetParam()];
   // The legitimate EAX of a site that returns to the host is 0 (it follows
   // three XORs); of a site that enters a compartment, that compartment's
   // PKRU. Forge everything else: all keys open, or the compartment's value
   // with more keys opened.
-  const uint8_t* p = reinterpret_cast<const uint8_t*>(attack_site);
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(site);
   const bool to_host = memcmp(p - 6, "\x31\xc0\x31\xc9\x31\xd2", 6) == 0;
   std::vector<uint64_t> forged = {box->pkru() & 0xff};
   forged.push_back(to_host ? 1 : 0);
   for (uint64_t eax : forged) {
-    attack_eax = eax;
+    AimAt(site, eax);
     EXPECT_EXIT(
         {
           absl::Status s = box->Call(&AttackFromInside);
@@ -220,7 +198,7 @@ TEST_P(ForgedEaxDeathTest, JumpToWrpkruIsContained) {
         ::testing::ExitedWithCode(0), "")
         << "site " << GetParam() << " eax " << eax;
   }
-  EXPECT_EQ(host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
 }
 
 INSTANTIATE_TEST_SUITE_P(EachSite, ForgedEaxDeathTest,
@@ -228,10 +206,10 @@ INSTANTIATE_TEST_SUITE_P(EachSite, ForgedEaxDeathTest,
 
 TEST(GateAttackTest, CallbackEntryRejectsUnregisteredSlot) {
   auto box = MakeBox({.name = "stub-abuser"});
-  attack_site = reinterpret_cast<uintptr_t>(mpkbox_callback_stubs) +
+  stub_address = reinterpret_cast<uintptr_t>(mpkbox_callback_stubs) +
                 ((MPKBOX_MAX_CALLBACKS - 1) << MPKBOX_CB_STUB_SHIFT);
   absl::Status s = box->Call(+[] {
-    reinterpret_cast<void (*)()>(attack_site)();
+    reinterpret_cast<void (*)()>(stub_address)();
   });
   EXPECT_TRUE(ContainedAsForgery(box.get(), s)) << s;
 }
@@ -243,17 +221,17 @@ TEST(GateAttackTest, CallbackOfAnotherCompartmentIsRefused) {
   auto b = MakeBox({.name = "b"});
   auto cb = b->RegisterCallback(&HostOnly);
   ASSERT_TRUE(cb.ok());
-  attack_site = reinterpret_cast<uintptr_t>(cb->get());
+  stub_address = reinterpret_cast<uintptr_t>(cb->get());
   EXPECT_EQ(Value(b->Call(+[] {
-              return reinterpret_cast<int (*)()>(attack_site)();
+              return reinterpret_cast<int (*)()>(stub_address)();
             })),
             1);
   absl::Status s = a->Call(+[] {
-                     return reinterpret_cast<int (*)()>(attack_site)();
+                     return reinterpret_cast<int (*)()>(stub_address)();
                    }).status();
   EXPECT_TRUE(ContainedAsForgery(a.get(), s)) << s;
   EXPECT_EQ(Value(b->Call(+[] {
-              return reinterpret_cast<int (*)()>(attack_site)();
+              return reinterpret_cast<int (*)()>(stub_address)();
             })),
             1);  // b is unaffected
 }
@@ -268,7 +246,7 @@ TEST(GateAttackTest, CallingTheGateEntryFromInsideFaults) {
   EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
   ASSERT_NE(box->last_fault(), nullptr);
   EXPECT_EQ(box->last_fault()->code, SEGV_PKUERR);
-  EXPECT_EQ(host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
 }
 
 TEST(GateAttackTest, EnteringLeaksNoHostRegisterAndRestoresCalleeSaved) {
@@ -315,19 +293,18 @@ TEST(GateAttackTest, JumpToReturnPathWithHostValueOnlyReturns) {
   std::vector<uintptr_t> sites = GateWrpkruSites();
   auto box = MakeBox({.name = "early-return"});
   ASSERT_GE(sites.size(), 2u);
-  attack_site = sites[1];  // the landing, after the call's own WRPKRU
-  attack_eax = 0;
+  AimAt(sites[1], 0);  // the landing, after the call's own WRPKRU
   absl::Status s = box->Call(&AttackFromInside);
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(internal::ReadPkru(), 0u);
-  EXPECT_EQ(host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
   EXPECT_EQ(Value(box->Call(+[] { return 5; })), 5);
 }
 
 }  // namespace
 }  // namespace mpkbox
 
-// Found in review: state that reaches the host after compartment code set it.
+// State that compartment code sets must not reach the host.
 namespace mpkbox {
 namespace {
 
@@ -397,9 +374,9 @@ TEST(GateStateTest, CallbackFromABogusStackIsContained) {
   auto box = MakeBox({.name = "bogus-rsp"});
   auto cb = box->RegisterCallback(&Nothing);
   ASSERT_TRUE(cb.ok());
-  attack_site = reinterpret_cast<uintptr_t>(cb->get());
+  stub_address = reinterpret_cast<uintptr_t>(cb->get());
   absl::Status s = box->Call(+[] {
-    asm volatile("mov $0x10000, %%rsp\n jmp *%0\n" ::"r"(attack_site)
+    asm volatile("mov $0x10000, %%rsp\n jmp *%0\n" ::"r"(stub_address)
                  : "memory");
   });
   EXPECT_TRUE(ContainedAsForgery(box.get(), s)) << s;

@@ -1,7 +1,7 @@
 // Compartment heaps: where compartment allocations come from and which key
 // they carry, every allocation entry point, limits and stats, the host's
 // Allocate/Free/Contains, Reset and destruction, threads, and the host heap
-// on the trusted key. The attacks on the heap are in heap_attack_test.cc.
+// on the trusted key. The attacks on the heap are in heap_attack_*_test.cc.
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <malloc.h>
@@ -26,25 +26,22 @@
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "trampolines/thread_block.h"
+#include "runtime/fault_report.h"
 #include "runtime/runtime_state.h"
 #include "tests/test_util.h"
 
 namespace mpkbox {
 namespace {
 
+using ::mpkbox::internal::PkeyOfAddress;
+using ::mpkbox::testing::Churn;
 using ::mpkbox::testing::CountMappings;
-using ::mpkbox::testing::MappingsSnapshot;
 using ::mpkbox::testing::MakeBox;
-using ::mpkbox::testing::PkeyOf;
 using ::mpkbox::testing::UnderEmulation;
+using ::mpkbox::testing::MappingsSnapshot;
+using ::mpkbox::testing::RssPages;
+using ::mpkbox::testing::Spin;
 using ::mpkbox::testing::Value;
-
-long RssPages() {
-  std::ifstream statm("/proc/self/statm");
-  long size = 0, rss = 0;
-  statm >> size >> rss;
-  return rss;
-}
 
 // ---- compartment code ------------------------------------------------------
 
@@ -159,25 +156,6 @@ void FreeMany(void** ptrs, size_t count) {
   free(ptrs);
 }
 
-// A mix of sizes and lifetimes, as a parser would do: returns a checksum.
-uint64_t Churn(int rounds) {
-  void* live[64] = {};
-  uint64_t sum = 0;
-  for (int i = 0; i < rounds; ++i) {
-    const int slot = (i * 7) % 64;
-    free(live[slot]);
-    const size_t size = 1 + static_cast<size_t>((i * 131) % 5000);
-    auto* p = static_cast<unsigned char*>(malloc(size));
-    if (p == nullptr) return 0;
-    p[0] = static_cast<unsigned char>(i);
-    p[size - 1] = static_cast<unsigned char>(i);
-    live[slot] = p;
-    sum += p[0];
-  }
-  for (void* p : live) free(p);
-  return sum;
-}
-
 uint64_t Strings(int n) {
   std::vector<std::string> v;
   for (int i = 0; i < n; ++i) v.push_back(std::string(20 + i % 300, 'x'));
@@ -195,8 +173,8 @@ TEST(HeapTest, CompartmentAllocationsCarryTheCompartmentsKey) {
     uintptr_t p = Value(box->Call(&MallocFill, size));
     ASSERT_NE(p, 0u) << size;
     EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(p), size)) << size;
-    EXPECT_EQ(PkeyOf(p), box->pkey()) << size;
-    EXPECT_EQ(PkeyOf(p + size - 1), box->pkey()) << size;
+    EXPECT_EQ(PkeyOfAddress(p), box->pkey()) << size;
+    EXPECT_EQ(PkeyOfAddress(p + size - 1), box->pkey()) << size;
     EXPECT_EQ(*reinterpret_cast<unsigned char*>(p + size - 1), 0x5a);
     EXPECT_TRUE(box->Call(&FreeIt, reinterpret_cast<void*>(p)).ok());
   }
@@ -208,8 +186,9 @@ TEST(HeapTest, HostHeapCarriesTheTrustedKey) {
   for (size_t size : {size_t{16}, size_t{4096}, size_t{1} << 20,
                       size_t{64} << 20}) {  // small, large, huge
     std::unique_ptr<char[]> p(new char[size]);
-    EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(p.get())), trusted) << size;
-    EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(p.get()) + size - 1),
+    EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(p.get())), trusted)
+        << size;
+    EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(p.get()) + size - 1),
               trusted)
         << size;
   }
@@ -217,7 +196,7 @@ TEST(HeapTest, HostHeapCarriesTheTrustedKey) {
   int key = -1;
   std::thread([&key] {
     std::string s(1000, 'y');
-    key = PkeyOf(reinterpret_cast<uintptr_t>(s.data()));
+    key = PkeyOfAddress(reinterpret_cast<uintptr_t>(s.data()));
   }).join();
   EXPECT_EQ(key, trusted);
 }
@@ -231,7 +210,7 @@ TEST_P(EntryPointTest, ServesTheCompartmentHeap) {
     ASSERT_GT(p, 16u) << "entry point " << GetParam() << " size " << size
                       << " failed with code " << p;
     EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(p), size));
-    EXPECT_EQ(PkeyOf(p), box->pkey());
+    EXPECT_EQ(PkeyOfAddress(p), box->pkey());
     EXPECT_TRUE(
         box->Call(&ReleaseWith, GetParam(), reinterpret_cast<void*>(p)).ok());
   }
@@ -300,7 +279,7 @@ TEST(HeapTest, HostAllocateFreeContains) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(*p) % 64, 0u);
   EXPECT_TRUE(box->Contains(*p, 3000));
   EXPECT_FALSE(other->Contains(*p, 1));
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(*p)), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(*p)), box->pkey());
   // The compartment may use it.
   memset(*p, 0x42, 3000);
   EXPECT_EQ(Value(box->Call(&ReadByte,
@@ -352,7 +331,7 @@ TEST(HeapTest, ResetDropsTheWholeHeap) {
   ASSERT_TRUE(box->Reset().ok());
   EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(small), 1));
   EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(big), 1));
-  EXPECT_NE(PkeyOf(big), box->pkey());  // the pages went back
+  EXPECT_NE(PkeyOfAddress(big), box->pkey());  // the pages went back
   EXPECT_EQ(box->stats().bytes_in_use, 0u);
   EXPECT_EQ(box->TryFree(reinterpret_cast<void*>(small)).code(),
             absl::StatusCode::kInvalidArgument);
@@ -428,11 +407,6 @@ void AllocatingHandler(int) {
   handler_allocation.store(reinterpret_cast<uintptr_t>(p));
   free(p);
 }
-uint64_t Spin(uint64_t n) {
-  volatile uint64_t x = 0;
-  for (uint64_t i = 0; i < n; ++i) x = x + i;
-  return x;
-}
 
 TEST(HeapTest, HostSignalHandlerInsideACallAllocatesFromTheHost) {
   auto box = MakeBox({.name = "spinner"});
@@ -455,7 +429,7 @@ TEST(HeapTest, HostSignalHandlerInsideACallAllocatesFromTheHost) {
   const uintptr_t p = handler_allocation.load();
   ASSERT_NE(p, 0u);
   EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(p), 1));
-  EXPECT_EQ(PkeyOf(p), internal::Keys().trusted);
+  EXPECT_EQ(PkeyOfAddress(p), internal::Keys().trusted);
 }
 
 }  // namespace

@@ -12,23 +12,21 @@
 
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "runtime/fault_report.h"
 #include "runtime/runtime_state.h"
 #include "tests/test_util.h"
 
 namespace mpkbox {
 namespace {
 
+using ::mpkbox::internal::PkeyOfAddress;
 using ::mpkbox::testing::CountMappings;
-using ::mpkbox::testing::MappingsSnapshot;
 using ::mpkbox::testing::MakeBox;
-using ::mpkbox::testing::PkeyOf;
+using ::mpkbox::testing::MappingsSnapshot;
+using ::mpkbox::testing::StackAddress;
 using ::mpkbox::testing::Value;
 
 int Twice(int x) { return 2 * x; }
-uintptr_t StackAddress() {
-  volatile int local = 0;
-  return reinterpret_cast<uintptr_t>(&local);
-}
 
 TEST(LifecycleTest, ThousandCreateDestroyCyclesReuseKeysAndMappings) {
   { MakeBox({.name = "warm-up"})->Call(&Twice, 1).IgnoreError(); }
@@ -47,15 +45,15 @@ TEST(LifecycleTest, ThousandCreateDestroyCyclesReuseKeysAndMappings) {
 
 TEST(LifecycleTest, StackAndGuardCarryTheCompartmentsKey) {
   auto box = MakeBox({.name = "tagged", .stack_bytes = 64 << 10});
-  uintptr_t sp = Value(box->Call(&StackAddress));
-  EXPECT_EQ(PkeyOf(sp), box->pkey());
+  uintptr_t sp = Value(box->Call(&StackAddress, 0));
+  EXPECT_EQ(PkeyOfAddress(sp), box->pkey());
   EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(sp), 4));
   // The guard page is just below the 64 KiB stack.
   uintptr_t top = (sp + 4095) & ~uintptr_t{4095};
-  EXPECT_EQ(PkeyOf(top - (64 << 10) - 1), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(top - (64 << 10) - 1), box->pkey());
   EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(top - (64 << 10) - 1), 1));
   int host_local = 0;
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(&host_local)), 0);
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(&host_local)), 0);
   EXPECT_FALSE(box->Contains(&host_local, sizeof(host_local)));
 }
 

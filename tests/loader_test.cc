@@ -3,7 +3,7 @@
 // simplified API, and a corrupt image that fails cleanly), expat (a parse
 // with element callbacks into the host), errno in loaded code, and Reset
 // bringing loaded objects back. Attacks on the loader are in
-// loader_attack_test.cc.
+// loader_attack_*_test.cc.
 #include <expat.h>
 #include <png.h>
 #include <string.h>
@@ -17,13 +17,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "runtime/fault_report.h"
 #include "tests/test_util.h"
 
 namespace mpkbox {
 namespace {
 
+using ::mpkbox::internal::PkeyOfAddress;
 using ::mpkbox::testing::MakeBox;
-using ::mpkbox::testing::PkeyOf;
 using ::mpkbox::testing::Value;
 
 // Host memory the compartment can use: Allocate, filled by the host.
@@ -46,7 +47,7 @@ TEST(LoaderTest, ZlibRoundTripInItsOwnInstance) {
   // Its own copy: not the host's libz, and on the compartment's key.
   EXPECT_NE(reinterpret_cast<void*>(*compress),
             reinterpret_cast<void*>(&::compress2));
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(*compress)), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(*compress)), box->pkey());
   EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(*compress), 1));
   EXPECT_STREQ(Value(box->Call(*version)), ::zlibVersion());
 
@@ -213,7 +214,7 @@ TEST(LoaderTest, ResetBringsLoadedObjectsBackFresh) {
   auto next = box->Lookup<int()>("next_counter");
   auto counter = box->Lookup<int>("counter");
   ASSERT_TRUE(next.ok() && counter.ok());
-  EXPECT_EQ(PkeyOf(reinterpret_cast<uintptr_t>(*counter)), box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(*counter)), box->pkey());
   EXPECT_EQ(Value(box->Call(*next)), 42);
   EXPECT_EQ(Value(box->Call(*next)), 43);
   ASSERT_TRUE(box->Reset().ok());

@@ -30,6 +30,8 @@
 namespace mpkbox {
 namespace {
 
+using ::mpkbox::testing::kEscaped;
+using ::mpkbox::testing::kHostSecret;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
@@ -345,17 +347,12 @@ INSTANTIATE_TEST_SUITE_P(
 
 // --- The attacks succeed without dispatch (controls, in child processes) ---
 
-int host_secret = 1234;
-[[noreturn]] void Payload() {
-  host_secret = 666;
-  mpkbox_tls_thread->selector = MPKBOX_SELECTOR_ALLOW;  // needs host rights
-  _exit(77);
-}
-
 void RetagAndWrite(long page, long key) {
   Sys(SYS_pkey_mprotect, page, 4096, PROT_READ | PROT_WRITE, key);
   reinterpret_cast<volatile char*>(page)[0] = 'X';
-  if (reinterpret_cast<volatile char*>(page)[0] == 'X') Sys(SYS_exit_group, 77);
+  if (reinterpret_cast<volatile char*>(page)[0] == 'X') {
+    Sys(SYS_exit_group, kEscaped);
+  }
 }
 
 TEST(SyscallControlDeathTest, PkeyMprotectEscapesWithoutDispatch) {
@@ -370,7 +367,7 @@ TEST(SyscallControlDeathTest, PkeyMprotectEscapesWithoutDispatch) {
             .IgnoreError();
         _exit(0);
       },
-      ::testing::ExitedWithCode(77), "");
+      ::testing::ExitedWithCode(kEscaped), "");
   MapHostPage();
   auto box = MakeBox({.name = "retagger"});
   absl::Status s = box->Call(&RetagAndWrite, reinterpret_cast<long>(host_page),
@@ -420,7 +417,8 @@ void ForgeSigreturn() {
   memcpy(&frame.uc, &uc_template, sizeof(frame.uc));
   frame.uc.uc_link = nullptr;
   frame.uc.uc_mcontext.fpregs = reinterpret_cast<fpregset_t>(fp);
-  frame.uc.uc_mcontext.gregs[REG_RIP] = reinterpret_cast<greg_t>(&Payload);
+  frame.uc.uc_mcontext.gregs[REG_RIP] =
+      reinterpret_cast<greg_t>(&mpkbox_test_payload);
   frame.uc.uc_mcontext.gregs[REG_RSP] =
       reinterpret_cast<greg_t>(payload_stack + sizeof(payload_stack) - 8);
   frame.uc.uc_mcontext.gregs[REG_EFL] = 0x202;
@@ -447,23 +445,23 @@ TEST(SyscallControlDeathTest, ForgedSigreturnEscapesWithoutDispatch) {
         box->Call(&ForgeSigreturn).IgnoreError();
         _exit(0);
       },
-      ::testing::ExitedWithCode(77), "");
+      ::testing::ExitedWithCode(kEscaped), "");
   auto box = MakeBox({.name = "forger"});
   ASSERT_TRUE(box->Call(+[] {}).ok());
   CaptureTemplate();
   absl::Status s = box->Call(&ForgeSigreturn);
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("rt_sigreturn"));
-  EXPECT_EQ(host_secret, 1234);
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
 }
 
 TEST(SyscallDispatchDeathTest, ForkedChildIsStillFiltered) {
   auto box = MakeBox({.name = "parent"});
   ASSERT_TRUE(box->Call(+[] {}).ok());
+  GTEST_FLAG_SET(death_test_style, "fast");  // the child must be a fork
   EXPECT_EXIT(
       {
-        // fork (the default death-test style) drops dispatch in the child;
-        // the runtime arms it again.
+        // fork drops dispatch in the child; the runtime arms it again.
         absl::Status s = box->Call(&Getppid).status();
         _exit(s.code() == absl::StatusCode::kPermissionDenied ? 0 : 1);
       },

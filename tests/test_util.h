@@ -1,11 +1,13 @@
-// Helpers shared by the test suites.
+// Helpers shared by the test suites (library mpkbox_test_util).
+// Child processes: EXPECT_EXIT only; gtest shows their stderr, can re-exec.
 #ifndef MPKBOX_TESTS_TEST_UTIL_H_
 #define MPKBOX_TESTS_TEST_UTIL_H_
 
 #include <gtest/gtest.h>
 
-#include <memory>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -45,8 +47,13 @@ T Value(const absl::StatusOr<Tainted<T>>& r) {
   return r.ok() ? r->UnverifiedValue("test inspects the raw result") : T{};
 }
 
+// ---- the process, from /proc ------------------------------------------------
+
 // Number of lines in /proc/self/maps.
 int CountMappings();
+
+// Resident pages (/proc/self/statm).
+long RssPages();
 
 // A copy of /proc/self/maps taken without allocating, so that taking one
 // does not itself grow the heap it measures. Lives on the caller's stack.
@@ -62,14 +69,78 @@ class MappingsSnapshot {
   size_t size_ = 0;
 };
 
-// The ProtectionKey of the mapping holding `addr` (/proc/self/smaps), or -1
-// if nothing maps it.
-int PkeyOf(uintptr_t addr);
-
 // Addresses in [begin, end) where `pattern` starts, at any byte offset.
 std::vector<uintptr_t> FindBytes(const char* begin, const char* end,
                                  const std::vector<uint8_t>& pattern);
+// The same in a buffer: offsets into `bytes`.
+std::vector<size_t> FindBytes(const std::vector<uint8_t>& bytes,
+                              const std::vector<uint8_t>& pattern);
+
+// ---- compartment code (runs inside; also fine on the host) ------------------
+
+// The address of a local of the calling thread's stack, after `spin` empty
+// loop iterations (a call that stays a while).
+uintptr_t StackAddress(int spin);
+
+// Busy work for `iterations` rounds (kForever: until a deadline ends it).
+constexpr uint64_t kForever = ~uint64_t{0};
+uint64_t Spin(uint64_t iterations);
+
+// Allocation traffic of mixed sizes that uses what it gets, as a parser
+// would: a checksum, nonzero unless an allocation failed.
+uint64_t Churn(int rounds);
+
+// ---- forged jumps from compartment code (gate and signal attacks) ----------
+
+// The host's secret, which only the payload changes (to 666).
+constexpr int kHostSecret = 1234;
+// The payload's exit code: it ran with host rights.
+constexpr int kEscaped = 77;
+
+// Every general register a forged jump loads, in mpkbox_test_jump's order.
+struct AttackRegs {
+  uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14,
+      r15, rsp;
+};
+
+// Register values AttackFromInside replaces before it jumps: the address of
+// its fake ucontext (and of the fake siginfo beside it), which would resume
+// at the payload with PKRU 0, and an rsp on its own stack whose slots all
+// hold the payload.
+constexpr uint64_t kFakeFrame = 0xfa4ef4a3e0000001;
+constexpr uint64_t kFakeInfo = 0xfa4ef4a3e0000002;
+constexpr uint64_t kOwnStack = 0xfa4ef4a3e0000003;
+
+// Set by the host before each Call (key 0: compartment code reads them).
+extern AttackRegs attack_regs;
+// If nonzero, what the stack slot at kOwnStack holds (the others: payload).
+extern uint64_t attack_stack_top;
+
+uint64_t PayloadAddress();
+// Every register holds the payload, rsp is kOwnStack: whatever the code at
+// the jump target uses to continue, it continues at the payload.
+AttackRegs PayloadRegs();
+
+// Compartment code: builds the fake frame and stack, loads attack_regs and
+// jumps to mpkbox_test_jump_target. Never returns.
+void AttackFromInside();
+
+// kAborted, reported as a forged jump, and the host's secret unchanged.
+bool ContainedAsForgery(Compartment* box, const absl::Status& s);
 
 }  // namespace mpkbox::testing
+
+extern "C" {
+// Where AttackFromInside jumps (key 0: read by the attack code).
+extern uint64_t mpkbox_test_jump_target;
+// kHostSecret until the payload runs with host rights.
+extern int mpkbox_test_host_secret;
+// What an escape runs: writes 666 to the host's secret, turns syscall
+// dispatch off (both need host rights; with compartment rights the first
+// store faults) and exits kEscaped. Needs no stack.
+void mpkbox_test_payload();
+// Loads every register from `regs` (an AttackRegs) and jumps.
+void mpkbox_test_jump(const void* regs);
+}
 
 #endif  // MPKBOX_TESTS_TEST_UTIL_H_

@@ -24,12 +24,8 @@ namespace {
 
 using ::mpkbox::testing::CountMappings;
 using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::StackAddress;
 
-uintptr_t StackAddress(int spin) {
-  volatile int local = spin;
-  for (int i = 0; i < spin; ++i) asm volatile("");
-  return reinterpret_cast<uintptr_t>(&local);
-}
 uint64_t Mix(uint64_t a, uint64_t b) { return a * 31 + b; }
 uint32_t Pkru() { return internal::ReadPkru(); }
 

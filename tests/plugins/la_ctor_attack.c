@@ -1,5 +1,5 @@
-/* loader_attack_test.cc: a constructor that attacks the host. It writes to
-   the host address the host function la_target (exposed by the test)
+/* loader_attack_constructor_test.cc: a constructor that attacks the host. It
+   writes to the host address the host function la_target (exposed by the test)
    returns, while the loader is still inside Compartment::Load. */
 #include <stdint.h>
 

@@ -1,5 +1,5 @@
-/* loader_attack_test.cc: a constructor that calls fopen, an import mpkbox
-   refuses (it would run with the compartment's rights on host stdio). */
+/* loader_attack_constructor_test.cc: a constructor that calls fopen, an import
+   mpkbox refuses (it would run with the compartment's rights on host stdio). */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-/* loader_attack_test.cc: data of a loaded object (.data, .bss, RELRO), a
+/* loader_attack_*_test.cc: data of a loaded object (.data, .bss, RELRO), a
    constructor that counts its runs, and a well-behaved function. Also the
    base the malformed-ELF tests corrupt. */
 #include <stdint.h>

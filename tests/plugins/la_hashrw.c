@@ -1,6 +1,6 @@
-/* loader_attack_test.cc: writable room (.data, file-backed) where the test
-   puts a copy of the object's DT_GNU_HASH table and points DT_GNU_HASH at it;
-   la_poke then rewrites the table from inside after Load validated it. */
+/* loader_attack_malformed_test.cc: writable room (.data, file-backed) where the
+   test puts a copy of the object's DT_GNU_HASH table and points DT_GNU_HASH at
+   it; la_poke then rewrites the table from inside after Load validated it. */
 #include <stdint.h>
 
 uint32_t la_hash_copy[1024] = {1};

@@ -1,5 +1,5 @@
-/* loader_attack_test.cc: imports mpkbox refuses, used at call time. Each
-   would run with the compartment's rights on host state (stdio, threads,
+/* loader_attack_imports_test.cc: imports mpkbox refuses, used at call time.
+   Each would run with the compartment's rights on host state (stdio, threads,
    signal dispositions). */
 #include <pthread.h>
 #include <signal.h>

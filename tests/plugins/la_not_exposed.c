@@ -1,5 +1,5 @@
-/* loader_attack_test.cc: imports a function the test binary defines (and
-   exports) but never exposes to the compartment. */
+/* loader_attack_imports_test.cc: imports a function the test binary defines
+   (and exports) but never exposes to the compartment. */
 extern void mpkbox_not_exposed(void);
 
 int la_call_not_exposed(void) {

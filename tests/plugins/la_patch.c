@@ -1,9 +1,9 @@
-/* loader_attack_test.cc: clean code with an 8-byte placeholder that the test
-   turns into WRPKRU after the scan, either through a relocation it points at
-   the placeholder (GLOB_DAT of the absolute symbol la_abs_code, whose value
-   is the bytes 0f 01 ef 90 90 90 90 90) or by rewriting the file after Load.
-   la_patch_attack opens every key if the placeholder holds WRPKRU, then
-   writes the host address it is given. */
+/* loader_attack_privileged_code_test.cc: clean code with an 8-byte placeholder
+   that the test turns into WRPKRU after the scan, either through a relocation
+   it points at the placeholder (GLOB_DAT of the absolute symbol la_abs_code,
+   whose value is the bytes 0f 01 ef 90 90 90 90 90) or by rewriting the file
+   after Load. la_patch_attack opens every key if the placeholder holds WRPKRU,
+   then writes the host address it is given. */
 #include <stdint.h>
 
 __asm__(

@@ -1,7 +1,8 @@
-/* loader_attack_test.cc: a WRPKRU that the test hides by shrinking the
-   executable segment's p_filesz/p_memsz so that it ends just before it: the
-   bytes are still on a page the loader maps executable. la_tail_attack opens
-   every key (PKRU 0) and writes the host address it is given. */
+/* loader_attack_privileged_code_test.cc: a WRPKRU that the test hides by
+   shrinking the executable segment's p_filesz so that it ends just before
+   it: the bytes are still on a page the loader maps executable.
+   la_tail_attack opens every key (PKRU 0) and writes the host address it is
+   given. */
 #include <stdint.h>
 
 int la_ok(int x) { return 2 * x + 1; }

@@ -1,7 +1,7 @@
-/* loader_attack_test.cc: WRFSBASE with a segment-override prefix between
-   the mandatory F3 and REX.W: f3 2e 48 0f ae d0 ("cs wrfsbase %rax"). The CPU
-   runs it as WRFSBASE. la_fs_probe sets FS to `value`, reads it back, and
-   puts the old FS base back with the same encoding. */
+/* loader_attack_privileged_code_test.cc: WRFSBASE with a segment-override
+   prefix between the mandatory F3 and REX.W: f3 2e 48 0f ae d0 ("cs wrfsbase
+   %rax"). The CPU runs it as WRFSBASE. la_fs_probe sets FS to `value`, reads it
+   back, and puts the old FS base back with the same encoding. */
 #include <stdint.h>
 
 uint64_t la_fs_probe(uint64_t value) {

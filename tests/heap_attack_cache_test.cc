@@ -1,0 +1,483 @@
+// Tampering with its own HeapCache (heap attacks: heap_attack_util.h):
+// forged magazine entries, huge counts, garbage in the free buffer, replayed
+// regions, the cache table, another thread scribbling on the cache in use,
+// and a thread that exits with a garbage cache.
+#include <malloc.h>
+#include <string.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "allocator/compartment_heap.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "allocator/heap_cache.h"
+#include "mpkbox/mpkbox.h"
+#include "runtime/runtime_state.h"
+#include "tests/heap_attack_util.h"
+#include "tests/test_util.h"
+
+namespace mpkbox::heap_attack {
+namespace {
+
+using internal::HeapCache;
+using internal::kClassSize;
+using internal::kFreeSlots;
+using internal::kMagazineSlots;
+using internal::kNumCachedClasses;
+using internal::Magazine;
+using ::mpkbox::testing::Churn;
+using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::Value;
+using ::testing::HasSubstr;
+
+enum ForgedUse : int { kReturn, kRead, kWrite, kFreeIt };
+uintptr_t forged_target;  // set by the host; compartment code reads it
+
+// Puts forged_target in the magazine of 64-byte regions, takes it with
+// malloc and uses it.
+uint64_t MallocForged(int use) {
+  Free(Malloc(64));  // the cache exists, the magazine was refilled
+  Magazine& m = MyCache()->magazines[ClassOf(64)];
+  m.slots[0] = reinterpret_cast<void*>(forged_target);
+  m.count = 1;
+  auto* p = static_cast<volatile uint64_t*>(Malloc(64));
+  switch (use) {
+    case kRead: return p[0] + p[7];
+    case kWrite:
+      for (int i = 0; i < 8; ++i) p[i] = 0x4141414141414141ull;
+      break;
+    case kFreeIt: Free(const_cast<uint64_t*>(p)); break;
+  }
+  return reinterpret_cast<uintptr_t>(p);
+}
+
+// Without a key check nothing would stop it: the fast path believes the
+// magazine, and malloc inside returns exactly the forged pointer.
+TEST(HeapCacheTamperTest, ControlMallocReturnsAForgedMagazineEntry) {
+  auto box = MakeBox({.name = "forger"});
+  HostCanary canary;
+  forged_target = canary.address();
+  EXPECT_EQ(Value(box->Call(&MallocForged, static_cast<int>(kReturn))),
+            canary.address());
+  // The runtime did not take the forged entry for one of its regions.
+  ExpectCompartmentWorks(box.get());
+  EXPECT_TRUE(canary.Intact());
+}
+
+TEST(HeapCacheTamperTest, ForgedHostHeapEntryFaultsOnUse) {
+  auto box = MakeBox({.name = "forger"});
+  HostCanary canary;
+  forged_target = canary.address();
+  for (int use : {kWrite, kRead}) {
+    ExpectKeyFault(box.get(), box->Call(&MallocForged, use).status(),
+                   canary.address(), internal::Keys().trusted);
+    EXPECT_TRUE(canary.Intact());
+    ResetAndExpectWorking(box.get());
+  }
+  ExpectFreeViolation(
+      box.get(), box->Call(&MallocForged, static_cast<int>(kFreeIt)).status(),
+      canary.address());
+  EXPECT_TRUE(canary.Intact());
+  ExpectHostNeverHandsOut(canary.address(), kCanaryBytes);
+  ResetAndExpectWorking(box.get());
+  HostAllocatesHeavily();
+}
+
+TEST(HeapCacheTamperTest, ForgedHostGlobalEntryFaultsOnWrite) {
+  auto box = MakeBox({.name = "forger"});
+  forged_target = reinterpret_cast<uintptr_t>(&host_global) & ~uintptr_t{15};
+  ExpectKeyFault(box.get(),
+                 box->Call(&MallocForged, static_cast<int>(kWrite)).status(),
+                 forged_target, 0);
+  EXPECT_EQ(host_global, 0x600d);
+  ResetAndExpectWorking(box.get());
+}
+
+TEST(HeapCacheTamperTest, ForgedEntryOfAnotherCompartmentFaults) {
+  auto box = MakeBox({.name = "forger"});
+  auto victim = MakeBox({.name = "victim"});
+  const uintptr_t other =
+      Value(victim->Call(&MallocFilled, size_t{64}, uint64_t{5}));
+  ASSERT_NE(other, 0u);
+  forged_target = other;
+  for (int use : {kWrite, kRead}) {
+    ExpectKeyFault(box.get(), box->Call(&MallocForged, use).status(), other,
+                   victim->pkey());
+    ResetAndExpectWorking(box.get());
+  }
+  EXPECT_EQ(
+      Value(victim->Call(&CheckFilled, reinterpret_cast<const void*>(other),
+                         size_t{64}, uint64_t{5})),
+      1);
+  EXPECT_TRUE(victim->Call(&FreeOne, reinterpret_cast<void*>(other)).ok());
+  EXPECT_EQ(victim->last_fault(), nullptr);
+}
+
+// The free buffer's count and slots are the compartment's to write.
+enum BufferFill : int { kZeros, kHostPointers, kRandom, kOwnTwice };
+void ForgeFreeBuffer(uint32_t count, int fill, uint64_t host_pointer,
+                     Scratch* s) {
+  void* own[32];
+  for (void*& p : own) p = Malloc(32);
+  HeapCache* cache = MyCache();
+  XorShift rng{12345};
+  for (uint32_t i = 0; i < kFreeSlots; ++i) {
+    void* v = nullptr;
+    switch (fill) {
+      case kZeros: break;
+      case kHostPointers:
+        v = reinterpret_cast<void*>(host_pointer + 16 * i);
+        break;
+      case kRandom: v = reinterpret_cast<void*>(rng.Next()); break;
+      case kOwnTwice: v = own[(i / 2) % 32]; break;
+    }
+    cache->frees.slots[i] = v;
+  }
+  s->value = reinterpret_cast<uintptr_t>(cache->frees.slots[0]);
+  if (fill == kOwnTwice) s->value = reinterpret_cast<uintptr_t>(own[0]);
+  cache->frees.count = count;
+  s->reached = 1;
+}
+
+TEST(HeapCacheTamperTest, FreeBufferWithHugeCountAndGarbage) {
+  auto box = MakeBox({.name = "buffer"});
+  HostCanary canary;
+  for (uint32_t count : {kFreeSlots + 1, 0x80000000u, 0xffffffffu}) {
+    for (int fill : {kHostPointers, kRandom, kOwnTwice}) {
+      Scratch* s = NewScratch(box.get());
+      ASSERT_NE(s, nullptr);
+      absl::Status st = box->Call(&ForgeFreeBuffer, count, fill,
+                                  static_cast<uint64_t>(canary.address()), s);
+      EXPECT_EQ(s->reached, 1);
+      // The first pointer that is no live allocation is named: slot 0, or
+      // for kOwnTwice the second free of own[0].
+      ExpectFreeViolation(box.get(), st, s->value);
+      EXPECT_TRUE(canary.Intact());
+      ResetAndExpectWorking(box.get());
+    }
+    // A huge count over empty slots frees nothing and hurts nothing.
+    Scratch* s = NewScratch(box.get());
+    ASSERT_NE(s, nullptr);
+    EXPECT_TRUE(box->Call(&ForgeFreeBuffer, count, static_cast<int>(kZeros),
+                          uint64_t{0}, s)
+                    .ok());
+    ExpectCompartmentWorks(box.get());
+  }
+  ExpectHostNeverHandsOut(canary.address(), kCanaryBytes);
+  HostAllocatesHeavily();
+}
+
+// A huge count, then a legitimate free: the free enters the allocator,
+// which checks the (garbage) buffer first.
+void HugeCountThenFree(uint64_t host_pointer, Scratch* s) {
+  void* p = Malloc(32);
+  HeapCache* cache = MyCache();
+  for (uint32_t i = 0; i < kFreeSlots; ++i) {
+    cache->frees.slots[i] = reinterpret_cast<void*>(host_pointer);
+  }
+  cache->frees.count = 0xfffffff0u;
+  Free(p);
+  s->reached = 1;
+}
+
+TEST(HeapCacheTamperTest, HugeFreeCountThenAFreeEntersAndIsCaught) {
+  auto box = MakeBox({.name = "buffer"});
+  HostCanary canary;
+  Scratch* s = NewScratch(box.get());
+  ASSERT_NE(s, nullptr);
+  ExpectFreeViolation(
+      box.get(),
+      box->Call(&HugeCountThenFree, static_cast<uint64_t>(canary.address()), s),
+      canary.address());
+  EXPECT_EQ(s->reached, 0);
+  EXPECT_TRUE(canary.Intact());
+  ResetAndExpectWorking(box.get());
+}
+
+// Every magazine count set to `value`, then one malloc of every class:
+// each enters the allocator and gets a fresh region of its own heap.
+// (Raising a count hides what was popped since the runtime last looked:
+// freeing such a region later is a hostile free, see ReplayMagazine. So the
+// runtime looks first: malloc_usable_size always enters.)
+void HugeMagazineCounts(uint32_t value, uintptr_t* out) {
+  void* first = Malloc(16);
+  Escape(reinterpret_cast<void*>(malloc_usable_size(first)));
+  Free(first);
+  HeapCache* cache = MyCache();
+  for (size_t c = 0; c < kNumCachedClasses; ++c) {
+    cache->magazines[c].count = value;
+  }
+  for (size_t c = 0; c < kNumCachedClasses; ++c) {
+    void* p = Malloc(kClassSize[c]);
+    if (p != nullptr) FillPattern(p, kClassSize[c], c, 1);
+    out[c] = reinterpret_cast<uintptr_t>(p);
+  }
+  for (size_t c = 0; c < kNumCachedClasses; ++c) {
+    if (!CheckPattern(reinterpret_cast<void*>(out[c]), kClassSize[c], c, 1)) {
+      out[c] = 1;
+    }
+  }
+  for (size_t c = 0; c < kNumCachedClasses; ++c) {
+    Free(reinterpret_cast<void*>(out[c]));
+  }
+}
+
+TEST(HeapCacheTamperTest, HugeMagazineCountsOnlyCostARefill) {
+  auto box = MakeBox({.name = "counts"});
+  for (uint32_t value : {kMagazineSlots + 1, 0x80000000u, 0xffffffffu}) {
+    absl::StatusOr<void*> out =
+        box->Allocate(kNumCachedClasses * sizeof(uintptr_t));
+    ASSERT_TRUE(out.ok());
+    auto* regions = static_cast<uintptr_t*>(*out);
+    ASSERT_TRUE(box->Call(&HugeMagazineCounts, value, regions).ok())
+        << box->last_fault()->what;
+    std::vector<uintptr_t> seen;
+    for (size_t c = 0; c < kNumCachedClasses; ++c) {
+      ASSERT_GT(regions[c], 1u) << "class " << c;
+      EXPECT_TRUE(
+          box->Contains(reinterpret_cast<void*>(regions[c]), kClassSize[c]))
+          << c;
+      seen.push_back(regions[c]);
+    }
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(std::adjacent_find(seen.begin(), seen.end()), seen.end());
+    box->Free(regions);
+    ExpectCompartmentWorks(box.get());
+    EXPECT_EQ(box->stats().bytes_in_use, 0u);
+  }
+}
+
+// Pops a region, puts the count back and pops it again: the same region
+// twice. That only hurts its own heap; freeing both is a double free.
+void ReplayMagazine(Scratch* s) {
+  Free(Malloc(64));
+  Magazine& m = MyCache()->magazines[ClassOf(64)];
+  void* first = Malloc(64);
+  m.count = m.count + 1;
+  void* second = Malloc(64);
+  s->value = reinterpret_cast<uintptr_t>(first);
+  s->extra = reinterpret_cast<uintptr_t>(second);
+  Free(first);
+  Free(second);
+  s->reached = 1;
+}
+
+TEST(HeapCacheTamperTest, ReplayedRegionFreedTwiceIsADoubleFree) {
+  auto box = MakeBox({.name = "replay"});
+  Scratch* s = NewScratch(box.get());
+  ASSERT_NE(s, nullptr);
+  absl::Status st = box->Call(&ReplayMagazine, s);
+  EXPECT_EQ(s->value, s->extra);  // the same region, handed out twice
+  EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(s->value), 64));
+  ExpectFreeViolation(box.get(), st, s->value);
+  ResetAndExpectWorking(box.get());
+}
+
+// Lowering a count makes the runtime count the regions as taken: the
+// compartment may then free them (its own memory), nothing else.
+uint64_t ZeroCountsThenFreeWhatWasLeft() {
+  Free(Malloc(64));
+  Magazine& m = MyCache()->magazines[ClassOf(64)];
+  const uint32_t n = m.count;
+  void* left[kMagazineSlots];
+  for (uint32_t i = 0; i < n; ++i) left[i] = m.slots[i];
+  m.count = 0;
+  for (uint32_t i = 0; i < n; ++i) Free(left[i]);
+  return n;
+}
+
+TEST(HeapCacheTamperTest, LoweredCountsOnlyMoveItsOwnRegions) {
+  auto box = MakeBox({.name = "lower"});
+  EXPECT_GT(Value(box->Call(&ZeroCountsThenFreeWhatWasLeft)), 0u);
+  ExpectCompartmentWorks(box.get());
+  EXPECT_EQ(box->stats().bytes_in_use, 0u);
+}
+
+// The cache table is on the selector key: compartment code cannot point
+// its cache (or another compartment's) somewhere else.
+void RedirectCacheTable(uintptr_t fake) {
+  internal::SelectorPage* sel = mpkbox_tls_thread;
+  internal::HeapCacheTable(sel)[internal::SlotOfDomain(sel->current_domain)] =
+      reinterpret_cast<HeapCache*>(fake);
+}
+
+TEST(HeapCacheTamperTest, CacheTableIsReadOnlyInside) {
+  auto box = MakeBox({.name = "table"});
+  HostCanary canary;
+  const uintptr_t cache = Value(box->Call(&MyCacheAddress));
+  ASSERT_NE(cache, 0u);
+  internal::SelectorPage* sel = mpkbox_tls_thread;
+  HeapCache** table = internal::HeapCacheTable(sel);
+  HeapCache** entry = std::find(table, table + internal::kMaxCompartments,
+                                reinterpret_cast<HeapCache*>(cache));
+  ASSERT_NE(entry, table + internal::kMaxCompartments);
+  ExpectKeyFault(box.get(), box->Call(&RedirectCacheTable, canary.address()),
+                 reinterpret_cast<uintptr_t>(entry), internal::Keys().selector);
+  EXPECT_EQ(*entry, reinterpret_cast<HeapCache*>(cache));
+  ResetAndExpectWorking(box.get());
+}
+
+// Compartment code on one thread scribbles on another thread's HeapCache
+// (same compartment, same key) while that thread enters the allocator
+// again and again: the runtime must read each count and slot once and
+// trust none.
+std::atomic<int> race_stop{0};  // host global: compartment code reads it
+
+enum RaceMode : int {
+  kCountsOnly,  // counts (huge ones too) over empty free slots: all lies
+                // the runtime must survive without failing a single call
+  kEverything,  // garbage slots and forged magazine entries as well
+};
+
+void ScribbleOtherCache(uintptr_t cache_address, uint64_t host_pointer,
+                        int mode) {
+  auto* cache = reinterpret_cast<volatile HeapCache*>(cache_address);
+  if (mode == kCountsOnly) {
+    for (uint32_t i = 0; i < kFreeSlots; ++i) cache->frees.slots[i] = nullptr;
+  }
+  XorShift rng{0xabcdef12345ull};
+  while (race_stop.load(std::memory_order_relaxed) == 0) {
+    for (int i = 0; i < 256; ++i) {
+      const uint64_t r = rng.Next();
+      const uint64_t v = r % 3 == 0 ? host_pointer : rng.Next();
+      switch (mode == kCountsOnly ? r % 3 : r % 5) {
+        case 0: cache->frees.count = static_cast<uint32_t>(r >> 32); break;
+        case 1:
+          cache->magazines[(r >> 8) % kNumCachedClasses].count =
+              static_cast<uint32_t>(r >> 58);
+          break;
+        case 2: cache->frees.count = static_cast<uint32_t>(r >> 56); break;
+        case 3:
+          cache->frees.slots[(r >> 8) % kFreeSlots] =
+              reinterpret_cast<void*>(v);
+          break;
+        case 4:
+          cache->magazines[(r >> 8) % kNumCachedClasses]
+              .slots[(r >> 16) % kMagazineSlots] = reinterpret_cast<void*>(v);
+          break;
+      }
+    }
+  }
+}
+
+// Enters the allocator three times a round (a large malloc, its size, its
+// free): each entry reconciles the magazines and flushes the free buffer.
+uint64_t EntryChurn(int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    const uint64_t n = 5000 + static_cast<uint64_t>(i % 3000);
+    const uint64_t p = ForgeEntry(internal::kOpMalloc, n, 0);
+    if (p == 0) return 0;
+    *reinterpret_cast<volatile char*>(p + n - 1) = 1;
+    if (ForgeEntry(internal::kOpUsableSize, p, 0) < n) return 0;
+    ForgeEntry(internal::kOpFree, p, 0);
+  }
+  return 1;
+}
+
+class CacheRaceTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(CacheRaceTest, AnotherThreadScribblesOnTheCacheInUse) {
+  const int mode = GetParam();
+  auto box = MakeBox({.name = "racer"});
+  HostCanary canary;
+  const uintptr_t cache = Value(box->Call(&MyCacheAddress));
+  ASSERT_NE(cache, 0u);
+  race_stop = 0;
+  std::atomic<int> started{0};
+  absl::Status scribbler_status;
+  std::thread scribbler([&] {
+    started = 1;
+    scribbler_status = box->Call(&ScribbleOtherCache, cache,
+                                 static_cast<uint64_t>(canary.address()), mode);
+  });
+  while (started.load() == 0) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  int ok = 0;
+  absl::Status last;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  while (std::chrono::steady_clock::now() < deadline) {
+    absl::StatusOr<Tainted<uint64_t>> r = mode == kCountsOnly
+                                              ? box->Call(&EntryChurn, 200)
+                                              : box->Call(&Churn, 2000);
+    if (!r.ok()) {
+      last = r.status();
+      break;
+    }
+    EXPECT_NE(Value(r), 0u);
+    ++ok;
+  }
+  race_stop = 1;
+  scribbler.join();
+  if (mode == kCountsOnly) {
+    // Lies about counts cost the liar nothing but accounting.
+    EXPECT_TRUE(last.ok()) << last;
+    EXPECT_GT(ok, 10);
+  } else if (!last.ok()) {
+    // A forged magazine entry used, or a garbage free caught: kAborted.
+    EXPECT_EQ(last.code(), absl::StatusCode::kAborted) << last;
+    EXPECT_THAT(std::string(last.message()), HasSubstr("compartment 'racer'"));
+  }
+  EXPECT_TRUE(scribbler_status.ok() ||
+              scribbler_status.code() == absl::StatusCode::kFailedPrecondition)
+      << scribbler_status;
+  EXPECT_TRUE(canary.Intact());
+  EXPECT_EQ(host_global, 0x600d);
+  ResetAndExpectWorking(box.get());
+  HostAllocatesHeavily();
+}
+
+INSTANTIATE_TEST_SUITE_P(CountsOnlyAndEverything, CacheRaceTest,
+                         ::testing::Values(kCountsOnly, kEverything));
+
+// A thread leaves garbage in its cache and the call faults before the
+// frees are checked; then the thread exits, and the runtime hands what the
+// thread cached back to the arena (the heap stays): it must free only the
+// compartment's live allocations, once.
+void GarbageCacheThenFault(uint64_t host_pointer) {
+  void* own[16];
+  for (void*& p : own) p = Malloc(48);
+  HeapCache* cache = MyCache();
+  for (uint32_t i = 0; i < kFreeSlots; ++i) {
+    cache->frees.slots[i] =
+        i % 3 == 0 ? reinterpret_cast<void*>(host_pointer)
+                   : own[(i / 3) % 16];  // each of its own, several times
+  }
+  cache->frees.count = 0xffffffffu;
+  for (size_t c = 0; c < kNumCachedClasses; ++c) {
+    cache->magazines[c].count = c % 2 == 0 ? 0 : 0xffffffffu;
+  }
+  __builtin_trap();
+}
+
+TEST(HeapCacheTamperTest, ThreadExitAfterAFaultWithAGarbageCache) {
+  auto box = MakeBox({.name = "leaver"});
+  HostCanary canary;
+  absl::Status st;
+  std::thread t([&] {
+    st = box->Call(&GarbageCacheThenFault,
+                   static_cast<uint64_t>(canary.address()));
+  });
+  t.join();  // the thread's cache goes back with the thread
+  EXPECT_EQ(st.code(), absl::StatusCode::kAborted) << st;
+  EXPECT_TRUE(canary.Intact());
+  ExpectHostNeverHandsOut(canary.address(), kCanaryBytes);
+  // The heap (not reset) still serves the host's Allocate.
+  for (int i = 0; i < 50; ++i) {
+    absl::StatusOr<void*> p = box->Allocate(48);
+    ASSERT_TRUE(p.ok());
+    memset(*p, 3, 48);
+    EXPECT_TRUE(box->TryFree(*p).ok());
+  }
+  HostAllocatesHeavily();
+  ResetAndExpectWorking(box.get());
+}
+
+}  // namespace
+}  // namespace mpkbox::heap_attack
