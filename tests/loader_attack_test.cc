@@ -1692,5 +1692,65 @@ TEST(LoaderAttackTest, GetenvSeesNoEnvironment) {
   unsetenv("MPKBOX_LA_SETENV");
 }
 
+
+// ------------------------------- 9. mpkbox-scan and Load read the same bytes
+
+// Found at 4fdb520, fixed since (runtime/loader/code_scan.cc ScanElfFile):
+// Load copies an executable PT_LOAD from the start of its first page,
+// PageDown(p_offset), and maps that page executable, but mpkbox-scan scanned
+// from p_offset. An instruction starting in [PageDown(p_offset), p_offset),
+// or whose prefix lies there, was refused by Load and missed or misnamed by
+// mpkbox-scan (lld lays out text segments so: p_offset 0x8d0, the bytes
+// before it .dynsym and .rodata). Both now take a segment's bytes from
+// ElfFile::Segment (elf_file.h). Here la_data.so's text segment starts 0x40
+// bytes into its page.
+TEST(LoaderAttackTest, ScanAndLoadAgreeOnBytesBeforeTheSegmentStart) {
+  struct Case {
+    const char* name;
+    size_t at;  // from the page start; the segment starts at 0x40
+    const char* hex;
+    const char* instruction;
+  };
+  const Case cases[] = {{"before", 0x10, "0f01ef", "WRPKRU"},
+                        {"prefix-before", 0x3f, "480fae2f", "XRSTOR64"}};
+  TempDir dir;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ElfBytes elf(ReadBytes(Plugin("la_data")));
+    Elf64_Phdr* text = elf.ExecLoad();
+    ASSERT_NE(text, nullptr);
+    ASSERT_EQ(text->p_offset % 0x1000, 0u);
+    ASSERT_GT(text->p_filesz, 0x40u);
+    const uint64_t page_offset = text->p_offset, page_vaddr = text->p_vaddr;
+    text->p_offset += 0x40;
+    text->p_vaddr += 0x40;
+    text->p_filesz -= 0x40;
+    text->p_memsz -= 0x40;
+    const std::vector<uint8_t> bytes = Hex(c.hex);
+    memcpy(elf.bytes().data() + page_offset + c.at, bytes.data(),
+           bytes.size());
+    const std::string path = dir.File(std::string(c.name) + ".so");
+    WriteBytes(path, elf.bytes());
+
+    auto box = MakeBox({.name = std::string("offpage-") + c.name});
+    absl::Status s = box->Load(path);
+    EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr(std::string(" ") + c.instruction + " at"));
+    EXPECT_EQ(OffsetInMessage(s.message()),
+              static_cast<int64_t>(page_offset + c.at))
+        << s;
+
+    const ScanRun scan = RunScan({path});
+    EXPECT_EQ(scan.exit_code, 1) << scan.output;
+    const std::vector<ScanLine> found = ParseScan(scan.output, path);
+    EXPECT_EQ(found.size(), 1u) << scan.output;
+    if (found.empty()) continue;
+    EXPECT_EQ(found[0].offset, page_offset + c.at) << scan.output;
+    EXPECT_EQ(found[0].vaddr, page_vaddr + c.at) << scan.output;
+    EXPECT_EQ(found[0].instruction, c.instruction) << scan.output;
+  }
+}
+
 }  // namespace
 }  // namespace mpkbox

@@ -2,10 +2,8 @@
 
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +15,7 @@
 #include "allocator/compartment_heap.h"
 #include "mpkbox/internal/gate_layout.h"
 #include "runtime/loader/code_scan.h"
+#include "runtime/loader/elf_file.h"
 #include "runtime/loader/import_policy.h"
 #include "runtime/keys/pku.h"
 
@@ -71,7 +70,6 @@ struct ElfObject {
 namespace {
 
 uintptr_t PageDown(uintptr_t v) { return v & ~(kPage - 1); }
-uintptr_t PageUp(uintptr_t v) { return (v + kPage - 1) & ~(kPage - 1); }
 
 uint32_t GnuHash(const char* s) {
   uint32_t h = 5381;
@@ -94,31 +92,6 @@ int Prot(const Elf64_Phdr& ph) {
   return (ph.p_flags & PF_R ? PROT_READ : 0) |
          (ph.p_flags & PF_W ? PROT_WRITE : 0) |
          (ph.p_flags & PF_X ? PROT_EXEC : 0);
-}
-
-absl::StatusOr<std::vector<uint8_t>> ReadFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(
-        absl::StrFormat("cannot open '%s': %s", path, strerror(errno)));
-  }
-  absl::Cleanup closer = [fd] { close(fd); };
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("'%s' is not a regular file", path));
-  }
-  std::vector<uint8_t> bytes(st.st_size);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = read(fd, bytes.data() + done, bytes.size() - done);
-    if (n <= 0) {
-      return absl::DataLossError(
-          absl::StrFormat("cannot read '%s': %s", path, strerror(errno)));
-    }
-    done += n;
-  }
-  return bytes;
 }
 
 std::string FindLibrary(const std::string& name, const std::string& from) {
@@ -285,7 +258,7 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
   for (const auto& o : objects_) {
     if (o->path == real) return o.get();
   }
-  absl::StatusOr<std::vector<uint8_t>> file = ReadFile(real);
+  absl::StatusOr<std::vector<uint8_t>> file = ReadFileImage(real);
   if (!file.ok()) {
     return absl::Status(file.status().code(),
                         absl::StrFormat("compartment '%s': %s",
@@ -321,32 +294,17 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
 }
 
 absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
-  Elf64_Ehdr eh;
-  if (file.size() < sizeof(eh)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Where(obj), ": not an ELF file"));
+  absl::StatusOr<ElfFile> elf =
+      ElfFile::Read(file, ElfFile::Type::kSharedObject);
+  if (!elf.ok()) {
+    return absl::Status(elf.status().code(),
+                        absl::StrCat(Where(obj), ": ", elf.status().message()));
   }
-  memcpy(&eh, file.data(), sizeof(eh));
-  if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Where(obj), ": not an x86-64 ELF file"));
-  }
-  if (eh.e_type != ET_DYN) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Where(obj), ": not a shared object (ET_DYN)"));
-  }
-  if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phoff > file.size() ||
-      eh.e_phnum > (file.size() - eh.e_phoff) / sizeof(Elf64_Phdr)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Where(obj), ": program headers outside the file"));
-  }
-  obj.phdrs.resize(eh.e_phnum);
-  memcpy(obj.phdrs.data(), file.data() + eh.e_phoff,
-         eh.e_phnum * sizeof(Elf64_Phdr));
+  obj.phdrs = elf->program_headers();
 
   uintptr_t span = 0, align = kPage;
   const Elf64_Phdr* dynamic = nullptr;
+  std::vector<LoadSegment> segments;
   for (size_t i = 0; i < obj.phdrs.size(); ++i) {
     const Elf64_Phdr& ph = obj.phdrs[i];
     if (ph.p_type == PT_TLS) {
@@ -360,28 +318,25 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
     }
     if (ph.p_type == PT_DYNAMIC) dynamic = &ph;
     if (ph.p_type != PT_LOAD) continue;
-    if (ph.p_offset > file.size() || ph.p_filesz > file.size() - ph.p_offset ||
-        ph.p_filesz > ph.p_memsz || ph.p_vaddr % kPage != ph.p_offset % kPage ||
-        ph.p_vaddr + ph.p_memsz < ph.p_vaddr ||
+    absl::StatusOr<LoadSegment> segment = elf->Segment(i);
+    if (!segment.ok() ||
         ph.p_vaddr + ph.p_memsz > CompartmentHeap::kImageBytes) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s: segment %u is malformed or too large", Where(obj), i));
     }
-    span = std::max<uintptr_t>(span, PageUp(ph.p_vaddr + ph.p_memsz));
+    span = std::max<uintptr_t>(span, segment->pages.end);
     if (ph.p_align > align && ph.p_align <= (2 << 20)) align = ph.p_align;
-    if (ph.p_flags & PF_X) {
+    if (segment->executable) {
       // Every byte copied into executable pages, aligned or not: no
       // privileged instruction may hide in them (DESIGN.md 6, item 3).
-      const uint64_t from = PageDown(ph.p_offset);
-      for (const PrivilegedInstruction& p : FindPrivilegedInstructions(
-               absl::MakeConstSpan(file.data() + from,
-                                   ph.p_offset + ph.p_filesz - from))) {
+      for (const ScanFinding& f : ScanSegment(*segment)) {
         return absl::PermissionDeniedError(absl::StrFormat(
             "%s: %s at file offset 0x%x (executable segment %u): loaded code "
             "must not be able to change protection keys or the thread pointer",
-            Where(obj), p.name, from + p.offset, i));
+            Where(obj), f.instruction, f.file_offset, i));
       }
     }
+    segments.push_back(*segment);
   }
   if (span == 0 || dynamic == nullptr) {
     return absl::InvalidArgumentError(
@@ -406,10 +361,9 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
   // Copies of the bytes just scanned, not a mapping of the file: a file
   // rewritten after the scan must not change the code (MAP_PRIVATE pages
   // stay shared with the page cache until written).
-  for (const Elf64_Phdr& ph : obj.phdrs) {
-    if (ph.p_type != PT_LOAD) continue;
-    const uintptr_t start = obj.base + PageDown(ph.p_vaddr);
-    const uintptr_t mem_end = PageUp(obj.base + ph.p_vaddr + ph.p_memsz);
+  for (const LoadSegment& segment : segments) {
+    const uintptr_t start = obj.base + segment.pages.start;
+    const uintptr_t mem_end = obj.base + segment.pages.end;
     if (mem_end == start) continue;
     if (mmap(reinterpret_cast<void*>(start), mem_end - start,
              PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
@@ -426,9 +380,8 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
       return absl::Status(s.code(),
                           absl::StrCat(Where(obj), ": ", s.message()));
     }
-    const uint64_t from = PageDown(ph.p_offset);
-    memcpy(reinterpret_cast<void*>(start), file.data() + from,
-           ph.p_offset + ph.p_filesz - from);
+    memcpy(reinterpret_cast<void*>(start), segment.bytes.data(),
+           segment.bytes.size());
   }
 
   // The dynamic section and the tables it points to, copied into host
@@ -721,8 +674,9 @@ absl::Status ElfLoader::Relocate(ElfObject& obj) {
 absl::Status ElfLoader::Protect(ElfObject& obj) {
   for (const Elf64_Phdr& ph : obj.phdrs) {
     if (ph.p_type != PT_LOAD) continue;
-    const uintptr_t start = obj.base + PageDown(ph.p_vaddr);
-    const uintptr_t end = PageUp(obj.base + ph.p_vaddr + ph.p_memsz);
+    // The pages Map filled with the scanned bytes.
+    const uintptr_t start = obj.base + PagesOf(ph).start;
+    const uintptr_t end = obj.base + PagesOf(ph).end;
     if (absl::Status s = TagPages(reinterpret_cast<void*>(start), end - start,
                                   Prot(ph), target_.key);
         !s.ok()) {
