@@ -1752,5 +1752,67 @@ TEST(LoaderAttackTest, ScanAndLoadAgreeOnBytesBeforeTheSegmentStart) {
   }
 }
 
+// Found at 4fdb520, fixed since (runtime/loader/elf_file.cc
+// CheckDisjointPages): PT_LOAD segments could share pages. Each is mapped
+// and tagged in program-header order, so a page of a writable segment listed
+// before the text segment ended up executable, holding the text segment's
+// scanned bytes, but relocations wrote it as part of the writable segment.
+// Here la_patch.so's first segment is made writable and stretched over
+// la_patch_attack's placeholder, and the GLOB_DAT of __gmon_start__ writes
+// la_abs_code (WRPKRU and NOPs) there: the compartment ran WRPKRU and wrote
+// host memory. No linker lays out segments so (none of the system's 1636
+// ELF files does); Load and mpkbox-scan now refuse them.
+TEST(LoaderAttackTest, SegmentsSharingAPageCannotCarryRelocationsIntoCode) {
+  ElfBytes elf(ReadBytes(Plugin("la_patch")));
+  const size_t site = PlaceholderOffset(elf);
+  ASSERT_NE(site, 0u);
+  const uint64_t site_vaddr = elf.VaddrOfOffset(site);
+  Elf64_Phdr* first = elf.Phdr(PT_LOAD, 0);
+  ASSERT_NE(first, nullptr);
+  ASSERT_EQ(first->p_offset, 0u);
+  ASSERT_EQ(first->p_vaddr, 0u);
+  ASSERT_EQ(site_vaddr, site) << "text is not at its file offset";
+  first->p_flags = PF_R | PF_W;
+  first->p_filesz = first->p_memsz = site + 8;
+  const uint32_t abs_sym = elf.DynSym("la_abs_code");
+  const uint32_t gmon = elf.DynSym("__gmon_start__");
+  ASSERT_NE(abs_sym, 0u);
+  ASSERT_NE(gmon, 0u);
+  Elf64_Rela* victim = nullptr;
+  for (size_t i = 0; i < elf.RelaCount(); ++i) {
+    Elf64_Rela* r = elf.Rela(i);
+    if (ELF64_R_TYPE(r->r_info) == R_X86_64_GLOB_DAT &&
+        ELF64_R_SYM(r->r_info) == gmon) {
+      victim = r;
+    }
+  }
+  ASSERT_NE(victim, nullptr);
+  victim->r_offset = site_vaddr;
+  victim->r_info = ELF64_R_INFO(abs_sym, R_X86_64_GLOB_DAT);
+  TempDir dir;
+  const std::string path = dir.File("la_patch_shared_page.so");
+  WriteBytes(path, elf.bytes());
+
+  const ScanRun scan = RunScan({path});
+  EXPECT_EQ(scan.exit_code, 2) << scan.output;
+  EXPECT_THAT(scan.output, HasSubstr("segments 0 and 1 share a page"));
+
+  auto box = MakeBox({.name = "shared-page"});
+  absl::Status s = box->Load(path);
+  EXPECT_FALSE(s.ok()) << "segments sharing a page loaded";
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("segments 0 and 1 share a page"));
+  g_host_word = kHostWordValue;
+  if (s.ok()) {
+    auto attack = box->Lookup<void(volatile uint64_t*)>("la_patch_attack");
+    ASSERT_TRUE(attack.ok());
+    absl::Status call = box->Call(*attack, &g_host_word);
+    EXPECT_FALSE(call.ok()) << "the compartment ran WRPKRU";
+  }
+  EXPECT_EQ(g_host_word, kHostWordValue) << "host memory written";
+  g_host_word = kHostWordValue;
+  ExpectProcessWorks();
+}
+
 }  // namespace
 }  // namespace mpkbox

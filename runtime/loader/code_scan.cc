@@ -75,13 +75,20 @@ absl::StatusOr<std::vector<ScanFinding>> ScanElfFile(absl::string_view path) {
   };
   absl::StatusOr<ElfFile> elf = ElfFile::Read(*image);
   if (!elf.ok()) return named(elf.status());
-  std::vector<ScanFinding> findings;
+  // Every segment, checked as the loader checks them: only then are the
+  // executable pages exactly the executable segments' pages.
+  std::vector<LoadSegment> segments;
   for (size_t i = 0; i < elf->program_headers().size(); ++i) {
-    const Elf64_Phdr& ph = elf->program_headers()[i];
-    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    if (elf->program_headers()[i].p_type != PT_LOAD) continue;
     absl::StatusOr<LoadSegment> segment = elf->Segment(i);
     if (!segment.ok()) return named(segment.status());
-    for (ScanFinding& f : ScanSegment(*segment)) {
+    segments.push_back(*segment);
+  }
+  if (absl::Status s = CheckDisjointPages(segments); !s.ok()) return named(s);
+  std::vector<ScanFinding> findings;
+  for (const LoadSegment& segment : segments) {
+    if (!segment.executable) continue;
+    for (ScanFinding& f : ScanSegment(segment)) {
       findings.push_back(std::move(f));
     }
   }

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 
 #include "absl/cleanup/cleanup.h"
@@ -52,6 +53,30 @@ absl::StatusOr<std::vector<uint8_t>> ReadFileImage(absl::string_view path) {
 
 PageRange PagesOf(const Elf64_Phdr& ph) {
   return {PageDown(ph.p_vaddr), PageUp(ph.p_vaddr + ph.p_memsz)};
+}
+
+absl::Status CheckDisjointPages(absl::Span<const LoadSegment> segments) {
+  std::vector<const LoadSegment*> by_start;
+  for (const LoadSegment& s : segments) {
+    if (s.pages.end > s.pages.start) by_start.push_back(&s);  // maps nothing
+  }
+  std::sort(by_start.begin(), by_start.end(),
+            [](const LoadSegment* a, const LoadSegment* b) {
+              return a->pages.start < b->pages.start;
+            });
+  const LoadSegment* reaching = nullptr;  // the furthest end so far
+  for (const LoadSegment* s : by_start) {
+    if (reaching != nullptr && s->pages.start < reaching->pages.end) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("segments %u and %u share a page",
+                          std::min(reaching->index, s->index),
+                          std::max(reaching->index, s->index)));
+    }
+    if (reaching == nullptr || s->pages.end > reaching->pages.end) {
+      reaching = s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ElfFile> ElfFile::Read(absl::Span<const uint8_t> image,

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -41,6 +42,12 @@ struct LoadSegment {
   absl::Span<const uint8_t> bytes;
   bool executable;
 };
+
+// Refuses segments that share a page. The loader maps and protects each
+// segment in turn, so a shared page would hold the bytes of one and the
+// protections of the other: a writable segment's relocations could write
+// into an executable page after the scan.
+absl::Status CheckDisjointPages(absl::Span<const LoadSegment> segments);
 
 class ElfFile {
  public:

@@ -77,6 +77,9 @@ absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
     }
     plan.loads.push_back(*segment);
   }
+  if (absl::Status s = CheckDisjointPages(plan.loads); !s.ok()) {
+    return Prefixed(where, s);
+  }
   if (plan.span == 0 || !dynamic) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": no loadable segments or no PT_DYNAMIC"));
