@@ -1814,5 +1814,50 @@ TEST(LoaderAttackTest, SegmentsSharingAPageCannotCarryRelocationsIntoCode) {
   ExpectProcessWorks();
 }
 
+// The child of RelroCannotRetagHostMemory: loads la_data.so, learns its
+// base, points the copy's PT_GNU_RELRO at a host page and reloads it there
+// (Reset maps the same file at the same address). Exits 0 if the page kept
+// key 0, 3 if it carries the compartment's key.
+alignas(4096) char g_relro_target[4096];  // a host page of its own
+[[noreturn]] void RelroRetagInChild(const std::string& path) {
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  char* page = g_relro_target;
+  ElfBytes elf(ReadBytes(Plugin("la_data")));
+  WriteBytes(path, elf.bytes());
+  auto box = MakeBox({.name = "relro-retag"});
+  if (box == nullptr || !box->Load(path).ok()) _exit(5);
+  auto ok = box->Lookup<int(int)>("la_ok");
+  const uint32_t la_ok = elf.DynSym("la_ok");
+  if (!ok.ok() || la_ok == 0) _exit(6);
+  const uintptr_t base =
+      reinterpret_cast<uintptr_t>(*ok) - elf.Sym(la_ok)->st_value;
+  Elf64_Phdr* relro = elf.Phdr(PT_GNU_RELRO);
+  if (relro == nullptr) _exit(7);
+  relro->p_vaddr = reinterpret_cast<uintptr_t>(page) - base;
+  relro->p_memsz = 4096;
+  WriteBytes(path, elf.bytes());
+  absl::Status reset = box->Reset();
+  fprintf(stderr, "Reset: %s\n", reset.ToString().c_str());
+  _exit(testing::PkeyOf(reinterpret_cast<uintptr_t>(page)) == box->pkey()
+            ? 3
+            : 0);
+}
+
+// Found at 4fdb520, fixed since (runtime/loader/elf_segments.cc
+// PlanSegments): PT_GNU_RELRO was never checked. ProtectSegments tagged
+// [base + p_vaddr, base + p_vaddr + p_memsz) read-only with the
+// compartment's key, wherever that was: an object whose RELRO points
+// outside its image moves a host page to the compartment's key (readable
+// inside, and the host's next write there faults). Now RELRO must lie in
+// the image.
+TEST(LoaderAttackTest, RelroCannotRetagHostMemory) {
+  TempDir dir = TempDir::ForDeathTest("relro");
+  const std::string path = dir.File("la_data_relro.so");
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(RelroRetagInChild(path), ::testing::ExitedWithCode(0),
+              "Reset: .*PT_GNU_RELRO lies outside the image");
+}
+
 }  // namespace
 }  // namespace mpkbox

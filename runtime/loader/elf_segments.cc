@@ -84,6 +84,15 @@ absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": no loadable segments or no PT_DYNAMIC"));
   }
+  // ProtectSegments tags RELRO's pages with the compartment's key: they
+  // must be the image's, not the host's.
+  for (const Elf64_Phdr& ph : phdrs) {
+    if (ph.p_type == PT_GNU_RELRO &&
+        (ph.p_vaddr > plan.span || ph.p_memsz > plan.span - ph.p_vaddr)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": PT_GNU_RELRO lies outside the image"));
+    }
+  }
   return plan;
 }
 

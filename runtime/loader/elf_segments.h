@@ -26,8 +26,9 @@ struct SegmentPlan {
 };
 
 // Checks every program header of a shared object and scans its executable
-// segments; refuses PT_TLS, PT_INTERP, segments sharing a page and
-// privileged instructions. `where` starts every error message.
+// segments; refuses PT_TLS, PT_INTERP, segments sharing a page, RELRO
+// outside the image and privileged instructions. `where` starts every error
+// message.
 absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
                                          absl::string_view where);
 
