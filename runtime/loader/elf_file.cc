@@ -13,12 +13,11 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
-#include "mpkbox/internal/gate_layout.h"
 
 namespace mpkbox::internal {
 namespace {
 
-constexpr uint64_t kPage = MPKBOX_PAGE_SIZE;
+constexpr uint64_t kPage = kElfPageSize;
 
 uint64_t PageDown(uint64_t v) { return v & ~(kPage - 1); }
 uint64_t PageUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }

@@ -19,6 +19,10 @@
 
 namespace mpkbox::internal {
 
+// The pages the loader maps: MPKBOX_PAGE_SIZE, which this layer may not
+// include (elf_segments.cc checks they agree).
+inline constexpr uint64_t kElfPageSize = 4096;
+
 // The whole of a regular file. Errors name the file.
 absl::StatusOr<std::vector<uint8_t>> ReadFileImage(absl::string_view path);
 

@@ -18,6 +18,7 @@ namespace mpkbox::internal {
 namespace {
 
 constexpr uintptr_t kPage = MPKBOX_PAGE_SIZE;
+static_assert(kPage == kElfPageSize, "mpkbox-scan and Load see other pages");
 
 uintptr_t PageDown(uintptr_t v) { return v & ~(kPage - 1); }
 
