@@ -6,6 +6,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "runtime/fault_report.h"
 #include "tests/loader_attack_util.h"
 #include "tests/test_util.h"
 
@@ -363,6 +365,176 @@ TEST(LoaderAttackTest, FileRewrittenAfterScanDoesNotChangeMappedCode) {
   EXPECT_EQ(g_host_word, kHostWordValue) << "host memory written";
   g_host_word = kHostWordValue;
   ExpectProcessWorks();
+}
+
+// Where the scanner and the loader read segments, and what a segment may
+// reach: one ELF reader for both (runtime/loader/elf_file.h).
+
+
+// ------------------------------- 9. mpkbox-scan and Load read the same bytes
+
+// Found at 4fdb520, fixed since (runtime/loader/code_scan.cc ScanElfFile):
+// Load copies an executable PT_LOAD from the start of its first page,
+// PageDown(p_offset), and maps that page executable, but mpkbox-scan scanned
+// from p_offset. An instruction starting in [PageDown(p_offset), p_offset),
+// or whose prefix lies there, was refused by Load and missed or misnamed by
+// mpkbox-scan (lld lays out text segments so: p_offset 0x8d0, the bytes
+// before it .dynsym and .rodata). Both now take a segment's bytes from
+// ElfFile::Segment (elf_file.h). Here la_data.so's text segment starts 0x40
+// bytes into its page.
+TEST(LoaderAttackTest, ScanAndLoadAgreeOnBytesBeforeTheSegmentStart) {
+  struct Case {
+    const char* name;
+    size_t at;  // from the page start; the segment starts at 0x40
+    const char* hex;
+    const char* instruction;
+  };
+  const Case cases[] = {{"before", 0x10, "0f01ef", "WRPKRU"},
+                        {"prefix-before", 0x3f, "480fae2f", "XRSTOR64"}};
+  TempDir dir;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ElfBytes elf(ReadBytes(Plugin("la_data")));
+    Elf64_Phdr* text = elf.ExecLoad();
+    ASSERT_NE(text, nullptr);
+    ASSERT_EQ(text->p_offset % 0x1000, 0u);
+    ASSERT_GT(text->p_filesz, 0x40u);
+    const uint64_t page_offset = text->p_offset, page_vaddr = text->p_vaddr;
+    text->p_offset += 0x40;
+    text->p_vaddr += 0x40;
+    text->p_filesz -= 0x40;
+    text->p_memsz -= 0x40;
+    const std::vector<uint8_t> bytes = Hex(c.hex);
+    memcpy(elf.bytes().data() + page_offset + c.at, bytes.data(),
+           bytes.size());
+    const std::string path = dir.File(std::string(c.name) + ".so");
+    WriteBytes(path, elf.bytes());
+
+    auto box = MakeBox({.name = std::string("offpage-") + c.name});
+    absl::Status s = box->Load(path);
+    EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr(std::string(" ") + c.instruction + " at"));
+    EXPECT_EQ(OffsetInMessage(s.message()),
+              static_cast<int64_t>(page_offset + c.at))
+        << s;
+
+    const ScanRun scan = RunScan({path});
+    EXPECT_EQ(scan.exit_code, 1) << scan.output;
+    const std::vector<ScanLine> found = ParseScan(scan.output, path);
+    EXPECT_EQ(found.size(), 1u) << scan.output;
+    if (found.empty()) continue;
+    EXPECT_EQ(found[0].offset, page_offset + c.at) << scan.output;
+    EXPECT_EQ(found[0].vaddr, page_vaddr + c.at) << scan.output;
+    EXPECT_EQ(found[0].instruction, c.instruction) << scan.output;
+  }
+}
+
+// Found at 4fdb520, fixed since (runtime/loader/elf_file.cc
+// CheckDisjointPages): PT_LOAD segments could share pages. Each is mapped
+// and tagged in program-header order, so a page of a writable segment listed
+// before the text segment ended up executable, holding the text segment's
+// scanned bytes, but relocations wrote it as part of the writable segment.
+// Here la_patch.so's first segment is made writable and stretched over
+// la_patch_attack's placeholder, and the GLOB_DAT of __gmon_start__ writes
+// la_abs_code (WRPKRU and NOPs) there: the compartment ran WRPKRU and wrote
+// host memory. No linker lays out segments so (none of the system's 1636
+// ELF files does); Load and mpkbox-scan now refuse them.
+TEST(LoaderAttackTest, SegmentsSharingAPageCannotCarryRelocationsIntoCode) {
+  ElfBytes elf(ReadBytes(Plugin("la_patch")));
+  const size_t site = PlaceholderOffset(elf);
+  ASSERT_NE(site, 0u);
+  const uint64_t site_vaddr = elf.VaddrOfOffset(site);
+  Elf64_Phdr* first = elf.Phdr(PT_LOAD, 0);
+  ASSERT_NE(first, nullptr);
+  ASSERT_EQ(first->p_offset, 0u);
+  ASSERT_EQ(first->p_vaddr, 0u);
+  ASSERT_EQ(site_vaddr, site) << "text is not at its file offset";
+  first->p_flags = PF_R | PF_W;
+  first->p_filesz = first->p_memsz = site + 8;
+  const uint32_t abs_sym = elf.DynSym("la_abs_code");
+  const uint32_t gmon = elf.DynSym("__gmon_start__");
+  ASSERT_NE(abs_sym, 0u);
+  ASSERT_NE(gmon, 0u);
+  Elf64_Rela* victim = nullptr;
+  for (size_t i = 0; i < elf.RelaCount(); ++i) {
+    Elf64_Rela* r = elf.Rela(i);
+    if (ELF64_R_TYPE(r->r_info) == R_X86_64_GLOB_DAT &&
+        ELF64_R_SYM(r->r_info) == gmon) {
+      victim = r;
+    }
+  }
+  ASSERT_NE(victim, nullptr);
+  victim->r_offset = site_vaddr;
+  victim->r_info = ELF64_R_INFO(abs_sym, R_X86_64_GLOB_DAT);
+  TempDir dir;
+  const std::string path = dir.File("la_patch_shared_page.so");
+  WriteBytes(path, elf.bytes());
+
+  const ScanRun scan = RunScan({path});
+  EXPECT_EQ(scan.exit_code, 2) << scan.output;
+  EXPECT_THAT(scan.output, HasSubstr("segments 0 and 1 share a page"));
+
+  auto box = MakeBox({.name = "shared-page"});
+  absl::Status s = box->Load(path);
+  EXPECT_FALSE(s.ok()) << "segments sharing a page loaded";
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("segments 0 and 1 share a page"));
+  g_host_word = kHostWordValue;
+  if (s.ok()) {
+    auto attack = box->Lookup<void(volatile uint64_t*)>("la_patch_attack");
+    ASSERT_TRUE(attack.ok());
+    absl::Status call = box->Call(*attack, &g_host_word);
+    EXPECT_FALSE(call.ok()) << "the compartment ran WRPKRU";
+  }
+  EXPECT_EQ(g_host_word, kHostWordValue) << "host memory written";
+  g_host_word = kHostWordValue;
+  ExpectProcessWorks();
+}
+
+// The child of RelroCannotRetagHostMemory: loads la_data.so, learns its
+// base, points the copy's PT_GNU_RELRO at a host page and reloads it there
+// (Reset maps the same file at the same address). Exits 0 if the page kept
+// key 0, 3 if it carries the compartment's key.
+alignas(4096) char g_relro_target[4096];  // a host page of its own
+[[noreturn]] void RelroRetagInChild(const std::string& path) {
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  char* page = g_relro_target;
+  ElfBytes elf(ReadBytes(Plugin("la_data")));
+  WriteBytes(path, elf.bytes());
+  auto box = MakeBox({.name = "relro-retag"});
+  if (box == nullptr || !box->Load(path).ok()) _exit(5);
+  auto ok = box->Lookup<int(int)>("la_ok");
+  const uint32_t la_ok = elf.DynSym("la_ok");
+  if (!ok.ok() || la_ok == 0) _exit(6);
+  const uintptr_t base =
+      reinterpret_cast<uintptr_t>(*ok) - elf.Sym(la_ok)->st_value;
+  Elf64_Phdr* relro = elf.Phdr(PT_GNU_RELRO);
+  if (relro == nullptr) _exit(7);
+  relro->p_vaddr = reinterpret_cast<uintptr_t>(page) - base;
+  relro->p_memsz = 4096;
+  WriteBytes(path, elf.bytes());
+  absl::Status reset = box->Reset();
+  fprintf(stderr, "Reset: %s\n", reset.ToString().c_str());
+  _exit(internal::PkeyOfAddress(reinterpret_cast<uintptr_t>(page)) == box->pkey()
+            ? 3
+            : 0);
+}
+
+// Found at 4fdb520, fixed since (runtime/loader/elf_segments.cc
+// PlanSegments): PT_GNU_RELRO was never checked. ProtectSegments tagged
+// [base + p_vaddr, base + p_vaddr + p_memsz) read-only with the
+// compartment's key, wherever that was: an object whose RELRO points
+// outside its image moves a host page to the compartment's key (readable
+// inside, and the host's next write there faults). Now RELRO must lie in
+// the image.
+TEST(LoaderAttackTest, RelroCannotRetagHostMemory) {
+  TempDir dir = TempDir::ForDeathTest("relro");
+  const std::string path = dir.File("la_data_relro.so");
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(RelroRetagInChild(path), ::testing::ExitedWithCode(0),
+              "Reset: .*PT_GNU_RELRO lies outside the image");
 }
 
 }  // namespace

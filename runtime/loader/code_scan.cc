@@ -1,14 +1,13 @@
 #include "runtime/loader/code_scan.h"
 
 #include <elf.h>
-#include <errno.h>
-#include <string.h>
 
 #include <cstdint>
-#include <fstream>
-#include <iterator>
+#include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "runtime/loader/elf_file.h"
 
 namespace mpkbox::internal {
 namespace {
@@ -57,43 +56,40 @@ std::vector<PrivilegedInstruction> FindPrivilegedInstructions(
   return found;
 }
 
-absl::StatusOr<std::vector<ScanFinding>> ScanElfFile(absl::string_view path) {
-  std::ifstream in{std::string(path), std::ios::binary};
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrFormat("cannot open '%s': %s", path, strerror(errno)));
-  }
-  const std::vector<uint8_t> file{std::istreambuf_iterator<char>(in),
-                                  std::istreambuf_iterator<char>()};
-  Elf64_Ehdr eh;
-  if (file.size() < sizeof(eh)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("'%s' is not an ELF file", path));
-  }
-  memcpy(&eh, file.data(), sizeof(eh));
-  if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("'%s' is not an x86-64 ELF file", path));
-  }
-  if (eh.e_phoff > file.size() ||
-      eh.e_phnum > (file.size() - eh.e_phoff) / sizeof(Elf64_Phdr)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("'%s': program headers lie outside the file", path));
-  }
+std::vector<ScanFinding> ScanSegment(const LoadSegment& segment) {
   std::vector<ScanFinding> findings;
-  for (int i = 0; i < eh.e_phnum; ++i) {
-    Elf64_Phdr ph;
-    memcpy(&ph, file.data() + eh.e_phoff + i * sizeof(ph), sizeof(ph));
-    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
-    if (ph.p_offset > file.size() || ph.p_filesz > file.size() - ph.p_offset) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "'%s': executable segment %d lies outside the file", path, i));
-    }
-    for (const PrivilegedInstruction& p : FindPrivilegedInstructions(
-             absl::MakeConstSpan(file.data() + ph.p_offset, ph.p_filesz))) {
-      findings.push_back(
-          {ph.p_offset + p.offset, ph.p_vaddr + p.offset, p.name});
+  for (const PrivilegedInstruction& p :
+       FindPrivilegedInstructions(segment.bytes)) {
+    findings.push_back({segment.file_offset + p.offset,
+                        segment.pages.start + p.offset, p.name});
+  }
+  return findings;
+}
+
+absl::StatusOr<std::vector<ScanFinding>> ScanElfFile(absl::string_view path) {
+  absl::StatusOr<std::vector<uint8_t>> image = ReadFileImage(path);
+  if (!image.ok()) return image.status();
+  auto named = [path](const absl::Status& s) {
+    return absl::Status(s.code(),
+                        absl::StrFormat("'%s': %s", path, s.message()));
+  };
+  absl::StatusOr<ElfFile> elf = ElfFile::Read(*image);
+  if (!elf.ok()) return named(elf.status());
+  // Every segment, checked as the loader checks them: only then are the
+  // executable pages exactly the executable segments' pages.
+  std::vector<LoadSegment> segments;
+  for (size_t i = 0; i < elf->program_headers().size(); ++i) {
+    if (elf->program_headers()[i].p_type != PT_LOAD) continue;
+    absl::StatusOr<LoadSegment> segment = elf->Segment(i);
+    if (!segment.ok()) return named(segment.status());
+    segments.push_back(*segment);
+  }
+  if (absl::Status s = CheckDisjointPages(segments); !s.ok()) return named(s);
+  std::vector<ScanFinding> findings;
+  for (const LoadSegment& segment : segments) {
+    if (!segment.executable) continue;
+    for (ScanFinding& f : ScanSegment(segment)) {
+      findings.push_back(std::move(f));
     }
   }
   return findings;

@@ -1,6 +1,6 @@
 // Finds instructions that change PKRU or the FS/GS base at any byte offset
 // of code: a jump into the middle of another instruction executes them just
-// the same (DESIGN.md 6, item 3).
+// the same (docs/DESIGN.md 6, item 3).
 #ifndef MPKBOX_RUNTIME_LOADER_CODE_SCAN_H_
 #define MPKBOX_RUNTIME_LOADER_CODE_SCAN_H_
 
@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "runtime/loader/elf_file.h"
 
 namespace mpkbox::internal {
 
@@ -33,8 +34,13 @@ struct ScanFinding {
   std::string instruction;
 };
 
-// Scans the executable PT_LOAD segments of an ELF file. Errors name the
-// file and what is wrong with it.
+// Every privileged instruction in the bytes `segment` puts in memory, the
+// ones before p_offset included. The zeros after them complete none: each
+// instruction's third byte (ModRM) is nonzero.
+std::vector<ScanFinding> ScanSegment(const LoadSegment& segment);
+
+// Scans the executable PT_LOAD segments of an ELF file, as the loader
+// maps them. Errors name the file and what is wrong with it.
 absl::StatusOr<std::vector<ScanFinding>> ScanElfFile(absl::string_view path);
 
 }  // namespace mpkbox::internal

@@ -26,6 +26,7 @@ namespace mpkbox::internal {
 
 class CompartmentHeap;
 struct ElfObject;
+struct SegmentPlan;
 
 class ElfLoader {
  public:
@@ -59,11 +60,11 @@ class ElfLoader {
 
  private:
   absl::StatusOr<ElfObject*> LoadObject(const std::string& path, int depth);
+  // Checks and scans the file, then maps it and reads its dynamic tables.
   absl::Status Map(ElfObject& obj, const std::vector<uint8_t>& file);
-  absl::Status Relocate(ElfObject& obj);
-  absl::StatusOr<uintptr_t> Resolve(const ElfObject& obj, uint32_t sym_index);
-  absl::Status Protect(ElfObject& obj);
-  absl::Status Construct(ElfObject& obj);
+  // Reserves the image's base: on Reload, the one it had before.
+  absl::StatusOr<uintptr_t> Place(const ElfObject& obj,
+                                  const SegmentPlan& plan);
   std::string Where(const ElfObject& obj) const;
 
   Target target_;

@@ -1,0 +1,45 @@
+// An object's PT_LOAD segments: checked and scanned before anything is
+// mapped, copied into the compartment's image space on its key, and given
+// their final protections and RELRO once relocated.
+#ifndef MPKBOX_RUNTIME_LOADER_ELF_SEGMENTS_H_
+#define MPKBOX_RUNTIME_LOADER_ELF_SEGMENTS_H_
+
+#include <elf.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "runtime/loader/elf_file.h"
+#include "runtime/loader/elf_object.h"
+
+namespace mpkbox::internal {
+
+// What the program headers ask for.
+struct SegmentPlan {
+  std::vector<LoadSegment> loads;  // in program-header order, into the file
+  Elf64_Phdr dynamic = {};         // PT_DYNAMIC
+  uintptr_t span = 0;              // bytes from the base, whole pages
+  uintptr_t align = 0;             // of the base
+};
+
+// Checks every program header of a shared object and scans its executable
+// segments; refuses PT_TLS, PT_INTERP, segments sharing a page, RELRO
+// outside the image and privileged instructions. `where` starts every error
+// message.
+absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
+                                         absl::string_view where);
+
+// Maps `loads` at `base` read-write on `key` and copies their bytes in.
+absl::Status MapSegments(const std::vector<LoadSegment>& loads,
+                         uintptr_t base, int key, absl::string_view where);
+
+// The protections the program headers ask for, then RELRO read-only.
+absl::Status ProtectSegments(const ElfObject& obj, int key,
+                             absl::string_view where);
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_LOADER_ELF_SEGMENTS_H_
