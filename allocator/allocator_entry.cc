@@ -6,7 +6,6 @@
 #include <jemalloc/jemalloc.h>
 #include <string.h>
 
-#include <cstdio>
 #include <mutex>
 
 #include "allocator/compartment_heap.h"
@@ -25,11 +24,7 @@ namespace {
 // Ends the compartment call under this callback as a fault.
 [[noreturn]] void Abandon(ThreadBlock* tb, FaultKind kind, uintptr_t address,
                           const char* why) {
-  FaultInfo& f = tb->fault_info;
-  memset(&f, 0, sizeof(f));
-  f.kind = kind;
-  f.address = address;
-  snprintf(f.what, sizeof(f.what), "%s", why);
+  RecordFault(tb, kind, {.address = address, .what = why});
   tb->fault = 1;
   Frame& frame = tb->frames[--tb->depth];  // the callback's
   reinterpret_cast<CallContext*>(frame.ctx)->top = frame.saved_top;
@@ -151,11 +146,8 @@ void CheckFreesAfterCall(ThreadBlock* tb, size_t slot) {
   if (heap == nullptr) return;
   CompartmentHeap::EntryResult r = heap->CheckFrees(tb, slot);
   if (r.hostile == 0) return;
-  FaultInfo& f = tb->fault_info;
-  memset(&f, 0, sizeof(f));
-  f.kind = FaultKind::kHeapViolation;
-  f.address = r.hostile;
-  snprintf(f.what, sizeof(f.what), "%s", r.why);
+  RecordFault(tb, FaultKind::kHeapViolation,
+              {.address = r.hostile, .what = r.why});
   tb->fault = 1;
 }
 
