@@ -10,6 +10,7 @@
 #ifndef MPKBOX_ALLOCATOR_COMPARTMENT_HEAP_H_
 #define MPKBOX_ALLOCATOR_COMPARTMENT_HEAP_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -18,11 +19,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "allocator/heap_cache.h"
+#include "allocator/live_bitmap.h"
 #include "allocator/tagged_arena.h"
 #include "mpkbox/compartment_options.h"
-#include "allocator/heap_cache.h"
 #include "trampolines/thread_block.h"
 
 namespace mpkbox::internal {
@@ -59,7 +62,7 @@ class CompartmentHeap {
   // A fresh arena in a fresh window; after BeginDrop and the registry drop.
   absl::Status Reset();
 
-  // The host's side: no thread cache is involved.
+  // The host's side (compartment_heap_host.cc): no thread cache is involved.
   absl::StatusOr<void*> Allocate(size_t bytes, size_t alignment);
   bool Free(void* p);  // false: not a live allocation; nothing happened
   void* Realloc(void* p, size_t bytes, bool* valid);
@@ -82,7 +85,7 @@ class CompartmentHeap {
   uint64_t domain() const { return domain_; }
   const std::string& name() const { return name_; }
 
-  // For the allocator entry, under mu_.
+  // For the allocator entry (allocator_entry.cc), under mu_.
   struct EntryResult {
     uint64_t value = 0;
     uintptr_t hostile = 0;  // nonzero: end the call, this pointer was bad
@@ -92,7 +95,7 @@ class CompartmentHeap {
                     uint64_t b);
   // After a call returned: the buffered frees of this thread.
   EntryResult CheckFrees(ThreadBlock* tb, size_t slot);
-  // The thread exits (the heap stays) or the slot is dropped.
+  // The thread exits (the heap stays) or the slot is dropped (magazines.cc).
   void DropThread(HeapThread* t);
 
  private:
@@ -101,6 +104,7 @@ class CompartmentHeap {
   absl::Status OpenArena();
   void CloseArena();
 
+  // The trusted copies of the threads' magazines (magazines.cc).
   HeapThread* ThreadFor(ThreadBlock* tb, size_t slot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Reconcile(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -108,27 +112,34 @@ class CompartmentHeap {
   uintptr_t FlushFrees(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DrainMagazines(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void* Refill(HeapThread* t, size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Defined in magazines.h: inline in every caller.
+  inline void Release(HeapThread* t, void* p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // jemalloc's allocations, live at once.
   void* AllocateLive(size_t bytes, size_t alignment, int tcache_flags)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void* ReallocLive(void* p, size_t bytes, int tcache_flags)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  inline void Release(HeapThread* t, void* p)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  inline bool TakeLive(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  inline void SetLive(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  inline bool IsLive(uintptr_t p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteClass(uintptr_t p, size_t usable)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  inline bool Fits(size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  inline void NoteLive(ptrdiff_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The limit's accounting; inline, always: the entry's paths use them.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool Fits(size_t bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return live_bytes_ + cached_bytes_ + bytes <= limit_;
+  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void NoteLive(ptrdiff_t bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    live_bytes_ += bytes;
+    stats_.peak_bytes = std::max(stats_.peak_bytes, live_bytes_);
+  }
 
   const uint64_t domain_;
   const int key_;
   const size_t limit_;
   const std::string name_;
-  const uintptr_t window_;
-  uint64_t* const bitmap_;
-  uint8_t* const class_map_;  // size class of the regions on each page
+  LiveBitmap live_;  // of the slot's window, which it names
   TaggedHooks hooks_;
   std::atomic<uintptr_t> image_low_;  // images occupy [image_low_, window end)
   unsigned arena_ = 0;
@@ -149,11 +160,13 @@ CompartmentHeap* HeapOfSlot(size_t slot);
 // Makes `heap` the slot's (null to clear).
 void SetHeapOfSlot(size_t slot, CompartmentHeap* heap);
 
-// From the domain registry when it drops a thread's context for `slot`.
+// From the domain registry when it drops a thread's context for `slot`
+// (magazines.cc).
 void ReleaseHeapThread(ThreadBlock* tb, size_t slot);
 
-// The host frees, reallocates or sizes a pointer of the zone (the malloc
-// family in runtime/libc_overrides/malloc.cc).
+// The host frees, reallocates or sizes a pointer of the zone
+// (compartment_heap_host.cc), for the malloc family of
+// runtime/libc_overrides/malloc.cc.
 void HostFreeInZone(void* p);
 void* HostReallocInZone(void* p, size_t bytes);
 size_t HostUsableSizeInZone(const void* p);

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <typeinfo>
 
 #include "trampolines/thread_block.h"
@@ -20,10 +19,8 @@ constexpr uint64_t kGnuCxx = 0x474e5543432b2b00;  // "GNUCC++\0"
 constexpr uint64_t kGnuCxxDependent = 0x474e5543432b2b01;
 
 void RecordException(mpkbox::internal::ThreadBlock* tb, const char* what) {
-  mpkbox::internal::FaultInfo& f = tb->fault_info;
-  memset(&f, 0, sizeof(f));
-  f.kind = mpkbox::internal::FaultKind::kException;
-  snprintf(f.what, sizeof(f.what), "%s", what);
+  mpkbox::internal::RecordFault(tb, mpkbox::internal::FaultKind::kException,
+                                {.what = what});
   tb->fault = 1;
 }
 

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -61,14 +60,15 @@ void CollectBacktrace(ThreadBlock* tb, ucontext_t* uc, FaultInfo& f) {
 // Records a signal as the reason the call ends.
 void RecordSignal(ThreadBlock* tb, const ucontext_t* uc, FaultKind kind,
                   int sig, const siginfo_t* info, uint32_t pkru) {
-  FaultInfo& f = tb->fault_info;
-  memset(&f, 0, sizeof(f));
-  f.kind = kind;
-  f.signal = sig;
-  f.code = info->si_code;
-  f.pkru = pkru;
-  if (IsFaultSignal(sig)) f.address = reinterpret_cast<uintptr_t>(info->si_addr);
-  f.ip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  RecordFault(
+      tb, kind,
+      {.signal = sig,
+       .code = info->si_code,
+       .pkru = pkru,
+       .address = IsFaultSignal(sig)
+                      ? reinterpret_cast<uintptr_t>(info->si_addr)
+                      : 0,
+       .ip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP])});
 }
 
 // Ends the innermost compartment call: the thread resumes at the gate's

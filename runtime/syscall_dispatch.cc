@@ -56,13 +56,11 @@ long Raw(long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
 
 void Refuse(ThreadBlock* tb, const ucontext_t* uc, long nr,
             const char* why) {
-  FaultInfo& f = tb->fault_info;
-  memset(&f, 0, sizeof(f));
-  f.kind = FaultKind::kSyscallDenied;
-  f.signal = SIGSYS;
-  f.syscall = nr;
-  f.ip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
-  snprintf(f.what, sizeof(f.what), "%s", why);
+  RecordFault(tb, FaultKind::kSyscallDenied,
+              {.signal = SIGSYS,
+               .ip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]),
+               .syscall = nr,
+               .what = why});
 }
 
 // Emulates an allowed call; the result (or -errno) goes to rax.
@@ -237,12 +235,10 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
       (nr == SYS_tkill && args[0] == static_cast<uint64_t>(Raw(SYS_gettid)) &&
        args[1] == SIGABRT);
   if (self_abort) {
-    FaultInfo& f = tb->fault_info;
-    memset(&f, 0, sizeof(f));
-    f.kind = FaultKind::kSignal;
-    f.signal = SIGABRT;
-    f.code = SI_TKILL;
-    f.ip = static_cast<uintptr_t>(g[REG_RIP]);
+    RecordFault(tb, FaultKind::kSignal,
+                {.signal = SIGABRT,
+                 .code = SI_TKILL,
+                 .ip = static_cast<uintptr_t>(g[REG_RIP])});
     return false;
   }
   const SyscallRule& rule =
@@ -267,11 +263,8 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
   // A deadline that passed while the call waited in the kernel ends it now:
   // the timer's signals landed here, in host code, and could not.
   if (AnyDeadlinePassed(tb, MonotonicNowNs())) {
-    FaultInfo& f = tb->fault_info;
-    memset(&f, 0, sizeof(f));
-    f.kind = FaultKind::kTimeout;
-    f.signal = SIGSYS;
-    f.ip = static_cast<uintptr_t>(g[REG_RIP]);
+    RecordFault(tb, FaultKind::kTimeout,
+                {.signal = SIGSYS, .ip = static_cast<uintptr_t>(g[REG_RIP])});
     return false;
   }
   return true;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "mpkbox/internal/call.h"
 #include "mpkbox/internal/fast_path.h"
@@ -212,6 +213,41 @@ static_assert(offsetof(ThreadBlock, depth) == kFastDepth &&
               offsetof(ThreadBlock, fault) == kFastFault &&
               offsetof(ThreadBlock, guard_epoch) == kFastGuardEpoch &&
               offsetof(ThreadBlock, contexts) == kFastContexts);
+
+// What a fault record holds besides its kind; the rest stays zero.
+struct FaultDetails {
+  int signal = 0;
+  int code = 0;
+  uint32_t pkru = 0;
+  uintptr_t address = 0;
+  uintptr_t ip = 0;
+  long syscall = 0;
+  const char* what = nullptr;  // copied, cut to fit FaultInfo::what
+};
+
+// Replaces the thread's FaultInfo with a fault of `kind`; Call reports it
+// once tb->fault is set, which is the caller's to do (the signal paths set
+// it only after unwinding to the gate). Async-signal-safe: the signal
+// handler records with it, so no allocation, no locks, no stdio.
+inline FaultInfo& RecordFault(ThreadBlock* tb, FaultKind kind,
+                              const FaultDetails& details) {
+  FaultInfo& f = tb->fault_info;
+  std::memset(&f, 0, sizeof(f));
+  f.kind = kind;
+  f.signal = details.signal;
+  f.code = details.code;
+  f.pkru = details.pkru;
+  f.address = details.address;
+  f.ip = details.ip;
+  f.syscall = details.syscall;
+  if (details.what != nullptr) {
+    for (size_t i = 0; i + 1 < sizeof(f.what) && details.what[i] != '\0';
+         ++i) {
+      f.what[i] = details.what[i];
+    }
+  }
+  return f;
+}
 
 }  // namespace mpkbox::internal
 

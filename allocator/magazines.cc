@@ -1,0 +1,306 @@
+// The trusted copies of the threads' magazines: reconciling what compartment
+// code popped, checking and parking what it freed, draining and refilling.
+#include <jemalloc/jemalloc.h>
+
+#include <algorithm>
+#include <bit>
+#include <vector>
+
+#include "absl/base/optimization.h"
+#include "allocator/address_zone.h"
+#include "allocator/compartment_heap.h"
+#include "allocator/heap_cache.h"
+#include "allocator/magazines.h"
+#include "trampolines/gate_layout.h"
+#include "trampolines/thread_block.h"
+
+namespace mpkbox::internal {
+namespace {
+
+// How many regions a magazine is filled to: about 128 KiB's worth.
+struct FillCountTable {
+  uint32_t of[kNumCachedClasses];
+  constexpr FillCountTable() : of() {
+    for (size_t c = 0; c < kNumCachedClasses; ++c) {
+      of[c] = std::clamp<uint32_t>(131072 / kClassSize[c], 32, kMagazineSlots);
+    }
+  }
+};
+constexpr FillCountTable kFillCount{};
+
+SelectorPage* SelectorOf(ThreadBlock* tb) {
+  return reinterpret_cast<SelectorPage*>(reinterpret_cast<char*>(tb) -
+                                         MPKBOX_PAGE_SIZE);
+}
+
+}  // namespace
+
+HeapThread* CompartmentHeap::ThreadFor(ThreadBlock* tb, size_t slot) {
+  if (HeapThread* t = tb->heap_threads[slot]; t != nullptr) return t;
+  auto* cache = static_cast<HeapCache*>(
+      mallocx(sizeof(HeapCache),
+              MALLOCX_ARENA(arena_) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO));
+  if (cache == nullptr) return nullptr;
+  auto* t = new HeapThread;
+  t->tb = tb;
+  t->slot = slot;
+  t->cache = cache;
+  unsigned tcache = 0;
+  size_t len = sizeof(tcache);
+  if (mallctl("tcache.create", &tcache, &len, nullptr, 0) == 0) {
+    t->tcache = tcache;
+  }
+  threads_.push_back(t);
+  tb->heap_threads[slot] = t;
+  HeapCacheTable(SelectorOf(tb))[slot] = cache;
+  return t;
+}
+
+void ReleaseHeapThread(ThreadBlock* tb, size_t slot) {
+  HeapThread* t = tb->heap_threads[slot];
+  if (t == nullptr) return;
+  HeapCacheTable(SelectorOf(tb))[slot] = nullptr;
+  tb->heap_threads[slot] = nullptr;
+  if (CompartmentHeap* heap = HeapOfSlot(slot)) heap->DropThread(t);
+}
+
+void CompartmentHeap::DropThread(HeapThread* t) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    threads_.erase(std::find(threads_.begin(), threads_.end(), t));
+    if (!dropping_) {
+      // The thread exits; the heap stays. What it cached goes back.
+      Reconcile(t);
+      FlushFrees(t);  // nobody is left to report a bad one to
+      for (size_t c = 0; c < kNumCachedClasses; ++c) {
+        for (uint32_t i = 0; i < t->known[c]; ++i) {
+          cached_bytes_ -= kClassSize[c];
+          dallocx(t->placed[c][i], TcacheFlags(t));
+        }
+        for (uint32_t i = 0; i < t->stash[c].n; ++i) {
+          dallocx(t->stash[c].p[i], TcacheFlags(t));
+        }
+      }
+      dallocx(t->cache, MALLOCX_TCACHE_NONE);
+    } else {
+      for (size_t c = 0; c < kNumCachedClasses; ++c) {
+        cached_bytes_ -= t->known[c] * kClassSize[c];
+      }
+    }
+  }
+  if (t->tcache != kNoTcache) {  // flushes into the arena, which still exists
+    mallctl("tcache.destroy", nullptr, nullptr, &t->tcache, sizeof(unsigned));
+  }
+  delete t;
+}
+
+// Regions compartment code popped since the runtime last looked become live.
+void CompartmentHeap::Reconcile(HeapThread* t) {
+  for (uint32_t active = t->active; active != 0; active &= active - 1) {
+    const size_t c = __builtin_ctz(active);
+    uint32_t now = __atomic_load_n(&t->cache->magazines[c].count,
+                                   __ATOMIC_RELAXED);
+    if (now > t->known[c]) now = t->known[c];  // nothing is pushed back
+    // Neighbouring regions share bitmap words: one store per word. (window
+    // and bitmap in locals: the compiler would reload the members after
+    // every store to a uint64_t.)
+    const uintptr_t window = live_.window();
+    uint64_t* const bitmap = live_.words();
+    uint64_t* word = nullptr;
+    uint64_t bits = 0;
+    for (uint32_t i = now; i < t->known[c]; ++i) {
+      const uintptr_t bit =
+          (reinterpret_cast<uintptr_t>(t->placed[c][i]) - window) /
+          kMinAllocation;
+      uint64_t* w = &bitmap[bit / 64];
+      if (w != word) {
+        if (word != nullptr) *word |= bits;
+        word = w;
+        bits = 0;
+      }
+      bits |= uint64_t{1} << (bit % 64);
+    }
+    if (word != nullptr) *word |= bits;
+    const uint32_t popped = t->known[c] - now;
+    cached_bytes_ -= popped * kClassSize[c];
+    NoteLive(popped * kClassSize[c]);
+    stats_.allocations += popped;
+    t->known[c] = now;
+    if (now == 0) t->active &= ~(1u << c);
+  }
+}
+
+// Returns the first pointer in the buffer that was not a live allocation.
+// After Reconcile (known[] must be the magazines' counts): a freed region
+// of a cached class goes straight back on top of its magazine while that
+// is below its fill count (and the park cap below allows), both in the
+// trusted copy and in the cache, so the next mallocs take it without a
+// refill; the rest goes to Release.
+uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
+  FreeBuffer& f = t->cache->frees;
+  // Compartment memory: read once (the loop's bound and `rest`'s size).
+  const uint32_t n =
+      std::min(__atomic_load_n(&f.count, __ATOMIC_RELAXED), kFreeSlots);
+  // Members in locals: the stores below (bitmap words, slots) could alias
+  // them as far as the compiler knows.
+  const uintptr_t window = live_.window();
+  uint64_t* const bitmap = live_.words();
+  const uint8_t* const class_map = live_.classes();
+  Magazine* const magazines = t->cache->magazines;
+  // The rest are released after the loop, which then calls nothing and
+  // keeps its state in registers.
+  void* rest[kFreeSlots];
+  uint32_t n_rest = 0;
+  uintptr_t hostile = 0;
+  // Neighbouring regions share bitmap words, and a batch is mostly of one
+  // class: the current word and magazine count stay in registers (a double
+  // free within the batch still finds its bit clear).
+  uint64_t* word = nullptr;
+  uint64_t value = 0;
+  uint8_t cls = kNoClass;  // whose count `known` is; kNoClass: none
+  uint32_t known = 0;
+  uint32_t fill = 0;
+  void** placed = nullptr;  // t->placed[cls]
+  void** slots = nullptr;   // magazines[cls].slots
+  size_t moved = 0;         // bytes put in magazines
+  // Regions in magazines count against the limit, and only their own thread
+  // can take them back (DrainMagazines): frees park there only while all
+  // magazines hold under an eighth of the limit, so memory an idle thread
+  // freed stays available to the others and to the host's Allocate.
+  const size_t park_cap = limit_ / 8;
+  size_t park_room = park_cap - std::min(park_cap, cached_bytes_);
+  size_t class_size = 0;
+  uint32_t touched = 0;     // magazines given regions
+  auto settle = [&] {       // the current class's count back to t
+    if (cls == kNoClass || known == t->known[cls]) return;
+    moved += size_t{known - t->known[cls]} * kClassSize[cls];
+    touched |= 1u << cls;
+    t->known[cls] = known;
+  };
+  for (uint32_t i = 0; i < n; ++i) {
+    const uintptr_t p = reinterpret_cast<uintptr_t>(f.slots[i]);
+    // One test for "in the window and 16-aligned": rotated, low bits that
+    // are set land at the top.
+    const uintptr_t bit = std::rotr(p - window, 4);
+    if (ABSL_PREDICT_FALSE(bit >= kWindowBytes / kMinAllocation)) {
+      if (p != 0 && hostile == 0) hostile = p;  // null frees nothing
+      continue;
+    }
+    uint64_t* w = &bitmap[bit / 64];
+    if (w != word) {
+      if (word != nullptr) *word = value;
+      word = w;
+      value = *w;
+    }
+    const uint64_t mask = uint64_t{1} << (bit % 64);
+    if (ABSL_PREDICT_FALSE(!(value & mask))) {
+      if (hostile == 0) hostile = p;
+      continue;
+    }
+    value &= ~mask;
+    const uint8_t c = class_map[bit >> (12 - 4)];
+    if (ABSL_PREDICT_FALSE(c != cls)) {
+      settle();
+      cls = c;
+      known = 0;
+      fill = 0;  // kNoClass: all to `rest`
+      if (c != kNoClass) {
+        known = t->known[c];
+        fill = kFillCount.of[c];
+        class_size = kClassSize[c];
+        placed = t->placed[c];
+        slots = magazines[c].slots;
+      }
+    }
+    if (ABSL_PREDICT_TRUE(known < fill && class_size <= park_room)) {
+      park_room -= class_size;
+      placed[known] = reinterpret_cast<void*>(p);
+      slots[known++] = reinterpret_cast<void*>(p);
+    } else {
+      rest[n_rest++] = reinterpret_cast<void*>(p);
+    }
+  }
+  if (word != nullptr) *word = value;
+  settle();
+  for (uint32_t m = touched; m != 0; m &= m - 1) {
+    const size_t c = __builtin_ctz(m);
+    __atomic_store_n(&magazines[c].count, t->known[c], __ATOMIC_RELAXED);
+  }
+  t->active |= touched;
+  live_bytes_ -= moved;
+  cached_bytes_ += moved;
+  for (uint32_t i = 0; i < n_rest; ++i) Release(t, rest[i]);
+  f.count = 0;
+  return hostile;
+}
+
+// After Reconcile: every region in t's magazines goes to its stash (or
+// back to jemalloc) and stops counting against the limit. Only for the
+// thread in the allocator entry: its compartment code is not popping.
+// False if they were empty.
+bool CompartmentHeap::DrainMagazines(HeapThread* t) {
+  if (t->active == 0) return false;
+  for (uint32_t active = t->active; active != 0; active &= active - 1) {
+    const size_t c = __builtin_ctz(active);
+    __atomic_store_n(&t->cache->magazines[c].count, 0u, __ATOMIC_RELAXED);
+    cached_bytes_ -= size_t{t->known[c]} * kClassSize[c];
+    HeapThread::Stash& stash = t->stash[c];
+    for (uint32_t i = 0; i < t->known[c]; ++i) {
+      if (stash.n < kStashSlots) {
+        stash.p[stash.n++] = t->placed[c][i];
+      } else {
+        sdallocx(t->placed[c][i], kClassSize[c], TcacheFlags(t));
+      }
+    }
+    t->known[c] = 0;
+  }
+  t->active = 0;
+  return true;
+}
+
+// Tops magazine c up and hands out one region itself (live at once).
+void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
+  const size_t size = kClassSize[c];
+  uint32_t& known = t->known[c];
+  const uint32_t before = known;
+  const size_t room = limit_ - std::min(limit_, live_bytes_ + cached_bytes_);
+  const uint32_t target = static_cast<uint32_t>(std::min<size_t>(
+      std::min<uint32_t>(kFillCount.of[c] + 1, kMagazineSlots),
+      known + room / size));
+  // New regions go to the trusted copy and the magazine together; the
+  // slots below `before` hold what they held (what the compartment wrote
+  // there only ever reaches the compartment itself).
+  Magazine& m = t->cache->magazines[c];
+  HeapThread::Stash& stash = t->stash[c];
+  while (known < target && stash.n > 0) {  // freed here before: class known
+    void* p = stash.p[--stash.n];
+    t->placed[c][known] = p;
+    m.slots[known++] = p;
+  }
+  const int flags = MALLOCX_ARENA(arena_) | TcacheFlags(t);
+  while (known < target) {
+    void* p = mallocx(size, flags);
+    if (p == nullptr) break;
+    live_.SetPageClass(reinterpret_cast<uintptr_t>(p), static_cast<uint8_t>(c));
+    t->placed[c][known] = p;
+    m.slots[known++] = p;
+  }
+  cached_bytes_ += size * (known - before);
+  if (known == 0) return nullptr;
+  void* result = t->placed[c][--known];
+  cached_bytes_ -= size;
+  live_.SetLive(reinterpret_cast<uintptr_t>(result));
+  NoteLive(size);
+  ++stats_.allocations;
+  __atomic_store_n(&m.count, known, __ATOMIC_RELAXED);
+  if (known != 0) t->active |= 1u << c;
+  return result;
+}
+
+// What compartment threads took from their caches is theirs before the host
+// frees, sizes or counts anything.
+void CompartmentHeap::ReconcileAll() {
+  for (HeapThread* t : threads_) Reconcile(t);
+}
+
+}  // namespace mpkbox::internal
