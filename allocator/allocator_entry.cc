@@ -33,9 +33,8 @@ namespace {
 
 }  // namespace
 
-CompartmentHeap::EntryResult CompartmentHeap::Enter(ThreadBlock* tb,
-                                                    size_t slot, uint64_t op,
-                                                    uint64_t a, uint64_t b) {
+CompartmentHeap::EntryResult CompartmentHeap::RunAllocatorOp(
+    ThreadBlock* tb, size_t slot, uint64_t op, uint64_t a, uint64_t b) {
   std::lock_guard<std::mutex> lock(mu_);
   EntryResult r;
   HeapThread* t = ThreadFor(tb, slot);
@@ -166,7 +165,7 @@ extern "C" uint64_t mpkbox_allocator_entry(uint64_t op, uint64_t a,
     Abandon(tb, FaultKind::kHeapViolation, 0,
             "allocation in a compartment without a heap");
   }
-  CompartmentHeap::EntryResult r = heap->Enter(tb, slot, op, a, b);
+  CompartmentHeap::EntryResult r = heap->RunAllocatorOp(tb, slot, op, a, b);
   if (r.hostile != 0) {
     Abandon(tb, FaultKind::kHeapViolation, r.hostile, r.why);
   }

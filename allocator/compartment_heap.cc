@@ -25,12 +25,12 @@
 namespace mpkbox::internal {
 
 CompartmentHeap* HeapOfSlot(size_t slot) {
-  if (g_trusted == nullptr || slot >= kMaxCompartments) return nullptr;
-  return g_trusted->heaps[slot].load(std::memory_order_acquire);
+  if (g_allocator_tables == nullptr || slot >= kMaxCompartments) return nullptr;
+  return g_allocator_tables->heaps[slot].load(std::memory_order_acquire);
 }
 
 void SetHeapOfSlot(size_t slot, CompartmentHeap* heap) {
-  g_trusted->heaps[slot].store(heap, std::memory_order_release);
+  g_allocator_tables->heaps[slot].store(heap, std::memory_order_release);
 }
 
 CompartmentHeap::CompartmentHeap(size_t slot, uint64_t domain, int key,
@@ -50,7 +50,7 @@ absl::StatusOr<std::unique_ptr<CompartmentHeap>> CompartmentHeap::Create(
         "compartment '%s': heap_limit_bytes %u is above the maximum of %u",
         name, limit_bytes, kMaxLimitBytes));
   }
-  if (g_trusted == nullptr || g_zone.size == 0) {
+  if (g_allocator_tables == nullptr || g_zone.size == 0) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "compartment '%s': no compartment heaps: %s", name, g_host.error));
   }

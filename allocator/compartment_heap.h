@@ -91,8 +91,8 @@ class CompartmentHeap {
     uintptr_t hostile = 0;  // nonzero: end the call, this pointer was bad
     const char* why = nullptr;
   };
-  EntryResult Enter(ThreadBlock* tb, size_t slot, uint64_t op, uint64_t a,
-                    uint64_t b);
+  EntryResult RunAllocatorOp(ThreadBlock* tb, size_t slot, uint64_t op,
+                             uint64_t a, uint64_t b);
   // After a call returned: the buffered frees of this thread.
   EntryResult CheckFrees(ThreadBlock* tb, size_t slot);
   // The thread exits (the heap stays) or the slot is dropped (magazines.cc).
@@ -160,7 +160,7 @@ CompartmentHeap* HeapOfSlot(size_t slot);
 // Makes `heap` the slot's (null to clear).
 void SetHeapOfSlot(size_t slot, CompartmentHeap* heap);
 
-// From the domain registry when it drops a thread's context for `slot`
+// From the slot registry when it drops a thread's context for `slot`
 // (magazines.cc).
 void ReleaseHeapThread(ThreadBlock* tb, size_t slot);
 

@@ -23,12 +23,12 @@ const char* malloc_conf = "retain:false";  // declared by jemalloc.h
 namespace mpkbox::internal {
 
 constinit HostHeap g_host;
-TrustedAllocatorState* g_trusted = nullptr;
+AllocatorTables* g_allocator_tables = nullptr;
 constinit std::atomic<int> g_allocator_state{0};
 
 namespace {
 
-constinit thread_local bool initializing = false;
+constinit thread_local bool t_initializing = false;
 
 // ld.so's executable segment, from its program headers in memory.
 void FindLoader() {
@@ -54,9 +54,8 @@ absl::Status SetUp() {
         "pkey_alloc for the trusted key failed");
   }
   if (absl::Status s = ReserveZone(); !s.ok()) return s;
-  constexpr size_t kBytes =
-      (sizeof(TrustedAllocatorState) + MPKBOX_PAGE_SIZE - 1) &
-      ~size_t{MPKBOX_PAGE_SIZE - 1};
+  constexpr size_t kBytes = (sizeof(AllocatorTables) + MPKBOX_PAGE_SIZE - 1) &
+                            ~size_t{MPKBOX_PAGE_SIZE - 1};
   void* page = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (page == MAP_FAILED) {
@@ -67,15 +66,15 @@ absl::Status SetUp() {
       !s.ok()) {
     return s;
   }
-  g_trusted = new (page) TrustedAllocatorState;
-  InitTaggedHooks(&g_trusted->host_hooks, g_host.trusted_key, 0, 0);
-  absl::StatusOr<unsigned> host =
-      CreateTaggedArena(&g_trusted->host_hooks, /*metadata_use_hooks=*/true);
+  g_allocator_tables = new (page) AllocatorTables;
+  InitTaggedHooks(&g_allocator_tables->host_hooks, g_host.trusted_key, 0, 0);
+  absl::StatusOr<unsigned> host = CreateTaggedArena(
+      &g_allocator_tables->host_hooks, /*metadata_use_hooks=*/true);
   if (!host.ok()) return host.status();
-  InitTaggedHooks(&g_trusted->ambient_hooks, 0, WindowBase(kAmbientWindow),
-                  kWindowBytes);
+  InitTaggedHooks(&g_allocator_tables->ambient_hooks, 0,
+                  WindowBase(kAmbientWindow), kWindowBytes);
   absl::StatusOr<unsigned> ambient = CreateTaggedArena(
-      &g_trusted->ambient_hooks, /*metadata_use_hooks=*/true);
+      &g_allocator_tables->ambient_hooks, /*metadata_use_hooks=*/true);
   if (!ambient.ok()) return ambient.status();
   FindLoader();
   g_host.host_arena = *host;
@@ -87,10 +86,10 @@ absl::Status SetUp() {
 }  // namespace
 
 void InitAllocator() {
-  if (initializing) return;  // jemalloc's own set-up allocating
+  if (t_initializing) return;  // jemalloc's own set-up allocating
   int expected = 0;
   if (g_allocator_state.compare_exchange_strong(expected, 1)) {
-    initializing = true;  // what SetUp allocates comes from arena 0
+    t_initializing = true;  // what SetUp allocates comes from arena 0
     if (absl::Status s = SetUp(); !s.ok()) {
       g_host.host_flags = 0;
       g_host.ambient_flags = 0;
@@ -98,7 +97,7 @@ void InitAllocator() {
                "the host heap cannot be protected: %.*s",
                static_cast<int>(s.message().size()), s.message().data());
     }
-    initializing = false;
+    t_initializing = false;
     g_allocator_state.store(kAllocatorReady, std::memory_order_release);
     return;
   }

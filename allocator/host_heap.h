@@ -34,14 +34,14 @@ struct HostHeap {
 };
 
 // Lives on the trusted key: jemalloc calls these hooks with host rights.
-struct TrustedAllocatorState {
+struct AllocatorTables {
   TaggedHooks host_hooks;
   TaggedHooks ambient_hooks;
   std::atomic<CompartmentHeap*> heaps[kMaxCompartments];  // by slot
 };
 
 extern constinit HostHeap g_host;
-extern TrustedAllocatorState* g_trusted;
+extern AllocatorTables* g_allocator_tables;
 extern constinit std::atomic<int> g_allocator_state;  // 2 once the heaps exist
 inline constexpr int kAllocatorReady = 2;
 

@@ -4,17 +4,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "mpkbox/runtime.h"
 #include "allocator/compartment_heap.h"
+#include "mpkbox/runtime.h"
 #include "runtime/call_timer.h"
-#include "runtime/loader/elf_loader.h"
 #include "runtime/callback_table.h"
-#include "runtime/domain_registry.h"
 #include "runtime/fault_report.h"
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/pku.h"
+#include "runtime/loader/elf_loader.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
+#include "runtime/slot_registry.h"
 #include "runtime/thread_block.h"
 
 namespace mpkbox {
@@ -24,7 +24,7 @@ namespace {
 // libc call; the number is a floor, not a recommendation.
 constexpr size_t kMinStackBytes = 16 << 10;
 
-std::atomic<uint64_t> unnamed_count{0};
+std::atomic<uint64_t> g_unnamed_count{0};
 
 }  // namespace
 
@@ -33,7 +33,7 @@ absl::StatusOr<std::unique_ptr<Compartment>> Compartment::Create(
   if (absl::Status s = Runtime::Init(); !s.ok()) return s;
   internal::OpenAllKeysInThisThread();
   if (options.name.empty()) {
-    options.name = absl::StrCat("compartment-", ++unnamed_count);
+    options.name = absl::StrCat("compartment-", ++g_unnamed_count);
   }
   if (absl::Status s = options.syscalls.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat(

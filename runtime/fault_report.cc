@@ -3,8 +3,8 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 #include <string.h>
+#include <sys/syscall.h>
 
 #include <cstdio>
 #include <fstream>
@@ -14,10 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/compartment_stack.h"
-#include "runtime/domain_registry.h"
 #include "runtime/gadget_guard.h"
 #include "runtime/loader/import_policy.h"
 #include "runtime/runtime_state.h"
+#include "runtime/slot_registry.h"
 
 namespace mpkbox::internal {
 namespace {

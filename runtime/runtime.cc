@@ -29,7 +29,7 @@ uint8_t mpkbox_vector_level = 0;
 namespace mpkbox {
 namespace {
 
-std::atomic<bool> pretend_no_pku{false};
+std::atomic<bool> g_pretend_no_pku{false};
 
 bool ProbeSupport() {
   if (!internal::CpuHasPku()) return false;
@@ -96,7 +96,7 @@ absl::Status InitOnce(const RuntimeOptions& options) {
 
 bool Runtime::IsSupported() {
   static const bool supported = ProbeSupport();
-  return supported && !pretend_no_pku.load(std::memory_order_relaxed);
+  return supported && !g_pretend_no_pku.load(std::memory_order_relaxed);
 }
 
 absl::Status Runtime::Init(const RuntimeOptions& options) {
@@ -119,7 +119,7 @@ bool KernelMishandlesPkru(const char* release, bool amd) {
   return old && amd;
 }
 
-void PretendNoPkuForTesting() { pretend_no_pku.store(true); }
+void PretendNoPkuForTesting() { g_pretend_no_pku.store(true); }
 }  // namespace internal
 
 }  // namespace mpkbox

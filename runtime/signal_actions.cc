@@ -22,22 +22,23 @@ int __sigaction(int, const struct sigaction*, struct sigaction*);
 namespace mpkbox::internal {
 namespace {
 
-int timer_signal = 0;
+int g_timer_signal = 0;
 
 // What the host believes each signal's disposition is. Trusted memory.
 struct HostActions {
   struct sigaction act[NSIG];
 };
-HostActions* host = nullptr;
-std::atomic<bool> installed{false};
-std::atomic_flag host_lock = ATOMIC_FLAG_INIT;  // sigaction may run in handlers
+HostActions* g_host_actions = nullptr;
+std::atomic<bool> g_installed{false};
+std::atomic_flag g_host_lock =
+    ATOMIC_FLAG_INIT;  // sigaction may run in handlers
 
 class HostLock {
  public:
   HostLock() {
-    while (host_lock.test_and_set(std::memory_order_acquire)) sched_yield();
+    while (g_host_lock.test_and_set(std::memory_order_acquire)) sched_yield();
   }
-  ~HostLock() { host_lock.clear(std::memory_order_release); }
+  ~HostLock() { g_host_lock.clear(std::memory_order_release); }
 };
 
 bool IsHandlerFunction(const struct sigaction& a) {
@@ -87,7 +88,7 @@ bool IsFaultSignal(int sig) {
 // Signals mpkbox handles whatever the host does with them.
 bool IsOwnSignal(int sig) {
   return IsFaultSignal(sig) || sig == SIGABRT || sig == SIGSYS ||
-         sig == timer_signal;
+         sig == g_timer_signal;
 }
 // Raised by the kernel for the instruction that was running.
 bool IsSynchronous(int sig, const siginfo_t* info) {
@@ -95,7 +96,7 @@ bool IsSynchronous(int sig, const siginfo_t* info) {
 }
 
 void RunHostHandler(int sig, siginfo_t* info, ucontext_t* uc) {
-  struct sigaction a = host->act[sig];
+  struct sigaction a = g_host_actions->act[sig];
   if (a.sa_handler == SIG_IGN && IsSynchronous(sig, info)) {
     a.sa_handler = SIG_DFL;  // the kernel cannot ignore a fault either
   }
@@ -106,9 +107,9 @@ void RunHostHandler(int sig, siginfo_t* info, ucontext_t* uc) {
   }
   if (a.sa_flags & SA_RESETHAND) {
     HostLock lock;
-    host->act[sig].sa_handler = SIG_DFL;
-    host->act[sig].sa_flags &= ~SA_SIGINFO;
-    if (!IsOwnSignal(sig)) __sigaction(sig, &host->act[sig], nullptr);
+    g_host_actions->act[sig].sa_handler = SIG_DFL;
+    g_host_actions->act[sig].sa_flags &= ~SA_SIGINFO;
+    if (!IsOwnSignal(sig)) __sigaction(sig, &g_host_actions->act[sig], nullptr);
   }
   // Compartment code may be suspended under this handler: a Call from it
   // is refused (the depth bias sends it to Call's slow path, which says why).
@@ -122,17 +123,17 @@ void RunHostHandler(int sig, siginfo_t* info, ucontext_t* uc) {
   if (tb != nullptr) tb->depth -= kHandlerDepthBias;
 }
 
-int TimerSignal() { return timer_signal; }
+int TimerSignal() { return g_timer_signal; }
 
 absl::Status InstallSignalHandling(const RuntimeOptions& options) {
   if (absl::Status s = LearnSignalFrameLayout(); !s.ok()) return s;
 
-  timer_signal = options.timer_signal != 0 ? options.timer_signal
-                                           : SIGRTMAX - 1;
-  if (timer_signal < SIGRTMIN || timer_signal > SIGRTMAX) {
+  g_timer_signal =
+      options.timer_signal != 0 ? options.timer_signal : SIGRTMAX - 1;
+  if (g_timer_signal < SIGRTMIN || g_timer_signal > SIGRTMAX) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "RuntimeOptions::timer_signal %d is not a real-time signal (%d..%d)",
-        timer_signal, SIGRTMIN, SIGRTMAX));
+        "RuntimeOptions::g_timer_signal %d is not a real-time signal (%d..%d)",
+        g_timer_signal, SIGRTMIN, SIGRTMAX));
   }
   void* p = mmap(nullptr, sizeof(HostActions), PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -144,17 +145,17 @@ absl::Status InstallSignalHandling(const RuntimeOptions& options) {
       !s.ok()) {
     return s;
   }
-  host = static_cast<HostActions*>(p);
+  g_host_actions = static_cast<HostActions*>(p);
   HostLock lock;
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     struct sigaction cur {};
     if (__sigaction(sig, nullptr, &cur) != 0) continue;  // libc-reserved
-    host->act[sig] = cur;
+    g_host_actions->act[sig] = cur;
     // Handlers installed before Init get host rights too.
     if (IsOwnSignal(sig) || IsHandlerFunction(cur)) InstallEntry(sig, cur);
   }
-  installed.store(true, std::memory_order_release);
+  g_installed.store(true, std::memory_order_release);
   return absl::OkStatus();
 }
 
@@ -162,7 +163,7 @@ absl::Status InstallSignalHandling(const RuntimeOptions& options) {
 // behind mpkbox's entry (with host rights), and the signals mpkbox needs
 // stay with it. Before Runtime::Init it is libc's.
 int HostSigaction(int sig, const struct sigaction* act, struct sigaction* old) {
-  if (!installed.load(std::memory_order_acquire) || sig <= 0 || sig >= NSIG ||
+  if (!g_installed.load(std::memory_order_acquire) || sig <= 0 || sig >= NSIG ||
       sig == SIGKILL || sig == SIGSTOP) {
     return __sigaction(sig, act, old);
   }
@@ -170,9 +171,9 @@ int HostSigaction(int sig, const struct sigaction* act, struct sigaction* old) {
   if (__sigaction(sig, nullptr, &probe) != 0) return -1;  // EINVAL as libc
   OpenAllKeysInThisThread();  // the table is trusted
   HostLock lock;
-  struct sigaction prev = host->act[sig];
+  struct sigaction prev = g_host_actions->act[sig];
   if (act != nullptr) {
-    host->act[sig] = *act;
+    g_host_actions->act[sig] = *act;
     if (IsOwnSignal(sig) ||
         IsHandlerFunction(*act)) {
       InstallEntry(sig, *act);

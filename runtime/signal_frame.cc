@@ -31,30 +31,30 @@ struct FxSwBytes {
   uint32_t padding[7];
 };
 
-size_t pkru_offset = 0;  // of PKRU in the frame's XSAVE area (CPUID 0xD.9)
+size_t g_pkru_offset = 0;  // of PKRU in the frame's XSAVE area (CPUID 0xD.9)
 
 uint8_t* XsaveArea(const ucontext_t* uc) {
   return reinterpret_cast<uint8_t*>(uc->uc_mcontext.fpregs);
 }
 uint32_t* FramePkruSlot(const ucontext_t* uc) {
   uint8_t* x = XsaveArea(uc);
-  if (x == nullptr || pkru_offset == 0) return nullptr;
+  if (x == nullptr || g_pkru_offset == 0) return nullptr;
   const auto* sw = reinterpret_cast<const FxSwBytes*>(x + 464);
-  if (sw->magic1 != kFpXstateMagic1 || pkru_offset + 4 > sw->xstate_size) {
+  if (sw->magic1 != kFpXstateMagic1 || g_pkru_offset + 4 > sw->xstate_size) {
     return nullptr;
   }
-  return reinterpret_cast<uint32_t*>(x + pkru_offset);
+  return reinterpret_cast<uint32_t*>(x + g_pkru_offset);
 }
 
 // For Init's self-test of what the kernel does with PKRU and signals.
-std::atomic<uint32_t> probe_handler_pkru;
-std::atomic<uint32_t> probe_frame_pkru;
-std::atomic<bool> probe_frame_has_pkru;
+std::atomic<uint32_t> g_probe_handler_pkru;
+std::atomic<uint32_t> g_probe_frame_pkru;
+std::atomic<bool> g_probe_frame_has_pkru;
 void Probe(int, siginfo_t*, void* raw) {
-  probe_handler_pkru = ReadPkru();
+  g_probe_handler_pkru = ReadPkru();
   uint32_t* slot = FramePkruSlot(static_cast<ucontext_t*>(raw));
-  probe_frame_has_pkru = slot != nullptr;
-  if (slot != nullptr) probe_frame_pkru = *slot;
+  g_probe_frame_has_pkru = slot != nullptr;
+  if (slot != nullptr) g_probe_frame_pkru = *slot;
 }
 
 absl::Status SelfTest() {
@@ -67,13 +67,13 @@ absl::Status SelfTest() {
   const uint32_t mine = ReadPkru();
   syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGURG);
   __sigaction(SIGURG, &old, nullptr);
-  if (probe_handler_pkru != MPKBOX_INIT_PKRU) {
+  if (g_probe_handler_pkru != MPKBOX_INIT_PKRU) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "this kernel starts signal handlers with PKRU 0x%08x, not 0x%08x: "
         "init_pkru was changed (boot parameter or debugfs)",
-        probe_handler_pkru.load(), MPKBOX_INIT_PKRU));
+        g_probe_handler_pkru.load(), MPKBOX_INIT_PKRU));
   }
-  if (!probe_frame_has_pkru || probe_frame_pkru != mine) {
+  if (!g_probe_frame_has_pkru || g_probe_frame_pkru != mine) {
     return absl::FailedPreconditionError(
         "this kernel does not save PKRU in signal frames where mpkbox "
         "expects it (XSAVE offset from CPUID leaf 0xD)");
@@ -104,7 +104,7 @@ absl::Status LearnSignalFrameLayout() {
       eax < 4) {
     return absl::FailedPreconditionError("CPUID reports no PKRU state");
   }
-  pkru_offset = ebx;
+  g_pkru_offset = ebx;
   return SelfTest();
 }
 

@@ -32,8 +32,8 @@
 namespace mpkbox::internal {
 namespace {
 
-std::atomic<bool> skip_dispatch{false};
-thread_local uint64_t emulated = 0;
+std::atomic<bool> g_skip_dispatch{false};
+thread_local uint64_t t_emulated = 0;
 
 using Action = SyscallAction;
 
@@ -48,8 +48,8 @@ bool InOwnMemory(const CallContext& ctx, uint64_t p, uint64_t n) {
          heap->Contains(p, n);
 }
 
-long Raw(long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
-         uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0) {
+long RawSyscall(long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
+                uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0) {
   long r = syscall(nr, a0, a1, a2, a3, a4, a5);
   return r == -1 ? -errno : r;
 }
@@ -68,7 +68,7 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
              const uint64_t a[6], uint64_t deadline_ns) {
   switch (rule.action) {
     case Action::kAllow:
-      return Raw(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+      return RawSyscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
     case Action::kErrno:
       return -rule.error;
     case Action::kAllowWrite: {
@@ -82,19 +82,19 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
       char copy[4096];
       const size_t n = std::min<uint64_t>(a[2], sizeof(copy));
       memcpy(copy, reinterpret_cast<const void*>(a[1]), n);
-      return Raw(SYS_write, fd, reinterpret_cast<uint64_t>(copy), n);
+      return RawSyscall(SYS_write, fd, reinterpret_cast<uint64_t>(copy), n);
     }
     case Action::kAllowGetrandom: {
       if (!InOwnMemory(ctx, a[0], a[1])) return -EFAULT;
-      return Raw(SYS_getrandom, a[0], std::min<uint64_t>(a[1], 4096),
-                 a[2] & GRND_NONBLOCK);
+      return RawSyscall(SYS_getrandom, a[0], std::min<uint64_t>(a[1], 4096),
+                        a[2] & GRND_NONBLOCK);
     }
     case Action::kAllowClock: {
       if (nr == SYS_clock_gettime) {
         if (!InOwnMemory(ctx, a[1], sizeof(timespec))) return -EFAULT;
         timespec ts;
-        const long r = Raw(SYS_clock_gettime, a[0],
-                           reinterpret_cast<uint64_t>(&ts));
+        const long r = RawSyscall(SYS_clock_gettime, a[0],
+                                  reinterpret_cast<uint64_t>(&ts));
         if (r == 0) memcpy(reinterpret_cast<void*>(a[1]), &ts, sizeof(ts));
         return r;
       }
@@ -104,7 +104,8 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
           return -EFAULT;
         }
         timeval tv;
-        const long r = Raw(SYS_gettimeofday, reinterpret_cast<uint64_t>(&tv));
+        const long r =
+            RawSyscall(SYS_gettimeofday, reinterpret_cast<uint64_t>(&tv));
         if (r == 0 && a[0] != 0) {
           memcpy(reinterpret_cast<void*>(a[0]), &tv, sizeof(tv));
         }
@@ -114,7 +115,7 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
         if (a[0] != 0 && !InOwnMemory(ctx, a[0], sizeof(time_t))) {
           return -EFAULT;
         }
-        const long r = Raw(SYS_time);
+        const long r = RawSyscall(SYS_time);
         if (a[0] != 0) memcpy(reinterpret_cast<void*>(a[0]), &r, sizeof(r));
         return r;
       }
@@ -150,12 +151,12 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
           timeout_arg = reinterpret_cast<uint64_t>(&timeout);
         }
       }
-      return Raw(SYS_futex, a[0], op, a[2], timeout_arg);
+      return RawSyscall(SYS_futex, a[0], op, a[2], timeout_arg);
     }
     case Action::kAllowMincore: {
       const uint64_t pages = (a[1] + MPKBOX_PAGE_SIZE - 1) / MPKBOX_PAGE_SIZE;
       if (!InOwnMemory(ctx, a[2], pages)) return -EFAULT;
-      return Raw(SYS_mincore, a[0], a[1], a[2]);
+      return RawSyscall(SYS_mincore, a[0], a[1], a[2]);
     }
     case Action::kFailCall:
       break;
@@ -166,7 +167,7 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
 }  // namespace
 
 absl::Status ArmSyscallDispatch(SelectorPage* sel) {
-  if (skip_dispatch.load(std::memory_order_relaxed)) return absl::OkStatus();
+  if (g_skip_dispatch.load(std::memory_order_relaxed)) return absl::OkStatus();
   sel->selector = MPKBOX_SELECTOR_ALLOW;
   if (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0,
             &sel->selector) != 0) {
@@ -183,10 +184,10 @@ void DisarmSyscallDispatch() {
 }
 
 void SkipSyscallDispatchForTesting() {
-  skip_dispatch.store(true, std::memory_order_relaxed);
+  g_skip_dispatch.store(true, std::memory_order_relaxed);
 }
 
-uint64_t EmulatedSyscalls() { return emulated; }
+uint64_t EmulatedSyscalls() { return t_emulated; }
 
 bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
                               const siginfo_t* info) {
@@ -225,14 +226,15 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
     return true;
   }
   if (nr == SYS_gettid || nr == SYS_getpid) {
-    g[REG_RAX] = Raw(nr);
+    g[REG_RAX] = RawSyscall(nr);
     return true;
   }
   const bool self_abort =
       (nr == SYS_tgkill && args[0] == static_cast<uint64_t>(getpid()) &&
-       args[1] == static_cast<uint64_t>(Raw(SYS_gettid)) &&
+       args[1] == static_cast<uint64_t>(RawSyscall(SYS_gettid)) &&
        args[2] == SIGABRT) ||
-      (nr == SYS_tkill && args[0] == static_cast<uint64_t>(Raw(SYS_gettid)) &&
+      (nr == SYS_tkill &&
+       args[0] == static_cast<uint64_t>(RawSyscall(SYS_gettid)) &&
        args[1] == SIGABRT);
   if (self_abort) {
     RecordFault(tb, FaultKind::kSignal,
@@ -259,7 +261,7 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
     return false;
   }
   g[REG_RAX] = Emulate(rule, ctx, nr, args, NearestDeadlineNs(tb));
-  ++emulated;
+  ++t_emulated;
   // A deadline that passed while the call waited in the kernel ends it now:
   // the timer's signals landed here, in host code, and could not.
   if (AnyDeadlinePassed(tb, MonotonicNowNs())) {

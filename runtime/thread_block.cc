@@ -1,28 +1,26 @@
 #include "runtime/thread_block.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <pthread.h>
-
 #include <atomic>
 
 #include "absl/base/call_once.h"
-
 #include "absl/strings/str_format.h"
 #include "allocator/heap_cache.h"
 #include "mpkbox/runtime.h"
 #include "runtime/call_timer.h"
 #include "runtime/callback_table.h"
-#include "runtime/domain_registry.h"
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
+#include "runtime/slot_registry.h"
 #include "runtime/syscall_dispatch.h"
 #include "runtime/thread_runtime.h"
 
@@ -41,12 +39,12 @@ constexpr size_t kBlockBytes =
      MPKBOX_PAGE_SIZE - 1) &
     ~size_t{MPKBOX_PAGE_SIZE - 1};
 
-std::atomic<bool> skip_rseq_unregistration{false};
+std::atomic<bool> g_skip_rseq_unregistration{false};
 
 // The kernel writes the thread's rseq area (TLS, key 0) on preemption; with
 // key 0 read-only in a compartment that write kills the thread (docs/DESIGN.md 5).
 absl::Status UnregisterRseq() {
-  if (skip_rseq_unregistration.load(std::memory_order_relaxed)) {
+  if (g_skip_rseq_unregistration.load(std::memory_order_relaxed)) {
     return absl::OkStatus();
   }
   if (__rseq_size == 0) return absl::OkStatus();  // glibc did not register
@@ -79,8 +77,9 @@ absl::Status PrepareThread(SelectorPage* sel, ThreadBlock* tb) {
 void RearmAfterFork() {
   if (mpkbox_tls_thread != nullptr) {
     // Breakpoints belong to the parent's thread: the child needs its own.
-    UnguardThisThread(mpkbox_tls_thread->trusted);
-    GuardThisThread(mpkbox_tls_thread->trusted).IgnoreError();  // Call checks
+    UnguardThisThread(mpkbox_tls_thread->thread_block);
+    GuardThisThread(mpkbox_tls_thread->thread_block)
+        .IgnoreError();  // Call checks
     ArmSyscallDispatch(mpkbox_tls_thread).IgnoreError();
   }
 }
@@ -90,10 +89,10 @@ void ReleaseThisThread() {
   if (sel == nullptr) return;
   OpenAllKeysInThisThread();
   DisarmSyscallDispatch();  // its selector is about to be unmapped
-  DeleteCallTimer(sel->trusted);
-  UnguardThisThread(sel->trusted);
-  ReleaseSignalStack(sel->trusted);
-  ReleaseThreadContexts(sel->trusted);
+  DeleteCallTimer(sel->thread_block);
+  UnguardThisThread(sel->thread_block);
+  ReleaseSignalStack(sel->thread_block);
+  ReleaseThreadContexts(sel->thread_block);
   mpkbox_tls_thread = nullptr;
   munmap(HeapCacheTable(sel), kBlockBytes);
 }
@@ -104,16 +103,16 @@ struct ThreadExit {
     if (armed) ReleaseThisThread();
   }
 };
-thread_local ThreadExit thread_exit;
+thread_local ThreadExit t_thread_exit;
 
 }  // namespace
 
 void SkipRseqUnregistrationForTesting() {
-  skip_rseq_unregistration.store(true, std::memory_order_relaxed);
+  g_skip_rseq_unregistration.store(true, std::memory_order_relaxed);
 }
 
 absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
-  if (mpkbox_tls_thread != nullptr) return mpkbox_tls_thread->trusted;
+  if (mpkbox_tls_thread != nullptr) return mpkbox_tls_thread->thread_block;
   if (absl::Status s = Runtime::Init(); !s.ok()) return s;
   OpenAllKeysInThisThread();
 
@@ -139,7 +138,7 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
     munmap(p, kBlockBytes);
     return s;
   }
-  sel->trusted = tb;
+  sel->thread_block = tb;
   tb->callbacks = CallbackTable();
   tb->resume = &tb->resume_state;
   tb->resume_trusted = &tb->resume_trusted_state;
@@ -154,7 +153,7 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
     munmap(p, kBlockBytes);
     return s;
   }
-  thread_exit.armed = true;  // first use registers the destructor
+  t_thread_exit.armed = true;  // first use registers the destructor
   return tb;
 }
 

@@ -10,7 +10,7 @@
 #define MPKBOX_SEL_SELECTOR 0        // Syscall User Dispatch selector byte
 #define MPKBOX_SEL_CURRENT_PKRU 8    // PKRU of the running domain (0: host)
 #define MPKBOX_SEL_CURRENT_DOMAIN 16 // id of the running compartment (0: host)
-#define MPKBOX_SEL_TRUSTED 24        // ThreadBlock*, always the next page
+#define MPKBOX_SEL_THREAD_BLOCK 24   // ThreadBlock*, always the next page
 // Registers the resume stub restores after it has dropped to compartment
 // rights (it can no longer read the ThreadBlock then).
 #define MPKBOX_SEL_RESUME_RAX 32

@@ -46,14 +46,14 @@ struct alignas(MPKBOX_PAGE_SIZE) SelectorPage {
   uint8_t pad[7];
   uint64_t current_pkru;
   uint64_t current_domain;  // the current-domain marker: 0 is the host
-  ThreadBlock* trusted;
+  ThreadBlock* thread_block;  // this thread's, one page on
   uint64_t resume_rax, resume_rcx, resume_rdx, resume_rip, resume_rflags;
 };
 static_assert(offsetof(SelectorPage, selector) == MPKBOX_SEL_SELECTOR);
 static_assert(offsetof(SelectorPage, current_pkru) == MPKBOX_SEL_CURRENT_PKRU);
 static_assert(offsetof(SelectorPage, current_domain) ==
               MPKBOX_SEL_CURRENT_DOMAIN);
-static_assert(offsetof(SelectorPage, trusted) == MPKBOX_SEL_TRUSTED);
+static_assert(offsetof(SelectorPage, thread_block) == MPKBOX_SEL_THREAD_BLOCK);
 static_assert(offsetof(SelectorPage, resume_rax) == MPKBOX_SEL_RESUME_RAX);
 static_assert(offsetof(SelectorPage, resume_rflags) ==
               MPKBOX_SEL_RESUME_RFLAGS);

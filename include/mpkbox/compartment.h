@@ -137,10 +137,17 @@ class Compartment {
 
   CompartmentOptions options_;
   const bool timed_;  // call_timeout is finite
+  // Four ids, each for its own reader:
+  // - key_: the hardware protection key its memory carries (PKRU bits);
+  // - slot_: its index in per-thread tables (contexts, heap caches), reused
+  //   once it is destroyed;
+  // - domain_: unique for the process's lifetime, with the slot in its low
+  //   bits, so code that sees only the running domain finds the slot;
+  // - generation_: which incarnation (Reset) a thread's context belongs to.
   int key_;
   uint32_t pkru_;
-  uint64_t domain_ = 0;  // unique for the process's lifetime
-  size_t slot_ = 0;      // index in ThreadBlock::contexts
+  uint64_t domain_ = 0;
+  size_t slot_ = 0;
   // Changes on Reset, so stale contexts mismatch; 0 while faulted, so every
   // thread's Call takes the slow path and is refused.
   std::atomic<uint64_t> generation_{0};

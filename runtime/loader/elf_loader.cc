@@ -45,7 +45,7 @@ std::string FindLibrary(const std::string& name, const std::string& from) {
 ElfLoader::ElfLoader(Target target) : target_(std::move(target)) {}
 ElfLoader::~ElfLoader() = default;
 
-std::string ElfLoader::Where(const ElfObject& obj) const {
+std::string ElfLoader::ErrorPrefix(const ElfObject& obj) const {
   return CannotLoad(target_.compartment, obj);
 }
 
@@ -112,7 +112,7 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
       return absl::NotFoundError(absl::StrFormat(
           "%s: it needs '%s', which is not in its directory or the system's "
           "library directories",
-          Where(obj), name));
+          ErrorPrefix(obj), name));
     }
     absl::StatusOr<ElfObject*> d = LoadObject(dep, depth + 1);
     if (!d.ok()) return d.status();
@@ -124,11 +124,12 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = ProtectSegments(obj, target_.key, Where(obj));
+  if (absl::Status s = ProtectSegments(obj, target_.key, ErrorPrefix(obj));
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = RunConstructors(obj, target_.run_inside, Where(obj));
+  if (absl::Status s =
+          RunConstructors(obj, target_.run_inside, ErrorPrefix(obj));
       !s.ok()) {
     return s;
   }
@@ -136,7 +137,7 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
 }
 
 absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
-  const std::string where = Where(obj);
+  const std::string where = ErrorPrefix(obj);
   absl::StatusOr<ElfFile> elf =
       ElfFile::Read(file, ElfFile::Type::kSharedObject);
   if (!elf.ok()) {
@@ -167,7 +168,7 @@ absl::StatusOr<uintptr_t> ElfLoader::Place(const ElfObject& obj,
     if (index >= bases_.size() || bases_[index] != *base) {
       return absl::InternalError(absl::StrFormat(
           "%s: it would not go back to the address it had before Reset",
-          Where(obj)));
+          ErrorPrefix(obj)));
     }
   } else {
     bases_.push_back(*base);

@@ -65,7 +65,8 @@ class ElfLoader {
   // Reserves the image's base: on Reload, the one it had before.
   absl::StatusOr<uintptr_t> Place(const ElfObject& obj,
                                   const SegmentPlan& plan);
-  std::string Where(const ElfObject& obj) const;
+  // "compartment 'c': cannot load '/path'": how errors about obj start.
+  std::string ErrorPrefix(const ElfObject& obj) const;
 
   Target target_;
   std::vector<std::unique_ptr<ElfObject>> objects_;  // in load order

@@ -1,4 +1,4 @@
-#include "runtime/domain_registry.h"
+#include "runtime/slot_registry.h"
 
 #include <algorithm>
 #include <vector>
@@ -54,9 +54,9 @@ absl::StatusOr<SlotGrant> AcquireSlot(absl::string_view name) {
     s.generation = r.next_generation++;
     return SlotGrant{i, s.generation, (r.next_domain++ << kDomainSlotBits) | i};
   }
-  return absl::ResourceExhaustedError(absl::StrFormat(
-      "compartment '%s': %u compartments are alive already", name,
-      kMaxCompartments));
+  return absl::ResourceExhaustedError(
+      absl::StrFormat("compartment '%s': %u compartments are alive already",
+                      name, kMaxCompartments));
 }
 
 uint64_t RenewSlot(size_t slot) {
@@ -87,8 +87,7 @@ absl::Status PrepareContext(ThreadBlock* tb, const DomainSpec& spec) {
   if (!s.used || s.generation != spec.generation) {
     UnmapCompartmentStack(*stack);
     return absl::FailedPreconditionError(absl::StrFormat(
-        "compartment '%s' was reset or destroyed during the call",
-        spec.name));
+        "compartment '%s' was reset or destroyed during the call", spec.name));
   }
   if (ctx.generation == spec.generation) {  // another path prepared it
     UnmapCompartmentStack(*stack);

@@ -1,8 +1,8 @@
 // Compartment slots: which index of ThreadBlock::contexts a compartment owns,
 // and every thread's context (and stack) for it, so that Reset, destruction
 // and thread exit each drop exactly what they must.
-#ifndef MPKBOX_RUNTIME_DOMAIN_REGISTRY_H_
-#define MPKBOX_RUNTIME_DOMAIN_REGISTRY_H_
+#ifndef MPKBOX_RUNTIME_SLOT_REGISTRY_H_
+#define MPKBOX_RUNTIME_SLOT_REGISTRY_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -50,4 +50,4 @@ bool SlotStacksContain(size_t slot, uintptr_t p, size_t n);
 
 }  // namespace mpkbox::internal
 
-#endif  // MPKBOX_RUNTIME_DOMAIN_REGISTRY_H_
+#endif  // MPKBOX_RUNTIME_SLOT_REGISTRY_H_
