@@ -99,7 +99,9 @@ use_guest() {
 }
 
 in_guest() {
-  log "no PKU on this CPU: running the ${1} in an emulated PKU guest" \
+  local why="no PKU on this CPU"
+  [[ "${MPKBOX_GUEST:-auto}" == force ]] && why="MPKBOX_GUEST=force"
+  log "${why}: running the ${1} in an emulated PKU guest" \
     "(slower; timings mean nothing there)"
   shift
   tests/guest/pku_guest.sh run -- "$@"

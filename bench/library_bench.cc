@@ -326,7 +326,7 @@ struct InsideZlib {
 };
 
 InsideZlib& Zlib() {
-  static InsideZlib z = [] {
+  static InsideZlib zlib = [] {
     InsideZlib z;
     z.box = LoadBox("bench-zlib", "libz.so.1");
     z.compress = LookupOrDie<decltype(::compress2)>(*z.box, "compress2");
@@ -343,7 +343,7 @@ InsideZlib& Zlib() {
     z.len = reinterpret_cast<uLongf*>(InsideBuffer(*z.box, sizeof(uLongf)));
     return z;
   }();
-  return z;
+  return zlib;
 }
 
 struct InsidePng {
@@ -357,7 +357,7 @@ struct InsidePng {
 };
 
 InsidePng& Libpng() {
-  static InsidePng p = [] {
+  static InsidePng inside_png = [] {
     InsidePng p;
     p.box = LoadBox("bench-png", "libpng16.so.16");
     p.begin = LookupOrDie<decltype(::png_image_begin_read_from_memory)>(
@@ -374,7 +374,7 @@ InsidePng& Libpng() {
     p.pixels = InsideBuffer(*p.box, png.pixels.size());
     return p;
   }();
-  return p;
+  return inside_png;
 }
 
 // Fails the benchmark on a bad result (rather than timing an error path).

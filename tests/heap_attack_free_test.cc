@@ -264,9 +264,9 @@ TEST_P(HostileFreeTest, EndsTheCallAndFreesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(EveryPathAndTarget, HostileFreeTest,
                          ::testing::ValuesIn(AllFreeCases()),
-                         [](const ::testing::TestParamInfo<FreeCase>& info) {
-                           return std::string(Name(std::get<0>(info.param))) +
-                                  "_" + Name(std::get<1>(info.param));
+                         [](const ::testing::TestParamInfo<FreeCase>& param_info) {
+                           return std::string(Name(std::get<0>(param_info.param))) +
+                                  "_" + Name(std::get<1>(param_info.param));
                          });
 
 // Both frees of a double free in the same batch of the buffer, and a double

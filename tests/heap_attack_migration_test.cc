@@ -137,8 +137,8 @@ TEST_P(MigrationTest, RegionFreedByTheHostNeverServesAnotherCompartment) {
 
 INSTANTIATE_TEST_SUITE_P(SmallLargeHuge, MigrationTest,
                          ::testing::ValuesIn(kSizes),
-                         [](const ::testing::TestParamInfo<SizeCase>& info) {
-                           return std::string(info.param.name);
+                         [](const ::testing::TestParamInfo<SizeCase>& param_info) {
+                           return std::string(param_info.param.name);
                          });
 
 // The host frees, reallocs and sizes a region compartment code took from

@@ -152,8 +152,8 @@ INSTANTIATE_TEST_SUITE_P(
                       PrivilegedCase{"la_xrstors", "XRSTORS", "0fc71f"},
                       PrivilegedCase{"la_xrstor64", "XRSTOR64", "480fae2f"},
                       PrivilegedCase{"la_wrfsbase", "WRFSBASE", "f3480faed0"}),
-    [](const ::testing::TestParamInfo<PrivilegedCase>& info) {
-      return std::string(info.param.plugin);
+    [](const ::testing::TestParamInfo<PrivilegedCase>& param_info) {
+      return std::string(param_info.param.plugin);
     });
 
 // The hidden WRPKRU sits inside `movl $0xef010f, %eax` (b8 0f 01 ef 00):

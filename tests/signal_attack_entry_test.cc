@@ -172,8 +172,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(WrpkruCase{"RspAndFrameOnCompartmentStack", false, false},
                       WrpkruCase{"FrameOnCompartmentStack", true, false},
                       WrpkruCase{"RspOnCompartmentStack", false, true}),
-    [](const ::testing::TestParamInfo<WrpkruCase>& info) {
-      return std::string(info.param.name);
+    [](const ::testing::TestParamInfo<WrpkruCase>& param_info) {
+      return std::string(param_info.param.name);
     });
 
 // "Or any later instruction of it" (DESIGN.md 6, item 12): a jump to every

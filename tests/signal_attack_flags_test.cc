@@ -117,8 +117,8 @@ INSTANTIATE_TEST_SUITE_P(
                       FlagsCase{"FaultWithDF", kDF, true},
                       FlagsCase{"FaultWithAC", kAC, true},
                       FlagsCase{"FaultWithTF", kTF, true}),
-    [](const ::testing::TestParamInfo<FlagsCase>& info) {
-      return std::string(info.param.name);
+    [](const ::testing::TestParamInfo<FlagsCase>& param_info) {
+      return std::string(param_info.param.name);
     });
 
 std::atomic<uint64_t> flags_deliveries{0};

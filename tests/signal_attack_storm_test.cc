@@ -318,10 +318,10 @@ TEST_P(StormControlTest, OneCorruptedResumeChangesTheChecksum) {
   storm_heap = nullptr;
 }
 
-std::string CorruptName(const ::testing::TestParamInfo<Corrupt>& info) {
+std::string CorruptName(const ::testing::TestParamInfo<Corrupt>& param_info) {
   static const char* const kNames[] = {"None", "CarryFlag", "Rbx",
                                        "Rdx",  "Xmm1",      "RedZone"};
-  return kNames[static_cast<int>(info.param)];
+  return kNames[static_cast<int>(param_info.param)];
 }
 
 INSTANTIATE_TEST_SUITE_P(EachKindOfState, StormControlTest,

@@ -122,7 +122,9 @@ long WriteFromStack(long fd) {
   char buf[] = {'h', 'e', 'l', 'l', 'o'};
   return Sys(SYS_write, fd, reinterpret_cast<long>(buf), sizeof(buf));
 }
-long WriteFrom(long fd, const char* p) { return Sys(SYS_write, fd, (long)p, 4); }
+long WriteFrom(long fd, const char* p) {
+  return Sys(SYS_write, fd, reinterpret_cast<long>(p), 4);
+}
 
 TEST(SyscallPolicyTest, WriteOnlyToListedDescriptorsFromOwnMemory) {
   int fds[2];
@@ -134,8 +136,8 @@ TEST(SyscallPolicyTest, WriteOnlyToListedDescriptorsFromOwnMemory) {
   EXPECT_EQ(read(fds[0], got, sizeof(got)), 5);
   EXPECT_STREQ(got, "hello");
   EXPECT_EQ(Value(box->Call(&WriteFromStack, 2)), -EBADF);
-  static const char kHostSecret[] = "host";
-  EXPECT_EQ(Value(box->Call(&WriteFrom, fds[1], kHostSecret)), -EFAULT);
+  static const char kHostWord[] = "host";
+  EXPECT_EQ(Value(box->Call(&WriteFrom, fds[1], kHostWord)), -EFAULT);
   EXPECT_EQ(read(fds[0], got, sizeof(got)), -1);  // nothing leaked out
   close(fds[0]);
   close(fds[1]);
@@ -341,8 +343,8 @@ TEST_P(NeverAllowedTest, RefusedAndHostUnchanged) {
 
 INSTANTIATE_TEST_SUITE_P(
     DesignSection6, NeverAllowedTest, ::testing::ValuesIn(kAttacks),
-    [](const ::testing::TestParamInfo<Attack>& info) {
-      return std::string(info.param.name);
+    [](const ::testing::TestParamInfo<Attack>& param_info) {
+      return std::string(param_info.param.name);
     });
 
 // --- The attacks succeed without dispatch (controls, in child processes) ---
