@@ -22,6 +22,7 @@
 #include "runtime/eager_binding.h"
 #include "runtime/loader/code_scan.h"
 #include "runtime/signals.h"
+#include "runtime/testing_switches.h"
 #include "runtime/thread_runtime.h"
 
 
@@ -205,6 +206,7 @@ void UnguardThisThread(ThreadBlock* tb) {
   tb->guard_epoch = 0;
 }
 
+#ifdef MPKBOX_TESTING_SWITCHES
 void DisableGadgetGuardsForTesting() {
   GetGuards().enabled.store(false);
   if (ThreadBlock* tb = CurrentThreadBlock()) {
@@ -212,6 +214,7 @@ void DisableGadgetGuardsForTesting() {
     tb->guard_epoch = __atomic_load_n(&mpkbox_guard_epoch, __ATOMIC_ACQUIRE);
   }
 }
+#endif
 
 bool ThreadGuardsCurrent(const ThreadBlock* tb) {
   return tb->guard_epoch == __atomic_load_n(&mpkbox_guard_epoch,

@@ -40,9 +40,6 @@ void UnguardThisThread(ThreadBlock* tb);
 // True if this thread's breakpoints match the latest scan.
 bool ThreadGuardsCurrent(const ThreadBlock* tb);
 
-// For control tests that show an attack the guards stop: turns them off
-// for good in this process (a death test's child) and drops this thread's.
-void DisableGadgetGuardsForTesting();
 
 // If `address` is a guarded entry point: the instruction and where it is
 // ("WRPKRU in libc.so.6+0x109352"). Async-signal-safe.

@@ -16,6 +16,7 @@
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
+#include "runtime/testing_switches.h"
 #include "runtime/signals.h"
 #include "absl/strings/str_format.h"
 #include "trampolines/trampolines.h"
@@ -29,7 +30,6 @@ uint8_t mpkbox_vector_level = 0;
 namespace mpkbox {
 namespace {
 
-std::atomic<bool> g_pretend_no_pku{false};
 
 bool ProbeSupport() {
   if (!internal::CpuHasPku()) return false;
@@ -96,7 +96,7 @@ absl::Status InitOnce(const RuntimeOptions& options) {
 
 bool Runtime::IsSupported() {
   static const bool supported = ProbeSupport();
-  return supported && !g_pretend_no_pku.load(std::memory_order_relaxed);
+  return supported && !MPKBOX_SWITCHED_OFF(pretend_no_pku);
 }
 
 absl::Status Runtime::Init(const RuntimeOptions& options) {
@@ -119,7 +119,6 @@ bool KernelMishandlesPkru(const char* release, bool amd) {
   return old && amd;
 }
 
-void PretendNoPkuForTesting() { g_pretend_no_pku.store(true); }
 }  // namespace internal
 
 }  // namespace mpkbox

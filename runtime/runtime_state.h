@@ -9,9 +9,6 @@ namespace mpkbox::internal {
 // True for kernels known to restore PKRU 0 on sigreturn (AMD, before 6.12.5).
 bool KernelMishandlesPkru(const char* release, bool amd);
 
-// For tests of the no-PKU path: IsSupported() answers false afterwards (if
-// it was not asked before in this process).
-void PretendNoPkuForTesting();
 
 }  // namespace mpkbox::internal
 

@@ -19,6 +19,7 @@
 #include "mpkbox/syscall_policy.h"
 #include "runtime/call_timer.h"
 #include "runtime/syscall_rules.h"
+#include "runtime/testing_switches.h"
 
 #ifndef PR_SET_SYSCALL_USER_DISPATCH
 #define PR_SET_SYSCALL_USER_DISPATCH 59
@@ -32,7 +33,6 @@
 namespace mpkbox::internal {
 namespace {
 
-std::atomic<bool> g_skip_dispatch{false};
 thread_local uint64_t t_emulated = 0;
 
 using Action = SyscallAction;
@@ -167,7 +167,7 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
 }  // namespace
 
 absl::Status ArmSyscallDispatch(SelectorPage* sel) {
-  if (g_skip_dispatch.load(std::memory_order_relaxed)) return absl::OkStatus();
+  if (MPKBOX_SWITCHED_OFF(skip_syscall_dispatch)) return absl::OkStatus();
   sel->selector = MPKBOX_SELECTOR_ALLOW;
   if (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0,
             &sel->selector) != 0) {
@@ -181,10 +181,6 @@ absl::Status ArmSyscallDispatch(SelectorPage* sel) {
 
 void DisarmSyscallDispatch() {
   prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF, 0, 0, 0);
-}
-
-void SkipSyscallDispatchForTesting() {
-  g_skip_dispatch.store(true, std::memory_order_relaxed);
 }
 
 uint64_t EmulatedSyscalls() { return t_emulated; }

@@ -16,9 +16,6 @@ namespace mpkbox::internal {
 absl::Status ArmSyscallDispatch(SelectorPage* sel);
 void DisarmSyscallDispatch();
 
-// For tests that show why dispatch exists: threads prepared afterwards run
-// compartments without it.
-void SkipSyscallDispatchForTesting();
 
 // A SIGSYS from compartment code (the top frame is the call into it). Either
 // emulates the syscall, leaving the result in the context's rax (true), or

@@ -22,6 +22,7 @@
 #include "runtime/signals.h"
 #include "runtime/slot_registry.h"
 #include "runtime/syscall_dispatch.h"
+#include "runtime/testing_switches.h"
 #include "runtime/thread_runtime.h"
 
 extern "C" {
@@ -39,12 +40,10 @@ constexpr size_t kBlockBytes =
      MPKBOX_PAGE_SIZE - 1) &
     ~size_t{MPKBOX_PAGE_SIZE - 1};
 
-std::atomic<bool> g_skip_rseq_unregistration{false};
-
 // The kernel writes the thread's rseq area (TLS, key 0) on preemption; with
 // key 0 read-only in a compartment that write kills the thread (docs/DESIGN.md 5).
 absl::Status UnregisterRseq() {
-  if (g_skip_rseq_unregistration.load(std::memory_order_relaxed)) {
+  if (MPKBOX_SWITCHED_OFF(skip_rseq_unregistration)) {
     return absl::OkStatus();
   }
   if (__rseq_size == 0) return absl::OkStatus();  // glibc did not register
@@ -106,10 +105,6 @@ struct ThreadExit {
 thread_local ThreadExit t_thread_exit;
 
 }  // namespace
-
-void SkipRseqUnregistrationForTesting() {
-  g_skip_rseq_unregistration.store(true, std::memory_order_relaxed);
-}
 
 absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
   if (mpkbox_tls_thread != nullptr) return mpkbox_tls_thread->thread_block;

@@ -11,9 +11,6 @@ namespace mpkbox::internal {
 // This thread's block, created (and the thread prepared) on first use.
 absl::StatusOr<ThreadBlock*> EnsureThreadBlock();
 
-// For tests that show why a preparation step exists: skips it on threads
-// prepared afterwards.
-void SkipRseqUnregistrationForTesting();
 
 }  // namespace mpkbox::internal
 

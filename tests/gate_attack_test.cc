@@ -16,6 +16,7 @@
 #include "mpkbox/mpkbox.h"
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/pku.h"
+#include "runtime/testing_switches.h"
 #include "tests/test_util.h"
 
 extern "C" char mpkbox_gate_begin[], mpkbox_gate_end[];

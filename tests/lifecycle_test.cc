@@ -14,6 +14,7 @@
 #include "mpkbox/mpkbox.h"
 #include "runtime/fault_report.h"
 #include "runtime/runtime_state.h"
+#include "runtime/testing_switches.h"
 #include "tests/test_util.h"
 
 namespace mpkbox {

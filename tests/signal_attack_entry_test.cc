@@ -20,6 +20,7 @@
 #include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
 #include "tests/signal_attack_util.h"
+#include "runtime/testing_switches.h"
 #include "tests/test_util.h"
 
 // The control: the signal entry without its checks (a stray WRPKRU, hence

@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/syscall_dispatch.h"
+#include "runtime/testing_switches.h"
 #include "tests/test_util.h"
 
 namespace mpkbox {

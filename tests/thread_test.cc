@@ -17,6 +17,7 @@
 #include "mpkbox/mpkbox.h"
 #include "runtime/keys/pku.h"
 #include "runtime/thread_block.h"
+#include "runtime/testing_switches.h"
 #include "tests/test_util.h"
 
 namespace mpkbox {

@@ -1,0 +1,23 @@
+// The setters of runtime/testing_switches.h: compiled into mpkbox_testing
+// only.
+#include "runtime/testing_switches.h"
+
+#ifndef MPKBOX_TESTING_SWITCHES
+#error "testing_switches.cc belongs to the test suite's library only"
+#endif
+
+namespace mpkbox::internal {
+
+void PretendNoPkuForTesting() {
+  g_testing_switches.pretend_no_pku.store(true);
+}
+
+void SkipRseqUnregistrationForTesting() {
+  g_testing_switches.skip_rseq_unregistration.store(true);
+}
+
+void SkipSyscallDispatchForTesting() {
+  g_testing_switches.skip_syscall_dispatch.store(true);
+}
+
+}  // namespace mpkbox::internal

@@ -1,0 +1,38 @@
+// Switches that turn one protection off, so that a test can show the attack
+// it stops succeeding without it. Only the test suite's copy of the library
+// (mpkbox_testing, built with MPKBOX_TESTING_SWITCHES) has them: in
+// libmpkbox.a each reads as a constant false, its code compiles away and the
+// setters do not exist.
+#ifndef MPKBOX_RUNTIME_TESTING_SWITCHES_H_
+#define MPKBOX_RUNTIME_TESTING_SWITCHES_H_
+
+#include <atomic>
+
+namespace mpkbox::internal {
+
+#ifdef MPKBOX_TESTING_SWITCHES
+struct TestingSwitches {
+  std::atomic<bool> pretend_no_pku{false};
+  std::atomic<bool> skip_rseq_unregistration{false};
+  std::atomic<bool> skip_syscall_dispatch{false};
+};
+inline TestingSwitches g_testing_switches;
+#define MPKBOX_SWITCHED_OFF(name) \
+  (::mpkbox::internal::g_testing_switches.name.load(std::memory_order_relaxed))
+#else
+#define MPKBOX_SWITCHED_OFF(name) false
+#endif
+
+// IsSupported() answers false from now on.
+void PretendNoPkuForTesting();
+// Threads prepared afterwards keep their rseq registration.
+void SkipRseqUnregistrationForTesting();
+// Threads prepared afterwards run compartments without Syscall User
+// Dispatch.
+void SkipSyscallDispatchForTesting();
+// Removes every guard breakpoint and arms none from now on.
+void DisableGadgetGuardsForTesting();
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_TESTING_SWITCHES_H_
