@@ -49,22 +49,25 @@ mpkbox::internal::SelectorPage* mpkbox_tls_thread;
 // whose ThreadBlock guard epoch differs refreshes its breakpoints first.
 extern "C" uint64_t mpkbox_guard_epoch;
 
+// Everything here is inlined into Call: the fast path is these loads.
+#define MPKBOX_FAST_INLINE inline __attribute__((always_inline))
+
 namespace mpkbox::internal {
 
 // The word at `offset` of a per-thread block.
 template <typename T = uint64_t>
-inline T& FastWord(void* block, size_t offset) {
+MPKBOX_FAST_INLINE T& FastWord(void* block, size_t offset) {
   return *reinterpret_cast<T*>(static_cast<char*>(block) + offset);
 }
 
-inline ThreadBlock* CurrentThreadBlock() {
+MPKBOX_FAST_INLINE ThreadBlock* CurrentThreadBlock() {
   SelectorPage* sel = mpkbox_tls_thread;
   return sel == nullptr ? nullptr
                         : reinterpret_cast<ThreadBlock*>(
                               reinterpret_cast<char*>(sel) + kFastPageSize);
 }
 
-inline CallContext* ContextOf(ThreadBlock* tb, size_t slot) {
+MPKBOX_FAST_INLINE CallContext* ContextOf(ThreadBlock* tb, size_t slot) {
   return reinterpret_cast<CallContext*>(reinterpret_cast<char*>(tb) +
                                         kFastContexts +
                                         slot * kFastContextBytes);
@@ -72,7 +75,7 @@ inline CallContext* ContextOf(ThreadBlock* tb, size_t slot) {
 
 // The fast path enters only a thread that is set up for `slot` at the
 // compartment's current generation, not too deep, with current guards.
-inline bool NeedsSlowPath(ThreadBlock* tb, size_t slot, uint64_t generation) {
+MPKBOX_FAST_INLINE bool NeedsSlowPath(ThreadBlock* tb, size_t slot, uint64_t generation) {
   return tb == nullptr ||
          FastWord(ContextOf(tb, slot), kFastContextGeneration) != generation ||
          FastWord(tb, kFastDepth) > kMaxCallDepth ||
@@ -80,17 +83,17 @@ inline bool NeedsSlowPath(ThreadBlock* tb, size_t slot, uint64_t generation) {
 }
 
 // Names the gate's target: the context to enter and the function to call.
-inline void SetPendingCall(ThreadBlock* tb, size_t slot, uintptr_t fn) {
+MPKBOX_FAST_INLINE void SetPendingCall(ThreadBlock* tb, size_t slot, uintptr_t fn) {
   FastWord<CallContext*>(tb, kFastPendingCtx) = ContextOf(tb, slot);
   FastWord<uintptr_t>(tb, kFastPendingFn) = fn;
 }
 
 // Nonzero when the call that just returned did not finish.
-inline uint64_t CallFault(ThreadBlock* tb) { return FastWord(tb, kFastFault); }
+MPKBOX_FAST_INLINE uint64_t CallFault(ThreadBlock* tb) { return FastWord(tb, kFastFault); }
 
 // True when compartment code of `slot` left frees for the runtime to check
 // (Call then checks them before it reports success).
-inline bool FreesPending(ThreadBlock* tb, size_t slot) {
+MPKBOX_FAST_INLINE bool FreesPending(ThreadBlock* tb, size_t slot) {
   char* sel = reinterpret_cast<char*>(tb) - kFastPageSize;
   void* cache = FastWord<void*>(sel - kFastHeapCacheTableBytes,
                                 slot * sizeof(void*));
