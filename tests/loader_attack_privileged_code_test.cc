@@ -297,7 +297,18 @@ TEST(LoaderAttackTest, PatchPluginControlFaults) {
   ExpectCompartmentWorks(box.get());
 }
 
-// Relocations run after the scan: one into code could plant a WRPKRU.
+// The GLOB_DAT relocation of symbol `sym`, or null.
+Elf64_Rela* GlobDatOf(ElfBytes& elf, uint32_t sym) {
+  for (size_t i = 0; i < elf.RelaCount(); ++i) {
+    Elf64_Rela* r = elf.Rela(i);
+    if (ELF64_R_TYPE(r->r_info) == R_X86_64_GLOB_DAT &&
+        ELF64_R_SYM(r->r_info) == sym) {
+      return r;
+    }
+  }
+  return nullptr;
+}
+
 // If a patched la_patch.so loaded anyway, runs its attack: it must neither
 // run WRPKRU nor write host memory, and the process goes on.
 void ExpectPatchAttackStopped(Compartment* box, const absl::Status& load) {
@@ -313,6 +324,7 @@ void ExpectPatchAttackStopped(Compartment* box, const absl::Status& load) {
   ExpectProcessWorks();
 }
 
+// Relocations run after the scan: one into code could plant a WRPKRU.
 TEST(LoaderAttackTest, RelocationCannotWriteWrpkruIntoCode) {
   ElfBytes elf(ReadBytes(Plugin("la_patch")));
   const size_t site = PlaceholderOffset(elf);
@@ -322,14 +334,7 @@ TEST(LoaderAttackTest, RelocationCannotWriteWrpkruIntoCode) {
   ASSERT_NE(abs_sym, 0u);
   ASSERT_NE(gmon, 0u);
   ASSERT_EQ(elf.Sym(abs_sym)->st_shndx, SHN_ABS);
-  Elf64_Rela* victim = nullptr;
-  for (size_t i = 0; i < elf.RelaCount(); ++i) {
-    Elf64_Rela* r = elf.Rela(i);
-    if (ELF64_R_TYPE(r->r_info) == R_X86_64_GLOB_DAT &&
-        ELF64_R_SYM(r->r_info) == gmon) {
-      victim = r;
-    }
-  }
+  Elf64_Rela* victim = GlobDatOf(elf, gmon);
   ASSERT_NE(victim, nullptr);
   victim->r_offset = elf.VaddrOfOffset(site);
   victim->r_info = ELF64_R_INFO(abs_sym, R_X86_64_GLOB_DAT);
@@ -462,14 +467,7 @@ TEST(LoaderAttackTest, SegmentsSharingAPageCannotCarryRelocationsIntoCode) {
   const uint32_t gmon = elf.DynSym("__gmon_start__");
   ASSERT_NE(abs_sym, 0u);
   ASSERT_NE(gmon, 0u);
-  Elf64_Rela* victim = nullptr;
-  for (size_t i = 0; i < elf.RelaCount(); ++i) {
-    Elf64_Rela* r = elf.Rela(i);
-    if (ELF64_R_TYPE(r->r_info) == R_X86_64_GLOB_DAT &&
-        ELF64_R_SYM(r->r_info) == gmon) {
-      victim = r;
-    }
-  }
+  Elf64_Rela* victim = GlobDatOf(elf, gmon);
   ASSERT_NE(victim, nullptr);
   victim->r_offset = site_vaddr;
   victim->r_info = ELF64_R_INFO(abs_sym, R_X86_64_GLOB_DAT);
