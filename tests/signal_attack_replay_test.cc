@@ -105,7 +105,7 @@ using ::mpkbox::testing::PayloadAddress;
 using ::mpkbox::testing::PayloadRegs;
 
 constexpr int kHandlerSubverted = 78;  // a host handler ran on a forged frame
-// The dispatcher's mark on a frame it has dispatched (runtime/signals.cc).
+// The dispatcher's mark on a frame it has dispatched (runtime/signal_frame.h).
 constexpr uint64_t kConsumedFrame = 0x6d706b626f782121;
 
 // ---------------------------------------------------------------------------
