@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "tests/signal_attack_util.h"
+#include "runtime/signal_frame.h"
 #include "tests/test_util.h"
 
 // Compartment code written the way an attacker would, in assembly:
@@ -105,8 +106,7 @@ using ::mpkbox::testing::PayloadAddress;
 using ::mpkbox::testing::PayloadRegs;
 
 constexpr int kHandlerSubverted = 78;  // a host handler ran on a forged frame
-// The dispatcher's mark on a frame it has dispatched (runtime/signal_frame.h).
-constexpr uint64_t kConsumedFrame = 0x6d706b626f782121;
+using ::mpkbox::internal::kConsumedFrame;  // the dispatcher's mark
 
 // ---------------------------------------------------------------------------
 // The host's SIGUSR1 handler for the replay tests: records the frame the
