@@ -4,6 +4,8 @@
 // compartment_heap_host.cc.
 #include "allocator/compartment_heap.h"
 
+#include <sys/mman.h>
+
 #include <jemalloc/jemalloc.h>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include "allocator/host_heap.h"
 #include "allocator/magazines.h"
 #include "allocator/tagged_arena.h"
+#include "runtime/keys/pku.h"
 #include "trampolines/gate_layout.h"
 
 namespace mpkbox::internal {
@@ -68,17 +71,66 @@ absl::StatusOr<std::unique_ptr<CompartmentHeap>> CompartmentHeap::Create(
 }
 
 CompartmentHeap::~CompartmentHeap() {
-  CloseArena();
+  ParkArena();
   live_.Untag();
 }
 
+namespace {
+
+// A destroyed heap's arena, with its hooks, waiting for the slot's next
+// heap: creating and destroying a jemalloc arena was most of the cost of a
+// compartment's life (its metadata pages are faulted in and unmapped again).
+// Each slot's entry belongs to whoever holds the slot.
+struct ParkedArena {
+  TaggedHooks* hooks = nullptr;
+  unsigned arena = 0;
+};
+
+ParkedArena& ParkedArenaOf(size_t slot) {
+  static ParkedArena* parked = new ParkedArena[kMaxCompartments];
+  return parked[slot];
+}
+
+uintptr_t PageUp(uintptr_t n) {
+  return (n + MPKBOX_PAGE_SIZE - 1) & ~uintptr_t{MPKBOX_PAGE_SIZE - 1};
+}
+
+}  // namespace
+
 absl::Status CompartmentHeap::OpenArena() {
+  const uintptr_t window = live_.window();
   // Room for fragmentation and per-thread caches beyond the limit, no more.
-  InitTaggedHooks(&hooks_, key_, live_.window(), kWindowBytes - kImageBytes,
-                  2 * limit_ + (size_t{32} << 20));
+  const size_t max_window_bytes = 2 * limit_ + (size_t{32} << 20);
+  ParkedArena& parked = ParkedArenaOf(WindowOf(window));
+  if (parked.hooks != nullptr) {
+    TaggedHooks* h = std::exchange(parked.hooks, nullptr);
+    const unsigned arena = parked.arena;
+    // The parked pages hold nothing (dropped) and carry key 0, PROT_NONE:
+    // one pkey_mprotect gives all of them to this heap's key.
+    const uintptr_t used = PageUp(h->bump.load() - window);
+    if (used == 0 || TagPages(reinterpret_cast<void*>(window), used,
+                              PROT_READ | PROT_WRITE, key_)
+                         .ok()) {
+      h->key = key_;
+      h->max_window_bytes = max_window_bytes;
+      hooks_ = h;
+      arena_ = arena;
+      arena_open_ = true;
+      return absl::OkStatus();
+    }
+    DestroyArena(arena);
+    ReleaseZoneRange(window, used);
+    delete h;
+  }
+  hooks_ = new TaggedHooks;
+  InitTaggedHooks(hooks_, key_, window, kWindowBytes - kImageBytes,
+                  max_window_bytes);
   absl::StatusOr<unsigned> arena =
-      CreateTaggedArena(&hooks_, /*metadata_use_hooks=*/false);
-  if (!arena.ok()) return arena.status();
+      CreateTaggedArena(hooks_, /*metadata_use_hooks=*/false);
+  if (!arena.ok()) {
+    delete std::exchange(hooks_, nullptr);
+    return arena.status();
+  }
   arena_ = *arena;
   arena_open_ = true;
   return absl::OkStatus();
@@ -89,13 +141,45 @@ void CompartmentHeap::CloseArena() {
   DestroyArena(arena_);
   arena_open_ = false;
   const uintptr_t window = live_.window();
-  const uintptr_t used = hooks_.bump.load() - window;
-  ReleaseZoneRange(window, (used + MPKBOX_PAGE_SIZE - 1) &
-                                ~uintptr_t{MPKBOX_PAGE_SIZE - 1});
+  const uintptr_t used = hooks_->bump.load() - window;
+  delete std::exchange(hooks_, nullptr);  // jemalloc is done with them
+  ReleaseZoneRange(window, PageUp(used));
   live_.Clear(used);
   const uintptr_t top = window + kWindowBytes;
   ReleaseZoneRange(image_low_.load(), top - image_low_.load());
   image_low_.store(top);
+}
+
+bool CompartmentHeap::ClearArena() {
+  if (!arena_open_ || !ResetArena(arena_)) return false;
+  // The extents stay the arena's, mapped and tagged; one madvise drops
+  // every page they hold, so nothing of the old state is read back.
+  const uintptr_t window = live_.window();
+  const uintptr_t used = PageUp(hooks_->bump.load() - window);
+  if (used != 0 &&
+      madvise(reinterpret_cast<void*>(window), used, MADV_DONTNEED) != 0) {
+    return false;
+  }
+  live_.Clear(used);
+  const uintptr_t top = window + kWindowBytes;
+  ReleaseZoneRange(image_low_.load(), top - image_low_.load());
+  image_low_.store(top);
+  return true;
+}
+
+void CompartmentHeap::ParkArena() {
+  if (!arena_open_) return;
+  const uintptr_t window = live_.window();
+  const uintptr_t used = PageUp(hooks_->bump.load() - window);
+  // The key is freed after this: no page may keep it (DESIGN.md 5b).
+  if (!ClearArena() ||
+      (used != 0 &&
+       !TagPages(reinterpret_cast<void*>(window), used, PROT_NONE, 0).ok())) {
+    CloseArena();
+    return;
+  }
+  ParkedArenaOf(WindowOf(window)) = {std::exchange(hooks_, nullptr), arena_};
+  arena_open_ = false;
 }
 
 void CompartmentHeap::RewindImages(uintptr_t mark) {
@@ -130,13 +214,16 @@ void CompartmentHeap::BeginDrop() {
 }
 
 absl::Status CompartmentHeap::Reset() {
-  CloseArena();
+  // Keeping the arena saves destroying and creating one (most of a Reset's
+  // cost); where jemalloc refuses, a fresh arena in a fresh window.
+  const bool cleared = ClearArena();
+  if (!cleared) CloseArena();
   std::lock_guard<std::mutex> lock(mu_);
   dropping_ = false;
   live_bytes_ = 0;
   cached_bytes_ = 0;
   stats_ = CompartmentStats{};
-  return OpenArena();
+  return cleared ? absl::OkStatus() : OpenArena();
 }
 
 // Every region handed out records its class for its page: all regions that

@@ -101,8 +101,16 @@ class CompartmentHeap {
  private:
   CompartmentHeap(size_t slot, uint64_t domain, int key, size_t limit,
                   std::string name);
+  // Takes the arena the slot's last heap parked, else creates one.
   absl::Status OpenArena();
+  // Destroys the arena and returns the window to the zone.
   void CloseArena();
+  // For a Reset: the arena stays, with every allocation discarded and every
+  // page of the window read as zero. False if jemalloc refused.
+  bool ClearArena();
+  // For destruction: cleared, its pages on key 0 and PROT_NONE, the arena
+  // waits for the slot's next heap (else CloseArena).
+  void ParkArena();
 
   // The trusted copies of the threads' magazines (magazines.cc).
   HeapThread* ThreadFor(ThreadBlock* tb, size_t slot)
@@ -140,7 +148,7 @@ class CompartmentHeap {
   const size_t limit_;
   const std::string name_;
   LiveBitmap live_;  // of the slot's window, which it names
-  TaggedHooks hooks_;
+  TaggedHooks* hooks_ = nullptr;  // the arena's; moves with it when parked
   std::atomic<uintptr_t> image_low_;  // images occupy [image_low_, window end)
   unsigned arena_ = 0;
   bool arena_open_ = false;

@@ -160,6 +160,12 @@ absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,
   return arena;
 }
 
+bool ResetArena(unsigned arena) {
+  char name[64];
+  snprintf(name, sizeof(name), "arena.%u.reset", arena);
+  return mallctl(name, nullptr, nullptr, nullptr, 0) == 0;
+}
+
 void DestroyArena(unsigned arena) {
   char name[64];
   snprintf(name, sizeof(name), "arena.%u.destroy", arena);

@@ -37,6 +37,10 @@ absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,
 // arena.<i>.destroy: every extent goes back through the hooks. No tcache
 // may still hold its regions.
 void DestroyArena(unsigned arena);
+// arena.<i>.reset: every allocation is discarded, the arena and its extents
+// stay (their pages keep their contents: the caller scrubs them). No tcache
+// may still hold its regions. False if jemalloc refused.
+bool ResetArena(unsigned arena);
 
 }  // namespace mpkbox::internal
 

@@ -62,17 +62,19 @@
 //
 //   BM_FaultAndReset     box->Call(&Ud2) (ud2: SIGILL, contained, returned as
 //                        kAborted with a FaultReport) then box->Reset(). Reset
-//                        unmaps the thread's compartment stack, so each Call
-//                        also maps a fresh one: this is one whole
-//                        fault-and-recover cycle in steady state.
+//                        keeps the arena, the window and the thread's stack
+//                        (their pages dropped), and the next Call makes the
+//                        thread's stale context current again: this is one
+//                        whole fault-and-recover cycle in steady state.
 //   BM_FaultAndResetSegv the same with a write to a host global (SEGV_PKUERR).
 //   BM_FaultAndResetNull the same with a write to address 8 (SEGV_MAPERR), a
 //                        null pointer plus an offset.
-//   BM_Reset             box->Reset() then box->Call(&Empty): Reset alone
-//                        cannot be repeated meaningfully (a second Reset finds
-//                        no stack to unmap), so it is timed with the Call that
-//                        maps the stack again. The same cycle as
+//   BM_Reset             box->Reset() then box->Call(&Empty): a Reset leaves
+//                        the thread's context stale, so it is timed with the
+//                        Call that renews it. The same cycle as
 //                        BM_FaultAndReset minus the fault.
+//   BM_CreateCallDestroy Compartment::Create, one Call, destruction: a
+//                        compartment per request, against BM_ForkExitWait.
 //   BM_SignalRoundTrip   tgkill(SIGUSR1) to the running thread with an empty
 //                        SA_SIGINFO handler installed by libc's own sigaction
 //                        (__sigaction, bypassing mpkbox's interposed one), on
@@ -95,10 +97,10 @@
 //                        symbolizes each backtrace frame and the faulting ip;
 //                        the symbolizer's cache is warm, as it is for a fault
 //                        repeated at one address).
-//   BM_ReadSmaps/<where> mpkbox's PkeyOfAddress (reads /proc/self/smaps up to
-//                        the mapping holding the address, or the first one
-//                        above it), the lookup the report does for a data
-//                        fault's si_addr (SIGSEGV, SIGBUS; not SIGILL): at
+//   BM_ReadSmaps/<where> PkeyOfAddress (reads /proc/self/smaps up to the
+//                        mapping holding the address, or the first one above
+//                        it), the lookup reports did for a data fault's
+//                        si_addr until they used si_pkey and the registry: at
 //                        Ud2 (code), at the host global, and at address 8
 //                        (unmapped, below the first mapping).
 //
@@ -590,6 +592,19 @@ void BM_Reset(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Reset);
+
+// A compartment per request: Create, one Call (which maps the thread's stack
+// for it) and destruction. Compare with BM_ForkExitWait.
+void BM_CreateCallDestroy(benchmark::State& state) {
+  for (auto _ : state) {
+    auto box = mpkbox::Compartment::Create({.name = "per-request"});
+    if (!box.ok() || !(*box)->Call(&Empty).ok()) {
+      state.SkipWithError("Create or its first Call failed");
+      break;
+    }
+  }
+}
+BENCHMARK(BM_CreateCallDestroy);
 
 volatile sig_atomic_t signals_seen = 0;
 void EmptyHandler(int, siginfo_t*, void*) { signals_seen = signals_seen + 1; }

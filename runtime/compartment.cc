@@ -50,7 +50,7 @@ absl::StatusOr<std::unique_ptr<Compartment>> Compartment::Create(
   uint32_t pkru = internal::CompartmentPkru(*key, internal::Keys().selector,
                                             options.ambient);
   absl::StatusOr<internal::SlotGrant> grant =
-      internal::AcquireSlot(options.name);
+      internal::AcquireSlot(options.name, *key);
   if (!grant.ok()) {
     internal::FreeKey(*key);
     return grant.status();
@@ -87,9 +87,10 @@ Compartment::~Compartment() {
   // hand it out again with those pages still readable (docs/DESIGN.md 5b).
   if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
   heap_->BeginDrop();
-  internal::ReleaseSlot(slot_);
+  internal::DropSlotContexts(slot_);
   internal::SetHeapOfSlot(slot_, nullptr);
-  heap_.reset();
+  heap_.reset();  // before the slot, whose window it releases, is free
+  internal::ReleaseSlot(slot_);
   internal::SetKeyOwner(key_, "");
   internal::FreeKey(key_);
 }

@@ -11,9 +11,9 @@ namespace mpkbox::internal {
 
 absl::StatusOr<StackMapping> MapCompartmentStack(size_t stack_bytes, int key,
                                                  absl::string_view name) {
-  size_t usable = (stack_bytes + kGuardBytes - 1) & ~(kGuardBytes - 1);
   StackMapping m;
-  m.size = usable + kGuardBytes;
+  m.size = CompartmentStackSize(stack_bytes);
+  const size_t usable = m.size - kGuardBytes;
   void* p = mmap(nullptr, m.size, PROT_NONE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
@@ -37,8 +37,23 @@ absl::StatusOr<StackMapping> MapCompartmentStack(size_t stack_bytes, int key,
   return m;
 }
 
+size_t CompartmentStackSize(size_t stack_bytes) {
+  return ((stack_bytes + kGuardBytes - 1) & ~(kGuardBytes - 1)) + kGuardBytes;
+}
+
 void UnmapCompartmentStack(const StackMapping& stack) {
   if (stack.base != 0) munmap(reinterpret_cast<void*>(stack.base), stack.size);
+}
+
+bool ScrubCompartmentStack(const StackMapping& stack) {
+  if (stack.base == 0) return false;
+  // Private anonymous memory: the next touch of each page gets a zero page.
+  if (madvise(reinterpret_cast<void*>(stack.base + kGuardBytes),
+              stack.size - kGuardBytes, MADV_DONTNEED) == 0) {
+    return true;
+  }
+  UnmapCompartmentStack(stack);  // never keep old contents
+  return false;
 }
 
 }  // namespace mpkbox::internal

@@ -22,6 +22,12 @@ struct StackMapping {
 absl::StatusOr<StackMapping> MapCompartmentStack(size_t stack_bytes, int key,
                                                  absl::string_view name);
 void UnmapCompartmentStack(const StackMapping& stack);
+// Drops every page of the stack: it reads as zeros again (a Reset keeps the
+// mapping, and its key, rather than unmapping and mapping a new one).
+// False if it could not, and unmapped the stack instead.
+bool ScrubCompartmentStack(const StackMapping& stack);
+// The size MapCompartmentStack gives a stack of `stack_bytes`.
+size_t CompartmentStackSize(size_t stack_bytes);
 
 }  // namespace mpkbox::internal
 

@@ -73,8 +73,8 @@ std::string SyscallName(long nr) {
   return out;
 }
 
-std::string KeyDescription(int key) {
-  if (key < 0) return "unmapped";
+std::string KeyDescription(int key, bool unmapped) {
+  if (key < 0) return unmapped ? "unmapped" : "not compartment memory";
   if (key == 0) return "key 0: ambient memory";
   if (key == Keys().trusted) return absl::StrCat("key ", key, ": mpkbox trusted state and the host heap");
   if (key == Keys().selector) return absl::StrCat("key ", key, ": mpkbox selector pages");
@@ -131,11 +131,18 @@ absl::Status BuildFaultReport(const FaultInfo& info,
   report->ip = info.ip;
   report->compartment = compartment;
   // Only a data fault has a data address worth a key (the others report
-  // the instruction); reading smaps costs tens of microseconds.
+  // the instruction). The kernel names the key of a SEGV_PKUERR; any other
+  // address is looked up in mpkbox's own registry (compartment windows and
+  // stacks), never in /proc/self/smaps, which costs tens of microseconds.
   const bool data_fault = info.signal == SIGSEGV || info.signal == SIGBUS ||
                           info.kind == FaultKind::kHeapViolation;
-  report->pkey = data_fault ? PkeyOfAddress(info.address) : -1;
-  report->key_owner = data_fault ? KeyDescription(report->pkey) : "";
+  report->pkey = !data_fault      ? -1
+                 : info.pkey >= 0 ? info.pkey
+                                  : KeyOfAddress(info.address);
+  report->key_owner =
+      data_fault ? KeyDescription(report->pkey, info.signal == SIGSEGV &&
+                                                    info.code == SEGV_MAPERR)
+                 : "";
   for (int i = 0; i < info.frames; ++i) {
     report->backtrace.push_back(Symbolized(info.ips[i], i > 0, loaded));
   }

@@ -23,7 +23,9 @@ absl::Status BuildFaultReport(const FaultInfo& info,
                               absl::Duration timeout, FaultReport* report,
                               const LoadedCodeNamer& loaded = nullptr);
 
-// The protection key of the page holding `addr`, -1 if it is not mapped.
+// The protection key of the page holding `addr`, -1 if it is not mapped,
+// from /proc/self/smaps: the kernel's word, for tests and benchmarks. Fault
+// reports use the registry instead (tens of microseconds cheaper).
 int PkeyOfAddress(uintptr_t addr);
 
 }  // namespace mpkbox::internal

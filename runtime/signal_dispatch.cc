@@ -65,6 +65,10 @@ void RecordSignal(ThreadBlock* tb, const ucontext_t* uc, FaultKind kind,
       {.signal = sig,
        .code = info->si_code,
        .pkru = pkru,
+       // The kernel names the key that refused the access; no lookup.
+       .pkey = sig == SIGSEGV && info->si_code == SEGV_PKUERR
+                   ? static_cast<int>(info->si_pkey)
+                   : -1,
        .address = IsFaultSignal(sig)
                       ? reinterpret_cast<uintptr_t>(info->si_addr)
                       : 0,

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "allocator/address_zone.h"
 #include "allocator/compartment_heap.h"
 #include "runtime/compartment_stack.h"
 
@@ -13,6 +14,7 @@ namespace {
 
 struct Slot {
   bool used = false;
+  int key = -1;
   uint64_t generation = 0;
   std::vector<ThreadBlock*> threads;  // those with a live context here
 };
@@ -42,15 +44,52 @@ void DropAllContexts(Slot& slot, size_t index) {
   slot.threads.clear();
 }
 
+// For a Reset: each thread's context goes stale (its generation is gone)
+// but keeps its stack, zeroed, for the next PrepareContext of that thread.
+void StaleAllContexts(Slot& slot, size_t index) {
+  for (ThreadBlock* tb : slot.threads) {
+    ReleaseHeapThread(tb, index);
+    CallContext& ctx = tb->contexts[index];
+    const StackMapping stack{ctx.stack_base, ctx.stack_size};
+    ctx = CallContext{};
+    if (ScrubCompartmentStack(stack)) {
+      ctx.stack_base = stack.base;
+      ctx.stack_size = stack.size;
+    }
+  }
+}
+
+// The context's stack is set; the rest comes from the domain.
+void Activate(CallContext& ctx, const DomainSpec& spec) {
+  ctx.pkru = spec.pkru;
+  ctx.top = ctx.stack_base + ctx.stack_size - 16;  // [top]: the gate's CFI copy
+  ctx.domain = spec.domain;
+  ctx.policy = spec.policy;
+  ctx.generation = spec.generation;
+}
+
+bool TakeKeptStack(Slot& s, ThreadBlock* tb, const DomainSpec& spec)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {  // the caller holds the registry lock
+  CallContext& ctx = tb->contexts[spec.slot];
+  if (!s.used || s.generation != spec.generation || ctx.stack_base == 0 ||
+      ctx.stack_size != CompartmentStackSize(spec.stack_bytes) ||
+      std::find(s.threads.begin(), s.threads.end(), tb) == s.threads.end()) {
+    return false;
+  }
+  if (ctx.generation != spec.generation) Activate(ctx, spec);
+  return true;
+}
+
 }  // namespace
 
-absl::StatusOr<SlotGrant> AcquireSlot(absl::string_view name) {
+absl::StatusOr<SlotGrant> AcquireSlot(absl::string_view name, int key) {
   Registry& r = GetRegistry();
   absl::MutexLock lock(&r.mu);
   for (size_t i = 0; i < kMaxCompartments; ++i) {
     Slot& s = r.slots[i];
     if (s.used) continue;
     s.used = true;
+    s.key = key;
     s.generation = r.next_generation++;
     return SlotGrant{i, s.generation, (r.next_domain++ << kDomainSlotBits) | i};
   }
@@ -63,9 +102,15 @@ uint64_t RenewSlot(size_t slot) {
   Registry& r = GetRegistry();
   absl::MutexLock lock(&r.mu);
   Slot& s = r.slots[slot];
-  DropAllContexts(s, slot);
+  StaleAllContexts(s, slot);
   s.generation = r.next_generation++;
   return s.generation;
+}
+
+void DropSlotContexts(size_t slot) {
+  Registry& r = GetRegistry();
+  absl::MutexLock lock(&r.mu);
+  DropAllContexts(r.slots[slot], slot);
 }
 
 void ReleaseSlot(size_t slot) {
@@ -77,10 +122,15 @@ void ReleaseSlot(size_t slot) {
 }
 
 absl::Status PrepareContext(ThreadBlock* tb, const DomainSpec& spec) {
+  Registry& r = GetRegistry();
+  {
+    // A stack kept (zeroed) by a Reset of this slot is this thread's again.
+    absl::MutexLock lock(&r.mu);
+    if (TakeKeptStack(r.slots[spec.slot], tb, spec)) return absl::OkStatus();
+  }
   absl::StatusOr<StackMapping> stack =
       MapCompartmentStack(spec.stack_bytes, spec.key, spec.name);
   if (!stack.ok()) return stack.status();
-  Registry& r = GetRegistry();
   absl::MutexLock lock(&r.mu);
   Slot& s = r.slots[spec.slot];
   CallContext& ctx = tb->contexts[spec.slot];
@@ -93,14 +143,13 @@ absl::Status PrepareContext(ThreadBlock* tb, const DomainSpec& spec) {
     UnmapCompartmentStack(*stack);
     return absl::OkStatus();
   }
-  ctx.pkru = spec.pkru;
-  ctx.top = stack->top() - 16;  // [top] holds the gate's CFI copy
-  ctx.domain = spec.domain;
+  UnmapCompartmentStack({ctx.stack_base, ctx.stack_size});  // a stale one
   ctx.stack_base = stack->base;
   ctx.stack_size = stack->size;
-  ctx.policy = spec.policy;
-  ctx.generation = spec.generation;
-  s.threads.push_back(tb);
+  Activate(ctx, spec);
+  if (std::find(s.threads.begin(), s.threads.end(), tb) == s.threads.end()) {
+    s.threads.push_back(tb);
+  }
   return absl::OkStatus();
 }
 
@@ -140,6 +189,26 @@ bool SlotStacksContain(size_t slot, uintptr_t p, size_t n) {
     if (p >= lo && p <= hi && n <= hi - p) return true;
   }
   return false;
+}
+
+int KeyOfAddress(uintptr_t p) {
+  Registry& r = GetRegistry();
+  absl::MutexLock lock(&r.mu);
+  if (InZone(p)) {
+    // A used slot's heap outlives this lock (destruction releases the slot
+    // first); the rest of the zone is the PROT_NONE reservation, key 0.
+    const size_t window = WindowOf(p);
+    if (window >= kMaxCompartments || !r.slots[window].used) return 0;
+    const CompartmentHeap* heap = HeapOfSlot(window);
+    return heap != nullptr && heap->Contains(p, 1) ? r.slots[window].key : 0;
+  }
+  for (size_t i = 0; i < kMaxCompartments; ++i) {
+    for (ThreadBlock* tb : r.slots[i].threads) {
+      const CallContext& ctx = tb->contexts[i];
+      if (p - ctx.stack_base < ctx.stack_size) return r.slots[i].key;
+    }
+  }
+  return -1;
 }
 
 }  // namespace mpkbox::internal

@@ -31,9 +31,13 @@ struct DomainSpec {
   const SyscallPolicy* policy;
 };
 
-absl::StatusOr<SlotGrant> AcquireSlot(absl::string_view name);
+// `key` is the compartment's: fault reports find it by address (KeyOfAddress).
+absl::StatusOr<SlotGrant> AcquireSlot(absl::string_view name, int key);
 // Drops every thread's context for the slot; returns the next generation.
 uint64_t RenewSlot(size_t slot);
+// Drops every thread's context for the slot, which stays taken: the
+// compartment's heap can then go before the slot is handed out again.
+void DropSlotContexts(size_t slot);
 void ReleaseSlot(size_t slot);
 
 // Gives tb a context (and a stack) for the domain.
@@ -47,6 +51,12 @@ std::string KeyOwner(int key);
 
 // True if [p, p + n) lies in one of the slot's stacks.
 bool SlotStacksContain(size_t slot, uintptr_t p, size_t n);
+
+// The key of the page at `p` if it lies in the address zone (a compartment's
+// heap and images, else key 0) or in a compartment stack (guard included);
+// -1 if mpkbox did not map it for a compartment. From the registry alone, so a
+// fault report needs no /proc/self/smaps.
+int KeyOfAddress(uintptr_t p);
 
 }  // namespace mpkbox::internal
 

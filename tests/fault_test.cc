@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "trampolines/thread_block.h"
+#include "runtime/fault_report.h"
 #include "runtime/keys/pku.h"
 #include "tests/test_util.h"
 
@@ -147,6 +148,78 @@ TEST(FaultTest, ReportNamesTheKeyOwner) {
                                                     &host_value))));
   EXPECT_EQ(box->last_fault()->pkey, 0);
   EXPECT_EQ(host_value, 5);
+}
+
+// An address, not a pointer: Call checks pointer arguments before the fault.
+int ReadAddress(uintptr_t p) {
+  return *reinterpret_cast<const volatile int*>(p);
+}
+void WriteAddress(uintptr_t p) { *reinterpret_cast<volatile int*>(p) = 1; }
+uintptr_t AddressOnOwnStack() {
+  volatile int local = 5;
+  return reinterpret_cast<uintptr_t>(&local);
+}
+
+// The report's key comes from mpkbox's registry (the kernel's si_pkey for
+// SEGV_PKUERR), not from /proc/self/smaps; it must still be the kernel's
+// answer, which PkeyOfAddress reads from smaps, for every kind of page a
+// compartment can fault on.
+TEST(FaultTest, ReportKeyFromTheRegistryMatchesTheKernel) {
+  auto a = MakeBox({.name = "registry-a"});
+  auto b = MakeBox({.name = "registry-b"});
+  auto guard_of = [](uintptr_t on_stack) {
+    for (const internal::CallContext& ctx :
+         internal::CurrentThreadBlock()->contexts) {
+      if (on_stack - ctx.stack_base < ctx.stack_size) return ctx.stack_base;
+    }
+    return uintptr_t{0};
+  };
+  const uintptr_t a_guard = guard_of(Value(a->Call(&AddressOnOwnStack)));
+  const uintptr_t b_guard = guard_of(Value(b->Call(&AddressOnOwnStack)));
+  ASSERT_NE(a_guard, 0u);
+  ASSERT_NE(b_guard, 0u);
+  absl::StatusOr<void*> a_heap = a->Allocate(64);
+  ASSERT_TRUE(a_heap.ok());
+  const uintptr_t a_unused = reinterpret_cast<uintptr_t>(*a_heap) + (1 << 30);
+  ASSERT_FALSE(a->Contains(reinterpret_cast<void*>(a_unused), 1));
+  absl::StatusOr<void*> b_heap = b->Allocate(64);
+  ASSERT_TRUE(b_heap.ok());
+  static int host_value = 7;
+  struct Case {
+    const char* what;
+    bool write;
+    uintptr_t address;
+    int code;
+    int key;
+  } cases[] = {
+      // Reads of PROT_NONE pages whose key allows them: SEGV_ACCERR, and the
+      // key comes from the registry.
+      {"its own stack guard", false, a_guard, SEGV_ACCERR, a->pkey()},
+      {"an unused part of its own window", false, a_unused, SEGV_ACCERR, 0},
+      // PROT_NONE, but the key is checked first: the kernel names it.
+      {"another compartment's stack guard", false, b_guard, SEGV_PKUERR,
+       b->pkey()},
+      {"another compartment's heap", true,
+       reinterpret_cast<uintptr_t>(*b_heap), SEGV_PKUERR, b->pkey()},
+      {"a host global", true, reinterpret_cast<uintptr_t>(&host_value),
+       SEGV_PKUERR,
+       internal::PkeyOfAddress(reinterpret_cast<uintptr_t>(&host_value))},
+      {"an unmapped address", false, 16, SEGV_MAPERR, -1},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    absl::Status s =
+c.write ? a->Call(&WriteAddress, c.address)
+                : a->Call(&ReadAddress, c.address).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+    const FaultReport* f = a->last_fault();
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(f->code, c.code) << f->what;
+    EXPECT_EQ(f->pkey, c.key) << f->what;
+    EXPECT_EQ(f->pkey, internal::PkeyOfAddress(f->address)) << f->what;
+    ASSERT_TRUE(a->Reset().ok());
+  }
+  EXPECT_TRUE(b->Call(+[] {}).ok());
 }
 
 // host -> A -> host callback -> B faults: B's call fails, A's goes on.

@@ -323,20 +323,78 @@ TEST(HeapTest, HostFreesWhatTheCompartmentAllocated) {
   EXPECT_EQ(box->stats().bytes_in_use, 0u);
 }
 
-TEST(HeapTest, ResetDropsTheWholeHeap) {
+// Reset keeps the arena and its window (mapped, with the key) but drops
+// every allocation and every page: what the old state wrote reads zero.
+TEST(HeapTest, ResetKeepsTheWindowButNothingOfItsContents) {
   auto box = MakeBox({.name = "reset"});
   uintptr_t small = Value(box->Call(&MallocFill, size_t{64}));
   uintptr_t big = Value(box->Call(&MallocFill, size_t{1} << 20));
   ASSERT_TRUE(box->Contains(reinterpret_cast<void*>(big), 1 << 20));
+  const uintptr_t big_end = big + (1 << 20) - 1;
+  ASSERT_EQ(Value(box->Call(&ReadByte, reinterpret_cast<const unsigned char*>(
+                                           big_end))),
+            0x5au);
+  const MappingsSnapshot before;
   ASSERT_TRUE(box->Reset().ok());
-  EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(small), 1));
-  EXPECT_FALSE(box->Contains(reinterpret_cast<void*>(big), 1));
-  EXPECT_NE(PkeyOfAddress(big), box->pkey());  // the pages went back
+  const MappingsSnapshot after;
+  // Nothing mapped again (the dropped thread state may free a host block).
+  EXPECT_LE(after.count(), before.count()) << after.DiffFrom(before);
+  EXPECT_EQ(PkeyOfAddress(big), box->pkey());
   EXPECT_EQ(box->stats().bytes_in_use, 0u);
   EXPECT_EQ(box->TryFree(reinterpret_cast<void*>(small)).code(),
             absl::StatusCode::kInvalidArgument);
+  for (uintptr_t p : {small, big, big_end}) {
+    EXPECT_EQ(Value(box->Call(
+                  &ReadByte, reinterpret_cast<const unsigned char*>(p))),
+              0u)
+        << std::hex << p;
+  }
   uintptr_t again = Value(box->Call(&MallocFill, size_t{64}));
   EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(again), 64));
+  // Freeing a region of the old state is a bad free, not a double use.
+  EXPECT_EQ(box->Call(&FreeIt, reinterpret_cast<void*>(big)).code(),
+            absl::StatusCode::kAborted);
+}
+
+// A destroyed compartment's arena waits, cleared, for the next compartment
+// in its slot: in between no page keeps the freed key, and the next owner
+// reads zeros where the last one left its data.
+TEST(HeapTest, DestroyedHeapsLeaveNothingToTheNextInTheirSlot) {
+  uintptr_t big = 0;
+  {
+    auto first = MakeBox({.name = "first"});
+    big = Value(first->Call(&MallocFill, size_t{1} << 20));
+    ASSERT_NE(big, 0u);
+  }
+  EXPECT_EQ(PkeyOfAddress(big), 0);  // parked: PROT_NONE, key 0
+  auto next = MakeBox({.name = "next"});
+  ASSERT_TRUE(next->Contains(reinterpret_cast<void*>(big), 1))
+      << "the next compartment did not get the slot";
+  EXPECT_EQ(PkeyOfAddress(big), next->pkey());
+  EXPECT_EQ(next->stats().bytes_in_use, 0u);
+  for (uintptr_t p : {big, big + (1 << 19), big + (1 << 20) - 1}) {
+    EXPECT_EQ(Value(next->Call(
+                  &ReadByte, reinterpret_cast<const unsigned char*>(p))),
+              0u)
+        << std::hex << p;
+  }
+  EXPECT_EQ(next->Call(&FreeIt, reinterpret_cast<void*>(big)).code(),
+            absl::StatusCode::kAborted);  // not a live allocation of next
+}
+
+// Resets reuse the window: a heap that allocates the same each time does not
+// move further into it (each new 4 MiB would land 4 MiB further).
+TEST(HeapTest, ResetsReuseTheWindow) {
+  auto box = MakeBox({.name = "resets"});
+  uintptr_t low = UINTPTR_MAX, high = 0;
+  for (int i = 0; i < 50; ++i) {
+    uintptr_t big = Value(box->Call(&MallocFill, size_t{4} << 20));
+    ASSERT_NE(big, 0u);
+    low = std::min(low, big);
+    high = std::max(high, big);
+    ASSERT_TRUE(box->Reset().ok());
+  }
+  EXPECT_LT(high - low, size_t{4} << 20);
 }
 
 // Freed host extents stay mapped (their pages purged): unmapped one by one,

@@ -157,6 +157,7 @@ struct FaultInfo {
   int signal;
   int code;
   uint32_t pkru;   // the compartment's PKRU when it faulted
+  int pkey;        // si_pkey of a SEGV_PKUERR, else -1
   uintptr_t address;
   uintptr_t ip;
   uintptr_t stack_base;  // of the faulting thread's compartment stack
@@ -219,6 +220,7 @@ struct FaultDetails {
   int signal = 0;
   int code = 0;
   uint32_t pkru = 0;
+  int pkey = -1;
   uintptr_t address = 0;
   uintptr_t ip = 0;
   long syscall = 0;
@@ -237,6 +239,7 @@ inline FaultInfo& RecordFault(ThreadBlock* tb, FaultKind kind,
   f.signal = details.signal;
   f.code = details.code;
   f.pkru = details.pkru;
+  f.pkey = details.pkey;
   f.address = details.address;
   f.ip = details.ip;
   f.syscall = details.syscall;
