@@ -46,18 +46,27 @@ inline constexpr SizeClassTable kSizeClassOf{};
 struct Magazine {
   uint32_t count;  // slots[0, count) are ready; malloc pops from the top
   uint32_t pad;
+  // The region free() gave back right after malloc handed it out, which the
+  // next malloc of the class takes first (LIFO: its lines are still in
+  // cache). Still live for the runtime, which takes it as a free when it
+  // checks the buffer (FlushFrees).
+  void* hot;
   void* slots[kMagazineSlots];
 };
 
 struct FreeBuffer {
   uint32_t count;
-  uint32_t pad;
+  uint32_t hot;  // magazines' hot regions; with count, one word for Call
   void* slots[kFreeSlots];
 };
 
 struct HeapCache {
   Magazine magazines[kNumCachedClasses];
   FreeBuffer frees;
+  // What malloc handed out last, and its magazine's hot slot.
+  void* last;
+  void** last_hot;
+  uint64_t hot_mallocs;  // for the statistics only: a count of its own
   // errno of loaded code on this thread: libc's is in TLS (key 0), which
   // compartment code cannot write (runtime/compartment_libc/errno.cc).
   int errno_value;
@@ -93,6 +102,7 @@ inline HeapCache** HeapCacheTable(SelectorPage* sel) {
 static_assert(kHeapCacheTableBytes == kFastHeapCacheTableBytes);
 static_assert(offsetof(HeapCache, frees) + offsetof(FreeBuffer, count) ==
               kFastFreesCount);
+static_assert(offsetof(FreeBuffer, hot) == offsetof(FreeBuffer, count) + 4);
 
 }  // namespace mpkbox::internal
 

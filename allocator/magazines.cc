@@ -3,6 +3,7 @@
 #include <jemalloc/jemalloc.h>
 
 #include <algorithm>
+#include <utility>
 #include <bit>
 #include <vector>
 
@@ -149,7 +150,7 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   Magazine* const magazines = t->cache->magazines;
   // The rest are released after the loop, which then calls nothing and
   // keeps its state in registers.
-  void* rest[kFreeSlots];
+  void* rest[kFreeSlots + kNumCachedClasses];
   uint32_t n_rest = 0;
   uintptr_t hostile = 0;
   // Neighbouring regions share bitmap words, and a batch is mostly of one
@@ -177,14 +178,13 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
     touched |= 1u << cls;
     t->known[cls] = known;
   };
-  for (uint32_t i = 0; i < n; ++i) {
-    const uintptr_t p = reinterpret_cast<uintptr_t>(f.slots[i]);
+  auto take = [&](uintptr_t p) {
     // One test for "in the window and 16-aligned": rotated, low bits that
     // are set land at the top.
     const uintptr_t bit = std::rotr(p - window, 4);
     if (ABSL_PREDICT_FALSE(bit >= kWindowBytes / kMinAllocation)) {
       if (p != 0 && hostile == 0) hostile = p;  // null frees nothing
-      continue;
+      return;
     }
     uint64_t* w = &bitmap[bit / 64];
     if (w != word) {
@@ -195,7 +195,7 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
     const uint64_t mask = uint64_t{1} << (bit % 64);
     if (ABSL_PREDICT_FALSE(!(value & mask))) {
       if (hostile == 0) hostile = p;
-      continue;
+      return;
     }
     value &= ~mask;
     const uint8_t c = class_map[bit >> (12 - 4)];
@@ -219,6 +219,17 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
     } else {
       rest[n_rest++] = reinterpret_cast<void*>(p);
     }
+  };
+  for (uint32_t i = 0; i < n; ++i) {
+    take(reinterpret_cast<uintptr_t>(f.slots[i]));
+  }
+  // The regions malloc would hand out again first: each a free like those
+  // of the buffer (taken after them, so a double free shows either way).
+  for (size_t c = 0; c < kNumCachedClasses; ++c) {
+    if (void* h = __atomic_load_n(&magazines[c].hot, __ATOMIC_RELAXED)) {
+      magazines[c].hot = nullptr;
+      take(reinterpret_cast<uintptr_t>(h));
+    }
   }
   if (word != nullptr) *word = value;
   settle();
@@ -231,6 +242,10 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   cached_bytes_ += moved;
   for (uint32_t i = 0; i < n_rest; ++i) Release(t, rest[i]);
   f.count = 0;
+  f.hot = 0;
+  t->cache->last = nullptr;  // an entry (realloc) may have freed it
+  // Mallocs the runtime never saw: the compartment's word, for stats only.
+  stats_.allocations += std::exchange(t->cache->hot_mallocs, 0) & 0xffffffff;
   return hostile;
 }
 

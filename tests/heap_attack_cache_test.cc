@@ -44,6 +44,7 @@ uintptr_t forged_target;  // set by the host; compartment code reads it
 uint64_t MallocForged(int use) {
   Free(Malloc(64));  // the cache exists, the magazine was refilled
   Magazine& m = MyCache()->magazines[ClassOf(64)];
+  m.hot = nullptr;  // else malloc takes the region just freed first
   m.slots[0] = reinterpret_cast<void*>(forged_target);
   m.count = 1;
   auto* p = static_cast<volatile uint64_t*>(Malloc(64));
@@ -55,6 +56,44 @@ uint64_t MallocForged(int use) {
     case kFreeIt: Free(const_cast<uint64_t*>(p)); break;
   }
   return reinterpret_cast<uintptr_t>(p);
+}
+
+// The hot slot (the region free() gave back right after its malloc, which
+// the next malloc takes first) forged instead: `hot` picks the way.
+uint64_t MallocForgedHot(int use) {
+  Free(Malloc(64));
+  MyCache()->magazines[ClassOf(64)].hot =
+      reinterpret_cast<void*>(forged_target);
+  if (use == kFreeIt) return 0;  // left there: the runtime takes it as a free
+  auto* p = static_cast<volatile uint64_t*>(Malloc(64));
+  if (use == kWrite) {
+    for (int i = 0; i < 8; ++i) p[i] = 0x4141414141414141ull;
+  }
+  return reinterpret_cast<uintptr_t>(p);
+}
+
+TEST(HeapCacheTamperTest, ForgedHotEntryFaultsOnUseAndIsABadFree) {
+  auto box = MakeBox({.name = "forger"});
+  HostCanary canary;
+  forged_target = canary.address();
+  // Believed by malloc inside, as a forged magazine entry is...
+  EXPECT_EQ(Value(box->Call(&MallocForgedHot, static_cast<int>(kReturn))),
+            canary.address());
+  ExpectCompartmentWorks(box.get());
+  // ...but the host's memory stays closed to it...
+  ExpectKeyFault(box.get(),
+                 box->Call(&MallocForgedHot, static_cast<int>(kWrite)).status(),
+                 canary.address(), internal::Keys().trusted);
+  EXPECT_TRUE(canary.Intact());
+  ResetAndExpectWorking(box.get());
+  // ...and left in the slot, the runtime takes it as a free and refuses it.
+  ExpectFreeViolation(
+      box.get(),
+      box->Call(&MallocForgedHot, static_cast<int>(kFreeIt)).status(),
+      canary.address());
+  EXPECT_TRUE(canary.Intact());
+  ExpectHostNeverHandsOut(canary.address(), kCanaryBytes);
+  ResetAndExpectWorking(box.get());
 }
 
 // Without a key check nothing would stop it: the fast path believes the

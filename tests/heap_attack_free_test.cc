@@ -48,8 +48,10 @@ void FreeBuffered(uintptr_t bad, Scratch* s) {
 // Fills the free buffer with legitimate frees, then frees `bad`: that free
 // enters the allocator and the call ends there.
 void FreeWithFullBuffer(uintptr_t bad, Scratch* s) {
-  void* live[kFreeSlots];
-  for (uint32_t i = 0; i < kFreeSlots; ++i) live[i] = Malloc(16);
+  // One more than the buffer holds: a free of the region malloc handed out
+  // last goes to its magazine's hot slot, not to the buffer.
+  void* live[kFreeSlots + 1];
+  for (void*& p : live) p = Malloc(16);
   HeapCache* cache = MyCache();
   s->had_cache = cache != nullptr;
   for (uint32_t i = 0; cache->frees.count < kFreeSlots && i < kFreeSlots; ++i) {

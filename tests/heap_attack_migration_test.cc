@@ -168,8 +168,10 @@ TEST(MigrationTest, HostFreeOfARegionFromTheMagazine) {
 // Pointers a compartment hands the host to free: only its own live
 // allocations are freed; the rest is refused and the host goes on.
 void HandOver(uintptr_t* out, uintptr_t unused_window) {
-  void* live = Malloc(64);
   void* freed = Malloc(64);
+  void* live = Malloc(64);
+  // Not the region malloc handed out last: buffered, not kept hot for the
+  // next malloc, so it stays freed.
   Free(freed);
   out[0] = reinterpret_cast<uintptr_t>(live) + 16;  // interior
   out[1] = reinterpret_cast<uintptr_t>(live) + 8;

@@ -40,18 +40,37 @@ inline void* InsideMalloc(SelectorPage* sel, size_t n) {
     if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
       Magazine& m = *reinterpret_cast<Magazine*>(
           reinterpret_cast<char*>(cache) + kMagazineOffsetOf.of[(n + 15) / 16]);
-      const uint32_t c = m.count;
-      if (ABSL_PREDICT_TRUE(c - 1 < kMagazineSlots)) {
+      void* p = m.hot;
+      if (p != nullptr) {
+        m.hot = nullptr;
+        --cache->frees.hot;
+        ++cache->hot_mallocs;
+      } else {
+        const uint32_t c = m.count;
+        if (ABSL_PREDICT_FALSE(c - 1 >= kMagazineSlots)) {
+          return InsideMallocSlow(n);
+        }
         m.count = c - 1;
-        return m.slots[c - 1];
+        p = m.slots[c - 1];
       }
+      cache->last = p;
+      cache->last_hot = &m.hot;
+      return p;
     }
   }
   return InsideMallocSlow(n);
 }
 
+// Compartment memory only, with compartment rights: a cache it corrupted
+// misleads its own mallocs, never the runtime, which checks every region.
 inline void InsideFree(SelectorPage* sel, void* p) {
   if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
+    if (p == cache->last && p != nullptr && *cache->last_hot == nullptr) {
+      *cache->last_hot = p;  // freed right after its malloc: reused next
+      ++cache->frees.hot;
+      cache->last = nullptr;
+      return;
+    }
     FreeBuffer& f = cache->frees;
     const uint32_t c = f.count;
     if (ABSL_PREDICT_TRUE(c < kFreeSlots)) {

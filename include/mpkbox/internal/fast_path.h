@@ -28,9 +28,10 @@ inline constexpr size_t kFastContextGeneration = 24;
 // Deepest frame stack at which Call may enter.
 inline constexpr uint64_t kMaxCallDepth = 61;
 // The per-thread table of HeapCache pointers ends where the SelectorPage
-// starts; a HeapCache's count of frees waiting for the runtime's check.
+// starts; a HeapCache's counts of frees waiting for the runtime's check
+// (the buffer's and the magazines' hot regions, one 64-bit word).
 inline constexpr size_t kFastHeapCacheTableBytes = 8192;
-inline constexpr size_t kFastFreesCount = 57568;
+inline constexpr size_t kFastFreesCount = 57792;
 
 }  // namespace mpkbox::internal
 
@@ -97,7 +98,7 @@ MPKBOX_FAST_INLINE bool FreesPending(ThreadBlock* tb, size_t slot) {
   char* sel = reinterpret_cast<char*>(tb) - kFastPageSize;
   void* cache = FastWord<void*>(sel - kFastHeapCacheTableBytes,
                                 slot * sizeof(void*));
-  return cache != nullptr && FastWord<uint32_t>(cache, kFastFreesCount) != 0;
+  return cache != nullptr && FastWord<uint64_t>(cache, kFastFreesCount) != 0;
 }
 // Validates and releases them; a hostile one ends the call as a fault.
 // Defined in allocator/.
