@@ -98,6 +98,26 @@ class ElfBytes {
   std::vector<uint8_t> b_;
 };
 
+// mpkbox-scan's exit status and what it printed (both streams).
+struct ScanRun {
+  int exit_code = -1;
+  std::string output;
+};
+ScanRun RunScan(const std::vector<std::string>& files);
+
+// One sequence mpkbox-scan reports, and what Load does with it.
+struct ScanLine {
+  uint64_t offset;
+  uint64_t vaddr;
+  std::string instruction;
+  std::string bytes;    // "0f 01 ef"
+  std::string verdict;  // "real", "rewritable" or "not rewritable"
+  std::string detail;   // how it is rewritten, or why not
+};
+// The sequences mpkbox-scan printed for `file`.
+std::vector<ScanLine> ParseScan(const std::string& output,
+                                const std::string& file);
+
 // Host memory the attacks aim at: a key-0 global and a host-heap word
 // (trusted key).
 extern volatile uint64_t g_host_word;
