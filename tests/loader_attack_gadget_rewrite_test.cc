@@ -7,9 +7,9 @@
 // bytes. The real instructions' refusals: loader_attack_privileged_code_test.
 #include <nettle/sha2.h>
 #include <nettle/sm3.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <stdio.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -114,9 +114,9 @@ TEST(GadgetRewriteTest, RewrittenCodeComputesTheSameAndIsClean) {
   int* result = static_cast<int*>(*out);
   for (auto [a, b] : {std::pair{1, 2}, {0x12345678, 0x0fedcba9}, {-7, 99}}) {
     ASSERT_TRUE(box->Call(*wrpkru, a, b, result).ok());
-    EXPECT_EQ(static_cast<uint32_t>(*result),
-              ExpectedWrpkruFn(static_cast<uint32_t>(a),
-                               static_cast<uint32_t>(b)));
+    EXPECT_EQ(
+        static_cast<uint32_t>(*result),
+        ExpectedWrpkruFn(static_cast<uint32_t>(a), static_cast<uint32_t>(b)));
   }
   for (long i = 0; i < 8; ++i) {
     EXPECT_EQ(Value(box->Call(*xrstor, i)), 11 * (i + 1));
@@ -129,7 +129,8 @@ TEST(GadgetRewriteTest, RewrittenCodeComputesTheSameAndIsClean) {
   EXPECT_EQ(internal::FindPrivilegedInstructions(t.file).size(), 3u);
   EXPECT_TRUE(internal::FindPrivilegedInstructions(t.loaded).empty());
   size_t changed = 0;
-  for (size_t i = 0; i < t.file.size(); ++i) changed += t.file[i] != t.loaded[i];
+  for (size_t i = 0; i < t.file.size(); ++i)
+    changed += t.file[i] != t.loaded[i];
   EXPECT_EQ(changed, 2u + 1 + 1) << "bytes other than the rewrites";
 }
 
@@ -158,9 +159,8 @@ TEST(GadgetRewriteTest, JumpIntoRewrittenBytesFindsNoWrpkru) {
   ASSERT_TRUE(jump.ok());
   const uintptr_t site = WrpkruSite(box.get());
   ASSERT_NE(site, 0u);
-  EXPECT_EQ(memcmp(reinterpret_cast<const void*>(site), Hex("0f03fd").data(),
-                   3),
-            0);
+  EXPECT_EQ(
+      memcmp(reinterpret_cast<const void*>(site), Hex("0f03fd").data(), 3), 0);
   g_host_word = kHostWordValue;
   absl::Status call = box->Call(*jump, site, &g_host_word);
   EXPECT_EQ(call.code(), absl::StatusCode::kAborted) << call;
@@ -233,8 +233,8 @@ TEST_P(RefusedRewriteTest, LoadRefusesNamingFileOffsetAndBytes) {
   EXPECT_EQ(found[0].verdict, "not rewritable");
   EXPECT_EQ(found[0].bytes, c.bytes);
   EXPECT_THAT(found[0].detail, HasSubstr(c.why));
-  EXPECT_THAT(msg, HasSubstr(absl::StrFormat("file offset 0x%x ",
-                                             found[0].offset)));
+  EXPECT_THAT(msg,
+              HasSubstr(absl::StrFormat("file offset 0x%x ", found[0].offset)));
   EXPECT_EQ(box->Lookup<void()>(c.symbol).status().code(),
             absl::StatusCode::kNotFound);
   ExpectCompartmentWorks(box.get());
@@ -245,8 +245,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         // Rewritable by itself, but in code no unwind table entry
         // describes: where its instructions start is not known.
-        RefusedCase{"la_rewrite_no_cfi", "la_rw_no_cfi", "WRPKRU",
-                    "0f 01 ef", "unwind table"},
+        RefusedCase{"la_rewrite_no_cfi", "la_rw_no_cfi", "WRPKRU", "0f 01 ef",
+                    "unwind table"},
         // Across mov imm32, scasb and shl: none has another encoding of its
         // length.
         RefusedCase{"la_rewrite_fsbase", "la_rw_fsbase", "WRFSBASE",
@@ -301,8 +301,8 @@ TEST(GadgetRewriteTest, NettleLoadsAndHashesAsNative) {
   ASSERT_TRUE(s.ok()) << s;
   std::string input;
   for (int i = 0; i < 1000; ++i) input += "mpkbox hashes in a compartment ";
-  absl::StatusOr<void*> mem = box->Allocate(
-      sizeof(sha256_ctx) + sizeof(sm3_ctx) + 64 + input.size());
+  absl::StatusOr<void*> mem =
+      box->Allocate(sizeof(sha256_ctx) + sizeof(sm3_ctx) + 64 + input.size());
   ASSERT_TRUE(mem.ok()) << mem.status();
   auto* sha_ctx = static_cast<sha256_ctx*>(*mem);
   auto* h3 = reinterpret_cast<sm3_ctx*>(sha_ctx + 1);
@@ -310,34 +310,34 @@ TEST(GadgetRewriteTest, NettleLoadsAndHashesAsNative) {
   auto* data = digest + 64;
   memcpy(data, input.data(), input.size());
 
-  auto sha_init = box->Lookup<decltype(nettle_sha256_init)>("nettle_sha256_init");
+  auto sha_init =
+      box->Lookup<decltype(nettle_sha256_init)>("nettle_sha256_init");
   auto sha_update =
       box->Lookup<decltype(nettle_sha256_update)>("nettle_sha256_update");
   auto sha_digest =
       box->Lookup<decltype(nettle_sha256_digest)>("nettle_sha256_digest");
   ASSERT_TRUE(sha_init.ok() && sha_update.ok() && sha_digest.ok());
-  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(*sha_init)),
-            box->pkey());
+  EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(*sha_init)), box->pkey());
   ASSERT_TRUE(box->Call(*sha_init, sha_ctx).ok());
   ASSERT_TRUE(box->Call(*sha_update, sha_ctx, input.size(),
                         static_cast<const uint8_t*>(data))
                   .ok());
-  ASSERT_TRUE(box->Call(*sha_digest, sha_ctx, size_t{SHA256_DIGEST_SIZE},
-                        digest)
-                  .ok());
+  ASSERT_TRUE(
+      box->Call(*sha_digest, sha_ctx, size_t{SHA256_DIGEST_SIZE}, digest).ok());
   const std::map<std::string, std::string> native = NativeDigests(input);
   EXPECT_EQ(HexString(digest, SHA256_DIGEST_SIZE), native.at("sha256"));
 
   auto h3_init = box->Lookup<decltype(nettle_sm3_init)>("nettle_sm3_init");
-  auto h3_update = box->Lookup<decltype(nettle_sm3_update)>("nettle_sm3_update");
-  auto h3_digest = box->Lookup<decltype(nettle_sm3_digest)>("nettle_sm3_digest");
+  auto h3_update =
+      box->Lookup<decltype(nettle_sm3_update)>("nettle_sm3_update");
+  auto h3_digest =
+      box->Lookup<decltype(nettle_sm3_digest)>("nettle_sm3_digest");
   ASSERT_TRUE(h3_init.ok() && h3_update.ok() && h3_digest.ok());
   ASSERT_TRUE(box->Call(*h3_init, h3).ok());
-  ASSERT_TRUE(box->Call(*h3_update, h3, input.size(),
-                        static_cast<const uint8_t*>(data))
-                  .ok());
   ASSERT_TRUE(
-      box->Call(*h3_digest, h3, size_t{SM3_DIGEST_SIZE}, digest).ok());
+      box->Call(*h3_update, h3, input.size(), static_cast<const uint8_t*>(data))
+          .ok());
+  ASSERT_TRUE(box->Call(*h3_digest, h3, size_t{SM3_DIGEST_SIZE}, digest).ok());
   EXPECT_EQ(HexString(digest, SM3_DIGEST_SIZE), native.at("sm3"));
 }
 

@@ -86,9 +86,9 @@ bool SameOperand(const ZydisDecodedOperand& x, const ZydisDecodedOperand& y) {
       const auto &a = x.mem, &b = y.mem;
       // base + index*1 is index + base*1 (the segment compared apart:
       // rbp or rsp as base would make it SS).
-      const bool same_regs = (a.base == b.base && a.index == b.index) ||
-                             (a.scale == 1 && a.base == b.index &&
-                              a.index == b.base);
+      const bool same_regs =
+          (a.base == b.base && a.index == b.index) ||
+          (a.scale == 1 && a.base == b.index && a.index == b.base);
       return same_regs && a.type == b.type && a.segment == b.segment &&
              a.scale == b.scale &&
              a.disp.has_displacement == b.disp.has_displacement &&
@@ -109,11 +109,10 @@ bool SameOperand(const ZydisDecodedOperand& x, const ZydisDecodedOperand& y) {
 // attributes say what its opcode could take, and may differ.
 constexpr ZydisInstructionAttributes kMeaningfulAttributes =
     ZYDIS_ATTRIB_HAS_LOCK | ZYDIS_ATTRIB_HAS_REP | ZYDIS_ATTRIB_HAS_REPE |
-    ZYDIS_ATTRIB_HAS_REPNE | ZYDIS_ATTRIB_HAS_BND |
-    ZYDIS_ATTRIB_HAS_XACQUIRE | ZYDIS_ATTRIB_HAS_XRELEASE |
-    ZYDIS_ATTRIB_HAS_NOTRACK | ZYDIS_ATTRIB_HAS_SEGMENT |
-    ZYDIS_ATTRIB_HAS_OPERANDSIZE | ZYDIS_ATTRIB_HAS_ADDRESSSIZE |
-    ZYDIS_ATTRIB_IS_PRIVILEGED;
+    ZYDIS_ATTRIB_HAS_REPNE | ZYDIS_ATTRIB_HAS_BND | ZYDIS_ATTRIB_HAS_XACQUIRE |
+    ZYDIS_ATTRIB_HAS_XRELEASE | ZYDIS_ATTRIB_HAS_NOTRACK |
+    ZYDIS_ATTRIB_HAS_SEGMENT | ZYDIS_ATTRIB_HAS_OPERANDSIZE |
+    ZYDIS_ATTRIB_HAS_ADDRESSSIZE | ZYDIS_ATTRIB_IS_PRIVILEGED;
 
 // Whether `b` does exactly what `a` does: the same instruction on the same
 // operands, with the same prefixes, in the same number of bytes. TEST and
@@ -158,8 +157,8 @@ void SwapRexBits(std::vector<uint8_t>& b, int rex, uint8_t x, uint8_t y) {
 //    is 03 fd);
 //  - TEST and XCHG of two registers: the operands swapped;
 //  - base + index*1: base and index swapped in the SIB byte.
-std::vector<std::vector<uint8_t>> Alternatives(const Decoded& d,
-                                               absl::Span<const uint8_t> bytes) {
+std::vector<std::vector<uint8_t>> Alternatives(
+    const Decoded& d, absl::Span<const uint8_t> bytes) {
   std::vector<std::vector<uint8_t>> out;
   const ZydisDecodedInstruction& insn = d.insn;
   if (insn.encoding != ZYDIS_INSTRUCTION_ENCODING_LEGACY ||
@@ -167,9 +166,8 @@ std::vector<std::vector<uint8_t>> Alternatives(const Decoded& d,
     return out;
   }
   const int m = insn.raw.modrm.offset;
-  const int rex = insn.attributes & ZYDIS_ATTRIB_HAS_REX
-                      ? insn.raw.rex.offset
-                      : -1;
+  const int rex =
+      insn.attributes & ZYDIS_ATTRIB_HAS_REX ? insn.raw.rex.offset : -1;
   const std::vector<uint8_t> original(bytes.begin(), bytes.end());
   if (insn.raw.modrm.mod == 3 && insn.opcode_map == ZYDIS_OPCODE_MAP_DEFAULT &&
       m >= 1) {
@@ -196,6 +194,24 @@ std::vector<std::vector<uint8_t>> Alternatives(const Decoded& d,
   return out;
 }
 
+// Decodes [from, to) of `code` linearly, calling visit(offset, length) for
+// each instruction. Returns where decoding failed, or `to` if the
+// instructions tile the range exactly.
+template <typename Visit>
+size_t DecodeLinear(const Disassembler& disassembler,
+                    absl::Span<const uint8_t> code, size_t from, size_t to,
+                    Visit visit) {
+  size_t at = from;
+  while (at < to) {
+    const size_t n =
+        disassembler.Length(code.subspan(at, std::min<size_t>(15, to - at)));
+    if (n == 0) return at;
+    visit(at, n);
+    at += n;
+  }
+  return at;
+}
+
 // Whether any privileged sequence in `code` overlaps [from, to).
 bool AnyOverlapping(absl::Span<const uint8_t> code, size_t from, size_t to) {
   constexpr size_t kMargin = 32;  // longer than any sequence with prefixes
@@ -219,33 +235,33 @@ class Rewriter {
     if (found.empty()) return {};
     out_.code.assign(segment_.bytes.begin(), segment_.bytes.end());
     for (const PrivilegedInstruction& p : found) {
-      GadgetVerdict v{
-          .file_offset = segment_.file_offset + p.offset,
-          .vaddr = segment_.pages.start + p.offset,
-          .instruction = p.name,
-          .bytes = std::vector<uint8_t>(
-              segment_.bytes.begin() + p.offset,
-              segment_.bytes.begin() + p.offset + p.length),
-          .kind = Kind::kRefused,
-          .detail = {}};
+      GadgetVerdict v{.file_offset = segment_.file_offset + p.offset,
+                      .vaddr = segment_.pages.start + p.offset,
+                      .instruction = p.name,
+                      .bytes = std::vector<uint8_t>(
+                          segment_.bytes.begin() + p.offset,
+                          segment_.bytes.begin() + p.offset + p.length),
+                      .kind = Kind::kRefused,
+                      .detail = {}};
       Classify(p, v);
       out_.verdicts.push_back(std::move(v));
     }
     // Each rewrite was checked where it was made; this covers every offset.
-    for (const PrivilegedInstruction& p : FindPrivilegedInstructions(out_.code)) {
-      const bool known = std::any_of(
-          out_.verdicts.begin(), out_.verdicts.end(),
-          [&](const GadgetVerdict& v) {
-            return v.kind != Kind::kRewritten && v.vaddr == Vaddr(p.offset);
-          });
+    for (const PrivilegedInstruction& p :
+         FindPrivilegedInstructions(out_.code)) {
+      const bool known = std::any_of(out_.verdicts.begin(), out_.verdicts.end(),
+                                     [&](const GadgetVerdict& v) {
+                                       return v.kind != Kind::kRewritten &&
+                                              v.vaddr == Vaddr(p.offset);
+                                     });
       if (known) continue;
       out_.verdicts.push_back(GadgetVerdict{
           .file_offset = segment_.file_offset + p.offset,
           .vaddr = Vaddr(p.offset),
           .instruction = p.name,
-          .bytes = std::vector<uint8_t>(out_.code.begin() + p.offset,
-                                        out_.code.begin() + p.offset +
-                                            p.length),
+          .bytes =
+              std::vector<uint8_t>(out_.code.begin() + p.offset,
+                                   out_.code.begin() + p.offset + p.length),
           .kind = Kind::kRefused,
           .detail = "still there after rewriting"});
     }
@@ -275,24 +291,21 @@ class Rewriter {
     }
     const size_t from = f->start - Vaddr(0), to = f->end - Vaddr(0);
     std::vector<std::pair<size_t, size_t>> overlapping;  // offset, length
-    size_t at = from;
-    while (at < to) {
-      const size_t n = disassembler_.Length(
-          absl::MakeConstSpan(out_.code).subspan(at, std::min<size_t>(
-                                                         15, to - at)));
-      if (n == 0) {
-        v.detail = absl::StrFormat(
-            "the function at vaddr 0x%x does not decode at vaddr 0x%x",
-            f->start, Vaddr(at));
-        return;
-      }
-      if (at < end && at + n > begin) overlapping.push_back({at, n});
-      at += n;
+    const size_t stop = DecodeLinear(disassembler_, out_.code, from, to,
+                                     [&](size_t at, size_t n) {
+                                       if (at < end && at + n > begin)
+                                         overlapping.push_back({at, n});
+                                     });
+    if (stop != to) {
+      v.detail = absl::StrFormat(
+          "the function at vaddr 0x%x does not decode at vaddr 0x%x", f->start,
+          Vaddr(stop));
+      return;
     }
     std::vector<std::string> names;
     for (const auto& [o, n] : overlapping) {
-      std::optional<Decoded> d = disassembler_.Decode(
-          absl::MakeConstSpan(out_.code).subspan(o, n));
+      std::optional<Decoded> d =
+          disassembler_.Decode(absl::MakeConstSpan(out_.code).subspan(o, n));
       if (!d) {
         v.detail = absl::StrFormat("vaddr 0x%x does not decode", Vaddr(o));
         return;
@@ -305,9 +318,8 @@ class Rewriter {
             disassembler_.Format(*d, Vaddr(o)), Vaddr(o), f->start);
         return;
       }
-      names.push_back(absl::StrFormat("`%s` at vaddr 0x%x",
-                                      disassembler_.Format(*d, Vaddr(o)),
-                                      Vaddr(o)));
+      names.push_back(absl::StrFormat(
+          "`%s` at vaddr 0x%x", disassembler_.Format(*d, Vaddr(o)), Vaddr(o)));
     }
     for (const auto& [o, n] : overlapping) {
       if (TryRewrite(o, n, begin, end, v)) return;
@@ -333,8 +345,8 @@ class Rewriter {
                           std::max(o + n, end))) {
         v.kind = Kind::kRewritten;
         v.detail = absl::StrFormat("`%s` at vaddr 0x%x re-encoded: %s -> %s",
-                                   disassembler_.Format(*d, Vaddr(o)),
-                                   Vaddr(o), HexBytes(before), HexBytes(alt));
+                                   disassembler_.Format(*d, Vaddr(o)), Vaddr(o),
+                                   HexBytes(before), HexBytes(alt));
         return true;
       }
       std::copy(before.begin(), before.end(), out_.code.begin() + o);
@@ -359,6 +371,22 @@ std::string HexBytes(absl::Span<const uint8_t> bytes) {
 SegmentRewrite RewriteGadgets(const LoadSegment& segment,
                               const UnwindTable& unwind) {
   return Rewriter(segment, unwind).Run();
+}
+
+size_t DecodeEveryFunction(const LoadSegment& segment,
+                           const UnwindTable& unwind) {
+  const Disassembler disassembler;
+  const uint64_t first = segment.pages.start;
+  const uint64_t last = first + segment.bytes.size();
+  size_t tiled = 0;
+  for (size_t i = 0; i < unwind.size(); ++i) {
+    const std::optional<FunctionRange> f = unwind.FunctionAt(unwind.start(i));
+    if (!f || f->start < first || f->end > last) continue;
+    const size_t from = f->start - first, to = f->end - first;
+    tiled += DecodeLinear(disassembler, segment.bytes, from, to,
+                          [](size_t, size_t) {}) == to;
+  }
+  return tiled;
 }
 
 }  // namespace mpkbox::internal

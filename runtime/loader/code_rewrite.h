@@ -43,10 +43,18 @@ struct SegmentRewrite {
 
 // Classifies every privileged sequence in the executable `segment` and
 // rewrites the accidental ones it can. Only sequences inside a function
-// `unwind` describes are rewritten: it is disassembled from its start. `code` is rescanned at
-// every offset: whatever is still found there gets a kRefused verdict.
+// `unwind` describes are rewritten: it is disassembled from its start.
+// `code` is rescanned at every offset: whatever is still found there gets
+// a kRefused verdict.
 SegmentRewrite RewriteGadgets(const LoadSegment& segment,
                               const UnwindTable& unwind);
+
+// Decodes every function `unwind` lists in `segment`, as the rewriter
+// decodes the one holding a sequence, and returns how many the decoding
+// tiles exactly. For bench/loader_bench.cc: the load-time cost if every
+// function held a sequence.
+size_t DecodeEveryFunction(const LoadSegment& segment,
+                           const UnwindTable& unwind);
 
 }  // namespace mpkbox::internal
 

@@ -83,8 +83,8 @@ absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
                                                  : "cannot be rewritten",
             v.detail));
       }
-      plan.rewritten.push_back(
-          std::make_unique<const std::vector<uint8_t>>(std::move(rewrite.code)));
+      plan.rewritten.push_back(std::make_unique<const std::vector<uint8_t>>(
+          std::move(rewrite.code)));
       segment->bytes = *plan.rewritten.back();
       // The rescan: what is mapped executable holds none at any offset.
       if (!ScanSegment(*segment).empty()) {

@@ -17,9 +17,12 @@ namespace {
 const char* KindName(mpkbox::internal::GadgetVerdict::Kind kind) {
   using Kind = mpkbox::internal::GadgetVerdict::Kind;
   switch (kind) {
-    case Kind::kRewritten: return "rewritable";
-    case Kind::kReal: return "real";
-    case Kind::kRefused: return "not rewritable";
+    case Kind::kRewritten:
+      return "rewritable";
+    case Kind::kReal:
+      return "real";
+    case Kind::kRefused:
+      return "not rewritable";
   }
   return "?";
 }

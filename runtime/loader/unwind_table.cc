@@ -35,10 +35,18 @@ std::optional<absl::Span<const uint8_t>> FileBytesAt(const ElfFile& elf,
 // The size of a DW_EH_PE-encoded value, for the fixed-size formats.
 std::optional<uint64_t> EncodedSize(uint8_t encoding) {
   switch (encoding & 0x0f) {
-    case 0x00: case 0x04: case 0x0c: return 8;  // absptr, (s)data8
-    case 0x02: case 0x0a: return 2;             // (s)data2
-    case 0x03: case 0x0b: return 4;             // (s)data4
-    default: return std::nullopt;
+    case 0x00:
+    case 0x04:
+    case 0x0c:
+      return 8;  // absptr, (s)data8
+    case 0x02:
+    case 0x0a:
+      return 2;  // (s)data2
+    case 0x03:
+    case 0x0b:
+      return 4;  // (s)data4
+    default:
+      return std::nullopt;
   }
 }
 
@@ -153,11 +161,11 @@ UnwindTable::UnwindTable(const ElfFile& elf) : elf_(elf) {
 }
 
 std::optional<FunctionRange> UnwindTable::FunctionAt(uint64_t vaddr) const {
-  auto after = std::upper_bound(
-      entries_.begin(), entries_.end(), vaddr,
-      [](uint64_t v, const std::pair<uint64_t, uint64_t>& e) {
-        return v < e.first;
-      });
+  auto after =
+      std::upper_bound(entries_.begin(), entries_.end(), vaddr,
+                       [](uint64_t v, const std::pair<uint64_t, uint64_t>& e) {
+                         return v < e.first;
+                       });
   if (after == entries_.begin()) return std::nullopt;
   const auto [start, fde] = *(after - 1);
   // The FDE: length, CIE pointer, pc_begin, pc_range (no 64-bit DWARF).
@@ -166,7 +174,9 @@ std::optional<FunctionRange> UnwindTable::FunctionAt(uint64_t vaddr) const {
   uint32_t fde_length, cie_pointer;
   memcpy(&fde_length, fde_head->data(), 4);
   memcpy(&cie_pointer, fde_head->data() + 4, 4);
-  if (fde_length == 0xffffffff || cie_pointer == 0 || cie_pointer > fde + 4) return std::nullopt;
+  if (fde_length == 0xffffffff || cie_pointer == 0 || cie_pointer > fde + 4) {
+    return std::nullopt;
+  }
   const uint64_t cie = fde + 4 - cie_pointer;
   auto cie_length = FileBytesAt(elf_, cie, 4);
   if (!cie_length) return std::nullopt;

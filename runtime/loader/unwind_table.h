@@ -32,7 +32,9 @@ class UnwindTable {
   // `vaddr` lies in it and the FDE reads.
   std::optional<FunctionRange> FunctionAt(uint64_t vaddr) const;
 
+  // The FDEs the table lists, and the start of the i-th, in order.
   size_t size() const { return entries_.size(); }
+  uint64_t start(size_t i) const { return entries_[i].first; }
 
  private:
   const ElfFile& elf_;
