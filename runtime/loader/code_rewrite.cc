@@ -234,42 +234,49 @@ class Rewriter {
         FindPrivilegedInstructions(segment_.bytes);
     if (found.empty()) return {};
     out_.code.assign(segment_.bytes.begin(), segment_.bytes.end());
+    std::vector<size_t> kept;  // offsets of the sequences not rewritten
     for (const PrivilegedInstruction& p : found) {
-      GadgetVerdict v{.file_offset = segment_.file_offset + p.offset,
-                      .vaddr = segment_.pages.start + p.offset,
-                      .instruction = p.name,
-                      .bytes = std::vector<uint8_t>(
-                          segment_.bytes.begin() + p.offset,
-                          segment_.bytes.begin() + p.offset + p.length),
-                      .kind = Kind::kRefused,
-                      .detail = {}};
+      GadgetVerdict v = VerdictAt(p, segment_.bytes);
+      if (out_.verdicts.size() == kMaxSequences) {
+        // Bounds the work and memory a crafted file can ask of a Load.
+        v.detail = absl::StrFormat(
+            "more than %u sequences in one segment: not rewriting them all",
+            kMaxSequences);
+        out_.verdicts.push_back(std::move(v));
+        return std::move(out_);
+      }
       Classify(p, v);
+      if (v.kind != Kind::kRewritten) kept.push_back(p.offset);
       out_.verdicts.push_back(std::move(v));
     }
     // Each rewrite was checked where it was made; this covers every offset.
     for (const PrivilegedInstruction& p :
          FindPrivilegedInstructions(out_.code)) {
-      const bool known = std::any_of(out_.verdicts.begin(), out_.verdicts.end(),
-                                     [&](const GadgetVerdict& v) {
-                                       return v.kind != Kind::kRewritten &&
-                                              v.vaddr == Vaddr(p.offset);
-                                     });
-      if (known) continue;
-      out_.verdicts.push_back(GadgetVerdict{
-          .file_offset = segment_.file_offset + p.offset,
-          .vaddr = Vaddr(p.offset),
-          .instruction = p.name,
-          .bytes =
-              std::vector<uint8_t>(out_.code.begin() + p.offset,
-                                   out_.code.begin() + p.offset + p.length),
-          .kind = Kind::kRefused,
-          .detail = "still there after rewriting"});
+      if (std::binary_search(kept.begin(), kept.end(), p.offset)) continue;
+      GadgetVerdict v = VerdictAt(p, out_.code);
+      v.detail = "still there after rewriting";
+      out_.verdicts.push_back(std::move(v));
     }
     return std::move(out_);
   }
 
  private:
+  static constexpr size_t kMaxSequences = 4096;
+
   uint64_t Vaddr(size_t at) const { return segment_.pages.start + at; }
+
+  // A kRefused verdict on `p`, with its bytes as `code` has them.
+  GadgetVerdict VerdictAt(const PrivilegedInstruction& p,
+                          absl::Span<const uint8_t> code) const {
+    return GadgetVerdict{
+        .file_offset = segment_.file_offset + p.offset,
+        .vaddr = Vaddr(p.offset),
+        .instruction = p.name,
+        .bytes = std::vector<uint8_t>(code.begin() + p.offset,
+                                      code.begin() + p.offset + p.length),
+        .kind = Kind::kRefused,
+        .detail = {}};
+  }
 
   void Classify(const PrivilegedInstruction& p, GadgetVerdict& v) {
     const size_t begin = p.offset, end = p.offset + p.length;
@@ -289,18 +296,28 @@ class Rewriter {
           "information), so where instructions start is unknown";
       return;
     }
-    const size_t from = f->start - Vaddr(0), to = f->end - Vaddr(0);
-    std::vector<std::pair<size_t, size_t>> overlapping;  // offset, length
-    const size_t stop = DecodeLinear(disassembler_, out_.code, from, to,
-                                     [&](size_t at, size_t n) {
-                                       if (at < end && at + n > begin)
-                                         overlapping.push_back({at, n});
-                                     });
-    if (stop != to) {
+    const Function* function = DecodeFunction(*f);
+    if (function == nullptr) {
+      v.detail =
+          "decoding more than twice the segment's bytes to classify its "
+          "sequences: the unwind table's functions overlap";
+      return;
+    }
+    if (function->stop != f->end - Vaddr(0)) {
       v.detail = absl::StrFormat(
           "the function at vaddr 0x%x does not decode at vaddr 0x%x", f->start,
-          Vaddr(stop));
+          Vaddr(function->stop));
       return;
+    }
+    std::vector<std::pair<size_t, size_t>> overlapping;  // offset, length
+    auto it = std::upper_bound(
+        function->instructions.begin(), function->instructions.end(), begin,
+        [](size_t at, const std::pair<size_t, size_t>& i) {
+          return at < i.first;
+        });
+    if (it != function->instructions.begin()) --it;
+    for (; it != function->instructions.end() && it->first < end; ++it) {
+      if (it->first + it->second > begin) overlapping.push_back(*it);
     }
     std::vector<std::string> names;
     for (const auto& [o, n] : overlapping) {
@@ -354,8 +371,33 @@ class Rewriter {
     return false;
   }
 
+  // A function's instructions (offset, length), in order, and where
+  // decoding stopped (its end if they tile it).
+  struct Function {
+    size_t from = 0, to = 0, stop = 0;
+    std::vector<std::pair<size_t, size_t>> instructions;
+  };
+
+  // `f` decoded, reusing the last one (sequences come in offset order, and
+  // same-length rewrites move no boundary); null once the decoding budget
+  // is spent: crafted overlapping FDEs must not make a Load quadratic.
+  const Function* DecodeFunction(const FunctionRange& f) {
+    const size_t from = f.start - Vaddr(0), to = f.end - Vaddr(0);
+    if (last_.from == from && last_.to == to && to > from) return &last_;
+    if (to - from > budget_) return nullptr;
+    budget_ -= to - from;
+    last_ = Function{.from = from, .to = to, .stop = 0, .instructions = {}};
+    last_.stop = DecodeLinear(disassembler_, out_.code, from, to,
+                              [&](size_t at, size_t n) {
+                                last_.instructions.push_back({at, n});
+                              });
+    return &last_;
+  }
+
   const LoadSegment& segment_;
   const UnwindTable& unwind_;
+  size_t budget_ = 2 * segment_.bytes.size();  // bytes left to decode
+  Function last_;
   Disassembler disassembler_;
   SegmentRewrite out_;
 };
