@@ -166,6 +166,16 @@ TEST(GadgetRewriteTest, JumpIntoRewrittenBytesFindsNoWrpkru) {
   EXPECT_EQ(call.code(), absl::StatusCode::kAborted) << call;
   EXPECT_EQ(g_host_word, kHostWordValue) << "host memory written";
   g_host_word = kHostWordValue;
+  // Reset loads the file again, rewritten again: the code still works.
+  ASSERT_TRUE(box->Reset().ok());
+  auto wrpkru = box->Lookup<void(int, int, int*)>("la_rw_wrpkru");
+  ASSERT_TRUE(wrpkru.ok()) << wrpkru.status();
+  EXPECT_EQ(WrpkruSite(box.get()), site);
+  absl::StatusOr<void*> out = box->Allocate(sizeof(int));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_TRUE(box->Call(*wrpkru, 3, 4, static_cast<int*>(*out)).ok());
+  EXPECT_EQ(static_cast<uint32_t>(*static_cast<int*>(*out)),
+            ExpectedWrpkruFn(3, 4));
   ExpectCompartmentWorks(box.get());
   ExpectProcessWorks();
 }

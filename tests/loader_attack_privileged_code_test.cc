@@ -152,8 +152,15 @@ TEST(LoaderAttackTest, ScanExitCodes) {
   ScanRun none = RunScan({});
   EXPECT_EQ(none.exit_code, 2) << none.output;
 
-  // Several files: findings win over clean files, errors over both.
-  ScanRun mixed = RunScan({libz, Plugin("la_wrpkru")});
+  // Only sequences Load rewrites: the file loads, exit 0.
+  ScanRun rewritable = RunScan({Plugin("la_rewrite")});
+  EXPECT_EQ(rewritable.exit_code, 0) << rewritable.output;
+  EXPECT_THAT(rewritable.output,
+              HasSubstr(Plugin("la_rewrite") + ": loads after rewriting"));
+
+  // Several files: refusals win over clean and rewritable files, errors
+  // over all.
+  ScanRun mixed = RunScan({libz, Plugin("la_rewrite"), Plugin("la_wrpkru")});
   EXPECT_EQ(mixed.exit_code, 1) << mixed.output;
   ScanRun worst = RunScan({Plugin("la_wrpkru"), text, libz});
   EXPECT_EQ(worst.exit_code, 2) << worst.output;
