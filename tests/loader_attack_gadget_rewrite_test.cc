@@ -12,9 +12,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -208,6 +210,43 @@ TEST(GadgetRewriteTest, WithoutTheRewriteTheJumpRunsWrpkru) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(JumpWithoutRewriteInChild(), ::testing::ExitedWithCode(3),
               "call: ");
+}
+
+// The unwind table is untrusted input parsed with host rights: with random
+// bytes written over .eh_frame_hdr and .eh_frame, Load either refuses or
+// maps code in which no privileged sequence is left, and the process goes
+// on.
+TEST(GadgetRewriteTest, CorruptUnwindTablesAreSafe) {
+  const ElfBytes pristine(ReadBytes(Plugin("la_rewrite")));
+  ElfBytes probe = pristine;
+  const Elf64_Phdr* hdr = probe.Phdr(PT_GNU_EH_FRAME);
+  ASSERT_NE(hdr, nullptr);
+  const size_t from = hdr->p_offset;
+  const size_t to = std::min(probe.bytes().size(), from + 0x200);
+  std::mt19937 random(14);
+  TempDir dir;
+  int loaded = 0;
+  for (int round = 0; round < 200; ++round) {
+    ElfBytes elf = pristine;
+    const int writes = 1 + round % 8;
+    for (int w = 0; w < writes; ++w) {
+      elf.bytes()[from + random() % (to - from)] = random() & 0xff;
+    }
+    const std::string path = dir.File("corrupt.so");
+    WriteBytes(path, elf.bytes());
+    auto box = MakeBox({.name = "corrupt-unwind"});
+    absl::Status s = box->Load(path);
+    if (!s.ok()) continue;
+    ++loaded;
+    auto fn = box->Lookup<void(int, int, int*)>("la_rw_wrpkru");
+    ASSERT_TRUE(fn.ok());
+    const LoadedText t =
+        ReadLoadedText(reinterpret_cast<uintptr_t>(*fn), "la_rw_wrpkru");
+    EXPECT_TRUE(internal::FindPrivilegedInstructions(t.loaded).empty())
+        << "round " << round;
+  }
+  EXPECT_GT(loaded, 0) << "no corruption left the file loadable";
+  ExpectProcessWorks();
 }
 
 struct RefusedCase {
