@@ -3,6 +3,8 @@
 // - loader_attack_constructor_test.cc: hostile constructors;
 // - loader_attack_privileged_code_test.cc: privileged instructions in loaded
 //   code, and code changed after the scan;
+// - loader_attack_gadget_rewrite_test.cc: accidental privileged byte
+//   sequences, rewritten or refused;
 // - loader_attack_refused_features_test.cc: features the loader refuses;
 // - loader_attack_imports_test.cc: refused imports and exposed host
 //   functions;
