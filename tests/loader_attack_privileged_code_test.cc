@@ -31,55 +31,6 @@ using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
 
-struct ScanRun {
-  int exit_code = -1;
-  std::string output;
-};
-
-// mpkbox-scan FILE...: its exit status and what it printed (both streams).
-ScanRun RunScan(const std::vector<std::string>& files) {
-  std::string cmd = std::string("'") + MPKBOX_SCAN_BINARY + "'";
-  for (const std::string& f : files) cmd += " '" + f + "'";
-  cmd += " 2>&1";
-  ScanRun run;
-  FILE* p = popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  if (p == nullptr) return run;
-  char buf[1024];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) run.output.append(buf, n);
-  const int status = pclose(p);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
-
-struct ScanLine {
-  uint64_t offset;
-  uint64_t vaddr;
-  std::string instruction;
-};
-
-// The findings mpkbox-scan printed for `file`.
-std::vector<ScanLine> ParseScan(const std::string& output,
-                                const std::string& file) {
-  std::vector<ScanLine> lines;
-  const std::regex re(
-      "(.*): file offset 0x([0-9a-f]+) \\(vaddr 0x([0-9a-f]+)\\): (\\w+)");
-  size_t start = 0;
-  while (start < output.size()) {
-    size_t end = output.find('\n', start);
-    if (end == std::string::npos) end = output.size();
-    std::smatch m;
-    const std::string line = output.substr(start, end - start);
-    if (std::regex_match(line, m, re) && m[1] == file) {
-      lines.push_back({std::stoull(m[2], nullptr, 16),
-                       std::stoull(m[3], nullptr, 16), m[4]});
-    }
-    start = end + 1;
-  }
-  return lines;
-}
-
 // The "file offset 0x..." of a Load error, or -1.
 int64_t OffsetInMessage(absl::string_view message) {
   std::smatch m;
@@ -94,14 +45,17 @@ struct PrivilegedCase {
   const char* plugin;
   const char* instruction;  // as Load and mpkbox-scan name it
   const char* hex;          // its bytes at the reported offset
+  const char* verdict;      // mpkbox-scan's: "real" or "not rewritable"
 };
 
 class PrivilegedInstructionTest
     : public ::testing::TestWithParam<PrivilegedCase> {};
 
 // Load refuses the object with kPermissionDenied naming the compartment,
-// the file, the file offset and the instruction; the offset is the one
-// mpkbox-scan prints, and the file holds the instruction's bytes there.
+// the file, the file offset, the instruction and its bytes, and why it is
+// not rewritten (a real instruction, or no provably safe rewrite); the
+// offset is the one mpkbox-scan prints, and the file holds the
+// instruction's bytes there.
 // mpkbox-scan exits 1. Nothing of the object stays visible and the
 // compartment works afterwards.
 TEST_P(PrivilegedInstructionTest, LoadRefusesAndScanReportsTheSameOffset) {
@@ -137,6 +91,12 @@ TEST_P(PrivilegedInstructionTest, LoadRefusesAndScanReportsTheSameOffset) {
   EXPECT_EQ(found[0].offset, static_cast<uint64_t>(offset)) << scan.output;
   EXPECT_EQ(found[0].instruction, c.instruction);
   EXPECT_EQ(found[0].vaddr, elf.VaddrOfOffset(offset));
+  EXPECT_EQ(found[0].verdict, c.verdict) << scan.output;
+  EXPECT_THAT(msg, HasSubstr("bytes " + found[0].bytes + ": "));
+  EXPECT_THAT(msg, HasSubstr(std::string(c.verdict) == "real"
+                                 ? ": a real instruction: "
+                                 : ": cannot be rewritten: "));
+  EXPECT_THAT(msg, HasSubstr(found[0].detail));
 
   // Nothing of it is visible.
   EXPECT_EQ(box->Lookup<void()>(c.plugin).status().code(),
@@ -146,12 +106,15 @@ TEST_P(PrivilegedInstructionTest, LoadRefusesAndScanReportsTheSameOffset) {
 
 INSTANTIATE_TEST_SUITE_P(
     Plugins, PrivilegedInstructionTest,
-    ::testing::Values(PrivilegedCase{"la_wrpkru", "WRPKRU", "0f01ef"},
-                      PrivilegedCase{"la_wrpkru_hidden", "WRPKRU", "0f01ef00"},
-                      PrivilegedCase{"la_xrstor", "XRSTOR", "0fae2f"},
-                      PrivilegedCase{"la_xrstors", "XRSTORS", "0fc71f"},
-                      PrivilegedCase{"la_xrstor64", "XRSTOR64", "480fae2f"},
-                      PrivilegedCase{"la_wrfsbase", "WRFSBASE", "f3480faed0"}),
+    ::testing::Values(
+        PrivilegedCase{"la_wrpkru", "WRPKRU", "0f01ef", "real"},
+        // Inside an immediate: no other encoding of the mov has its length.
+        PrivilegedCase{"la_wrpkru_hidden", "WRPKRU", "0f01ef00",
+                       "not rewritable"},
+        PrivilegedCase{"la_xrstor", "XRSTOR", "0fae2f", "real"},
+        PrivilegedCase{"la_xrstors", "XRSTORS", "0fc71f", "real"},
+        PrivilegedCase{"la_xrstor64", "XRSTOR64", "480fae2f", "real"},
+        PrivilegedCase{"la_wrfsbase", "WRFSBASE", "f3480faed0", "real"}),
     [](const ::testing::TestParamInfo<PrivilegedCase>& param_info) {
       return std::string(param_info.param.plugin);
     });
@@ -189,8 +152,15 @@ TEST(LoaderAttackTest, ScanExitCodes) {
   ScanRun none = RunScan({});
   EXPECT_EQ(none.exit_code, 2) << none.output;
 
-  // Several files: findings win over clean files, errors over both.
-  ScanRun mixed = RunScan({libz, Plugin("la_wrpkru")});
+  // Only sequences Load rewrites: the file loads, exit 0.
+  ScanRun rewritable = RunScan({Plugin("la_rewrite")});
+  EXPECT_EQ(rewritable.exit_code, 0) << rewritable.output;
+  EXPECT_THAT(rewritable.output,
+              HasSubstr(Plugin("la_rewrite") + ": loads after rewriting"));
+
+  // Several files: refusals win over clean and rewritable files, errors
+  // over all.
+  ScanRun mixed = RunScan({libz, Plugin("la_rewrite"), Plugin("la_wrpkru")});
   EXPECT_EQ(mixed.exit_code, 1) << mixed.output;
   ScanRun worst = RunScan({Plugin("la_wrpkru"), text, libz});
   EXPECT_EQ(worst.exit_code, 2) << worst.output;

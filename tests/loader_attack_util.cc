@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <memory>
+#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -222,6 +224,44 @@ uintptr_t g_attack_target = 0;
 uint64_t AttackTarget() { return g_attack_target; }
 
 std::string Named(const Compartment& box) { return "'" + box.name() + "'"; }
+
+ScanRun RunScan(const std::vector<std::string>& files) {
+  std::string cmd = std::string("'") + MPKBOX_SCAN_BINARY + "'";
+  for (const std::string& f : files) cmd += " '" + f + "'";
+  cmd += " 2>&1";
+  ScanRun run;
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr);
+  if (p == nullptr) return run;
+  char buf[1024];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) run.output.append(buf, n);
+  const int status = pclose(p);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+std::vector<ScanLine> ParseScan(const std::string& output,
+                                const std::string& file) {
+  std::vector<ScanLine> lines;
+  const std::regex re(
+      "(.*): file offset 0x([0-9a-f]+) \\(vaddr 0x([0-9a-f]+)\\): (\\w+) "
+      "\\[([0-9a-f ]+)\\]: (real|rewritable|not rewritable): (.*)");
+  size_t start = 0;
+  while (start < output.size()) {
+    size_t end = output.find('\n', start);
+    if (end == std::string::npos) end = output.size();
+    std::smatch m;
+    const std::string line = output.substr(start, end - start);
+    if (std::regex_match(line, m, re) && m[1] == file) {
+      lines.push_back({std::stoull(m[2], nullptr, 16),
+                       std::stoull(m[3], nullptr, 16), m[4], m[5], m[6],
+                       m[7]});
+    }
+    start = end + 1;
+  }
+  return lines;
+}
 
 void ExpectCompartmentWorks(Compartment* box) {
   absl::Status reset = box->Reset();

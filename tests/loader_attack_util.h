@@ -3,6 +3,8 @@
 // - loader_attack_constructor_test.cc: hostile constructors;
 // - loader_attack_privileged_code_test.cc: privileged instructions in loaded
 //   code, and code changed after the scan;
+// - loader_attack_gadget_rewrite_test.cc: accidental privileged byte
+//   sequences, rewritten or refused;
 // - loader_attack_refused_features_test.cc: features the loader refuses;
 // - loader_attack_imports_test.cc: refused imports and exposed host
 //   functions;
@@ -97,6 +99,26 @@ class ElfBytes {
  private:
   std::vector<uint8_t> b_;
 };
+
+// mpkbox-scan's exit status and what it printed (both streams).
+struct ScanRun {
+  int exit_code = -1;
+  std::string output;
+};
+ScanRun RunScan(const std::vector<std::string>& files);
+
+// One sequence mpkbox-scan reports, and what Load does with it.
+struct ScanLine {
+  uint64_t offset;
+  uint64_t vaddr;
+  std::string instruction;
+  std::string bytes;    // "0f 01 ef"
+  std::string verdict;  // "real", "rewritable" or "not rewritable"
+  std::string detail;   // how it is rewritten, or why not
+};
+// The sequences mpkbox-scan printed for `file`.
+std::vector<ScanLine> ParseScan(const std::string& output,
+                                const std::string& file);
 
 // Host memory the attacks aim at: a key-0 global and a host-heap word
 // (trusted key).

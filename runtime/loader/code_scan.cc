@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "runtime/loader/elf_file.h"
+#include "runtime/loader/unwind_table.h"
 
 namespace mpkbox::internal {
 namespace {
@@ -66,7 +67,8 @@ std::vector<ScanFinding> ScanSegment(const LoadSegment& segment) {
   return findings;
 }
 
-absl::StatusOr<std::vector<ScanFinding>> ScanElfFile(absl::string_view path) {
+absl::StatusOr<std::vector<GadgetVerdict>> ScanElfFile(
+    absl::string_view path) {
   absl::StatusOr<std::vector<uint8_t>> image = ReadFileImage(path);
   if (!image.ok()) return image.status();
   auto named = [path](const absl::Status& s) {
@@ -85,14 +87,15 @@ absl::StatusOr<std::vector<ScanFinding>> ScanElfFile(absl::string_view path) {
     segments.push_back(*segment);
   }
   if (absl::Status s = CheckDisjointPages(segments); !s.ok()) return named(s);
-  std::vector<ScanFinding> findings;
+  const UnwindTable unwind(*elf);
+  std::vector<GadgetVerdict> verdicts;
   for (const LoadSegment& segment : segments) {
     if (!segment.executable) continue;
-    for (ScanFinding& f : ScanSegment(segment)) {
-      findings.push_back(std::move(f));
+    for (GadgetVerdict& v : RewriteGadgets(segment, unwind).verdicts) {
+      verdicts.push_back(std::move(v));
     }
   }
-  return findings;
+  return verdicts;
 }
 
 }  // namespace mpkbox::internal

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "runtime/loader/code_rewrite.h"
 #include "runtime/loader/elf_file.h"
 
 namespace mpkbox::internal {
@@ -40,8 +41,9 @@ struct ScanFinding {
 std::vector<ScanFinding> ScanSegment(const LoadSegment& segment);
 
 // Scans the executable PT_LOAD segments of an ELF file, as the loader
-// maps them. Errors name the file and what is wrong with it.
-absl::StatusOr<std::vector<ScanFinding>> ScanElfFile(absl::string_view path);
+// maps them, and says of each sequence found what the loader does with it
+// (RewriteGadgets). Errors name the file and what is wrong with it.
+absl::StatusOr<std::vector<GadgetVerdict>> ScanElfFile(absl::string_view path);
 
 }  // namespace mpkbox::internal
 

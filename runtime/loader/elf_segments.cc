@@ -12,7 +12,9 @@
 #include "allocator/compartment_heap.h"
 #include "trampolines/gate_layout.h"
 #include "runtime/keys/pku.h"
+#include "runtime/loader/code_rewrite.h"
 #include "runtime/loader/code_scan.h"
+#include "runtime/loader/unwind_table.h"
 
 namespace mpkbox::internal {
 namespace {
@@ -66,14 +68,30 @@ absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
     if (ph.p_align > plan.align && ph.p_align <= (2 << 20)) {
       plan.align = ph.p_align;
     }
-    if (segment->executable) {
-      // Every byte copied into executable pages, aligned or not: no
-      // privileged instruction may hide in them (docs/DESIGN.md 6, item 3).
-      for (const ScanFinding& f : ScanSegment(*segment)) {
+    // Every byte copied into executable pages, aligned or not: no
+    // privileged instruction may hide in them (docs/DESIGN.md 6, item 3).
+    if (segment->executable && !ScanSegment(*segment).empty()) {
+      SegmentRewrite rewrite = RewriteGadgets(*segment, UnwindTable(elf));
+      for (const GadgetVerdict& v : rewrite.verdicts) {
+        if (v.kind == GadgetVerdict::Kind::kRewritten) continue;
         return absl::PermissionDeniedError(absl::StrFormat(
-            "%s: %s at file offset 0x%x (executable segment %u): loaded code "
-            "must not be able to change protection keys or the thread pointer",
-            where, f.instruction, f.file_offset, i));
+            "%s: %s at file offset 0x%x (executable segment %u), bytes %s: "
+            "%s: %s; loaded code must not be able to change protection keys "
+            "or the thread pointer",
+            where, v.instruction, v.file_offset, i, HexBytes(v.bytes),
+            v.kind == GadgetVerdict::Kind::kReal ? "a real instruction"
+                                                 : "cannot be rewritten",
+            v.detail));
+      }
+      plan.rewritten.push_back(std::make_unique<const std::vector<uint8_t>>(
+          std::move(rewrite.code)));
+      segment->bytes = *plan.rewritten.back();
+      // The rescan: what is mapped executable holds none at any offset.
+      if (!ScanSegment(*segment).empty()) {
+        return absl::InternalError(absl::StrFormat(
+            "%s: executable segment %u still has privileged instructions "
+            "after rewriting",
+            where, i));
       }
     }
     plan.loads.push_back(*segment);

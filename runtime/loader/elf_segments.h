@@ -7,6 +7,7 @@
 #include <elf.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,14 +21,19 @@ namespace mpkbox::internal {
 // What the program headers ask for.
 struct SegmentPlan {
   std::vector<LoadSegment> loads;  // in program-header order, into the file
+                                   // or into `rewritten`
+  // Executable segments with accidental gadget bytes, rewritten
+  // (code_rewrite.h): the loader's private copies.
+  std::vector<std::unique_ptr<const std::vector<uint8_t>>> rewritten;
   Elf64_Phdr dynamic = {};         // PT_DYNAMIC
   uintptr_t span = 0;              // bytes from the base, whole pages
   uintptr_t align = 0;             // of the base
 };
 
 // Checks every program header of a shared object and scans its executable
-// segments; refuses PT_TLS, PT_INTERP, segments sharing a page, RELRO
-// outside the image and privileged instructions. `where` starts every error
+// segments, rewriting accidental privileged byte sequences; refuses PT_TLS,
+// PT_INTERP, segments sharing a page, RELRO outside the image and
+// privileged instructions it cannot rewrite. `where` starts every error
 // message.
 absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
                                          absl::string_view where);
