@@ -19,7 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 readonly PACKAGES=(
   build-essential cmake pkg-config
-  libabsl-dev libunwind-dev libjemalloc-dev libseccomp-dev
+  libabsl-dev libunwind-dev libjemalloc-dev libseccomp-dev libzydis-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libpng-dev libexpat1-dev
   python3 gdb

@@ -21,9 +21,10 @@ libmpkbox.a, its C++20 headers, the CMake package (find_package(mpkbox)),
 the pkg-config file (pkg-config --static mpkbox) and mpkbox-scan, which
 lists what would keep an ELF file out of a compartment.")
 # What linking libmpkbox.a needs (its headers include Abseil's; the library
-# uses libunwind, jemalloc and libseccomp, found through pkg-config), and, for
+# uses libunwind, jemalloc and libseccomp, found through pkg-config, and
+# libZydis), and, for
 # mpkbox-scan, what dpkg-shlibdeps finds.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "libabsl-dev, libunwind-dev, libjemalloc-dev, libseccomp-dev, pkg-config")
+  "libabsl-dev, libunwind-dev, libjemalloc-dev, libseccomp-dev, libzydis-dev, pkg-config")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 include(CPack)
