@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -135,6 +136,15 @@ TEST_F(GadgetScaleTest, HostRunsItsOwnWrpkru) {
   EXPECT_EQ(late(0), 0u);
   EXPECT_EQ(internal::GadgetGuardCountsNow().emulated, before + 4);
   EXPECT_TRUE(box->Call(+[] {}).ok());
+  // A thread that never entered a compartment (no ThreadBlock) as well.
+  uint32_t seen = 1;
+  std::thread([&seen] {
+    stray_b_set3(kKey15Closed);
+    seen = static_cast<uint32_t>(internal::ReadPkru());
+    stray_b_set3(0);
+  }).join();
+  EXPECT_EQ(seen, kKey15Closed);
+  EXPECT_EQ(internal::GadgetGuardCountsNow().emulated, before + 6);
 }
 
 // A sequence inside a mov's immediate cannot become a trap: host code runs
@@ -175,7 +185,10 @@ TEST_F(GadgetScaleTest, HostLazyBindingRunsThePatchedXrstor) {
       dlsym(lib, "lazy_caller_mix"));
   ASSERT_NE(mix, nullptr);
   const uint64_t before = internal::GadgetGuardCountsNow().emulated;
-  EXPECT_EQ(mix(1.5, 2.25, 0.125), 1.5 * 3 + 2.25 * 5 + 0.125 + 1);
+  // The first call, on a thread that never entered a compartment.
+  double first = 0;
+  std::thread([&first, mix] { first = mix(1.5, 2.25, 0.125); }).join();
+  EXPECT_EQ(first, 1.5 * 3 + 2.25 * 5 + 0.125 + 1);
   EXPECT_EQ(internal::GadgetGuardCountsNow().emulated, before + 1);
   EXPECT_EQ(mix(2, 3, 4), 2 * 3 + 3 * 5 + 4 + 1);  // bound now
   EXPECT_EQ(internal::GadgetGuardCountsNow().emulated, before + 1);
