@@ -174,9 +174,47 @@ int GregOf(ZydisRegister r) {
   }
 }
 
+// The start of the function that holds `address`, from its object's
+// .eh_frame_hdr search table (what unwinders use: every function of
+// Debian's libraries has an FDE, hand-written assembly included); 0 if there
+// is none. dladdr would do, but walks every symbol of libc: it doubled Init.
+uintptr_t FunctionStart(uintptr_t address) {
+  dl_find_object object;
+  if (_dl_find_object(reinterpret_cast<void*>(address), &object) != 0 ||
+      object.dlfo_eh_frame == nullptr) {
+    return 0;
+  }
+  const auto* hdr = static_cast<const uint8_t*>(object.dlfo_eh_frame);
+  // Version 1, a 4-byte eh_frame_ptr, fde_count udata4, the table as
+  // datarel sdata4 pairs: what GNU ld and lld write.
+  if (hdr[0] != 1 || (hdr[1] & 0x0f) != 0x0b || hdr[2] != 0x03 ||
+      hdr[3] != 0x3b) {
+    return 0;
+  }
+  uint32_t count;
+  memcpy(&count, hdr + 8, sizeof(count));
+  const auto* table = hdr + 12;  // (initial location, FDE) pairs, sorted
+  auto location = [&](uint32_t i) {
+    int32_t rel;
+    memcpy(&rel, table + 8 * size_t{i}, sizeof(rel));
+    return reinterpret_cast<uintptr_t>(hdr) + rel;
+  };
+  uint32_t lo = 0, hi = count;  // the last entry <= address
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo) / 2;
+    if (location(mid) <= address) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo == 0 ? 0 : location(lo - 1);
+}
+
 // Whether `f` is a real instruction of the host's code, as ERIM requires
-// before overwriting it: a linear disassembly from the nearest symbol before
-// it (or the mapping's start) decodes exactly this instruction there. If so,
+// before overwriting it: a linear disassembly from the start of its
+// function (else the nearest symbol before it, else the mapping's start)
+// decodes exactly this instruction there. If so,
 // fills `patch` (all but `what` and `original`). A sequence inside other
 // instructions (an immediate, a displacement, two instructions' bytes) fails
 // and keeps its breakpoints; so do WRFSBASE/WRGSBASE, which a host may run.
@@ -184,13 +222,14 @@ bool RealInstruction(const Found& f, Patch* patch) {
   static const ZydisMnemonic kPatchable[] = {
       ZYDIS_MNEMONIC_WRPKRU, ZYDIS_MNEMONIC_XRSTOR, ZYDIS_MNEMONIC_XRSTOR64,
       ZYDIS_MNEMONIC_XRSTORS, ZYDIS_MNEMONIC_XRSTORS64};
-  uintptr_t from = f.mapping.lo;
+  uintptr_t from = FunctionStart(f.address);
   Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(f.address), &info) != 0 &&
+  if ((from < f.mapping.lo || from > f.address) &&
+      dladdr(reinterpret_cast<void*>(f.address), &info) != 0 &&
       info.dli_saddr != nullptr) {
-    const auto sym = reinterpret_cast<uintptr_t>(info.dli_saddr);
-    if (sym >= f.mapping.lo && sym <= f.address) from = sym;
+    from = reinterpret_cast<uintptr_t>(info.dli_saddr);
   }
+  if (from < f.mapping.lo || from > f.address) from = f.mapping.lo;
   ZydisDecoder decoder;
   ZydisDecoderInit(&decoder, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
   ZydisDecodedInstruction insn;
