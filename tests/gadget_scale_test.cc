@@ -5,6 +5,8 @@
 // to any of them is stopped, host code still runs them (emulated). What
 // lies inside other instructions keeps a breakpoint. And threads that enter
 // compartments hold no descriptor per guarded sequence (issue 16, item 3).
+// The host's own XRSTORs (ld.so's lazy binding, a test routine) are
+// emulated with their effect on the registers.
 #include <dirent.h>
 #include <dlfcn.h>
 #include <pthread.h>
@@ -33,6 +35,32 @@ extern "C" {
 unsigned stray_a_set0(unsigned pkru);
 unsigned stray_b_set3(unsigned pkru);
 }
+
+// Host code with an XRSTOR of its own (a trap once Init ran): saves xmm0
+// and xmm7 loaded from in[0..3] with XSAVE (SSE), zeroes them, loads them
+// back with XRSTOR and stores them to out[0..3].
+asm(R"(
+  .text
+  .globl mpkbox_test_xsave_xrstor
+  .type mpkbox_test_xsave_xrstor, @function
+mpkbox_test_xsave_xrstor:
+  movdqu (%rsi), %xmm0
+  movdqu 16(%rsi), %xmm7
+  movl $2, %eax
+  xorl %edx, %edx
+  xsave (%rdi)
+  pxor %xmm0, %xmm0
+  pxor %xmm7, %xmm7
+  movl $2, %eax
+  xorl %edx, %edx
+  xrstor (%rdi)
+  movdqu %xmm0, (%rcx)
+  movdqu %xmm7, 16(%rcx)
+  ret
+  .size mpkbox_test_xsave_xrstor, . - mpkbox_test_xsave_xrstor
+)");
+extern "C" void mpkbox_test_xsave_xrstor(void* area, const uint64_t* in,
+                                          uint64_t unused, uint64_t* out);
 
 namespace mpkbox {
 namespace {
@@ -192,6 +220,34 @@ TEST_F(GadgetScaleTest, HostLazyBindingRunsThePatchedXrstor) {
   EXPECT_EQ(internal::GadgetGuardCountsNow().emulated, before + 1);
   EXPECT_EQ(mix(2, 3, 4), 2 * 3 + 3 * 5 + 4 + 1);  // bound now
   EXPECT_EQ(internal::GadgetGuardCountsNow().emulated, before + 1);
+}
+
+// The host's own XRSTOR is a trap too; emulated, it loads what it should.
+TEST_F(GadgetScaleTest, HostXrstorLoadsItsAreaEmulated) {
+  const auto* fn = reinterpret_cast<const uint8_t*>(&mpkbox_test_xsave_xrstor);
+  std::vector<uintptr_t> sites;
+  for (int i = 0; i + 2 < 64; ++i) {
+    if ((fn[i] == 0x0f || fn[i] == 0xcc) && fn[i + 1] == 0xae &&
+        fn[i + 2] == 0x2f) {  // xrstor (%rdi)
+      sites.push_back(reinterpret_cast<uintptr_t>(fn + i));
+    }
+  }
+  ASSERT_EQ(sites.size(), 1u);
+  EXPECT_EQ(*reinterpret_cast<const uint8_t*>(sites[0]), 0xcc);
+  EXPECT_THAT(internal::GuardedEntryAt(sites[0]),
+              ::testing::HasSubstr("XRSTOR in gadget_scale_test"));
+  alignas(64) static uint8_t area[8192];
+  const uint64_t in[4] = {0x1111222233334444, 0x5555666677778888,
+                          0x99990000aaaabbbb, 0xccccddddeeeeffff};
+  uint64_t out[4] = {};
+  const uint64_t before = internal::GadgetGuardCountsNow().emulated;
+  mpkbox_test_xsave_xrstor(area, in, 0, out);
+  EXPECT_EQ(internal::GadgetGuardCountsNow().emulated, before + 1);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], in[i]) << i;
+  // And a compartment that jumps to it is stopped.
+  auto box = MakeBox({.name = "xrstor"});
+  testing::ExpectJumpStopped(box.get(), sites[0],
+                             "XRSTOR in gadget_scale_test");
 }
 
 int OpenDescriptors() {
