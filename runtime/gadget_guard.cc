@@ -1,5 +1,6 @@
 #include "runtime/gadget_guard.h"
 
+#include <cpuid.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <linux/hw_breakpoint.h>
@@ -482,6 +483,35 @@ uintptr_t PatchedSiteAt(uintptr_t int3_address) {
   return p != nullptr ? p->site : 0;
 }
 
+namespace {
+constexpr int kPkruFeature = 9;
+constexpr uint64_t kPkruComponent = uint64_t{1} << kPkruFeature;
+
+// The PKRU an XRSTOR would load from `area` (standard or compacted
+// format): 0, its init value, unless the area's header says it holds one.
+uint32_t AreaPkru(const uint8_t* area) {
+  uint64_t xstate_bv, xcomp_bv;
+  memcpy(&xstate_bv, area + 512, sizeof(xstate_bv));
+  memcpy(&xcomp_bv, area + 520, sizeof(xcomp_bv));
+  if ((xstate_bv & kPkruComponent) == 0) return 0;
+  unsigned size, offset, flags, edx;
+  __cpuid_count(0xd, kPkruFeature, size, offset, flags, edx);
+  if ((xcomp_bv >> 63) != 0) {  // compacted: the components it holds, packed
+    offset = 576;
+    for (int i = 2; i <= kPkruFeature; ++i) {
+      if ((xcomp_bv & (uint64_t{1} << i)) == 0) continue;
+      unsigned component_size, ebx;
+      __cpuid_count(0xd, i, component_size, ebx, flags, edx);
+      if ((flags & 2) != 0) offset = (offset + 63) & ~63u;  // 64-aligned
+      if (i < kPkruFeature) offset += component_size;
+    }
+  }
+  uint32_t pkru;
+  memcpy(&pkru, area + offset, sizeof(pkru));
+  return pkru;
+}
+}  // namespace
+
 bool EmulatePatchedInstruction(uintptr_t site, ucontext_t* uc) {
   const Patch* p = FindPatch(site);
   if (p == nullptr) return false;
@@ -494,13 +524,10 @@ bool EmulatePatchedInstruction(uintptr_t site, ucontext_t* uc) {
     SetFramePkru(uc, eax);
   } else if (p->mnemonic == ZYDIS_MNEMONIC_XRSTOR ||
              p->mnemonic == ZYDIS_MNEMONIC_XRSTOR64) {
-    constexpr uint64_t kPkruComponent = uint64_t{1} << 9;
     const uint64_t mask = eax | (uint64_t{edx} << 32);
     uint64_t frame_mask = 0;
     void* frame = FrameXsave(uc, &frame_mask);
-    // Loading PKRU from memory is what a host's PKU code would do with
-    // WRPKRU; not emulated (the instruction stays a trap).
-    if (frame == nullptr || (mask & kPkruComponent) != 0) return false;
+    if (frame == nullptr) return false;
     uintptr_t area = static_cast<uintptr_t>(p->disp);
     if (p->base == kRip) area += p->next;
     if (p->base >= 0) area += static_cast<uintptr_t>(r[p->base]);
@@ -508,6 +535,11 @@ bool EmulatePatchedInstruction(uintptr_t site, ucontext_t* uc) {
     mpkbox_xrstor_into_frame(frame, frame_mask,
                              reinterpret_cast<const void*>(area), mask,
                              p->mnemonic == ZYDIS_MNEMONIC_XRSTOR64);
+    // Host code may load PKRU this way (a user-level context switch with
+    // the full mask): the frame gets what the area holds.
+    if ((mask & frame_mask & kPkruComponent) != 0) {
+      SetFramePkru(uc, AreaPkru(reinterpret_cast<const uint8_t*>(area)));
+    }
   } else {
     return false;  // XRSTORS: #GP outside ring 0
   }

@@ -10,7 +10,8 @@
 //   bytes) now traps, in every thread, with no per-thread resource. From
 //   compartment code the trap ends the call as a fault; host code that runs
 //   it is emulated by the signal dispatcher (WRPKRU: the frame's PKRU;
-//   XRSTOR: mpkbox_xrstor_into_frame, never PKRU), so it stays runnable.
+//   XRSTOR: mpkbox_xrstor_into_frame, then PKRU from the area if asked),
+//   so it stays runnable.
 // - A sequence that spans other instructions (its bytes are part of legit
 //   code), or WRFSBASE/WRGSBASE, cannot be overwritten: each entry point
 //   gets a hardware execute breakpoint (perf_event_open, HW_BREAKPOINT_X,
@@ -61,8 +62,8 @@ const char* GuardedEntryAt(uintptr_t address);
 uintptr_t PatchedSiteAt(uintptr_t int3_address);
 // Runs the host's patched instruction at `site` for the interrupted thread
 // (its registers and XSAVE state in `uc`) and moves rip past it. False if it
-// cannot be emulated (a WRPKRU with ECX or EDX set, an XRSTOR that asks for
-// PKRU, XRSTORS): the real instruction would have faulted.
+// cannot be emulated (a WRPKRU with ECX or EDX set, XRSTORS): the real
+// instruction would have faulted.
 bool EmulatePatchedInstruction(uintptr_t site, ucontext_t* uc);
 
 // What the guards cost: instructions patched, entry points on breakpoints
