@@ -178,7 +178,9 @@ int GregOf(ZydisRegister r) {
 // The start of the function that holds `address`, from its object's
 // .eh_frame_hdr search table (what unwinders use: every function of
 // Debian's libraries has an FDE, hand-written assembly included); 0 if there
-// is none. dladdr would do, but walks every symbol of libc: it doubled Init.
+// is none. dladdr's symbol is the nearest exported one, which may lie far
+// before a local function (ld.so's resolver): starting there made Init
+// about 30% slower (bench/RESULTS.md).
 uintptr_t FunctionStart(uintptr_t address) {
   dl_find_object object;
   if (_dl_find_object(reinterpret_cast<void*>(address), &object) != 0 ||
