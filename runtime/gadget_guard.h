@@ -3,15 +3,26 @@
 // its lazy-binding trampoline, and whatever else the host maps. Compartment
 // code that jumps to one would set PKRU to anything (docs/DESIGN.md 6, item 4).
 //
-// Each entry point of each such instruction gets a hardware execute
-// breakpoint (perf_event_open, HW_BREAKPOINT_X, sigtrap) in every thread
-// that enters a compartment, as Hodor does. The breakpoint fires before the
-// instruction runs: from compartment code the call ends as a fault; from
-// host code the handler returns and the kernel's resume flag lets the
-// instruction run. x86 has 4 debug registers, so strict mode refuses a
-// process with more entry points than that.
+// Two ways, as ERIM and Hodor do:
+// - A real WRPKRU/XRSTOR/XRSTORS instruction (a linear disassembly of its
+//   function decodes it) gets int3 over its 0x0f escape byte, in a private
+//   copy of its code page: every entry point (the instruction and its prefix
+//   bytes) now traps, in every thread, with no per-thread resource. From
+//   compartment code the trap ends the call as a fault; host code that runs
+//   it is emulated by the signal dispatcher (WRPKRU: the frame's PKRU;
+//   XRSTOR: mpkbox_xrstor_into_frame, then PKRU from the area if asked),
+//   so it stays runnable.
+// - A sequence that spans other instructions (its bytes are part of legit
+//   code), or WRFSBASE/WRGSBASE, cannot be overwritten: each entry point
+//   gets a hardware execute breakpoint (perf_event_open, HW_BREAKPOINT_X,
+//   sigtrap) in every thread that enters a compartment. It fires before the
+//   instruction runs; host code runs on (the kernel's resume flag). x86 has
+//   4 debug registers, so strict mode refuses a process with more such
+//   entry points than that.
 #ifndef MPKBOX_RUNTIME_GADGET_GUARD_H_
 #define MPKBOX_RUNTIME_GADGET_GUARD_H_
+
+#include <ucontext.h>
 
 #include <cstdint>
 #include <string>
@@ -41,9 +52,29 @@ void UnguardThisThread(ThreadBlock* tb);
 bool ThreadGuardsCurrent(const ThreadBlock* tb);
 
 
-// If `address` is a guarded entry point: the instruction and where it is
+// If `address` is a guarded entry point (breakpoint) or a patched
+// instruction's escape byte: the instruction and where it is
 // ("WRPKRU in libc.so.6+0x109352"). Async-signal-safe.
 const char* GuardedEntryAt(uintptr_t address);
+
+// A trap at `int3_address` (rip - 1 of an int3 SIGTRAP) that is one of the
+// patched instructions: its escape byte's address, else 0. Async-signal-safe.
+uintptr_t PatchedSiteAt(uintptr_t int3_address);
+// Runs the host's patched instruction at `site` for the interrupted thread
+// (its registers and XSAVE state in `uc`) and moves rip past it. False if it
+// cannot be emulated (a WRPKRU with ECX or EDX set, XRSTORS): the real
+// instruction would have faulted.
+bool EmulatePatchedInstruction(uintptr_t site, ucontext_t* uc);
+
+// What the guards cost: instructions patched, entry points on breakpoints
+// (each one perf_event descriptor in every thread that entered a
+// compartment), host instructions emulated so far.
+struct GadgetGuardCounts {
+  int patched = 0;
+  int breakpoints = 0;
+  uint64_t emulated = 0;
+};
+GadgetGuardCounts GadgetGuardCountsNow();
 
 }  // namespace mpkbox::internal
 

@@ -88,7 +88,8 @@ absl::Status InitOnce(const RuntimeOptions& options) {
   }
   // Compartment code must never meet ld.so's lazy binding.
   internal::BindLoadedObjectsNow();
-  // Stray WRPKRU/XRSTOR elsewhere in the process get breakpoints.
+  // Stray WRPKRU/XRSTOR elsewhere in the process become traps (host code
+  // emulated through the handlers just installed) or get breakpoints.
   return options.strict ? internal::ScanProcessForGadgets() : absl::OkStatus();
 }
 

@@ -192,6 +192,22 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
       if (UnwindToGate(tb, uc)) return;
     }
   }
+  if (sig == SIGTRAP && info->si_code == SI_KERNEL) {
+    // An int3 gadget_guard.cc wrote over a privileged instruction: an
+    // attack from compartment code; host code runs it, emulated.
+    if (const uintptr_t site = PatchedSiteAt(rip - 1); site != 0) {
+      if (in_compartment) {
+        if (EndCallWithFault(tb, uc, FaultKind::kGuardedInstruction, sig,
+                             info, pkru)) {
+          tb->fault_info.address = site;  // int3 reports no address
+          return;
+        }
+      } else if (EmulatePatchedInstruction(site, uc)) {
+        if (tb != nullptr) Resume(sel, tb, uc, in_compartment);
+        return;
+      }
+    }
+  }
   if (sig == SIGTRAP && info->si_code == kTrapPerf) {
     if (GuardedEntryAt(reinterpret_cast<uintptr_t>(info->si_addr)) !=
         nullptr) {
@@ -239,7 +255,8 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
 
 bool InTrampolines(uintptr_t ip) {
   return InRange(ip, mpkbox_gate_begin, mpkbox_gate_end) ||
-         InRange(ip, mpkbox_signal_begin, mpkbox_signal_end);
+         InRange(ip, mpkbox_signal_begin, mpkbox_signal_end) ||
+         InRange(ip, mpkbox_host_rights_begin, mpkbox_host_rights_end);
 }
 
 }  // namespace mpkbox::internal

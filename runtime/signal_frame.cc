@@ -46,6 +46,19 @@ uint32_t* FramePkruSlot(const ucontext_t* uc) {
   return reinterpret_cast<uint32_t*>(x + g_pkru_offset);
 }
 
+}  // namespace
+
+void* FrameXsave(const ucontext_t* uc, uint64_t* xfeatures) {
+  uint8_t* x = XsaveArea(uc);
+  if (x == nullptr) return nullptr;
+  const auto* sw = reinterpret_cast<const FxSwBytes*>(x + 464);
+  if (sw->magic1 != kFpXstateMagic1) return nullptr;
+  *xfeatures = sw->xfeatures;
+  return x;
+}
+
+namespace {
+
 // For Init's self-test of what the kernel does with PKRU and signals.
 std::atomic<uint32_t> g_probe_handler_pkru;
 std::atomic<uint32_t> g_probe_frame_pkru;

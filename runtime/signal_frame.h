@@ -25,6 +25,9 @@ absl::Status LearnSignalFrameLayout();
 // PKRU as saved in a signal frame, and how to change what sigreturn loads.
 uint32_t FramePkru(const ucontext_t* uc);
 void SetFramePkru(ucontext_t* uc, uint32_t pkru);
+// The frame's XSAVE area (standard format, what sigreturn loads) and the
+// state components it holds; nullptr if the kernel wrote no XSAVE area.
+void* FrameXsave(const ucontext_t* uc, uint64_t* xfeatures);
 
 }  // namespace mpkbox::internal
 

@@ -22,33 +22,14 @@
 #include "runtime/testing_switches.h"
 #include "tests/test_util.h"
 
-extern "C" {
-// A host global compartment code must not write (key 0, read-only inside).
-volatile uint64_t mpkbox_test_guard_target = 1234;
-}
-
 namespace mpkbox {
 namespace {
 
 using ::mpkbox::testing::FindBytes;
+using ::mpkbox::testing::JumpAndWrite;
 using ::mpkbox::testing::MakeBox;
 
 constexpr int kEscaped = 42;
-
-// Compartment code: calls `target` with EAX = ECX = EDX = 0 (the PKRU value
-// that opens every key), then writes host memory.
-void JumpAndWrite(uintptr_t target) {
-  asm volatile(
-      "xorl %%eax, %%eax\n"
-      "xorl %%ecx, %%ecx\n"
-      "xorl %%edx, %%edx\n"
-      "call *%0\n"
-      :
-      : "r"(target)
-      : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
-        "memory");
-  mpkbox_test_guard_target = 666;
-}
 
 // The executable segment of the mapped object whose ELF header is at `base`.
 std::pair<const char*, const char*> TextOf(uintptr_t base) {
@@ -67,29 +48,27 @@ std::pair<const char*, const char*> TextOf(uintptr_t base) {
 uintptr_t LibcWrpkru() {
   const char* f = reinterpret_cast<const char*>(dlsym(RTLD_DEFAULT, "pkey_set"));
   if (f == nullptr) return 0;
-  std::vector<uintptr_t> hits = FindBytes(f, f + 256, {0x0f, 0x01, 0xef});
+  std::vector<uintptr_t> hits = testing::FindWrpkru(f, f + 256);
   return hits.empty() ? 0 : hits.front();
 }
 
-// ld.so's XRSTORs (0f ae /5, memory operand).
+// ld.so's XRSTORs (0f ae /5, memory operand; the 0f may be int3 by now).
 std::vector<uintptr_t> LoaderXrstors() {
   auto [lo, hi] = TextOf(getauxval(AT_BASE));
   std::vector<uintptr_t> sites;
   if (lo == nullptr) return sites;
-  for (uintptr_t p : FindBytes(lo, hi, {0x0f, 0xae})) {
-    const uint8_t modrm = reinterpret_cast<const uint8_t*>(p)[2];
-    if (((modrm >> 3) & 7) == 5 && (modrm >> 6) != 3) sites.push_back(p);
+  for (uintptr_t p : FindBytes(lo + 1, hi, {0xae})) {
+    const uint8_t escape = reinterpret_cast<const uint8_t*>(p)[-1];
+    const uint8_t modrm = reinterpret_cast<const uint8_t*>(p)[1];
+    if ((escape == 0x0f || escape == 0xcc) && ((modrm >> 3) & 7) == 5 &&
+        (modrm >> 6) != 3) {
+      sites.push_back(p - 1);
+    }
   }
   return sites;
 }
 
-class GadgetGuardTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_TRUE(Runtime::Init().ok());
-    mpkbox_test_guard_target = 1234;
-  }
-};
+class GadgetGuardTest : public testing::GuardedJumpTest {};
 
 TEST_F(GadgetGuardTest, LibcAndLoaderSitesAreGuarded) {
   const uintptr_t wrpkru = LibcWrpkru();
@@ -107,15 +86,7 @@ TEST_F(GadgetGuardTest, LibcAndLoaderSitesAreGuarded) {
 
 TEST_F(GadgetGuardTest, JumpToLibcWrpkruIsStopped) {
   auto box = MakeBox({.name = "jumper"});
-  absl::Status s = box->Call(&JumpAndWrite, LibcWrpkru());
-  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
-  EXPECT_THAT(std::string(s.message()),
-              ::testing::HasSubstr("jumped to WRPKRU in libc.so.6"));
-  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("'jumper'"));
-  EXPECT_EQ(mpkbox_test_guard_target, 1234u);
-  EXPECT_EQ(internal::ReadPkru(), 0u);
-  ASSERT_TRUE(box->Reset().ok());
-  EXPECT_TRUE(box->Call(+[] {}).ok());
+  testing::ExpectJumpStopped(box.get(), LibcWrpkru(), "WRPKRU in libc.so.6");
 }
 
 TEST_F(GadgetGuardTest, ControlWithoutGuardsTheJumpEscapes) {
@@ -191,7 +162,7 @@ TEST_F(GadgetGuardTest, LibraryLoadedLaterIsGuarded) {
   const char* fn =
       reinterpret_cast<const char*>(dlsym(lib, "late_gadget_wrpkru"));
   ASSERT_NE(fn, nullptr);
-  std::vector<uintptr_t> hits = FindBytes(fn, fn + 64, {0x0f, 0x01, 0xef});
+  std::vector<uintptr_t> hits = testing::FindWrpkru(fn, fn + 64);
   ASSERT_FALSE(hits.empty());
   EXPECT_NE(internal::GuardedEntryAt(hits.front()), nullptr);
   absl::Status s = box->Call(&JumpAndWrite, hits.front());

@@ -4,6 +4,7 @@
 // - the gate carries no WRPKRU/XRSTOR bytes but its checked sites;
 // - entering a compartment leaks no host register, and a compartment that
 //   trashes callee-saved registers cannot corrupt the host's.
+#include <cpuid.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -21,13 +22,15 @@
 
 extern "C" char mpkbox_gate_begin[], mpkbox_gate_end[];
 extern "C" char mpkbox_signal_begin[], mpkbox_signal_end[];
+extern "C" char mpkbox_host_rights_begin[], mpkbox_host_rights_end[];
 extern "C" char mpkbox_callback_stubs[];
 
 // Compartment code written the way an attacker would, in assembly:
 // - probe_regs ORs together every register a host value could ride in
 //   (all but rdi, the argument, rax, rsp and r11, the callee's address), then
 //   overwrites all callee-saved registers before returning.
-// - bare_wrpkru is the control gadget: an unchecked WRPKRU.
+// - bare_wrpkru is the control gadget: an unchecked WRPKRU; bare_xrstor the
+//   same for XRSTOR (rdi: the XSAVE area, eax: the mask).
 asm(R"(
   .text
   .globl mpkbox_test_probe_regs
@@ -82,9 +85,19 @@ mpkbox_test_bare_wrpkru:
   wrpkru
   ret
   .size mpkbox_test_bare_wrpkru, . - mpkbox_test_bare_wrpkru
+
+  .globl mpkbox_test_bare_xrstor
+  .type mpkbox_test_bare_xrstor, @function
+mpkbox_test_bare_xrstor:
+  movl $0x200, %eax
+  xor %edx, %edx
+  xrstor (%rdi)
+  ret
+  .size mpkbox_test_bare_xrstor, . - mpkbox_test_bare_xrstor
 )");
 extern "C" uint64_t mpkbox_test_probe_regs(uint64_t);
 extern "C" void mpkbox_test_bare_wrpkru(uint32_t);
+extern "C" void mpkbox_test_bare_xrstor(const void* area);
 
 namespace mpkbox {
 namespace {
@@ -100,13 +113,33 @@ using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::PayloadRegs;
 using ::mpkbox::testing::Value;
 
-// Every WRPKRU of trampolines/: the gate's, then the signal entry's.
+// Every WRPKRU of trampolines/: the gate's, the signal entry's, then
+// host_rights.S's.
 std::vector<uintptr_t> GateWrpkruSites() {
-  std::vector<uintptr_t> sites =
-      FindBytes(mpkbox_gate_begin, mpkbox_gate_end, {0x0f, 0x01, 0xef});
-  for (uintptr_t site : FindBytes(mpkbox_signal_begin, mpkbox_signal_end,
-                                  {0x0f, 0x01, 0xef})) {
-    sites.push_back(site);
+  std::vector<uintptr_t> sites;
+  using Range = std::pair<const char*, const char*>;
+  for (auto [begin, end] : {Range{mpkbox_gate_begin, mpkbox_gate_end},
+                            Range{mpkbox_signal_begin, mpkbox_signal_end},
+                            Range{mpkbox_host_rights_begin,
+                                  mpkbox_host_rights_end}}) {
+    for (uintptr_t site : FindBytes(begin, end, {0x0f, 0x01, 0xef})) {
+      sites.push_back(site);
+    }
+  }
+  return sites;
+}
+
+bool InHostRights(uintptr_t site) {
+  return site >= reinterpret_cast<uintptr_t>(mpkbox_host_rights_begin) &&
+         site < reinterpret_cast<uintptr_t>(mpkbox_host_rights_end);
+}
+
+// The XRSTORs (0f ae /5, any prefix) in [begin, end).
+std::vector<uintptr_t> XrstorSites(const char* begin, const char* end) {
+  std::vector<uintptr_t> sites;
+  for (uintptr_t p : FindBytes(begin, end, {0x0f, 0xae})) {
+    const uint8_t modrm = reinterpret_cast<const uint8_t*>(p)[2];
+    if (((modrm >> 3) & 7) == 5 && (modrm >> 6) != 3) sites.push_back(p);
   }
   return sites;
 }
@@ -125,11 +158,20 @@ void AimAt(uintptr_t site, uint64_t eax) {
 // A callback stub address compartment code calls (key 0: it reads it).
 uint64_t stub_address;
 
-TEST(GateAttackTest, TrampolinesHaveExactlySevenWrpkruAndNoXrstor) {
+TEST(GateAttackTest, TrampolinesHaveExactlyEightWrpkruAndThreeXrstor) {
   // The gate: into a compartment (call, callback return), out of one
   // (return, callback entry, exception pad). The signal entry's, to the host,
-  // and the resume stub's, into a compartment. Any other would be a gadget.
-  EXPECT_EQ(GateWrpkruSites().size(), 7u);
+  // and the resume stub's, into a compartment. mpkbox_open_all_keys's. Any
+  // other would be a gadget.
+  EXPECT_EQ(GateWrpkruSites().size(), 8u);
+  // mpkbox_xrstor_into_frame's: the frame, the host's area (xrstor or
+  // xrstor64), all before one check.
+  EXPECT_EQ(XrstorSites(mpkbox_host_rights_begin, mpkbox_host_rights_end)
+                .size() +
+                FindBytes(mpkbox_host_rights_begin, mpkbox_host_rights_end,
+                          {0x0f, 0xc7})
+                    .size(),
+            3u);
   // XRSTOR family: 0F AE /5 and 0F C7 /3 (XRSTORS), any prefix.
   for (uint8_t modrm = 0; modrm < 0xC0; ++modrm) {
     if (((modrm >> 3) & 7) == 5) {
@@ -189,6 +231,8 @@ TEST_P(ForgedEaxDeathTest, JumpToWrpkruIsContained) {
   const bool to_host = memcmp(p - 6, "\x31\xc0\x31\xc9\x31\xd2", 6) == 0;
   std::vector<uint64_t> forged = {box->pkru() & 0xff};
   forged.push_back(to_host ? 1 : 0);
+  // mpkbox_open_all_keys's legitimate EAX is 0, but never from a compartment.
+  if (InHostRights(site)) forged.push_back(0);
   for (uint64_t eax : forged) {
     AimAt(site, eax);
     EXPECT_EXIT(
@@ -203,7 +247,67 @@ TEST_P(ForgedEaxDeathTest, JumpToWrpkruIsContained) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EachSite, ForgedEaxDeathTest,
-                         ::testing::Range(0, 7));
+                         ::testing::Range(0, 8));
+
+// An XSAVE area in compartment memory whose only state is PKRU = 0 (every
+// key open): what an XRSTOR with PKRU in its mask would load.
+void* OpenAllKeysArea(Compartment* box) {
+  absl::StatusOr<void*> mem = box->Allocate(8192, 64);  // XRSTOR: 64-aligned
+  if (!mem.ok()) return nullptr;
+  auto* area = static_cast<uint8_t*>(*mem);
+  memset(area, 0, 8192);
+  unsigned size, offset, ecx, edx;
+  __cpuid_count(0xd, 9, size, offset, ecx, edx);
+  const uint64_t xstate_bv = uint64_t{1} << 9;
+  memcpy(area + 512, &xstate_bv, sizeof(xstate_bv));
+  memset(area + offset, 0, 4);  // PKRU
+  return area;
+}
+
+TEST(GateAttackDeathTest, ControlBareXrstorOpensHostMemory) {
+  auto box = MakeBox({.name = "control"});
+  static void* area = OpenAllKeysArea(box.get());
+  ASSERT_NE(area, nullptr);
+  EXPECT_EXIT(
+      {
+        internal::DisableGadgetGuardsForTesting();
+        static_cast<void>(box->Call(+[] {
+          mpkbox_test_bare_xrstor(area);
+          mpkbox_test_payload();
+        }));
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(kEscaped), "");
+}
+
+// mpkbox_xrstor_into_frame's XRSTORs, reached straight from a compartment
+// with PKRU in the mask and that area: the check after them traps.
+TEST(GateAttackDeathTest, JumpToHostRightsXrstorIsContained) {
+  const std::vector<uintptr_t> sites =
+      XrstorSites(mpkbox_host_rights_begin, mpkbox_host_rights_end);
+  ASSERT_EQ(sites.size(), 3u);
+  auto box = MakeBox({.name = "xrstor-forger"});
+  void* area = OpenAllKeysArea(box.get());
+  ASSERT_NE(area, nullptr);
+  for (uintptr_t site : sites) {
+    // From its REX prefix (REX.B for r11, REX.W for xrstor64).
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(site);
+    AttackRegs r = PayloadRegs();
+    r.rax = 0x200;
+    r.rcx = r.rdx = 0;
+    r.rdi = r.r11 = reinterpret_cast<uint64_t>(area);
+    attack_regs = r;
+    mpkbox_test_jump_target = (p[-1] & 0xf0) == 0x40 ? site - 1 : site;
+    EXPECT_EXIT(
+        {
+          absl::Status s = box->Call(&AttackFromInside);
+          _exit(ContainedAsForgery(box.get(), s) ? 0 : 1);
+        },
+        ::testing::ExitedWithCode(0), "")
+        << std::hex << site;
+  }
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
+}
 
 TEST(GateAttackTest, CallbackEntryRejectsUnregisteredSlot) {
   auto box = MakeBox({.name = "stub-abuser"});

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "runtime/keys/pku.h"
 #include "trampolines/gate_layout.h"
 
 namespace mpkbox::testing {
@@ -85,6 +86,49 @@ std::vector<size_t> FindBytes(const std::vector<uint8_t>& bytes,
     offsets.push_back(hit - reinterpret_cast<uintptr_t>(begin));
   }
   return offsets;
+}
+
+std::vector<uintptr_t> FindWrpkru(const char* begin, const char* end) {
+  std::vector<uintptr_t> sites;
+  if (end - begin < 3) return sites;
+  for (uintptr_t p : FindBytes(begin + 1, end, {0x01, 0xef})) {
+    const uint8_t escape = reinterpret_cast<const uint8_t*>(p)[-1];
+    if (escape == 0x0f || escape == 0xcc) sites.push_back(p - 1);
+  }
+  return sites;
+}
+
+void JumpAndWrite(uintptr_t target) {
+  asm volatile(
+      "xorl %%eax, %%eax\n"
+      "xorl %%ecx, %%ecx\n"
+      "xorl %%edx, %%edx\n"
+      "call *%0\n"
+      :
+      : "r"(target)
+      : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
+        "memory");
+  mpkbox_test_guard_target = 666;
+}
+
+void ExpectJumpStopped(Compartment* box, uintptr_t site,
+                       const std::string& what) {
+  absl::Status s = box->Call(&JumpAndWrite, site);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_NE(s.message().find("jumped to " + what), absl::string_view::npos)
+      << s;
+  EXPECT_NE(s.message().find("'" + box->name() + "'"),
+            absl::string_view::npos)
+      << s;
+  EXPECT_EQ(mpkbox_test_guard_target, 1234u);
+  EXPECT_EQ(internal::ReadPkru(), 0u);
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_TRUE(box->Call(+[] {}).ok());
+}
+
+void GuardedJumpTest::SetUp() {
+  ASSERT_TRUE(Runtime::Init().ok());
+  mpkbox_test_guard_target = 1234;
 }
 
 uintptr_t StackAddress(int spin) {
@@ -195,6 +239,7 @@ bool ContainedAsForgery(Compartment* box, const absl::Status& s) {
 
 extern "C" {
 uint64_t mpkbox_test_jump_target;
+volatile uint64_t mpkbox_test_guard_target = 1234;
 int mpkbox_test_host_secret = mpkbox::testing::kHostSecret;
 }
 

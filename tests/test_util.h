@@ -76,7 +76,26 @@ std::vector<uintptr_t> FindBytes(const char* begin, const char* end,
 std::vector<size_t> FindBytes(const std::vector<uint8_t>& bytes,
                               const std::vector<uint8_t>& pattern);
 
+// Every WRPKRU (0f 01 ef) in [begin, end), also those whose 0f escape
+// gadget_guard.cc replaced with int3: the addresses of the escape bytes.
+std::vector<uintptr_t> FindWrpkru(const char* begin, const char* end);
+
 // ---- compartment code (runs inside; also fine on the host) ------------------
+
+// Calls `target` with EAX = ECX = EDX = 0 (the PKRU value that opens every
+// key), as a jump to a stray WRPKRU would, then writes 666 to
+// mpkbox_test_guard_target.
+void JumpAndWrite(uintptr_t target);
+// Runs JumpAndWrite(site) in `box` and expects it stopped: kAborted saying
+// "jumped to <what>" and naming the compartment, the host global unchanged,
+// the host's PKRU back, and the compartment usable after Reset.
+void ExpectJumpStopped(Compartment* box, uintptr_t site,
+                       const std::string& what);
+// Runtime::Init, and mpkbox_test_guard_target back to 1234, before each.
+class GuardedJumpTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+};
 
 // The address of a local of the calling thread's stack, after `spin` empty
 // loop iterations (a call that stays a while).
@@ -131,6 +150,9 @@ bool ContainedAsForgery(Compartment* box, const absl::Status& s);
 }  // namespace mpkbox::testing
 
 extern "C" {
+// A host global compartment code must not write (key 0, read-only inside):
+// 1234 until JumpAndWrite's write gets through.
+extern volatile uint64_t mpkbox_test_guard_target;
 // Where AttackFromInside jumps (key 0: read by the attack code).
 extern uint64_t mpkbox_test_jump_target;
 // kHostSecret until the payload runs with host rights.

@@ -41,6 +41,15 @@ void mpkbox_signal_restorer();
 extern char mpkbox_resume_stub[];
 extern char mpkbox_resume_trusted[], mpkbox_resume_trusted_end[];
 
+// --- host_rights.S: checked privileged instructions for host code --------
+extern char mpkbox_host_rights_begin[], mpkbox_host_rights_end[];
+// PKRU := 0 for a thread outside every compartment.
+void mpkbox_open_all_keys();
+// What a host `xrstor area` (mask area_mask; xrstor64 if wide) does,
+// applied to the XSAVE area of a signal frame; never PKRU.
+void mpkbox_xrstor_into_frame(void* frame_xsave, uint64_t frame_mask,
+                              const void* area, uint64_t area_mask, bool wide);
+
 // --- compartment_longjmp.S: longjmp for loaded code -----------------------
 void mpkbox_compartment_longjmp(void* env, int value);
 

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "absl/strings/str_format.h"
+#include "trampolines/trampolines.h"
 
 namespace mpkbox::internal {
 namespace {
@@ -60,7 +61,7 @@ uint32_t CompartmentPkru(int key, int selector_key, Ambient ambient) {
 
 void OpenAllKeysInThisThread() {
   if (ReadPkru() == 0) return;
-  for (int k = 1; k < kNumKeys; ++k) pkey_set(k, 0);
+  mpkbox_open_all_keys();
 }
 
 }  // namespace mpkbox::internal

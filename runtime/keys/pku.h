@@ -46,8 +46,9 @@ absl::Status TagPages(void* addr, size_t len, int prot, int key);
 // The PKRU of a compartment whose memory carries `key`.
 uint32_t CompartmentPkru(int key, int selector_key, Ambient ambient);
 
-// Gives this thread the host's rights (PKRU 0). Uses libc's pkey_set: the
-// runtime adds no WRPKRU of its own outside trampolines/.
+// Gives this thread the host's rights (PKRU 0), with trampolines/'s checked
+// WRPKRU: the runtime runs no stray one (libc's pkey_set stays a trap,
+// gadget_guard.h). Only outside every compartment.
 void OpenAllKeysInThisThread();
 
 }  // namespace mpkbox::internal
