@@ -20,4 +20,8 @@ void SkipSyscallDispatchForTesting() {
   g_testing_switches.skip_syscall_dispatch.store(true);
 }
 
+void SkipSigpipeContainmentForTesting() {
+  g_testing_switches.skip_sigpipe_containment.store(true);
+}
+
 }  // namespace mpkbox::internal

@@ -15,6 +15,7 @@ struct TestingSwitches {
   std::atomic<bool> pretend_no_pku{false};
   std::atomic<bool> skip_rseq_unregistration{false};
   std::atomic<bool> skip_syscall_dispatch{false};
+  std::atomic<bool> skip_sigpipe_containment{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -30,6 +31,8 @@ void SkipRseqUnregistrationForTesting();
 // Threads prepared afterwards run compartments without Syscall User
 // Dispatch.
 void SkipSyscallDispatchForTesting();
+// A SIGPIPE raised by host-side work for a compartment reaches the host.
+void SkipSigpipeContainmentForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 
