@@ -16,6 +16,7 @@
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
+#include "runtime/thread_identity.h"
 #include "runtime/testing_switches.h"
 #include "runtime/signals.h"
 #include "absl/strings/str_format.h"
@@ -83,6 +84,7 @@ absl::Status InitOnce(const RuntimeOptions& options) {
                         : __builtin_cpu_supports("avx")   ? 1
                                                           : 0;
   if (absl::Status s = internal::InitCallbackTable(); !s.ok()) return s;
+  internal::InitThreadIdentity();
   if (absl::Status s = internal::InstallSignalHandling(options); !s.ok()) {
     return s;
   }

@@ -24,4 +24,8 @@ void SkipSigpipeContainmentForTesting() {
   g_testing_switches.skip_sigpipe_containment.store(true);
 }
 
+void SkipFsRepairForTesting() {
+  g_testing_switches.skip_fs_repair.store(true);
+}
+
 }  // namespace mpkbox::internal

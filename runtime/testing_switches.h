@@ -16,6 +16,7 @@ struct TestingSwitches {
   std::atomic<bool> skip_rseq_unregistration{false};
   std::atomic<bool> skip_syscall_dispatch{false};
   std::atomic<bool> skip_sigpipe_containment{false};
+  std::atomic<bool> skip_fs_repair{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -33,6 +34,8 @@ void SkipRseqUnregistrationForTesting();
 void SkipSyscallDispatchForTesting();
 // A SIGPIPE raised by host-side work for a compartment reaches the host.
 void SkipSigpipeContainmentForTesting();
+// Before Runtime::Init: the signal entry never repairs FS.
+void SkipFsRepairForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 

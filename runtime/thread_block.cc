@@ -23,6 +23,7 @@
 #include "runtime/slot_registry.h"
 #include "runtime/syscall_dispatch.h"
 #include "runtime/testing_switches.h"
+#include "runtime/thread_identity.h"
 #include "runtime/thread_runtime.h"
 
 extern "C" {
@@ -68,6 +69,7 @@ absl::Status PrepareThread(SelectorPage* sel, ThreadBlock* tb) {
   if (absl::Status s = UnregisterRseq(); !s.ok()) return s;
   if (absl::Status s = SetUpSignalStack(tb); !s.ok()) return s;
   if (absl::Status s = GuardThisThread(tb); !s.ok()) return s;
+  GiveThreadIdentity(sel, tb);
   return ArmSyscallDispatch(sel);
 }
 
@@ -92,6 +94,7 @@ void ReleaseThisThread() {
   UnguardThisThread(sel->thread_block);
   ReleaseSignalStack(sel->thread_block);
   ReleaseThreadContexts(sel->thread_block);
+  DropThreadIdentity(sel->thread_block);
   mpkbox_tls_thread = nullptr;
   munmap(HeapCacheTable(sel), kBlockBytes);
 }
@@ -143,6 +146,7 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
                   [] { pthread_atfork(nullptr, nullptr, RearmAfterFork); });
   mpkbox_tls_thread = sel;  // the set-up's probe signal looks for it
   if (s = PrepareThread(sel, tb); !s.ok()) {
+    DropThreadIdentity(tb);
     mpkbox_tls_thread = nullptr;
     ReleaseSignalStack(tb);
     munmap(p, kBlockBytes);
