@@ -131,30 +131,21 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(param_info.param.name);
     });
 
-// Without the repair the same attack kills the process: the gate's landing
-// reads TLS through FS base 0, and so does the signal entry that follows.
-TEST(SegmentLoadDeathTest, NullSelectorKillsTheHostWithoutRepair) {
+// Without the repair the same attacks kill the process: the gate's landing
+// (or the signal entry for the syscall) reads TLS through FS base 0, and so
+// does the signal entry that follows.
+TEST(SegmentLoadDeathTest, KillsTheHostWithoutRepair) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        internal::SkipFsRepairForTesting();
-        auto box = MakeBox({.name = "segments"});
-        box->Call(&NullThenReturn).IgnoreError();
-        _exit(0);
-      },
-      ::testing::KilledBySignal(SIGSEGV), "");
-}
-
-TEST(SegmentLoadDeathTest, SyscallAfterNullSelectorKillsTheHostWithoutRepair) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        internal::SkipFsRepairForTesting();
-        auto box = MakeBox({.name = "segments"});
-        box->Call(&NullThenSyscall).IgnoreError();
-        _exit(0);
-      },
-      ::testing::KilledBySignal(SIGSEGV), "");
+  for (void (*attack)() : {&NullThenReturn, &NullThenSyscall}) {
+    EXPECT_EXIT(
+        {
+          internal::SkipFsRepairForTesting();
+          auto box = MakeBox({.name = "segments"});
+          box->Call(attack).IgnoreError();
+          _exit(0);
+        },
+        ::testing::KilledBySignal(SIGSEGV), "");
+  }
 }
 
 // GS: neither the x86-64 host ABI nor mpkbox reads it, so a compartment's
