@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/testing_switches.h"
+#include "tests/signal_attack_util.h"
 #include "tests/test_util.h"
 
 namespace mpkbox {
@@ -66,6 +67,21 @@ void NullThenCallback() {
   host_callback();
 }
 void GsThenReturn(uint32_t selector) { LoadGs(selector); }
+// Both holes at once: FS base 0, then a jump to the signal entry's WRPKRU
+// with the operands that give host rights (the repair must not trust it).
+uint64_t entry_wrpkru;
+void NullThenJumpIntoSignalEntry() {
+  asm volatile(
+      "xorl %%eax, %%eax\n"
+      "movl %%eax, %%fs\n"
+      "xorl %%ecx, %%ecx\n"
+      "xorl %%edx, %%edx\n"
+      "movl $17, %%edi\n"  // SIGCHLD
+      "jmp *%0\n"
+      :
+      : "r"(entry_wrpkru)
+      : "rax", "rcx", "rdx", "rdi", "memory");
+}
 
 int callback_runs = 0;
 void CountRun() { ++callback_runs; }
@@ -90,6 +106,8 @@ const Attack kAttacks[] = {
     {"NullSelectorThenTls", &NullThenTls, false},
     {"NullSelectorThenTimeout", &NullThenSpin, true},
     {"NullSelectorThenCallback", &NullThenCallback, false},
+    {"NullSelectorThenJumpIntoSignalEntry", &NullThenJumpIntoSignalEntry,
+     false},
 };
 
 class SegmentLoadTest : public ::testing::TestWithParam<Attack> {};
@@ -98,6 +116,7 @@ absl::Status RunAttack(const Attack& attack, std::unique_ptr<Compartment>& box) 
   box = MakeBox({.name = "segments",
                  .call_timeout = attack.timed ? absl::Milliseconds(50)
                                               : absl::InfiniteDuration()});
+  entry_wrpkru = signal_attack::EntryWrpkru();
   auto cb = box->RegisterCallback(&CountRun);
   if (!cb.ok()) return cb.status();
   host_callback = cb->get();
