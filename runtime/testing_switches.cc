@@ -28,4 +28,8 @@ void SkipFsRepairForTesting() {
   g_testing_switches.skip_fs_repair.store(true);
 }
 
+void SkipSealingForTesting() {
+  g_testing_switches.skip_sealing.store(true);
+}
+
 }  // namespace mpkbox::internal

@@ -17,6 +17,7 @@ struct TestingSwitches {
   std::atomic<bool> skip_syscall_dispatch{false};
   std::atomic<bool> skip_sigpipe_containment{false};
   std::atomic<bool> skip_fs_repair{false};
+  std::atomic<bool> skip_sealing{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -36,6 +37,8 @@ void SkipSyscallDispatchForTesting();
 void SkipSigpipeContainmentForTesting();
 // Before Runtime::Init: the signal entry never repairs FS.
 void SkipFsRepairForTesting();
+// Before Runtime::Init: nothing is sealed (mseal).
+void SkipSealingForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "runtime/keys/pku.h"
+#include "runtime/keys/seal.h"
 #include "runtime/testing_switches.h"
 
 #ifndef HWCAP2_FSGSBASE
@@ -87,6 +88,7 @@ void InitThreadIdentity() {
     munmap(table, bytes);
     return;
   }
+  Seal(table, bytes);
   mpkbox_thread_table = static_cast<SelectorPage**>(table);
   {
     absl::MutexLock lock(&g_lock);
