@@ -108,6 +108,10 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
                         absl::StrFormat("compartment '%s': %s", name(),
                                         tb.status().message()));
   }
+  if (absl::Status s = internal::CheckSignalDispositions(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
+                                                  name(), s.message()));
+  }
   if (((*tb)->depth >= internal::kHandlerDepthBias ||
        (*tb)->signal_nesting != 0) &&
       !internal::RecoverFromAbandonedHandler(*tb)) {

@@ -24,6 +24,12 @@ namespace mpkbox::internal {
 // MPKBOX_INIT_PKRU and saves PKRU in signal frames where we expect it.
 absl::Status InstallSignalHandling(const RuntimeOptions& options);
 
+// Finds handlers installed behind mpkbox's back (raw rt_sigaction) for
+// signals whose disposition must be its entry, makes each the host's
+// handler and re-installs the entry. Returns FailedPrecondition naming
+// them if there were any. Call's slow path runs it.
+absl::Status CheckSignalDispositions();
+
 // The signal call_timeout uses.
 int TimerSignal();
 

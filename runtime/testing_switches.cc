@@ -32,4 +32,8 @@ void SkipSealingForTesting() {
   g_testing_switches.skip_sealing.store(true);
 }
 
+void SkipDispositionCheckForTesting() {
+  g_testing_switches.skip_disposition_check.store(true);
+}
+
 }  // namespace mpkbox::internal

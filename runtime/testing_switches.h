@@ -18,6 +18,7 @@ struct TestingSwitches {
   std::atomic<bool> skip_sigpipe_containment{false};
   std::atomic<bool> skip_fs_repair{false};
   std::atomic<bool> skip_sealing{false};
+  std::atomic<bool> skip_disposition_check{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -39,6 +40,8 @@ void SkipSigpipeContainmentForTesting();
 void SkipFsRepairForTesting();
 // Before Runtime::Init: nothing is sealed (mseal).
 void SkipSealingForTesting();
+// Handlers installed with a raw rt_sigaction are never looked for.
+void SkipDispositionCheckForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 
