@@ -21,7 +21,6 @@
 namespace mpkbox {
 namespace {
 
-using ::mpkbox::testing::kHostSecret;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
@@ -72,7 +71,7 @@ TEST(RawSigactionDeathTest, RawHandlerKillsTheProcessWithoutTheCheck) {
 TEST(RawSigactionTest, FoundAdoptedAndTheEntryPutBack) {
   auto box = MakeBox({.name = "raw"});
   ASSERT_EQ(Value(box->Call(&Twice, 2)), 4);  // Init done, thread prepared
-  int secret = kHostSecret;
+  int secret = testing::kHostSecret;
   InstallRaw(SIGSEGV);
   // The next slow path (a new compartment's first call here) finds it.
   auto fresh = MakeBox({.name = "fresh"});
@@ -86,7 +85,7 @@ TEST(RawSigactionTest, FoundAdoptedAndTheEntryPutBack) {
   absl::Status crash = fresh->Call(&Crash).status();
   EXPECT_EQ(crash.code(), absl::StatusCode::kAborted) << crash;
   EXPECT_EQ(raw_runs, 0);
-  EXPECT_EQ(secret, kHostSecret);
+  EXPECT_EQ(secret, testing::kHostSecret);
   ASSERT_TRUE(fresh->Reset().ok());
   EXPECT_EQ(Value(fresh->Call(&Twice, 5)), 10);
   // The host's view: the adopted handler.
