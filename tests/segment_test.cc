@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/testing_switches.h"
+#include "runtime/thread_identity.h"
 #include "tests/signal_attack_util.h"
 #include "tests/test_util.h"
 
@@ -88,6 +89,16 @@ void CountRun() { ++callback_runs; }
 
 // ---- the host ---------------------------------------------------------------
 
+// The repair needs FSGSBASE and the 32-bit set_thread_area (IA32 emulation).
+#define SKIP_WITHOUT_FS_REPAIR()                                     \
+  do {                                                               \
+    ASSERT_TRUE(Runtime::Init().ok());                               \
+    if (!internal::FsRepairAvailable()) {                            \
+      GTEST_SKIP() << "no FSGSBASE or no IA32 emulation: FS cannot " \
+                      "be repaired here";                            \
+    }                                                                \
+  } while (0)
+
 uint64_t FsBase() {
   uint64_t base = 0;
   syscall(SYS_arch_prctl, ARCH_GET_FS, &base);
@@ -124,6 +135,7 @@ absl::Status RunAttack(const Attack& attack, std::unique_ptr<Compartment>& box) 
 }
 
 TEST_P(SegmentLoadTest, ContainedAndFsRestored) {
+  SKIP_WITHOUT_FS_REPAIR();
   const uint64_t fs_before = FsBase();
   int secret = kHostSecret;
   callback_runs = 0;
@@ -181,6 +193,7 @@ TEST(SegmentLoadTest, GsLoadLeavesTheHostWorking) {
 
 // Threads each have their own identity: attacks on two threads at once.
 TEST(SegmentLoadTest, EachThreadIsRepairedAsItself) {
+  SKIP_WITHOUT_FS_REPAIR();
   auto attack = [] {
     auto box = MakeBox({.name = "segments"});
     for (int i = 0; i < 20; ++i) {
