@@ -122,7 +122,7 @@ absl::Status PrepareThread(SelectorPage* sel, ThreadBlock* tb) {
   if (absl::Status s = UnregisterRseq(); !s.ok()) return s;
   if (absl::Status s = SetUpSignalStack(tb); !s.ok()) return s;
   if (absl::Status s = GuardThisThread(tb); !s.ok()) return s;
-  GiveThreadIdentity(sel, tb);
+  if (absl::Status s = GiveThreadIdentity(sel, tb); !s.ok()) return s;
   return ArmSyscallDispatch(sel);
 }
 

@@ -99,9 +99,9 @@ void InitThreadIdentity() {
 
 bool FsRepairAvailable() { return mpkbox_fs_repair != 0; }
 
-void GiveThreadIdentity(SelectorPage* sel, ThreadBlock* tb) {
+absl::Status GiveThreadIdentity(SelectorPage* sel, ThreadBlock* tb) {
   syscall(SYS_arch_prctl, ARCH_GET_FS, &tb->host_fs_base);
-  if (!FsRepairAvailable()) return;
+  if (!FsRepairAvailable()) return absl::OkStatus();
   absl::MutexLock lock(&g_lock);
   uint32_t id = 0;
   if (!g_free->empty()) {
@@ -109,16 +109,28 @@ void GiveThreadIdentity(SelectorPage* sel, ThreadBlock* tb) {
     g_free->pop_back();
   } else if (g_next < MPKBOX_MAX_THREAD_IDS) {
     id = g_next++;
-  } else {
-    return;  // no room: this thread's FS cannot be repaired
   }
-  Describe(g_desc, id);
+  Describe(g_desc, id);  // id 0: none (no room: FS cannot be repaired)
   if (SetThreadArea(g_desc) != 0) {
-    g_free->push_back(id);
-    return;
+    if (id != 0) g_free->push_back(id);
+    // The descriptor is inherited from the thread that made this one: it
+    // must not stay, or this thread would be repaired as that one.
+    *g_desc = {};
+    g_desc->entry_number = MPKBOX_IDENTITY_ENTRY;
+    g_desc->read_exec_only = 1;
+    g_desc->seg_not_present = 1;
+    if (SetThreadArea(g_desc) != 0) {
+      return absl::InternalError(
+          "cannot set or clear this thread's identity descriptor "
+          "(set_thread_area)");
+    }
+    return absl::OkStatus();
   }
-  mpkbox_thread_table[id] = sel;
-  tb->thread_id = id;
+  if (id != 0) {
+    mpkbox_thread_table[id] = sel;
+    tb->thread_id = id;
+  }
+  return absl::OkStatus();
 }
 
 void DropThreadIdentity(ThreadBlock* tb) {

@@ -23,8 +23,9 @@ bool FsRepairAvailable();
 
 // Gives this thread its identity and records its FS base; undone by
 // DropThreadIdentity at thread exit. A thread without an identity (no room
-// in the table) is one whose FS cannot be repaired.
-void GiveThreadIdentity(SelectorPage* sel, ThreadBlock* tb);
+// in the table) is one whose FS cannot be repaired; it never keeps the
+// descriptor it inherited from the thread that created it.
+absl::Status GiveThreadIdentity(SelectorPage* sel, ThreadBlock* tb);
 void DropThreadIdentity(ThreadBlock* tb);
 
 }  // namespace mpkbox::internal

@@ -77,6 +77,12 @@
   movq (%rax, %rcx, 8), %r9                 // r9 = SelectorPage
   testq %r9, %r9
   jz mpkbox_gate_trap
+  // The kernel put this frame on the running thread's signal stack: that
+  // thread must be the one the descriptor names.
+  cmpq MPKBOX_PAGE_SIZE + MPKBOX_TB_SIGSTACK_LO(%r9), %rsp
+  jb mpkbox_gate_trap
+  cmpq MPKBOX_PAGE_SIZE + MPKBOX_TB_SIGSTACK_HI(%r9), %rsp
+  jae mpkbox_gate_trap
   movb $MPKBOX_SELECTOR_ALLOW, MPKBOX_SEL_SELECTOR(%r9)  // for the syscall
   movq %rsi, %rdx                           // rdx is kept in r8
   movq MPKBOX_PAGE_SIZE + MPKBOX_TB_HOST_FS(%r9), %rsi
