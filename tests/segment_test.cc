@@ -7,12 +7,15 @@
 // rights and the process dies. With it the call ends with a report, the
 // host's FS base is back and the process goes on.
 #include <asm/prctl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <atomic>
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <thread>
 
@@ -121,6 +124,8 @@ const Attack kAttacks[] = {
      false},
 };
 
+void PrintTo(const Attack& a, std::ostream* os) { *os << a.name; }
+
 class SegmentLoadTest : public ::testing::TestWithParam<Attack> {};
 
 absl::Status RunAttack(const Attack& attack, std::unique_ptr<Compartment>& box) {
@@ -189,6 +194,36 @@ TEST(SegmentLoadTest, GsLoadLeavesTheHostWorking) {
     EXPECT_EQ(FsBase(), fs_before);
     EXPECT_EQ(host_tls, 5);
   }
+}
+
+// A signal of the host's that arrives while FS base is 0 ends the call and
+// still reaches the host's handler, which runs with the host's TLS.
+std::atomic<int> host_handler_tls{0};
+std::atomic<bool> spinning{false};
+void NullThenSignalSpin() {
+  LoadFs(kNullSelector);
+  spinning.store(true);  // key 0: under kReadWrite only
+  for (;;) asm volatile("" ::: "memory");
+}
+TEST(SegmentLoadTest, HostSignalDuringTheAttackReachesTheHost) {
+  SKIP_WITHOUT_FS_REPAIR();
+  struct sigaction act {}, old{};
+  act.sa_handler = [](int) { host_handler_tls.store(host_tls); };
+  sigaction(SIGUSR1, &act, &old);
+  absl::Status s;
+  std::thread attacker([&] {
+    auto box = MakeBox({.name = "segments",
+                        .call_timeout = absl::Seconds(20),
+                        .ambient = Ambient::kReadWrite});
+    s = box->Call(&NullThenSignalSpin);
+  });
+  while (!spinning.load()) std::this_thread::yield();
+  pthread_kill(attacker.native_handle(), SIGUSR1);
+  attacker.join();
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("changed FS or GS"));
+  EXPECT_EQ(host_handler_tls.load(), 5);
+  sigaction(SIGUSR1, &old, nullptr);
 }
 
 // Threads each have their own identity: attacks on two threads at once.
