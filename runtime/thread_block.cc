@@ -88,7 +88,7 @@ void ReleaseBlock(void* p) {
     return;
   }
   // Zero pages again, same keys (allowed on sealed writable memory).
-  madvise(p, kBlockBytes, MADV_DONTNEED);
+  if (madvise(p, kBlockBytes, MADV_DONTNEED) != 0) memset(p, 0, kBlockBytes);
   absl::MutexLock lock(&g_pool_lock);
   if (g_pool == nullptr) g_pool = new std::vector<void*>;
   g_pool->push_back(p);
