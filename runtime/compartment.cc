@@ -132,6 +132,12 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
         name(), (*tb)->depth / 2 + 1, internal::kMaxCallDepth / 2 + 1));
   }
   if ((*tb)->contexts[slot_].generation != generation) {
+    // Rare enough for one rt_sigaction per signal (about 1 us each here):
+    // a handler installed behind mpkbox's back would kill the process.
+    if (absl::Status s = internal::CheckSignalDispositions(); !s.ok()) {
+      return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
+                                                    name(), s.message()));
+    }
     internal::DomainSpec spec{slot_,           generation,
                               domain_,         key_,
                               pkru_,           options_.stack_bytes,

@@ -184,6 +184,13 @@ absl::Status BuildFaultReport(const FaultInfo& info,
           where);
       return absl::AbortedError(absl::StrCat(prefix, what));
     }
+    case FaultKind::kSegmentLoad:
+      what = absl::StrCat(
+          "changed FS or GS with a segment load (mov to %fs/%gs resets the "
+          "base, and FS is the host's TLS): mpkbox restored the host's FS "
+          "base and ended the call (",
+          SignalName(info.signal), " at ", where, ")");
+      return absl::AbortedError(absl::StrCat(prefix, what));
     case FaultKind::kHeapViolation:
       what = absl::StrFormat("%s: 0x%x (%s)", info.what, info.address,
                              report->key_owner);

@@ -15,7 +15,9 @@
 #include "runtime/eager_binding.h"
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/pku.h"
+#include "runtime/keys/seal.h"
 #include "runtime/runtime_state.h"
+#include "runtime/thread_identity.h"
 #include "runtime/testing_switches.h"
 #include "runtime/signals.h"
 #include "absl/strings/str_format.h"
@@ -78,11 +80,17 @@ absl::Status InitOnce(const RuntimeOptions& options) {
     if (absl::Status s = CheckKernel(); !s.ok()) return s;
   }
   internal::SetKeys({.trusted = *trusted, .selector = *selector});
+  // The gates' code never changes: sealed (where the kernel has mseal).
+  if (!MPKBOX_SWITCHED_OFF(skip_sealing)) internal::EnableSealing();
+  internal::Seal(mpkbox_gate_begin, mpkbox_gate_end - mpkbox_gate_begin);
+  internal::Seal(mpkbox_signal_begin,
+                 mpkbox_signal_end - mpkbox_signal_begin);
   __builtin_cpu_init();
   mpkbox_vector_level = __builtin_cpu_supports("avx512f") ? 2
                         : __builtin_cpu_supports("avx")   ? 1
                                                           : 0;
   if (absl::Status s = internal::InitCallbackTable(); !s.ok()) return s;
+  internal::InitThreadIdentity();
   if (absl::Status s = internal::InstallSignalHandling(options); !s.ok()) {
     return s;
   }

@@ -7,11 +7,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/keys/pku.h"
 #include "runtime/signal_frame.h"
 #include "runtime/signals.h"
+#include "runtime/testing_switches.h"
 #include "trampolines/trampolines.h"
 
 extern "C" {
@@ -30,6 +33,8 @@ struct HostActions {
 };
 HostActions* g_host_actions = nullptr;
 std::atomic<bool> g_installed{false};
+// Signals whose kernel disposition is mpkbox's entry (bit sig - 1).
+std::atomic<uint64_t> g_entry_signals{0};
 std::atomic_flag g_host_lock =
     ATOMIC_FLAG_INIT;  // sigaction may run in handlers
 
@@ -64,6 +69,19 @@ void InstallEntry(int sig, const struct sigaction& host_action) {
   ka.restorer = mpkbox_signal_restorer;
   memcpy(&ka.mask, &host_action.sa_mask, sizeof(ka.mask));
   syscall(SYS_rt_sigaction, sig, &ka, nullptr, sizeof(ka.mask));
+  g_entry_signals.fetch_or(uint64_t{1} << (sig - 1));
+}
+
+// The host's action for `sig`: mpkbox's entry for its own signals and
+// handler functions, libc's for the rest. Called with the HostLock held.
+void SetHostAction(int sig, const struct sigaction& act) {
+  g_host_actions->act[sig] = act;
+  if (IsOwnSignal(sig) || IsHandlerFunction(act)) {
+    InstallEntry(sig, act);
+  } else {
+    __sigaction(sig, &act, nullptr);
+    g_entry_signals.fetch_and(~(uint64_t{1} << (sig - 1)));
+  }
 }
 
 // The kernel's default action for `sig`, done for real.
@@ -172,17 +190,50 @@ int HostSigaction(int sig, const struct sigaction* act, struct sigaction* old) {
   OpenAllKeysInThisThread();  // the table is trusted
   HostLock lock;
   struct sigaction prev = g_host_actions->act[sig];
-  if (act != nullptr) {
-    g_host_actions->act[sig] = *act;
-    if (IsOwnSignal(sig) ||
-        IsHandlerFunction(*act)) {
-      InstallEntry(sig, *act);
-    } else {
-      __sigaction(sig, act, nullptr);
-    }
-  }
+  if (act != nullptr) SetHostAction(sig, *act);
   if (old != nullptr) *old = prev;
   return 0;
+}
+
+absl::Status CheckSignalDispositions() {
+  if (MPKBOX_SWITCHED_OFF(skip_disposition_check) ||
+      !g_installed.load(std::memory_order_acquire)) {
+    return absl::OkStatus();
+  }
+  std::string adopted;
+  const uint64_t entries = g_entry_signals.load();
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (!(entries & (uint64_t{1} << (sig - 1)))) continue;
+    KernelSigaction cur{};
+    if (syscall(SYS_rt_sigaction, sig, nullptr, &cur, sizeof(cur.mask)) != 0 ||
+        cur.handler == mpkbox_signal_entry) {
+      continue;
+    }
+    // A raw rt_sigaction replaced the entry. Its handler would run with the
+    // kernel's PKRU, in which the selector page is unreadable: on a thread
+    // that entered a compartment its rt_sigreturn kills the process. It
+    // becomes the host's handler, behind the entry.
+    struct sigaction host {};
+    host.sa_sigaction = cur.handler;
+    host.sa_flags = static_cast<int>(cur.flags & ~kSaRestorer);
+    memcpy(&host.sa_mask, &cur.mask, sizeof(cur.mask));
+    OpenAllKeysInThisThread();  // the table is trusted
+    {
+      HostLock lock;
+      SetHostAction(sig, host);
+    }
+    const char* abbrev = sigabbrev_np(sig);
+    absl::StrAppendFormat(&adopted, "%sSIG%s", adopted.empty() ? "" : ", ",
+                          abbrev != nullptr ? abbrev : "?");
+  }
+  if (adopted.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "a handler for ", adopted,
+      " was installed behind mpkbox's back (a raw rt_sigaction, bypassing "
+      "sigaction()); it would run with the kernel's PKRU and its return would "
+      "kill the process on a thread that entered a compartment. mpkbox made "
+      "it the host's handler and put its own entry back; install handlers "
+      "with sigaction() or signal()"));
 }
 
 }  // namespace mpkbox::internal

@@ -182,6 +182,20 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
       tb != nullptr && tb->depth > 0 &&
       (at_trap || (pkru != 0 && domain != 0));
 
+  // Compartment code reset FS base; the entry put the host's back (frames
+  // that interrupted the entry itself leave that to the frame they nest in).
+  if (tb != nullptr && tb->fs_repaired != 0 &&
+      !InRange(rip, mpkbox_signal_begin, mpkbox_signal_end)) {
+    tb->fs_repaired = 0;
+    if (tb->depth > 0 && tb->depth < kHandlerDepthBias &&
+        (in_compartment || InTrampolines(rip)) &&
+        EndCallWithFault(tb, uc, FaultKind::kSegmentLoad, sig, info, pkru)) {
+      // A signal of the host's own still reaches its handler.
+      if (!IsOwnSignal(sig)) RunHostHandler(sig, info, uc);
+      return;
+    }
+  }
+
   if (in_compartment && sig == SIGSYS && !at_trap) {
     // Compartment code made a syscall (BLOCK is set whenever it runs).
     if (tb->frames[tb->depth - 1].kind == MPKBOX_FRAME_CALL) {

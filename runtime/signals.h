@@ -24,6 +24,13 @@ namespace mpkbox::internal {
 // MPKBOX_INIT_PKRU and saves PKRU in signal frames where we expect it.
 absl::Status InstallSignalHandling(const RuntimeOptions& options);
 
+// Finds handlers installed behind mpkbox's back (raw rt_sigaction) for
+// signals whose disposition must be its entry, makes each the host's
+// handler and re-installs the entry. Returns FailedPrecondition naming
+// them if there were any. Call runs it before a thread's first call of a
+// compartment (and its first since Reset).
+absl::Status CheckSignalDispositions();
+
 // The signal call_timeout uses.
 int TimerSignal();
 

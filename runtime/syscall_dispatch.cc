@@ -18,6 +18,7 @@
 #include "allocator/compartment_heap.h"
 #include "mpkbox/syscall_policy.h"
 #include "runtime/call_timer.h"
+#include "runtime/sigpipe.h"
 #include "runtime/syscall_rules.h"
 #include "runtime/testing_switches.h"
 
@@ -82,7 +83,10 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
       char copy[4096];
       const size_t n = std::min<uint64_t>(a[2], sizeof(copy));
       memcpy(copy, reinterpret_cast<const void*>(a[1]), n);
-      return RawSyscall(SYS_write, fd, reinterpret_cast<uint64_t>(copy), n);
+      // Done with host rights: a closed pipe must not signal the host.
+      return WithoutSigpipe([&] {
+        return RawSyscall(SYS_write, fd, reinterpret_cast<uint64_t>(copy), n);
+      });
     }
     case Action::kAllowGetrandom: {
       if (!InOwnMemory(ctx, a[0], a[1])) return -EFAULT;

@@ -20,4 +20,20 @@ void SkipSyscallDispatchForTesting() {
   g_testing_switches.skip_syscall_dispatch.store(true);
 }
 
+void SkipSigpipeContainmentForTesting() {
+  g_testing_switches.skip_sigpipe_containment.store(true);
+}
+
+void SkipFsRepairForTesting() {
+  g_testing_switches.skip_fs_repair.store(true);
+}
+
+void SkipSealingForTesting() {
+  g_testing_switches.skip_sealing.store(true);
+}
+
+void SkipDispositionCheckForTesting() {
+  g_testing_switches.skip_disposition_check.store(true);
+}
+
 }  // namespace mpkbox::internal

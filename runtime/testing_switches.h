@@ -15,6 +15,10 @@ struct TestingSwitches {
   std::atomic<bool> pretend_no_pku{false};
   std::atomic<bool> skip_rseq_unregistration{false};
   std::atomic<bool> skip_syscall_dispatch{false};
+  std::atomic<bool> skip_sigpipe_containment{false};
+  std::atomic<bool> skip_fs_repair{false};
+  std::atomic<bool> skip_sealing{false};
+  std::atomic<bool> skip_disposition_check{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -30,6 +34,14 @@ void SkipRseqUnregistrationForTesting();
 // Threads prepared afterwards run compartments without Syscall User
 // Dispatch.
 void SkipSyscallDispatchForTesting();
+// A SIGPIPE raised by host-side work for a compartment reaches the host.
+void SkipSigpipeContainmentForTesting();
+// Before Runtime::Init: the signal entry never repairs FS.
+void SkipFsRepairForTesting();
+// Before Runtime::Init: nothing is sealed (mseal).
+void SkipSealingForTesting();
+// Handlers installed with a raw rt_sigaction are never looked for.
+void SkipDispositionCheckForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 

@@ -9,8 +9,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <vector>
 
 #include "absl/base/call_once.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "allocator/heap_cache.h"
 #include "mpkbox/runtime.h"
@@ -18,11 +21,13 @@
 #include "runtime/callback_table.h"
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/pku.h"
+#include "runtime/keys/seal.h"
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
 #include "runtime/slot_registry.h"
 #include "runtime/syscall_dispatch.h"
 #include "runtime/testing_switches.h"
+#include "runtime/thread_identity.h"
 #include "runtime/thread_runtime.h"
 
 extern "C" {
@@ -39,6 +44,55 @@ constexpr size_t kBlockBytes =
     (kHeapCacheTableBytes + sizeof(SelectorPage) + sizeof(ThreadBlock) +
      MPKBOX_PAGE_SIZE - 1) &
     ~size_t{MPKBOX_PAGE_SIZE - 1};
+
+// Blocks are sealed (mseal: their keys and mappings never change), so a
+// thread that exits hands its block to the next instead of unmapping it.
+absl::Mutex g_pool_lock;
+std::vector<void*>* g_pool ABSL_GUARDED_BY(g_pool_lock) = nullptr;
+
+// A block of zeroes, tagged and (where the kernel can) sealed.
+absl::StatusOr<void*> AcquireBlock() {
+  {
+    absl::MutexLock lock(&g_pool_lock);
+    if (g_pool != nullptr && !g_pool->empty()) {
+      void* p = g_pool->back();
+      g_pool->pop_back();
+      return p;
+    }
+  }
+  void* p = mmap(nullptr, kBlockBytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "cannot map this thread's gate state: %s", strerror(errno)));
+  }
+  absl::Status s = TagPages(p, kHeapCacheTableBytes + sizeof(SelectorPage),
+                            PROT_READ | PROT_WRITE, Keys().selector);
+  if (s.ok()) {
+    s = TagPages(static_cast<char*>(p) + kHeapCacheTableBytes +
+                     sizeof(SelectorPage),
+                 kBlockBytes - kHeapCacheTableBytes - sizeof(SelectorPage),
+                 PROT_READ | PROT_WRITE, Keys().trusted);
+  }
+  if (!s.ok()) {
+    munmap(p, kBlockBytes);
+    return s;
+  }
+  Seal(p, kBlockBytes);
+  return p;
+}
+
+void ReleaseBlock(void* p) {
+  if (!SealingAvailable()) {
+    munmap(p, kBlockBytes);
+    return;
+  }
+  // Zero pages again, same keys (allowed on sealed writable memory).
+  if (madvise(p, kBlockBytes, MADV_DONTNEED) != 0) memset(p, 0, kBlockBytes);
+  absl::MutexLock lock(&g_pool_lock);
+  if (g_pool == nullptr) g_pool = new std::vector<void*>;
+  g_pool->push_back(p);
+}
 
 // The kernel writes the thread's rseq area (TLS, key 0) on preemption; with
 // key 0 read-only in a compartment that write kills the thread (docs/DESIGN.md 5).
@@ -68,6 +122,7 @@ absl::Status PrepareThread(SelectorPage* sel, ThreadBlock* tb) {
   if (absl::Status s = UnregisterRseq(); !s.ok()) return s;
   if (absl::Status s = SetUpSignalStack(tb); !s.ok()) return s;
   if (absl::Status s = GuardThisThread(tb); !s.ok()) return s;
+  if (absl::Status s = GiveThreadIdentity(sel, tb); !s.ok()) return s;
   return ArmSyscallDispatch(sel);
 }
 
@@ -92,8 +147,9 @@ void ReleaseThisThread() {
   UnguardThisThread(sel->thread_block);
   ReleaseSignalStack(sel->thread_block);
   ReleaseThreadContexts(sel->thread_block);
+  DropThreadIdentity(sel->thread_block);
   mpkbox_tls_thread = nullptr;
-  munmap(HeapCacheTable(sel), kBlockBytes);
+  ReleaseBlock(HeapCacheTable(sel));
 }
 
 struct ThreadExit {
@@ -111,28 +167,14 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
   if (absl::Status s = Runtime::Init(); !s.ok()) return s;
   OpenAllKeysInThisThread();
 
-  void* p = mmap(nullptr, kBlockBytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "cannot map this thread's gate state: %s", strerror(errno)));
-  }
+  absl::StatusOr<void*> block = AcquireBlock();
+  if (!block.ok()) return block.status();
+  void* p = *block;
   auto* sel = reinterpret_cast<SelectorPage*>(static_cast<char*>(p) +
                                               kHeapCacheTableBytes);
   static_assert(sizeof(SelectorPage) == MPKBOX_PAGE_SIZE);
   auto* tb = reinterpret_cast<ThreadBlock*>(reinterpret_cast<char*>(sel) +
                                             MPKBOX_PAGE_SIZE);
-  absl::Status s =
-      TagPages(p, kHeapCacheTableBytes + sizeof(SelectorPage),
-               PROT_READ | PROT_WRITE, Keys().selector);
-  if (s.ok()) {
-    s = TagPages(tb, kBlockBytes - kHeapCacheTableBytes - sizeof(SelectorPage),
-                 PROT_READ | PROT_WRITE, Keys().trusted);
-  }
-  if (!s.ok()) {
-    munmap(p, kBlockBytes);
-    return s;
-  }
   sel->thread_block = tb;
   tb->callbacks = CallbackTable();
   tb->resume = &tb->resume_state;
@@ -142,10 +184,11 @@ absl::StatusOr<ThreadBlock*> EnsureThreadBlock() {
   absl::call_once(fork_handler,
                   [] { pthread_atfork(nullptr, nullptr, RearmAfterFork); });
   mpkbox_tls_thread = sel;  // the set-up's probe signal looks for it
-  if (s = PrepareThread(sel, tb); !s.ok()) {
+  if (absl::Status s = PrepareThread(sel, tb); !s.ok()) {
+    DropThreadIdentity(tb);
     mpkbox_tls_thread = nullptr;
     ReleaseSignalStack(tb);
-    munmap(p, kBlockBytes);
+    ReleaseBlock(p);
     return s;
   }
   t_thread_exit.armed = true;  // first use registers the destructor

@@ -35,6 +35,8 @@
 #define MPKBOX_TB_SIGNAL_RSP 72      // rsp of a kernel entry when none runs
 #define MPKBOX_TB_SIGNAL_INFO 80     // siginfo - ucontext in a kernel frame
 #define MPKBOX_TB_RESUME_TRUSTED 88  // ResumeState* for trusted code
+#define MPKBOX_TB_HOST_FS 104        // the thread's own FS base (its TLS)
+#define MPKBOX_TB_FS_REPAIRED 112    // the signal entry put it back
 #define MPKBOX_TB_FRAMES 128
 
 // ResumeState (trusted): what the resume stub restores with host rights.
@@ -56,6 +58,13 @@
 #define MPKBOX_RS_RDX 120
 #define MPKBOX_RS_RIP 128
 #define MPKBOX_RS_RFLAGS 136
+
+// Threads that enter compartments carry an identity in the first GDT TLS
+// slot (runtime/thread_identity.h): `lsl` of this selector gives the
+// thread's index in mpkbox_thread_table.
+#define MPKBOX_IDENTITY_ENTRY 12
+#define MPKBOX_IDENTITY_SELECTOR ((MPKBOX_IDENTITY_ENTRY << 3) | 3)
+#define MPKBOX_MAX_THREAD_IDS 65536
 
 // The fixed PKRU the kernel starts every signal handler with (init_pkru).
 // Runtime::Init checks it; the signal entry compares against it.

@@ -55,6 +55,49 @@
   ret $128
 .endm
 
+// Compartment code may have reset FS base with a segment load (a null
+// selector clears it on Intel; any other gives the descriptor's base, 0).
+// Then TLS is unreachable: find the thread by the identity descriptor the
+// kernel keeps for it (runtime/thread_identity.h), put its FS base back with
+// arch_prctl and tell the dispatcher, which ends the call. Host rights;
+// keeps rdi, rsi, rdx, r8 and r10; touches no stack (frames built together
+// must find the entry's rsp where the kernel left it).
+.macro REPAIR_FS
+  cmpb $0, mpkbox_fs_repair(%rip)
+  je 111f
+  rdfsbase %rax
+  testq %rax, %rax
+  jnz 111f
+  movl $MPKBOX_IDENTITY_SELECTOR, %ecx
+  lsl %ecx, %ecx
+  jnz mpkbox_gate_trap                      // a thread without identity
+  cmpl $MPKBOX_MAX_THREAD_IDS, %ecx
+  jae mpkbox_gate_trap
+  movq mpkbox_thread_table(%rip), %rax
+  movq (%rax, %rcx, 8), %r9                 // r9 = SelectorPage
+  testq %r9, %r9
+  jz mpkbox_gate_trap
+  // The kernel put this frame on the running thread's signal stack: that
+  // thread must be the one the descriptor names.
+  cmpq MPKBOX_PAGE_SIZE + MPKBOX_TB_SIGSTACK_LO(%r9), %rsp
+  jb mpkbox_gate_trap
+  cmpq MPKBOX_PAGE_SIZE + MPKBOX_TB_SIGSTACK_HI(%r9), %rsp
+  jae mpkbox_gate_trap
+  movb $MPKBOX_SELECTOR_ALLOW, MPKBOX_SEL_SELECTOR(%r9)  // for the syscall
+  movq %rsi, %rdx                           // rdx is kept in r8
+  movq MPKBOX_PAGE_SIZE + MPKBOX_TB_HOST_FS(%r9), %rsi
+  movl $158, %eax                           // arch_prctl
+  movl $0x1002, %edi                        // ARCH_SET_FS
+  syscall
+  testq %rax, %rax
+  jnz mpkbox_gate_trap
+  movq $1, MPKBOX_PAGE_SIZE + MPKBOX_TB_FS_REPAIRED(%r9)
+  movq %rdx, %rsi
+  movq %r8, %rdx
+  movl %r10d, %edi
+111:
+.endm
+
   .text
   .globl mpkbox_signal_begin
   .hidden mpkbox_signal_begin
@@ -74,6 +117,7 @@ mpkbox_signal_entry:
   WRPKRU_HOST
   movl %edi, %r10d                          // the signal number
   movq %r8, %rdx
+  REPAIR_FS
   LOAD_THREAD %rax
   testq %rax, %rax
   jz 2f                                     // no compartment ever ran here

@@ -150,6 +150,7 @@ enum class FaultKind : uint32_t {
   kSyscallDenied,  // a syscall the policy fails, or one never allowed
   kHeapViolation,  // a free or realloc of what is not a live allocation
   kGuardedInstruction,  // a jump to a guarded WRPKRU/XRSTOR of the process
+  kSegmentLoad,    // compartment code reset FS base (mov to %fs)
 };
 struct FaultInfo {
   static constexpr int kMaxFrames = 32;
@@ -181,7 +182,9 @@ struct ThreadBlock {
   uint64_t signal_info_delta;
   ResumeState* resume_trusted;
   uint64_t guard_epoch;  // of the breakpoints this thread has (gadget_guard.h)
-  uint64_t pad2[3];
+  uint64_t host_fs_base;  // restored if compartment code resets FS
+  uint64_t fs_repaired;   // set by the signal entry when it did
+  uint64_t thread_id;     // runtime/thread_identity.h, 0: none
   Frame frames[MPKBOX_MAX_DEPTH];
   CallContext contexts[kMaxCompartments];
   ResumeState resume_state;
@@ -207,6 +210,8 @@ static_assert(offsetof(ThreadBlock, signal_info_delta) ==
               MPKBOX_TB_SIGNAL_INFO);
 static_assert(offsetof(ThreadBlock, resume_trusted) ==
               MPKBOX_TB_RESUME_TRUSTED);
+static_assert(offsetof(ThreadBlock, host_fs_base) == MPKBOX_TB_HOST_FS);
+static_assert(offsetof(ThreadBlock, fs_repaired) == MPKBOX_TB_FS_REPAIRED);
 static_assert(offsetof(ThreadBlock, frames) == MPKBOX_TB_FRAMES);
 static_assert(offsetof(ThreadBlock, depth) == kFastDepth &&
               offsetof(ThreadBlock, pending_ctx) == kFastPendingCtx &&

@@ -61,6 +61,13 @@ void mpkbox_exception_left_callback(struct _Unwind_Exception* exception);
 
 // --- C++ state the assembly reads -----------------------------------------
 extern uint8_t mpkbox_vector_level;  // 2: AVX-512, 1: AVX, 0: neither
+// runtime/thread_identity.cc: whether the signal entry repairs FS, and the
+// table its identity descriptor indexes (trusted key).
+extern uint8_t mpkbox_fs_repair;
+namespace mpkbox::internal {
+struct SelectorPage;
+}
+extern mpkbox::internal::SelectorPage** mpkbox_thread_table;
 
 }  // extern "C"
 

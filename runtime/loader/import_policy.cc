@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "runtime/compartment_libc/compartment_libc.h"
+#include "runtime/keys/seal.h"
 #include "trampolines/trampolines.h"
 
 
@@ -113,6 +114,8 @@ Policy& GetPolicy() {
     void* traps = mmap(nullptr, kTrapBytes, PROT_NONE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     p->traps = traps == MAP_FAILED ? 0 : reinterpret_cast<uintptr_t>(traps);
+    // Never readable, never unmapped: a trap must stay a trap.
+    if (p->traps != 0) Seal(traps, kTrapBytes);
     return p;
   }();
   return *policy;
