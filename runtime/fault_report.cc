@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "runtime/compartment_stack.h"
 #include "runtime/gadget_guard.h"
+#include "runtime/keys/host_ranges.h"
 #include "runtime/loader/import_policy.h"
 #include "runtime/runtime_state.h"
 #include "runtime/slot_registry.h"
@@ -73,10 +74,18 @@ std::string SyscallName(long nr) {
   return out;
 }
 
-std::string KeyDescription(int key) {
+std::string KeyDescription(int key, uintptr_t address) {
   if (key < 0) return "unmapped";
   if (key == 0) return "key 0: ambient memory";
-  if (key == Keys().trusted) return absl::StrCat("key ", key, ": mpkbox trusted state and the host heap");
+  if (key == Keys().trusted) {
+    // The host's stacks, data and heap are private to it (host_memory.h).
+    if (HostMemoryKind kind = HostMemoryKindOf(address);
+        kind != HostMemoryKind::kNone) {
+      return absl::StrCat("key ", key, ": ", HostMemoryKindName(kind),
+                          ", private to the host");
+    }
+    return absl::StrCat("key ", key, ": mpkbox trusted state and the host heap");
+  }
   if (key == Keys().selector) return absl::StrCat("key ", key, ": mpkbox selector pages");
   std::string owner = KeyOwner(key);
   return owner.empty() ? absl::StrCat("key ", key)
@@ -135,7 +144,8 @@ absl::Status BuildFaultReport(const FaultInfo& info,
   const bool data_fault = info.signal == SIGSEGV || info.signal == SIGBUS ||
                           info.kind == FaultKind::kHeapViolation;
   report->pkey = data_fault ? PkeyOfAddress(info.address) : -1;
-  report->key_owner = data_fault ? KeyDescription(report->pkey) : "";
+  report->key_owner =
+      data_fault ? KeyDescription(report->pkey, info.address) : "";
   for (int i = 0; i < info.frames; ++i) {
     report->backtrace.push_back(Symbolized(info.ips[i], i > 0, loaded));
   }
@@ -181,6 +191,12 @@ absl::Status BuildFaultReport(const FaultInfo& info,
       what = absl::StrFormat("%s: 0x%x (%s)", info.what, info.address,
                              report->key_owner);
       return absl::AbortedError(absl::StrCat(prefix, what));
+    case FaultKind::kHostPointer:
+      what = absl::StrFormat(
+          "a callback returned 0x%x, which points into the %s: compartments "
+          "cannot read it; return compartment memory from Allocate",
+          info.address, info.what);
+      return absl::InvalidArgumentError(absl::StrCat(prefix, what));
     case FaultKind::kSignal:
     case FaultKind::kNone:
       break;

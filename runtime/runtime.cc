@@ -14,6 +14,7 @@
 #include "runtime/callback_table.h"
 #include "runtime/eager_binding.h"
 #include "runtime/gadget_guard.h"
+#include "runtime/host_memory.h"
 #include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
 #include "runtime/testing_switches.h"
@@ -24,7 +25,7 @@
 // How much vector state the gate clears (trampolines/pkru.inc,
 // CLEAR_VECTOR_STATE): 0 SSE only, 1 AVX, 2 AVX-512.
 extern "C" {
-uint8_t mpkbox_vector_level = 0;
+MpkboxAmbientGlobals mpkbox_ambient = {};
 }
 
 namespace mpkbox {
@@ -79,7 +80,7 @@ absl::Status InitOnce(const RuntimeOptions& options) {
   }
   internal::SetKeys({.trusted = *trusted, .selector = *selector});
   __builtin_cpu_init();
-  mpkbox_vector_level = __builtin_cpu_supports("avx512f") ? 2
+  mpkbox_ambient.vector_level = __builtin_cpu_supports("avx512f") ? 2
                         : __builtin_cpu_supports("avx")   ? 1
                                                           : 0;
   if (absl::Status s = internal::InitCallbackTable(); !s.ok()) return s;
@@ -88,6 +89,11 @@ absl::Status InitOnce(const RuntimeOptions& options) {
   }
   // Compartment code must never meet ld.so's lazy binding.
   internal::BindLoadedObjectsNow();
+  if (absl::Status s =
+          internal::ProtectHostMemory(!options.host_memory_readable);
+      !s.ok()) {
+    return s;
+  }
   // Stray WRPKRU/XRSTOR elsewhere in the process get breakpoints.
   return options.strict ? internal::ScanProcessForGadgets() : absl::OkStatus();
 }
