@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -256,6 +257,50 @@ TEST(HostMemoryTest, GlibcInternalSignalsStillWork) {
   EXPECT_EQ(pthread_join(sleeper, &result), 0);
   EXPECT_EQ(result, PTHREAD_CANCELED);
   EXPECT_TRUE(box->Call(+[] {}).ok());
+}
+
+// A handler the host installs runs on a tagged host stack (behind mpkbox's
+// entry, which takes host rights first), on the main thread and on one
+// started after Init.
+std::atomic<int> usr1_seen{0};
+void OnUsr1(int) {
+  volatile char frame[256];
+  frame[0] = 1;
+  usr1_seen.fetch_add(frame[0]);
+}
+
+TEST(HostMemoryTest, HostSignalHandlersRunOnTaggedStacks) {
+  auto box = MakeBox({.name = "handlers"});
+  struct sigaction sa {}, old{};
+  sa.sa_handler = OnUsr1;
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+  usr1_seen = 0;
+  raise(SIGUSR1);
+  std::thread worker([] { raise(SIGUSR1); });
+  worker.join();
+  EXPECT_EQ(usr1_seen.load(), 2);
+  sigaction(SIGUSR1, &old, nullptr);
+  EXPECT_TRUE(box->Call(+[] {}).ok());
+}
+
+// A forked child keeps the keys: the read faults there too.
+TEST(HostMemoryTest, ForkedChildKeepsTheProtection) {
+  auto box = MakeBox({.name = "forked"});
+  volatile long secret = kSecret;
+  const auto address = reinterpret_cast<uintptr_t>(&secret);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    absl::StatusOr<Tainted<long>> r = box->Call(&ReadAt, address);
+    _exit(!r.ok() && r.status().code() == absl::StatusCode::kAborted &&
+                  r.status().message().find("host stack") != std::string::npos
+              ? 0
+              : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(secret, kSecret);
 }
 
 // ---- Call's check of pointer arguments --------------------------------------
