@@ -230,6 +230,26 @@ TEST(HostMemoryDeathTest, WithProtectionNothingLeaks) {
               ::testing::ExitedWithCode(0), "");
 }
 
+// RuntimeOptions::host_memory_readable: the host's explicit choice of the
+// old behaviour (a fresh child, so that this Init is the first).
+TEST(HostMemoryDeathTest, ReadableOptionKeepsHostMemoryOnKeyZero) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        if (!Runtime::Init({.host_memory_readable = true}).ok()) _exit(100);
+        auto box = MakeBox({.name = "readable"});
+        volatile long secret = kSecret;
+        long leaked = 0;
+        for (uintptr_t a : {reinterpret_cast<uintptr_t>(&secret),
+                            reinterpret_cast<uintptr_t>(&host_secret)}) {
+          absl::StatusOr<Tainted<long>> r = box->Call(&ReadAt, a);
+          if (r.ok() && r->UnverifiedValue("test") == kSecret) ++leaked;
+        }
+        _exit(static_cast<int>(leaked));
+      },
+      ::testing::ExitedWithCode(2), "");
+}
+
 // glibc's own handlers (installed with its internal sigaction, behind
 // mpkbox's back) run on host stacks too: set*id in a threaded process
 // signals every thread (SIGSETXID), pthread_cancel the target (SIGCANCEL).
