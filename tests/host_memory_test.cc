@@ -214,21 +214,22 @@ TEST(HostMemoryTest, DataOfLibraryLoadedLaterIsTagged) {
 
 // The four reads get the secret out with the protection switched off (a
 // child: the switch cannot be undone), and none does with it on.
-TEST(HostMemoryDeathTest, WithoutProtectionTheReadsSucceed) {
+class HostMemorySwitchDeathTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(HostMemorySwitchDeathTest, ReadsSucceedOnlyWithoutProtection) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const bool expose = GetParam();
   const uintptr_t pre_address = WaitForAddress(PreInitThread());
-  auto box = MakeBox({.name = "unprotected"});
-  EXPECT_EXIT(ReadSecretsInChild(box.get(), pre_address, /*expose=*/true),
-              ::testing::ExitedWithCode(4), "");
+  auto box = MakeBox({.name = expose ? "unprotected" : "protected"});
+  EXPECT_EXIT(ReadSecretsInChild(box.get(), pre_address, expose),
+              ::testing::ExitedWithCode(expose ? 4 : 0), "");
 }
 
-TEST(HostMemoryDeathTest, WithProtectionNothingLeaks) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  const uintptr_t pre_address = WaitForAddress(PreInitThread());
-  auto box = MakeBox({.name = "protected"});
-  EXPECT_EXIT(ReadSecretsInChild(box.get(), pre_address, /*expose=*/false),
-              ::testing::ExitedWithCode(0), "");
-}
+INSTANTIATE_TEST_SUITE_P(OffAndOn, HostMemorySwitchDeathTest,
+                         ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& param) {
+                           return param.param ? "SwitchedOff" : "On";
+                         });
 
 // RuntimeOptions::host_memory_readable: the host's explicit choice of the
 // old behaviour (a fresh child, so that this Init is the first).
