@@ -69,19 +69,16 @@ State& S() {
 // Read without the lock by HostMemoryProtected.
 std::atomic<bool> g_protected{false};
 
-absl::Status Tag(uintptr_t lo, uintptr_t hi, int prot, int key,
-                 HostMemoryKind kind) {
+// Puts [lo, hi) on the trusted key and records it as `kind`.
+absl::Status Tag(uintptr_t lo, uintptr_t hi, int prot, HostMemoryKind kind) {
   if (lo >= hi) return absl::OkStatus();
+  const int key = Keys().trusted;
   if (pkey_mprotect(reinterpret_cast<void*>(lo), hi - lo, prot, key) != 0) {
     return absl::InternalError(absl::StrFormat(
         "cannot put the %s at [0x%x, 0x%x) on the trusted key %d: %s",
         HostMemoryKindName(kind), lo, hi, key, strerror(errno)));
   }
-  if (key == Keys().trusted) {
-    AddHostRange(lo, hi, kind, key);
-  } else {
-    RemoveHostRange(lo, hi);
-  }
+  AddHostRange(lo, hi, kind, key);
   return absl::OkStatus();
 }
 
@@ -104,16 +101,13 @@ uintptr_t Address(uintptr_t base, uintptr_t ptr) {
   return ptr < base ? base + ptr : ptr;  // ld.so relocates some d_ptr values
 }
 
-struct Pieces {
-  std::vector<std::pair<uintptr_t, uintptr_t>> tag;
-};
+using Ranges = std::vector<std::pair<uintptr_t, uintptr_t>>;
 
 // [lo, hi) minus the pages of [cut_lo, cut_hi).
-void Subtract(std::vector<std::pair<uintptr_t, uintptr_t>>& v,
-              uintptr_t cut_lo, uintptr_t cut_hi) {
+void Subtract(Ranges& v, uintptr_t cut_lo, uintptr_t cut_hi) {
   cut_lo = PageDown(cut_lo);
   cut_hi = PageUp(cut_hi);
-  std::vector<std::pair<uintptr_t, uintptr_t>> out;
+  Ranges out;
   for (auto [lo, hi] : v) {
     if (cut_hi <= lo || cut_lo >= hi) {
       out.push_back({lo, hi});
@@ -127,13 +121,13 @@ void Subtract(std::vector<std::pair<uintptr_t, uintptr_t>>& v,
 
 // The pages of one object that are writable at run time and not exempt.
 int CollectData(dl_phdr_info* info, size_t, void* data) {
-  auto* pieces = static_cast<Pieces*>(data);
+  auto* pieces = static_cast<Ranges*>(data);
   if (Exempt(info->dlpi_name)) return 0;
   const uintptr_t base = info->dlpi_addr;
   uintptr_t relro_end = 0, gotplt = 0, gotplt_end = 0;
   // Copy relocations put library variables (libc's environ, stdout, ...)
   // into this object's .bss, where the library's own code reads them.
-  std::vector<std::pair<uintptr_t, uintptr_t>> copies;
+  Ranges copies;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type == PT_GNU_RELRO) {
@@ -170,7 +164,7 @@ int CollectData(dl_phdr_info* info, size_t, void* data) {
       }
     }
   }
-  std::vector<std::pair<uintptr_t, uintptr_t>> v;
+  Ranges v;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_W)) continue;
@@ -190,20 +184,53 @@ int CollectData(dl_phdr_info* info, size_t, void* data) {
              reinterpret_cast<uintptr_t>(__stop_mpkbox_readable));
   }
   for (auto r : v) {
-    if (r.first < r.second) pieces->tag.push_back(r);
+    if (r.first < r.second) pieces->push_back(r);
   }
   return 0;
 }
 
+struct Mapping {
+  uintptr_t lo, hi;
+  int prot;
+};
+
+// "rw-p" and the like, as mmap's PROT_* bits.
+int ProtOf(const char* perms) {
+  return (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+         (perms[2] == 'x' ? PROT_EXEC : 0);
+}
+
+// /proc/self/maps: pkey_mprotect sets the protection too, and the host's
+// own (a page it made read-only) must stay.
+std::vector<Mapping> ReadMappings() {
+  std::vector<Mapping> out;
+  FILE* maps = fopen("/proc/self/maps", "re");
+  if (maps == nullptr) return out;
+  char line[512];
+  while (fgets(line, sizeof(line), maps) != nullptr) {
+    Mapping m{};
+    char perms[8] = {};
+    if (sscanf(line, "%lx-%lx %4s", &m.lo, &m.hi, perms) != 3) continue;
+    m.prot = ProtOf(perms);
+    out.push_back(m);
+  }
+  fclose(maps);
+  return out;
+}
+
 absl::Status TagData() {
-  Pieces pieces;
+  Ranges pieces;
   dl_iterate_phdr(CollectData, &pieces);
+  const std::vector<Mapping> maps = ReadMappings();
   RemoveHostRanges(HostMemoryKind::kData);
-  for (auto [lo, hi] : pieces.tag) {
-    if (absl::Status s = Tag(lo, hi, PROT_READ | PROT_WRITE, Keys().trusted,
-                             HostMemoryKind::kData);
-        !s.ok()) {
-      return s;
+  for (auto [lo, hi] : pieces) {
+    for (const Mapping& m : maps) {
+      const uintptr_t a = std::max(lo, m.lo), b = std::min(hi, m.hi);
+      if (a >= b || !(m.prot & PROT_WRITE)) continue;  // writable data only
+      if (absl::Status s = Tag(a, b, m.prot, HostMemoryKind::kData);
+          !s.ok()) {
+        return s;
+      }
     }
   }
   return absl::OkStatus();
@@ -239,11 +266,7 @@ absl::Status TagMainStack() {
       limit.rlim_cur <= kMaxRegisteredGrowth) {
     floor = std::min<uintptr_t>(lo, hi - limit.rlim_cur);
   }
-  const int prot = (perms[0] == 'r' ? PROT_READ : 0) |
-                   (perms[1] == 'w' ? PROT_WRITE : 0) |
-                   (perms[2] == 'x' ? PROT_EXEC : 0);
-  if (absl::Status s = Tag(lo, hi, prot, Keys().trusted,
-                           HostMemoryKind::kStack);
+  if (absl::Status s = Tag(lo, hi, ProtOf(perms), HostMemoryKind::kStack);
       !s.ok()) {
     return s;
   }
@@ -253,8 +276,7 @@ absl::Status TagMainStack() {
 
 absl::Status TagThread(const ThreadStack& t) {
   if (!t.key_open) return absl::OkStatus();  // it could not use its stack
-  return Tag(t.lo, t.hi, PROT_READ | PROT_WRITE, Keys().trusted,
-             HostMemoryKind::kStack);
+  return Tag(t.lo, t.hi, PROT_READ | PROT_WRITE, HostMemoryKind::kStack);
 }
 
 bool TrustedKeyOpen(int key) {
