@@ -84,7 +84,8 @@ std::string KeyDescription(int key, uintptr_t address) {
       return absl::StrCat("key ", key, ": ", HostMemoryKindName(kind),
                           ", private to the host");
     }
-    return absl::StrCat("key ", key, ": mpkbox trusted state and the host heap");
+    return absl::StrCat("key ", key,
+                        ": mpkbox trusted state and the host heap");
   }
   if (key == Keys().selector) return absl::StrCat("key ", key, ": mpkbox selector pages");
   std::string owner = KeyOwner(key);

@@ -142,13 +142,13 @@ int CollectData(dl_phdr_info* info, size_t, void* data) {
         if (d->d_tag == DT_PLTGOT) gotplt = Address(base, d->d_un.d_ptr);
         if (d->d_tag == DT_PLTRELSZ) pltrelsz = d->d_un.d_val;
         if (d->d_tag == DT_RELA) {
-          rela = reinterpret_cast<const ElfW(Rela)*>(
-              Address(base, d->d_un.d_ptr));
+          rela =
+              reinterpret_cast<const ElfW(Rela)*>(Address(base, d->d_un.d_ptr));
         }
         if (d->d_tag == DT_RELASZ) relasz = d->d_un.d_val;
         if (d->d_tag == DT_SYMTAB) {
-          symtab = reinterpret_cast<const ElfW(Sym)*>(
-              Address(base, d->d_un.d_ptr));
+          symtab =
+              reinterpret_cast<const ElfW(Sym)*>(Address(base, d->d_un.d_ptr));
         }
       }
       if (gotplt != 0) {
@@ -196,8 +196,8 @@ struct Mapping {
 
 // "rw-p" and the like, as mmap's PROT_* bits.
 int ProtOf(const char* perms) {
-  return (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
-         (perms[2] == 'x' ? PROT_EXEC : 0);
+  return (perms[0] == 'r' ? PROT_READ : 0) |
+         (perms[1] == 'w' ? PROT_WRITE : 0) | (perms[2] == 'x' ? PROT_EXEC : 0);
 }
 
 // /proc/self/maps: pkey_mprotect sets the protection too, and the host's
@@ -227,8 +227,7 @@ absl::Status TagData() {
     for (const Mapping& m : maps) {
       const uintptr_t a = std::max(lo, m.lo), b = std::min(hi, m.hi);
       if (a >= b || !(m.prot & PROT_WRITE)) continue;  // writable data only
-      if (absl::Status s = Tag(a, b, m.prot, HostMemoryKind::kData);
-          !s.ok()) {
+      if (absl::Status s = Tag(a, b, m.prot, HostMemoryKind::kData); !s.ok()) {
         return s;
       }
     }
@@ -290,10 +289,9 @@ bool TrustedKeyOpen(int key) {
 void MakeLibcInstallItsHandlers() {
   // libc's pthread_create, not the interposed one: the thread allocates
   // nothing, so it leaves nothing in the heaps.
-  using CreateFn = int (*)(pthread_t*, const pthread_attr_t*,
-                           void* (*)(void*), void*);
-  auto create =
-      reinterpret_cast<CreateFn>(dlsym(RTLD_NEXT, "pthread_create"));
+  using CreateFn =
+      int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+  auto create = reinterpret_cast<CreateFn>(dlsym(RTLD_NEXT, "pthread_create"));
   if (create == nullptr) return;
   std::atomic<int> step{0};
   pthread_t thread;
@@ -378,10 +376,9 @@ void ForgetThisThreadStack() {
   State& s = S();
   absl::MutexLock lock(&s.mu);
   const pthread_t self = pthread_self();
-  auto it = std::find_if(s.threads.begin(), s.threads.end(),
-                         [self](const ThreadStack& t) {
-                           return pthread_equal(t.thread, self);
-                         });
+  auto it = std::find_if(
+      s.threads.begin(), s.threads.end(),
+      [self](const ThreadStack& t) { return pthread_equal(t.thread, self); });
   if (it == s.threads.end()) return;
   // glibc may hand the stack to a later thread or unmap it: either way it
   // is no host stack of this thread any more.
@@ -414,8 +411,8 @@ void ExposeHostMemoryForTesting() {
         return;
       }
       for (uintptr_t p = lo; p < hi; p += kPage) {
-        pkey_mprotect(reinterpret_cast<void*>(p), kPage,
-                      PROT_READ | PROT_WRITE, 0);
+        pkey_mprotect(reinterpret_cast<void*>(p), kPage, PROT_READ | PROT_WRITE,
+                      0);
       }
     });
     RemoveHostRanges(kind);

@@ -37,7 +37,8 @@ using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
 
 enum ForgedUse : int { kReturn, kRead, kWrite, kFreeIt };
-MPKBOX_COMPARTMENT_READABLE uintptr_t forged_target;  // compartment code reads it
+// Set by the host; compartment code reads it.
+MPKBOX_COMPARTMENT_READABLE uintptr_t forged_target;
 
 // Puts forged_target in the magazine of 64-byte regions, takes it with
 // malloc and uses it.

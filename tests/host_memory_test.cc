@@ -174,14 +174,14 @@ TEST(HostMemoryTest, DataOfLibraryLoadedLaterIsTagged) {
   void* lib = dlopen(HOST_DATA_LIB, RTLD_NOW | RTLD_LOCAL);
   ASSERT_NE(lib, nullptr) << dlerror();
   using AddressFn = volatile long* (*)();
-  auto address_of = reinterpret_cast<AddressFn>(
-      dlsym(lib, "host_data_lib_secret_address"));
+  auto address_of =
+      reinterpret_cast<AddressFn>(dlsym(lib, "host_data_lib_secret_address"));
   ASSERT_NE(address_of, nullptr);
   volatile long* secret = address_of();
   EXPECT_EQ(PkeyOfAddress(reinterpret_cast<uintptr_t>(secret)),
             internal::Keys().trusted);
-  ExpectReadStopped(box.get(), reinterpret_cast<uintptr_t>(secret),
-                    "host data", secret);
+  ExpectReadStopped(box.get(), reinterpret_cast<uintptr_t>(secret), "host data",
+                    secret);
   dlclose(lib);
 }
 
@@ -199,9 +199,9 @@ TEST(HostMemoryTest, DataOfLibraryLoadedLaterIsTagged) {
   }
   const uintptr_t post_address = WaitForAddress(&post);
   int leaked = 0;
-  for (uintptr_t a : {reinterpret_cast<uintptr_t>(&secret),
-                      reinterpret_cast<uintptr_t>(&host_secret), pre_address,
-                      post_address}) {
+  for (uintptr_t a :
+       {reinterpret_cast<uintptr_t>(&secret),
+        reinterpret_cast<uintptr_t>(&host_secret), pre_address, post_address}) {
     absl::StatusOr<Tainted<long>> r = box->Call(&ReadAt, a);
     if (r.ok() && r->UnverifiedValue("test") == kSecret) ++leaked;
     if (!r.ok() && r.status().code() != absl::StatusCode::kAborted) _exit(102);
@@ -292,7 +292,8 @@ void OnUsr1(int) {
 
 TEST(HostMemoryTest, HostSignalHandlersRunOnTaggedStacks) {
   auto box = MakeBox({.name = "handlers"});
-  struct sigaction sa {}, old{};
+  struct sigaction sa {
+  }, old{};
   sa.sa_handler = OnUsr1;
   ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
   usr1_seen = 0;
@@ -341,14 +342,14 @@ void ExpectRefused(const absl::Status& s, const char* kind, int position,
 TEST(HostPointerArgumentTest, StackGlobalAndHeapPointersAreRefused) {
   auto box = MakeBox({.name = "args"});
   long on_stack = kSecret;
-  ExpectRefused(box->Call(&ReadPointer, 1, &on_stack).status(), "host stack",
-                2, &on_stack);
+  ExpectRefused(box->Call(&ReadPointer, 1, &on_stack).status(), "host stack", 2,
+                &on_stack);
   const long* global = const_cast<const long*>(&host_secret);
   ExpectRefused(box->Call(&ReadPointer, 1, global).status(), "host data", 2,
                 global);
   auto on_heap = std::make_unique<long>(kSecret);
-  ExpectRefused(box->Call(&ReadPointer, 1, on_heap.get()).status(),
-                "host heap", 2, on_heap.get());
+  ExpectRefused(box->Call(&ReadPointer, 1, on_heap.get()).status(), "host heap",
+                2, on_heap.get());
   // Refused before the gate: no fault, the compartment goes on.
   EXPECT_EQ(box->last_fault(), nullptr);
   absl::StatusOr<void*> mem = box->Allocate(sizeof(long));
@@ -358,8 +359,8 @@ TEST(HostPointerArgumentTest, StackGlobalAndHeapPointersAreRefused) {
   // Read-only host memory and null are no host secrets.
   static const long kConstant = 7;
   EXPECT_EQ(Value(box->Call(&ReadPointer, 1, &kConstant)), 7);
-  EXPECT_TRUE(box->Call(+[](const char*, const long*) {}, "literal",
-                        nullptr)
+  EXPECT_TRUE(box->Call(
+                     +[](const char*, const long*) {}, "literal", nullptr)
                   .ok());
 }
 
@@ -370,11 +371,9 @@ TEST(HostPointerArgumentTest, NamesThePosition) {
   absl::StatusOr<void*> mem = box->Allocate(sizeof(long));
   ASSERT_TRUE(mem.ok());
   long on_stack = 0;
-  ExpectRefused(box->Call(&TwoPointers, &on_stack,
-                          static_cast<long*>(*mem)),
+  ExpectRefused(box->Call(&TwoPointers, &on_stack, static_cast<long*>(*mem)),
                 "host stack", 1, &on_stack);
-  ExpectRefused(box->Call(&TwoPointers, static_cast<long*>(*mem),
-                          &on_stack),
+  ExpectRefused(box->Call(&TwoPointers, static_cast<long*>(*mem), &on_stack),
                 "host stack", 2, &on_stack);
 }
 
@@ -395,8 +394,8 @@ TEST(HostPointerArgumentTest, CallbackReturningHostMemoryIsRefused) {
   absl::Status s = box->Call(&CallAndRead, cb->get()).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("host heap"));
-  EXPECT_THAT(std::string(s.message()), HasSubstr(Hex(
-      reinterpret_cast<uintptr_t>(on_heap.get()))));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr(Hex(reinterpret_cast<uintptr_t>(on_heap.get()))));
   EXPECT_THAT(std::string(s.message()), HasSubstr("Allocate"));
   ASSERT_TRUE(box->Reset().ok());
   // Compartment memory passes.

@@ -28,7 +28,9 @@ namespace {
 
 // The attacks get the host word's address as an integer: Call refuses
 // pointer arguments into host memory before the attack could run.
-uintptr_t HostWordAddress() { return reinterpret_cast<uintptr_t>(&g_host_word); }
+uintptr_t HostWordAddress() {
+  return reinterpret_cast<uintptr_t>(&g_host_word);
+}
 
 using ::mpkbox::testing::FindBytes;
 using ::mpkbox::testing::MakeBox;

@@ -47,8 +47,9 @@ Table* TableFor(int key) {
 // First range whose hi is above addr.
 size_t LowerBound(const Table* t, size_t count, uintptr_t addr) {
   const Range* end = t->ranges + count;
-  return std::upper_bound(t->ranges, end, addr,
-                          [](uintptr_t a, const Range& r) { return a < r.hi; }) -
+  return std::upper_bound(
+             t->ranges, end, addr,
+             [](uintptr_t a, const Range& r) { return a < r.hi; }) -
          t->ranges;
 }
 
@@ -108,10 +109,10 @@ void AddHostRange(uintptr_t lo, uintptr_t hi, HostMemoryKind kind,
   Cut(t, lo, hi);
   size_t i = LowerBound(t, t->count, lo);
   // Merge with an adjacent range of the same kind on either side.
-  const bool join_left = i > 0 && t->ranges[i - 1].hi == lo &&
-                         t->ranges[i - 1].kind == kind;
-  const bool join_right = i < t->count && t->ranges[i].lo == hi &&
-                          t->ranges[i].kind == kind;
+  const bool join_left =
+      i > 0 && t->ranges[i - 1].hi == lo && t->ranges[i - 1].kind == kind;
+  const bool join_right =
+      i < t->count && t->ranges[i].lo == hi && t->ranges[i].kind == kind;
   if (join_left && join_right) {
     t->ranges[i - 1].hi = t->ranges[i].hi;
     std::copy(t->ranges + i + 1, t->ranges + t->count, t->ranges + i);

@@ -50,8 +50,8 @@ void mpkbox_override_threads() {}
 
 int pthread_create(pthread_t* thread, const pthread_attr_t* attr,
                    void* (*routine)(void*), void* arg) {
-  using CreateFn = int (*)(pthread_t*, const pthread_attr_t*,
-                           void* (*)(void*), void*);
+  using CreateFn =
+      int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
   static std::atomic<CreateFn> real{nullptr};
   if (real.load() == nullptr) {
     real.store(reinterpret_cast<CreateFn>(dlsym(RTLD_NEXT, "pthread_create")));
