@@ -19,19 +19,6 @@ namespace mpkbox::internal {
 inline constexpr char kBadFree[] =
     "free of a pointer that is not a live allocation of the compartment";
 
-namespace {
-
-// Ends the compartment call under this callback as a fault.
-[[noreturn]] void Abandon(ThreadBlock* tb, FaultKind kind, uintptr_t address,
-                          const char* why) {
-  RecordFault(tb, kind, {.address = address, .what = why});
-  tb->fault = 1;
-  Frame& frame = tb->frames[--tb->depth];  // the callback's
-  reinterpret_cast<CallContext*>(frame.ctx)->top = frame.saved_top;
-  mpkbox_gate_abandon();
-}
-
-}  // namespace
 
 CompartmentHeap::EntryResult CompartmentHeap::RunAllocatorOp(
     ThreadBlock* tb, size_t slot, uint64_t op, uint64_t a, uint64_t b) {
@@ -162,12 +149,12 @@ extern "C" uint64_t mpkbox_allocator_entry(uint64_t op, uint64_t a,
   const size_t slot = SlotOfDomain(domain);
   CompartmentHeap* heap = HeapOfSlot(slot);
   if (heap == nullptr || heap->domain() != domain) {
-    Abandon(tb, FaultKind::kHeapViolation, 0,
+    AbandonCallback(tb, FaultKind::kHeapViolation, 0,
             "allocation in a compartment without a heap");
   }
   CompartmentHeap::EntryResult r = heap->RunAllocatorOp(tb, slot, op, a, b);
   if (r.hostile != 0) {
-    Abandon(tb, FaultKind::kHeapViolation, r.hostile, r.why);
+    AbandonCallback(tb, FaultKind::kHeapViolation, r.hostile, r.why);
   }
   return r.value;
 }

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_format.h"
+#include "runtime/keys/host_ranges.h"
 #include "trampolines/gate_layout.h"
 
 namespace mpkbox::internal {
@@ -35,6 +36,10 @@ void* MapAnywhere(TaggedHooks* t, size_t size, size_t alignment) {
   if (t->key > 0 && !Tag(result, size, t->key)) {
     munmap(result, size);
     return nullptr;
+  }
+  // Only the host heap maps anywhere: Call refuses pointers into it.
+  if (t->key > 0) {
+    AddHostRange(aligned, aligned + size, HostMemoryKind::kHeap, t->key);
   }
   return result;
 }
@@ -85,7 +90,11 @@ void* Alloc(extent_hooks_t* h, void* new_addr, size_t size, size_t alignment,
 bool Dalloc(extent_hooks_t*, void*, size_t, bool, unsigned) { return true; }
 
 void Destroy(extent_hooks_t* h, void* addr, size_t size, bool, unsigned) {
-  if (Owner(h)->window_base == 0) munmap(addr, size);
+  if (Owner(h)->window_base == 0) {
+    munmap(addr, size);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+    RemoveHostRange(a, a + size);
+  }
 }
 
 bool PurgeForced(extent_hooks_t*, void* addr, size_t, size_t offset,

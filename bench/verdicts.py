@@ -41,6 +41,12 @@ GATE_RATIOS = [
     ("floor model: + trusted host state / pair", TRUSTED, PAIR),
     ("gate round trip / the last floor model", GATE, TRUSTED),
     ("gate round trip / plain call", GATE, "BM_PlainCall"),
+    # Call checks pointer arguments against the host's memory; integers
+    # pass unchecked (the same load inside either way).
+    ("gate round trip, pointer argument / integer argument",
+     "BM_GateRoundTripPointerArg", "BM_GateRoundTripIntegerArg"),
+    ("gate round trip, integer argument / no argument",
+     "BM_GateRoundTripIntegerArg", GATE),
     ("pair + 2 selector stores / pair", "BM_WrpkruPairWithStores", PAIR),
     ("callback round trip / gate round trip", CALLBACK, GATE),
     ("callback round trip / native call", CALLBACK, NATIVE_CB),

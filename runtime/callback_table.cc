@@ -4,9 +4,11 @@
 
 #include <vector>
 
+#include "absl/base/optimization.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "mpkbox/callback.h"
+#include "runtime/keys/host_ranges.h"
 #include "runtime/keys/pku.h"
 #include "runtime/runtime_state.h"
 #include "trampolines/trampolines.h"
@@ -59,7 +61,8 @@ CallbackEntry* CallbackTable() { return GetTable().entries; }
 
 absl::StatusOr<int> AddCallbackSlot(uint64_t domain, void* host_fn,
                                     int returns,
-                                    absl::string_view compartment) {
+                                    absl::string_view compartment,
+                                    void* target) {
   OpenAllKeysInThisThread();
   Table& t = GetTable();
   absl::MutexLock lock(&t.mu);
@@ -73,6 +76,7 @@ absl::StatusOr<int> AddCallbackSlot(uint64_t domain, void* host_fn,
   t.entries[slot].fn = reinterpret_cast<uintptr_t>(host_fn);
   t.entries[slot].domain = domain;
   t.entries[slot].returns = static_cast<uint64_t>(returns);
+  t.entries[slot].target = reinterpret_cast<uintptr_t>(target);
   return slot;
 }
 
@@ -82,6 +86,21 @@ void ReleaseCallbackSlot(int slot) {
   absl::MutexLock lock(&t.mu);
   t.entries[slot] = CallbackEntry{};
   t.free_slots.push_back(slot);
+}
+
+uintptr_t RunningCallbackTarget() {
+  // The gate keeps the running callback's entry in its frame (gate.S).
+  ThreadBlock* tb = mpkbox_tls_thread->thread_block;
+  const Frame& frame = tb->frames[tb->depth - 1];
+  return reinterpret_cast<const CallbackEntry*>(frame.ret)->target;
+}
+
+void CheckCallbackResult(uintptr_t result) {
+  if (result == 0) return;
+  const HostMemoryKind kind = HostMemoryKindOf(result);
+  if (ABSL_PREDICT_TRUE(kind == HostMemoryKind::kNone)) return;
+  AbandonCallback(mpkbox_tls_thread->thread_block, FaultKind::kHostPointer,
+                  result, HostMemoryKindName(kind));
 }
 
 uintptr_t CallbackStubAddress(int slot) {

@@ -13,10 +13,12 @@ namespace mpkbox::internal {
 absl::Status InitCallbackTable();
 CallbackEntry* CallbackTable();
 
-// Binds a free stub to host_fn for calls from `domain` only.
+// Binds a free stub to host_fn for calls from `domain` only; `target` is
+// what host_fn calls when it is a checking wrapper.
 absl::StatusOr<int> AddCallbackSlot(uint64_t domain, void* host_fn,
                                     int returns,
-                                    absl::string_view compartment);
+                                    absl::string_view compartment,
+                                    void* target = nullptr);
 
 }  // namespace mpkbox::internal
 

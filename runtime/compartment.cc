@@ -10,6 +10,7 @@
 #include "runtime/callback_table.h"
 #include "runtime/fault_report.h"
 #include "runtime/gadget_guard.h"
+#include "runtime/keys/host_ranges.h"
 #include "runtime/keys/pku.h"
 #include "runtime/loader/elf_loader.h"
 #include "runtime/runtime_state.h"
@@ -173,12 +174,22 @@ absl::Status Compartment::EndCall(internal::ThreadBlock* tb, bool timed) {
   return status;
 }
 
-absl::StatusOr<int> Compartment::AddCallback(void* host_fn, int returns) {
+absl::StatusOr<int> Compartment::AddCallback(void* host_fn, int returns,
+                                             void* target) {
   if (host_fn == nullptr) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "compartment '%s': RegisterCallback of a null function", name()));
   }
-  return internal::AddCallbackSlot(domain_, host_fn, returns, name());
+  return internal::AddCallbackSlot(domain_, host_fn, returns, name(), target);
+}
+
+absl::Status Compartment::HostPointerArgument(int index,
+                                              uintptr_t address) const {
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "compartment '%s': argument %d (0x%x) points into the %s, which "
+      "compartments cannot read; pass compartment memory from Allocate",
+      name(), index + 1, address,
+      internal::HostMemoryKindName(internal::HostMemoryKindOf(address))));
 }
 
 internal::ElfLoader& Compartment::loader() {

@@ -15,6 +15,8 @@
 #include "absl/strings/str_format.h"
 #include "runtime/compartment_stack.h"
 #include "runtime/gadget_guard.h"
+#include "runtime/host_memory.h"
+#include "runtime/keys/host_ranges.h"
 #include "runtime/loader/import_policy.h"
 #include "runtime/runtime_state.h"
 #include "runtime/slot_registry.h"
@@ -73,10 +75,19 @@ std::string SyscallName(long nr) {
   return out;
 }
 
-std::string KeyDescription(int key, bool unmapped) {
+std::string KeyDescription(int key, uintptr_t address, bool unmapped) {
   if (key < 0) return unmapped ? "unmapped" : "not compartment memory";
   if (key == 0) return "key 0: ambient memory";
-  if (key == Keys().trusted) return absl::StrCat("key ", key, ": mpkbox trusted state and the host heap");
+  if (key == Keys().trusted) {
+    // The host's stacks, data and heap are private to it (host_memory.h).
+    if (HostMemoryKind kind = HostMemoryKindOf(address);
+        kind != HostMemoryKind::kNone) {
+      return absl::StrCat("key ", key, ": ", HostMemoryKindName(kind),
+                          ", private to the host");
+    }
+    return absl::StrCat("key ", key,
+                        ": mpkbox trusted state and the host heap");
+  }
   if (key == Keys().selector) return absl::StrCat("key ", key, ": mpkbox selector pages");
   std::string owner = KeyOwner(key);
   return owner.empty() ? absl::StrCat("key ", key)
@@ -136,12 +147,19 @@ absl::Status BuildFaultReport(const FaultInfo& info,
   // stacks), never in /proc/self/smaps, which costs tens of microseconds.
   const bool data_fault = info.signal == SIGSEGV || info.signal == SIGBUS ||
                           info.kind == FaultKind::kHeapViolation;
-  report->pkey = !data_fault      ? -1
-                 : info.pkey >= 0 ? info.pkey
-                                  : KeyOfAddress(info.address);
+  int key = !data_fault      ? -1
+            : info.pkey >= 0 ? info.pkey
+                             : KeyOfAddress(info.address);
+  // A free of the host's stack, data or heap (no signal, so no si_pkey).
+  if (data_fault && key < 0 && HostMemoryProtected() &&
+      HostMemoryKindOf(info.address) != HostMemoryKind::kNone) {
+    key = Keys().trusted;
+  }
+  report->pkey = key;
   report->key_owner =
-      data_fault ? KeyDescription(report->pkey, info.signal == SIGSEGV &&
-                                                    info.code == SEGV_MAPERR)
+      data_fault ? KeyDescription(key, info.address,
+                                  info.signal == SIGSEGV &&
+                                      info.code == SEGV_MAPERR)
                  : "";
   for (int i = 0; i < info.frames; ++i) {
     report->backtrace.push_back(Symbolized(info.ips[i], i > 0, loaded));
@@ -195,6 +213,12 @@ absl::Status BuildFaultReport(const FaultInfo& info,
       what = absl::StrFormat("%s: 0x%x (%s)", info.what, info.address,
                              report->key_owner);
       return absl::AbortedError(absl::StrCat(prefix, what));
+    case FaultKind::kHostPointer:
+      what = absl::StrFormat(
+          "a callback returned 0x%x, which points into the %s: compartments "
+          "cannot read it; return compartment memory from Allocate",
+          info.address, info.what);
+      return absl::InvalidArgumentError(absl::StrCat(prefix, what));
     case FaultKind::kSignal:
     case FaultKind::kNone:
       break;

@@ -14,6 +14,7 @@
 #include "runtime/callback_table.h"
 #include "runtime/eager_binding.h"
 #include "runtime/gadget_guard.h"
+#include "runtime/host_memory.h"
 #include "runtime/keys/pku.h"
 #include "runtime/keys/seal.h"
 #include "runtime/runtime_state.h"
@@ -26,7 +27,7 @@
 // How much vector state the gate clears (trampolines/pkru.inc,
 // CLEAR_VECTOR_STATE): 0 SSE only, 1 AVX, 2 AVX-512.
 extern "C" {
-uint8_t mpkbox_vector_level = 0;
+MpkboxAmbientGlobals mpkbox_ambient = {};
 }
 
 namespace mpkbox {
@@ -86,7 +87,7 @@ absl::Status InitOnce(const RuntimeOptions& options) {
   internal::Seal(mpkbox_signal_begin,
                  mpkbox_signal_end - mpkbox_signal_begin);
   __builtin_cpu_init();
-  mpkbox_vector_level = __builtin_cpu_supports("avx512f") ? 2
+  mpkbox_ambient.vector_level = __builtin_cpu_supports("avx512f") ? 2
                         : __builtin_cpu_supports("avx")   ? 1
                                                           : 0;
   if (absl::Status s = internal::InitCallbackTable(); !s.ok()) return s;
@@ -96,6 +97,11 @@ absl::Status InitOnce(const RuntimeOptions& options) {
   }
   // Compartment code must never meet ld.so's lazy binding.
   internal::BindLoadedObjectsNow();
+  if (absl::Status s =
+          internal::ProtectHostMemory(!options.host_memory_readable);
+      !s.ok()) {
+    return s;
+  }
   // Stray WRPKRU/XRSTOR elsewhere in the process become traps (host code
   // emulated through the handlers just installed) or get breakpoints.
   return options.strict ? internal::ScanProcessForGadgets() : absl::OkStatus();

@@ -177,6 +177,26 @@ absl::Status InstallSignalHandling(const RuntimeOptions& options) {
   return absl::OkStatus();
 }
 
+void AdoptLibcSignalHandlers() {
+  // SIGCANCEL and SIGSETXID: the two below SIGRTMIN that glibc keeps.
+  for (int sig = __SIGRTMIN; sig < SIGRTMIN; ++sig) {
+    KernelSigaction cur{};
+    if (syscall(SYS_rt_sigaction, sig, nullptr, &cur, sizeof(cur.mask)) != 0 ||
+        reinterpret_cast<uintptr_t>(cur.handler) <= 1 ||  // SIG_DFL, SIG_IGN
+        cur.handler == mpkbox_signal_entry) {
+      continue;
+    }
+    struct sigaction a {};
+    a.sa_sigaction = cur.handler;
+    a.sa_flags = static_cast<int>(cur.flags & ~kSaRestorer);
+    memcpy(&a.sa_mask, &cur.mask, sizeof(cur.mask));
+    OpenAllKeysInThisThread();  // the table is trusted
+    HostLock lock;
+    g_host_actions->act[sig] = a;
+    InstallEntry(sig, a);
+  }
+}
+
 // The host's sigaction: the same meaning as libc's, but every handler runs
 // behind mpkbox's entry (with host rights), and the signals mpkbox needs
 // stay with it. Before Runtime::Init it is libc's.

@@ -31,6 +31,12 @@ absl::Status InstallSignalHandling(const RuntimeOptions& options);
 // compartment (and its first since Reset).
 absl::Status CheckSignalDispositions();
 
+// glibc installs its handlers for SIGCANCEL and SIGSETXID with its own
+// sigaction, behind mpkbox's back; they would start with the kernel's PKRU,
+// which closes the trusted key, on a host stack that carries it. Routes
+// those installed so far through mpkbox's entry (host rights).
+void AdoptLibcSignalHandlers();
+
 // The signal call_timeout uses.
 int TimerSignal();
 

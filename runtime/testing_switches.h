@@ -44,6 +44,9 @@ void SkipSealingForTesting();
 void SkipDispositionCheckForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
+// Puts the host's stacks and data back on key 0 (readable to compartments)
+// and tags no more of them from now on.
+void ExposeHostMemoryForTesting();
 
 }  // namespace mpkbox::internal
 

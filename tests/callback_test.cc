@@ -115,17 +115,20 @@ TEST(CallbackTest, NestedAcrossCompartments) {
 }
 
 // host -> A -> host -> A -> ... : re-entry must not clobber live A frames.
+// The stub travels as an argument: host globals are closed to compartments.
 Compartment* reentrant_box;
 int (*reenter_cb)(int);
-int Reenter(int depth);
+using ReenterFn = int (*)(int);
+int Reenter(ReenterFn cb, int depth);
 int ReenterHost(Tainted<int> depth) {
-  auto r = reentrant_box->Call(&Reenter, depth.UnverifiedValue("test") - 1);
+  auto r = reentrant_box->Call(&Reenter, reenter_cb,
+                               depth.UnverifiedValue("test") - 1);
   return r.ok() ? r->UnverifiedValue("test") : -1000000;
 }
-int Reenter(int depth) {
+int Reenter(ReenterFn cb, int depth) {
   volatile int canary[64];
   for (int i = 0; i < 64; ++i) canary[i] = depth * 64 + i;
-  int below = depth == 0 ? 0 : reenter_cb(depth);
+  int below = depth == 0 ? 0 : cb(depth);
   for (int i = 0; i < 64; ++i) {
     if (canary[i] != depth * 64 + i) return -1;  // a nested entry overwrote us
   }
@@ -138,21 +141,22 @@ TEST(CallbackTest, ReentryIntoTheSameCompartment) {
   auto cb = box->RegisterCallback(&ReenterHost);
   ASSERT_TRUE(cb.ok());
   reenter_cb = cb->get();
-  EXPECT_EQ(Value(box->Call(&Reenter, 20)), 21);
-  EXPECT_EQ(Value(box->Call(&Reenter, 3)), 4);  // stack state was restored
+  EXPECT_EQ(Value(box->Call(&Reenter, reenter_cb, 20)), 21);
+  EXPECT_EQ(Value(box->Call(&Reenter, reenter_cb, 3)), 4);  // stack restored
 }
 
 absl::Status deepest_error;
-int RecurseForever(int depth);
+int RecurseForever(ReenterFn cb, int depth);
 int RecurseHost(Tainted<int> depth) {
-  auto r = reentrant_box->Call(&RecurseForever, depth.UnverifiedValue("t"));
+  auto r = reentrant_box->Call(&RecurseForever, reenter_cb,
+                               depth.UnverifiedValue("t"));
   if (!r.ok()) {
     deepest_error = r.status();
     return depth.UnverifiedValue("test");
   }
   return r->UnverifiedValue("test");
 }
-int RecurseForever(int depth) { return reenter_cb(depth + 1); }
+int RecurseForever(ReenterFn cb, int depth) { return cb(depth + 1); }
 
 TEST(CallbackTest, NestingDepthIsBoundedWithAClearError) {
   auto box = MakeBox({.name = "bottomless"});
@@ -160,7 +164,7 @@ TEST(CallbackTest, NestingDepthIsBoundedWithAClearError) {
   auto cb = box->RegisterCallback(&RecurseHost);
   ASSERT_TRUE(cb.ok());
   reenter_cb = cb->get();
-  int depth = Value(box->Call(&RecurseForever, 0));
+  int depth = Value(box->Call(&RecurseForever, reenter_cb, 0));
   EXPECT_GT(depth, 20);
   EXPECT_EQ(deepest_error.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(deepest_error.message().find("bottomless"), std::string::npos)

@@ -156,7 +156,7 @@ void AimAt(uintptr_t site, uint64_t eax) {
 }
 
 // A callback stub address compartment code calls (key 0: it reads it).
-uint64_t stub_address;
+MPKBOX_COMPARTMENT_READABLE uint64_t stub_address;
 
 TEST(GateAttackTest, TrampolinesHaveExactlyEightWrpkruAndThreeXrstor) {
   // The gate: into a compartment (call, callback return), out of one

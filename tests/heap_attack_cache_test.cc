@@ -37,7 +37,8 @@ using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
 
 enum ForgedUse : int { kReturn, kRead, kWrite, kFreeIt };
-uintptr_t forged_target;  // set by the host; compartment code reads it
+// Set by the host; compartment code reads it.
+MPKBOX_COMPARTMENT_READABLE uintptr_t forged_target;
 
 // Puts forged_target in the magazine of 64-byte regions, takes it with
 // malloc and uses it.
@@ -133,7 +134,7 @@ TEST(HeapCacheTamperTest, ForgedHostGlobalEntryFaultsOnWrite) {
   forged_target = reinterpret_cast<uintptr_t>(&host_global) & ~uintptr_t{15};
   ExpectKeyFault(box.get(),
                  box->Call(&MallocForged, static_cast<int>(kWrite)).status(),
-                 forged_target, 0);
+                 forged_target, internal::Keys().trusted);  // host data
   EXPECT_EQ(host_global, 0x600d);
   ResetAndExpectWorking(box.get());
 }

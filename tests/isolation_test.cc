@@ -1,9 +1,13 @@
 // Memory isolation: compartment code may not write host memory (key 0 is
-// read-only under Ambient::kReadOnly), may not touch the runtime's trusted
-// state or another compartment, and may read ambient memory. Each attack runs
-// for real; the kernel's fault (SEGV_PKUERR, with the key of the target)
-// becomes kAborted, the host's memory is unchanged and the process goes on.
+// read-only under Ambient::kReadOnly; the host's stacks, data and heap carry
+// the trusted key), may not touch the runtime's trusted state or another
+// compartment, and may read ambient memory. Each attack runs for real; the
+// kernel's fault (SEGV_PKUERR, with the key of the target) becomes kAborted,
+// the host's memory is unchanged and the process goes on. The attacks pass
+// addresses as integers: Call refuses pointer arguments into host memory
+// before the gate (host_memory_test.cc), an attacker need not ask.
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -44,12 +48,25 @@ void ExpectContainedFault(Compartment* box, const absl::Status& s, int code,
 }
 
 int host_global = 1234;
+const int ambient_constant = 4321;  // read-only data: key 0
 
 void WriteHostGlobal() { host_global = 666; }
-void WriteThrough(int* p) { *p = 666; }
-int ReadThrough(const int* p) { return *p; }
-uint64_t ReadU64(const uint64_t* p) { return *p; }
-void WriteU8(uint8_t* p) { *p = 1; }
+void WriteThrough(uintptr_t p) { *reinterpret_cast<volatile int*>(p) = 666; }
+int ReadThrough(uintptr_t p) { return *reinterpret_cast<volatile int*>(p); }
+uint64_t ReadU64(uintptr_t p) {
+  return *reinterpret_cast<volatile uint64_t*>(p);
+}
+void WriteU8(uintptr_t p) { *reinterpret_cast<volatile uint8_t*>(p) = 1; }
+uintptr_t Addr(const volatile void* p) {
+  return reinterpret_cast<uintptr_t>(p);
+}
+
+// A page the host mapped itself (not its heap): key 0, ambient memory.
+int* AmbientPage() {
+  void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : static_cast<int*>(p);
+}
 uintptr_t AddressOnOwnStack() {
   volatile int local = 5;
   return reinterpret_cast<uintptr_t>(&local);
@@ -71,10 +88,13 @@ int Recurse(int n) {
 
 TEST(IsolationTest, CompartmentReadsAmbientMemory) {
   auto box = MakeBox({.name = "reader"});
-  int on_stack = 77;
-  EXPECT_EQ(Value(box->Call(&ReadThrough, &host_global)), 1234);
-  EXPECT_EQ(Value(box->Call(&ReadThrough, &on_stack)), 77);
+  EXPECT_EQ(Value(box->Call(&ReadThrough, Addr(&ambient_constant))), 4321);
+  int* page = AmbientPage();
+  ASSERT_NE(page, nullptr);
+  *page = 77;
+  EXPECT_EQ(Value(box->Call(&ReadThrough, Addr(page))), 77);
   EXPECT_EQ(Value(box->Call(&WriteOwnStack)), 255 * 256 / 2);
+  munmap(page, 4096);
 }
 
 // The host heap carries the trusted key (DESIGN.md 2): not even readable.
@@ -82,29 +102,31 @@ TEST(IsolationTest, ReadOfHostHeapFaults) {
   auto box = MakeBox({.name = "reader"});
   auto on_heap = std::make_unique<int>(88);
   ExpectContainedFault(box.get(),
-                       box->Call(&ReadThrough, on_heap.get()).status(),
+                       box->Call(&ReadThrough, Addr(on_heap.get())).status(),
                        SEGV_PKUERR, internal::Keys().trusted);
   EXPECT_EQ(*on_heap, 88);
 }
 
 TEST(IsolationTest, WriteToHostGlobalFaults) {
   auto box = MakeBox({.name = "writer"});
-  ExpectContainedFault(box.get(), box->Call(&WriteHostGlobal), SEGV_PKUERR, 0);
+  ExpectContainedFault(box.get(), box->Call(&WriteHostGlobal), SEGV_PKUERR,
+                       internal::Keys().trusted);
   EXPECT_EQ(host_global, 1234);
 }
 
 TEST(IsolationTest, WriteToHostStackFaults) {
   auto box = MakeBox({.name = "writer"});
   int on_stack = 1;
-  ExpectContainedFault(box.get(), box->Call(&WriteThrough, &on_stack),
-                       SEGV_PKUERR, 0);
+  ExpectContainedFault(box.get(), box->Call(&WriteThrough, Addr(&on_stack)),
+                       SEGV_PKUERR, internal::Keys().trusted);
   EXPECT_EQ(on_stack, 1);
 }
 
 TEST(IsolationTest, WriteToHostHeapFaults) {
   auto box = MakeBox({.name = "writer"});
   auto on_heap = std::make_unique<int>(1);
-  ExpectContainedFault(box.get(), box->Call(&WriteThrough, on_heap.get()),
+  ExpectContainedFault(box.get(),
+                       box->Call(&WriteThrough, Addr(on_heap.get())),
                        SEGV_PKUERR, internal::Keys().trusted);
   EXPECT_EQ(*on_heap, 1);
 }
@@ -112,7 +134,7 @@ TEST(IsolationTest, WriteToHostHeapFaults) {
 TEST(IsolationTest, ReadOfTrustedThreadStateFaults) {
   auto box = MakeBox({.name = "snoop"});
   ASSERT_TRUE(box->Call(&WriteOwnStack).ok());  // the thread block exists
-  const uint64_t* depth = &internal::CurrentThreadBlock()->depth;
+  const uintptr_t depth = Addr(&internal::CurrentThreadBlock()->depth);
   ExpectContainedFault(box.get(), box->Call(&ReadU64, depth).status(),
                        SEGV_PKUERR, internal::Keys().trusted);
 }
@@ -120,11 +142,9 @@ TEST(IsolationTest, ReadOfTrustedThreadStateFaults) {
 TEST(IsolationTest, SelectorPageIsReadOnlyInside) {
   auto box = MakeBox({.name = "selector"});
   ASSERT_TRUE(box->Call(&WriteOwnStack).ok());
-  auto* sel = const_cast<uint8_t*>(&mpkbox_tls_thread->selector);
+  const uintptr_t sel = Addr(&mpkbox_tls_thread->selector);
   // Readable: the kernel must read it during a compartment's syscall.
-  EXPECT_EQ(Value(box->Call(&ReadU64, reinterpret_cast<const uint64_t*>(
-                                          mpkbox_tls_thread))) &
-                0xff,
+  EXPECT_EQ(Value(box->Call(&ReadU64, Addr(mpkbox_tls_thread))) & 0xff,
             1u);  // BLOCK while inside
   ExpectContainedFault(box.get(), box->Call(&WriteU8, sel), SEGV_PKUERR,
                        internal::Keys().selector);
@@ -138,26 +158,29 @@ TEST(IsolationTest, AnotherCompartmentsStackIsClosed) {
   ASSERT_FALSE(a->Contains(reinterpret_cast<void*>(b_stack), 4));
   ExpectContainedFault(
       a.get(),
-      a->Call(&ReadThrough, reinterpret_cast<const int*>(b_stack)).status(),
+      a->Call(&ReadThrough, b_stack).status(),
       SEGV_PKUERR, b->pkey());
   ExpectContainedFault(
-      a.get(), a->Call(&WriteThrough, reinterpret_cast<int*>(b_stack)),
+      a.get(), a->Call(&WriteThrough, b_stack),
       SEGV_PKUERR, b->pkey());
-  EXPECT_THAT(a->Call(&WriteThrough, reinterpret_cast<int*>(b_stack)).message(),
+  EXPECT_THAT(a->Call(&WriteThrough, b_stack).message(),
               ::testing::HasSubstr("compartment 'b'"));
 }
 
 TEST(IsolationTest, ReadWriteAmbientMayWriteKeyZero) {
   auto box = MakeBox({.name = "rw", .ambient = Ambient::kReadWrite});
-  int on_stack = 1;
-  ASSERT_TRUE(box->Call(&WriteThrough, &on_stack).ok());
-  EXPECT_EQ(on_stack, 666);
+  int* page = AmbientPage();
+  ASSERT_NE(page, nullptr);
+  *page = 1;
+  ASSERT_TRUE(box->Call(&WriteThrough, Addr(page)).ok());
+  EXPECT_EQ(*page, 666);
+  munmap(page, 4096);
 }
 
 TEST(IsolationTest, ReadWriteAmbientStillClosesTrustedState) {
   auto box = MakeBox({.name = "rw", .ambient = Ambient::kReadWrite});
   ASSERT_TRUE(box->Call(&WriteOwnStack).ok());
-  const uint64_t* depth = &internal::CurrentThreadBlock()->depth;
+  const uintptr_t depth = Addr(&internal::CurrentThreadBlock()->depth);
   ExpectContainedFault(box.get(), box->Call(&ReadU64, depth).status(),
                        SEGV_PKUERR, internal::Keys().trusted);
 }

@@ -26,6 +26,12 @@
 namespace mpkbox::loader_attack {
 namespace {
 
+// The attacks get the host word's address as an integer: Call refuses
+// pointer arguments into host memory before the attack could run.
+uintptr_t HostWordAddress() {
+  return reinterpret_cast<uintptr_t>(&g_host_word);
+}
+
 using ::mpkbox::testing::FindBytes;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
@@ -225,7 +231,7 @@ TEST(LoaderAttackTest, BytesPastExecutableFileszNeverRun) {
   auto box = MakeBox({.name = "tail"});
   absl::Status s = box->Load(path);
   ASSERT_TRUE(s.ok()) << s;
-  auto attack = box->Lookup<void(volatile uint64_t*)>("la_tail_attack");
+  auto attack = box->Lookup<void(uintptr_t)>("la_tail_attack");
   ASSERT_TRUE(attack.ok()) << attack.status();
   // Every image byte from p_filesz to the end of its page is zero.
   const auto* image_base = reinterpret_cast<const uint8_t*>(*attack) -
@@ -236,7 +242,7 @@ TEST(LoaderAttackTest, BytesPastExecutableFileszNeverRun) {
   // And the payload does not run: la_tail_attack's xors run into zeros
   // (add %al, (%rax) with rax 0) and fault.
   g_host_word = kHostWordValue;
-  absl::Status call = box->Call(*attack, &g_host_word);
+  absl::Status call = box->Call(*attack, HostWordAddress());
   EXPECT_EQ(call.code(), absl::StatusCode::kAborted)
       << call << ": the compartment ran code past p_filesz";
   EXPECT_EQ(g_host_word, kHostWordValue) << "host memory written";
@@ -259,9 +265,9 @@ size_t PlaceholderOffset(ElfBytes& elf) {
 TEST(LoaderAttackTest, PatchPluginControlFaults) {
   auto box = MakeBox({.name = "patch-control"});
   ASSERT_TRUE(box->Load(Plugin("la_patch")).ok());
-  auto attack = box->Lookup<void(volatile uint64_t*)>("la_patch_attack");
+  auto attack = box->Lookup<void(uintptr_t)>("la_patch_attack");
   ASSERT_TRUE(attack.ok());
-  absl::Status s = box->Call(*attack, &g_host_word);
+  absl::Status s = box->Call(*attack, HostWordAddress());
   EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
   EXPECT_EQ(g_host_word, kHostWordValue);
   ExpectCompartmentWorks(box.get());
@@ -284,9 +290,9 @@ Elf64_Rela* GlobDatOf(ElfBytes& elf, uint32_t sym) {
 void ExpectPatchAttackStopped(Compartment* box, const absl::Status& load) {
   g_host_word = kHostWordValue;
   if (load.ok()) {
-    auto attack = box->Lookup<void(volatile uint64_t*)>("la_patch_attack");
+    auto attack = box->Lookup<void(uintptr_t)>("la_patch_attack");
     ASSERT_TRUE(attack.ok());
-    absl::Status call = box->Call(*attack, &g_host_word);
+    absl::Status call = box->Call(*attack, HostWordAddress());
     EXPECT_FALSE(call.ok()) << "the compartment ran WRPKRU";
   }
   EXPECT_EQ(g_host_word, kHostWordValue) << "host memory written";
@@ -331,7 +337,7 @@ TEST(LoaderAttackTest, FileRewrittenAfterScanDoesNotChangeMappedCode) {
 
   auto box = MakeBox({.name = "rewrite"});
   ASSERT_TRUE(box->Load(path).ok());
-  auto attack = box->Lookup<void(volatile uint64_t*)>("la_patch_attack");
+  auto attack = box->Lookup<void(uintptr_t)>("la_patch_attack");
   ASSERT_TRUE(attack.ok());
   // In place, as a writer of the file would.
   const int fd = open(path.c_str(), O_WRONLY);
@@ -340,7 +346,7 @@ TEST(LoaderAttackTest, FileRewrittenAfterScanDoesNotChangeMappedCode) {
   ASSERT_EQ(pwrite(fd, wrpkru.data(), wrpkru.size(), site), 3);
   close(fd);
   g_host_word = kHostWordValue;
-  absl::Status call = box->Call(*attack, &g_host_word);
+  absl::Status call = box->Call(*attack, HostWordAddress());
   EXPECT_EQ(call.code(), absl::StatusCode::kAborted)
       << call << ": the compartment ran code that was never scanned";
   EXPECT_EQ(g_host_word, kHostWordValue) << "host memory written";

@@ -111,11 +111,11 @@ using ::mpkbox::internal::kConsumedFrame;  // the dispatcher's mark
 // ---------------------------------------------------------------------------
 // The host's SIGUSR1 handler for the replay tests: records the frame the
 // kernel built, and, once the attack is armed, reports a forged call.
-std::atomic<int> usr1_calls{0};
-std::atomic<uintptr_t> usr1_uc{0};
-std::atomic<uintptr_t> usr1_info{0};
-std::atomic<uintptr_t> usr1_sp{0};
-std::atomic<bool> usr1_armed{false};
+MPKBOX_COMPARTMENT_READABLE std::atomic<int> usr1_calls{0};
+MPKBOX_COMPARTMENT_READABLE std::atomic<uintptr_t> usr1_uc{0};
+MPKBOX_COMPARTMENT_READABLE std::atomic<uintptr_t> usr1_info{0};
+MPKBOX_COMPARTMENT_READABLE std::atomic<uintptr_t> usr1_sp{0};
+MPKBOX_COMPARTMENT_READABLE std::atomic<bool> usr1_armed{false};
 
 void RecordingHandler(int, siginfo_t* info, void* uc) {
   volatile char here = 0;

@@ -381,9 +381,10 @@ TEST(SyscallControlDeathTest, PkeyMprotectEscapesWithoutDispatch) {
 
 // A forged rt_sigreturn: a copy of a real kernel frame, with the payload as
 // rip and PKRU 0 in its XSAVE image (DESIGN.md 5b).
-alignas(64) char fp_template[16384];
-ucontext_t uc_template;
-size_t fp_size;
+// Read by the forging code inside: pages that stay readable to it.
+MPKBOX_COMPARTMENT_READABLE char fp_template[16384];
+MPKBOX_COMPARTMENT_READABLE ucontext_t uc_template;
+MPKBOX_COMPARTMENT_READABLE size_t fp_size;
 
 void CaptureFrame(int, siginfo_t*, void* raw) {
   auto* uc = static_cast<ucontext_t*>(raw);
@@ -404,7 +405,7 @@ void CaptureTemplate() {
   sigaction(SIGUSR2, &old, nullptr);
 }
 
-long pkru_offset;
+MPKBOX_COMPARTMENT_READABLE long pkru_offset;
 
 void ForgeSigreturn() {
   struct Frame {

@@ -163,8 +163,8 @@ uint64_t Churn(int rounds) {
 
 // ---- forged jumps -----------------------------------------------------------
 
-AttackRegs attack_regs;
-uint64_t attack_stack_top = 0;
+MPKBOX_COMPARTMENT_READABLE AttackRegs attack_regs;
+MPKBOX_COMPARTMENT_READABLE uint64_t attack_stack_top = 0;
 
 uint64_t PayloadAddress() {
   return reinterpret_cast<uint64_t>(&mpkbox_test_payload);
@@ -238,7 +238,7 @@ bool ContainedAsForgery(Compartment* box, const absl::Status& s) {
 }  // namespace mpkbox::testing
 
 extern "C" {
-uint64_t mpkbox_test_jump_target;
+MPKBOX_COMPARTMENT_READABLE uint64_t mpkbox_test_jump_target;
 volatile uint64_t mpkbox_test_guard_target = 1234;
 int mpkbox_test_host_secret = mpkbox::testing::kHostSecret;
 }

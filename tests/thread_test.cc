@@ -112,7 +112,7 @@ TEST(ThreadDeathTest, ThreadStartedBeforeInit) {
 // The kernel updates a thread's rseq area (TLS, key 0) after a migration.
 // Inside a compartment key 0 is read-only, so that update kills the thread
 // unless the runtime unregistered rseq at the thread's first entry.
-std::atomic<bool> stop_spinning;
+MPKBOX_COMPARTMENT_READABLE std::atomic<bool> stop_spinning;
 std::atomic<bool> spinning;
 uint64_t SpinUntilStopped() {
   uint64_t n = 0;

@@ -25,7 +25,9 @@ struct Trace {
   unw_word_t ips[32];
   int n = 0;
 };
-Trace trace;  // written from inside: the compartment is Ambient::kReadWrite
+// Written from inside (the compartment is Ambient::kReadWrite): on a page
+// that stays on key 0.
+MPKBOX_COMPARTMENT_READABLE Trace trace;
 
 // No heap, no C++: libunwind into a fixed buffer. Only addresses: naming
 // them reads ELF files, which compartments may not open (the host does it).
@@ -101,7 +103,9 @@ using ::mpkbox::testing::MakeBox;
 // Dispatch: libunwind's DWARF step fails inside a dispatched compartment
 // (with only its lock's sigprocmask calls answered), then falls back to
 // validating memory with pipe2/write, which no policy allows. Investigating
-// that is open work; what this checks is the gate's CFI.
+// that is open work; what this checks is the gate's CFI. The host's frames
+// are on its stack, which compartments cannot read: the walk crosses the
+// gate only where the host keeps its memory readable (switched here).
 TEST(UnwindDeathTest, BacktraceInsideReachesTheHostCaller) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
@@ -109,6 +113,7 @@ TEST(UnwindDeathTest, BacktraceInsideReachesTheHostCaller) {
         internal::SkipSyscallDispatchForTesting();
         unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
         auto box = MakeBox({.name = "unwind", .ambient = Ambient::kReadWrite});
+        internal::ExposeHostMemoryForTesting();
         mpkbox_test_host_caller(box.get(), nullptr);
         std::vector<std::string> names = Names();
         int inside = Find(names, "mpkbox_test_inside");
@@ -116,6 +121,25 @@ TEST(UnwindDeathTest, BacktraceInsideReachesTheHostCaller) {
         int caller = Find(names, "mpkbox_test_host_caller", gate);
         fprintf(stderr, "%s\n", Join(names).c_str());
         _exit(inside == 1 && gate > inside && caller > gate ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// With the host's stacks closed the walk stops at the gate, and the call
+// goes on.
+TEST(UnwindDeathTest, BacktraceInsideStopsAtTheGateWithHostStacksClosed) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        internal::SkipSyscallDispatchForTesting();
+        unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_NONE);
+        auto box = MakeBox({.name = "unwind", .ambient = Ambient::kReadWrite});
+        const bool ok = mpkbox_test_host_caller(box.get(), nullptr);
+        std::vector<std::string> names = Names();
+        int inside = Find(names, "mpkbox_test_inside");
+        int caller = Find(names, "mpkbox_test_host_caller", inside);
+        fprintf(stderr, "%s\n", Join(names).c_str());
+        _exit(ok && inside == 1 && caller < 0 ? 0 : 1);
       },
       ::testing::ExitedWithCode(0), "");
 }

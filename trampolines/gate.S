@@ -251,6 +251,7 @@ mpkbox_callback_entry:
   leaq MPKBOX_TB_FRAMES(%rdx, %rcx), %r9    // r9 = new callback Frame
   movzwl MPKBOX_CB_RETURNS(%r11), %ecx      // beyond the top: no state yet
   movw %cx, MPKBOX_FR_RETURNS(%r9)
+  movq %r11, MPKBOX_FR_RET(%r9)             // a checking wrapper's target
   movq MPKBOX_CB_FN(%r11), %r11
   testq %r11, %r11
   jz mpkbox_gate_trap

@@ -5,6 +5,8 @@
 #define MPKBOX_INTERNAL_GATE_LAYOUT_H_
 
 #define MPKBOX_PAGE_SIZE 4096
+// mpkbox_ambient (trampolines.h): globals compartment-rights code reads.
+#define MPKBOX_AMBIENT_VECTOR_LEVEL 0
 
 // SelectorPage: one page on the selector key, read-only to compartments.
 #define MPKBOX_SEL_SELECTOR 0        // Syscall User Dispatch selector byte
@@ -74,7 +76,7 @@
 #define MPKBOX_FRAME_SHIFT 7  // sizeof(Frame) == 128
 #define MPKBOX_FR_KIND 0
 #define MPKBOX_FR_SP 8           // host rsp (call) or compartment rsp (callback)
-#define MPKBOX_FR_RET 16         // host return address (call)
+#define MPKBOX_FR_RET 16         // host return address (call), CallbackEntry (callback)
 #define MPKBOX_FR_RBX 24
 #define MPKBOX_FR_RBP 32
 #define MPKBOX_FR_R12 40
@@ -108,6 +110,7 @@
 #define MPKBOX_CB_FN 0
 #define MPKBOX_CB_DOMAIN 8
 #define MPKBOX_CB_RETURNS 16     // MPKBOX_RETURNS_*: which result register
+#define MPKBOX_CB_TARGET 24      // what a checking wrapper at CB_FN calls
 // What a callback returns, so the way back clears the other registers.
 #define MPKBOX_RETURNS_NOTHING 0
 #define MPKBOX_RETURNS_INTEGER 1  // rax

@@ -118,8 +118,9 @@ struct CallbackEntry {
   uint64_t fn;
   uint64_t domain;
   uint64_t returns;  // MPKBOX_RETURNS_*
-  uint64_t pad;
+  uint64_t target;   // the host function, when fn is a checking wrapper
 };
+static_assert(offsetof(CallbackEntry, target) == MPKBOX_CB_TARGET);
 static_assert(offsetof(CallbackEntry, returns) == MPKBOX_CB_RETURNS);
 static_assert(sizeof(CallbackEntry) == (1 << MPKBOX_CB_SHIFT));
 
@@ -151,6 +152,7 @@ enum class FaultKind : uint32_t {
   kHeapViolation,  // a free or realloc of what is not a live allocation
   kGuardedInstruction,  // a jump to a guarded WRPKRU/XRSTOR of the process
   kSegmentLoad,    // compartment code reset FS base (mov to %fs)
+  kHostPointer,    // a callback returned a pointer into host private memory
 };
 struct FaultInfo {
   static constexpr int kMaxFrames = 32;

@@ -6,10 +6,13 @@
 
 #include <signal.h>
 
+#include <cstddef>
 #include <cstdint>
 
 // mpkbox_gate_enter: declared by the public fast path, which calls it inline.
 #include "mpkbox/internal/call.h"
+#include "trampolines/gate_layout.h"
+#include "trampolines/thread_block.h"
 
 extern "C" {
 
@@ -60,9 +63,18 @@ void mpkbox_exception_left_compartment();
 void mpkbox_exception_left_callback(struct _Unwind_Exception* exception);
 
 // --- C++ state the assembly reads -----------------------------------------
-extern uint8_t mpkbox_vector_level;  // 2: AVX-512, 1: AVX, 0: neither
+// What code running with compartment rights reads of mpkbox's globals (the
+// gate after its WRPKRU): one page of its own, which stays on key 0 when the
+// host's writable data gets the trusted key (runtime/host_memory.cc).
+struct alignas(MPKBOX_PAGE_SIZE) MpkboxAmbientGlobals {
+  uint8_t vector_level;  // 2: AVX-512, 1: AVX, 0: neither
+};
+static_assert(offsetof(MpkboxAmbientGlobals, vector_level) ==
+              MPKBOX_AMBIENT_VECTOR_LEVEL);
+static_assert(sizeof(MpkboxAmbientGlobals) == MPKBOX_PAGE_SIZE);
+extern MpkboxAmbientGlobals mpkbox_ambient;
 // runtime/thread_identity.cc: whether the signal entry repairs FS, and the
-// table its identity descriptor indexes (trusted key).
+// table its identity descriptor indexes (trusted key). Read with host rights.
 extern uint8_t mpkbox_fs_repair;
 namespace mpkbox::internal {
 struct SelectorPage;
@@ -70,5 +82,20 @@ struct SelectorPage;
 extern mpkbox::internal::SelectorPage** mpkbox_thread_table;
 
 }  // extern "C"
+
+namespace mpkbox::internal {
+
+// From host code under a callback: ends the compartment call under it as a
+// fault of `kind` (the landing returns it to Call).
+[[noreturn]] inline void AbandonCallback(ThreadBlock* tb, FaultKind kind,
+                                         uintptr_t address, const char* why) {
+  RecordFault(tb, kind, {.address = address, .what = why});
+  tb->fault = 1;
+  Frame& frame = tb->frames[--tb->depth];  // the callback's
+  reinterpret_cast<CallContext*>(frame.ctx)->top = frame.saved_top;
+  mpkbox_gate_abandon();
+}
+
+}  // namespace mpkbox::internal
 
 #endif  // MPKBOX_TRAMPOLINES_TRAMPOLINES_H_

@@ -30,6 +30,7 @@ template <typename Fn>
 struct CallbackTraits;
 template <typename R, typename... P>
 struct CallbackTraits<R(P...)> {
+  using Result = R;
   using Raw = R(typename Untaint<P>::type...);
   using Sig = Signature<R, typename Untaint<P>::type...>;
   // Which register carries the result back (the gate clears the others).
@@ -40,6 +41,25 @@ struct CallbackTraits<R(P...)> {
 };
 template <typename R, typename... P>
 struct CallbackTraits<R(P...) noexcept> : CallbackTraits<R(P...)> {};
+
+// The host function of the callback running on this thread (its
+// CallbackEntry::target), for a wrapper registered in its place.
+uintptr_t RunningCallbackTarget();
+// Ends the compartment call under the running callback with
+// kInvalidArgument if `result` points into the host's private memory.
+void CheckCallbackResult(uintptr_t result);
+
+// Registered instead of a host function that returns a pointer.
+template <typename Fn>
+struct CheckedPointerResult;
+template <typename R, typename... P>
+struct CheckedPointerResult<R(P...)> {
+  static R Run(P... args) {
+    R result = reinterpret_cast<R (*)(P...)>(RunningCallbackTarget())(args...);
+    CheckCallbackResult(reinterpret_cast<uintptr_t>(result));
+    return result;
+  }
+};
 }  // namespace internal
 
 template <typename Fn>

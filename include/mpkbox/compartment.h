@@ -125,7 +125,13 @@ class Compartment {
   absl::StatusOr<internal::ThreadBlock*> BeginCall();
   // After the gate returned on the slow path or with a fault.
   absl::Status EndCall(internal::ThreadBlock* tb, bool timed);
-  absl::StatusOr<int> AddCallback(void* host_fn, int returns);
+  // `target`: the host function when host_fn is a wrapper that checks its
+  // result (callback.h).
+  absl::StatusOr<int> AddCallback(void* host_fn, int returns,
+                                  void* target = nullptr);
+  // kInvalidArgument for Call's argument `index` (0-based), which points
+  // into the host's private memory.
+  absl::Status HostPointerArgument(int index, uintptr_t address) const;
   // A free the compartment made is checked before the call may succeed.
   void CheckFrees(internal::ThreadBlock* tb) {
     if (ABSL_PREDICT_FALSE(internal::FreesPending(tb, slot_)) &&
@@ -177,6 +183,15 @@ inline auto Compartment::Call(R (*fn)(P...), A&&... args) {
   using Result = std::conditional_t<std::is_void_v<R>, absl::Status,
                                     absl::StatusOr<Tainted<R>>>;
 
+  if constexpr (internal::kAnyPointer<P...>) {
+    // Compartments cannot read the host's stacks, data or heap: say so
+    // before the call rather than fault inside.
+    const uintptr_t pointers[] = {internal::PointerBits<P>(args)...};
+    if (const int bad = internal::FirstHostPointer(pointers, sizeof...(P));
+        ABSL_PREDICT_FALSE(bad >= 0)) {
+      return Result(HostPointerArgument(bad, pointers[bad]));
+    }
+  }
   internal::ThreadBlock* tb = internal::CurrentThreadBlock();
   bool timed = false;
   if (ABSL_PREDICT_FALSE(
@@ -215,9 +230,17 @@ absl::StatusOr<Callback<Fn>> Compartment::RegisterCallback(Fn* host_fn) {
                     Sig::kReturnSupported,
                 "mpkbox::Compartment::RegisterCallback: the same signatures "
                 "as Call (Tainted<T> parameters count as T)");
-  absl::StatusOr<int> slot =
-      AddCallback(reinterpret_cast<void*>(host_fn),
-                  internal::CallbackTraits<Fn>::kReturns);
+  using Traits = internal::CallbackTraits<Fn>;
+  absl::StatusOr<int> slot;
+  if constexpr (std::is_pointer_v<typename Traits::Result>) {
+    // A pointer result is checked before the compartment gets it.
+    void* wrapper = reinterpret_cast<void*>(
+        &internal::CheckedPointerResult<typename Traits::Raw>::Run);
+    slot = AddCallback(host_fn == nullptr ? nullptr : wrapper,
+                       Traits::kReturns, reinterpret_cast<void*>(host_fn));
+  } else {
+    slot = AddCallback(reinterpret_cast<void*>(host_fn), Traits::kReturns);
+  }
   if (!slot.ok()) return slot.status();
   return Callback<Fn>(*slot);
 }

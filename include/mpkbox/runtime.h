@@ -18,10 +18,26 @@ struct RuntimeOptions {
   // perf_event_open to set them). Off only for experiments: then stray
   // WRPKRU/XRSTOR instructions are not guarded.
   bool strict = true;
+  // The host's stacks and writable data (its program's and libraries'
+  // .data and .bss) carry the trusted key from Init on, so compartments
+  // cannot read them (docs/THREAT_MODEL.md). true keeps them readable to
+  // every compartment, as before: only for hosts whose compartments run
+  // code that reads host globals or host stack frames directly. A choice of
+  // the host; mpkbox never falls back to it.
+  bool host_memory_readable = false;
   // The real-time signal that interrupts calls past their call_timeout;
   // 0 picks SIGRTMAX - 1.
   int timer_signal = 0;
 };
+
+// Marks a host global that compartment code may read directly (settings it
+// reads, for example), although the host's writable data is otherwise closed
+// to compartments from Init on (RuntimeOptions::host_memory_readable). Each
+// such variable gets pages of its own, which stay on key 0: readable by every
+// compartment (writable under Ambient::kReadWrite). Only in the program that
+// links libmpkbox.a. Not for secrets.
+#define MPKBOX_COMPARTMENT_READABLE \
+  __attribute__((section("mpkbox_readable"), aligned(4096)))
 
 class Runtime {
  public:

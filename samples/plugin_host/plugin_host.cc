@@ -251,8 +251,8 @@ std::unique_ptr<mpkbox::Compartment> RunConfigReader(const std::string& dir) {
 
 // ---- escape: malicious ------------------------------------------------------
 
-// Host state the escape plugin goes after: a global (key 0: compartments
-// may read it, not write it) and a heap buffer (the trusted key: no access).
+// Host state the escape plugin goes after: a global and a heap buffer (both
+// on the trusted key: compartments can neither read nor write them).
 volatile long host_state = 0;
 
 struct Attack {
@@ -273,7 +273,9 @@ std::unique_ptr<mpkbox::Compartment> RunEscape(const std::string& dir) {
     return nullptr;
   }
   mpkbox::Compartment& b = **box;
-  auto write_host = b.Lookup<long(volatile long*)>("write_host_memory");
+  // The opaque handle travels as an integer: Call refuses pointer arguments
+  // into the host's memory (read_host_heap below shows it).
+  auto write_host = b.Lookup<long(uintptr_t)>("write_host_memory");
   auto read_heap = b.Lookup<long(const unsigned char*)>("read_host_heap");
   auto open_file = b.Lookup<long()>("open_file");
   auto jump = b.Lookup<long()>("jump_to_wrpkru");
@@ -308,14 +310,15 @@ std::unique_ptr<mpkbox::Compartment> RunEscape(const std::string& dir) {
   attempt({absl::StrFormat("write through the host-state handle %p",
                            static_cast<void*>(const_cast<long*>(&host_state))),
            absl::StatusCode::kAborted,
-           absl::StrFormat("0x%x (key 0",
+           absl::StrFormat("0x%x (key ",
                            reinterpret_cast<uintptr_t>(&host_state))},
-          b.Call(*write_host, &host_state));
+          b.Call(*write_host, reinterpret_cast<uintptr_t>(&host_state)));
   attempt({absl::StrFormat("read the host heap at %p (a pointer the host "
-                           "passed by mistake)",
+                           "passed by mistake: refused before the call)",
                            static_cast<void*>(secret.get())),
-           absl::StatusCode::kAborted,
-           absl::StrFormat("0x%x", reinterpret_cast<uintptr_t>(secret.get()))},
+           absl::StatusCode::kInvalidArgument,
+           absl::StrFormat("0x%x) points into the host heap",
+                           reinterpret_cast<uintptr_t>(secret.get()))},
           b.Call(*read_heap, static_cast<const unsigned char*>(secret.get())));
   attempt({"fopen(\"/etc/passwd\"), an import mpkbox refuses",
            absl::StatusCode::kPermissionDenied, "'fopen'"},

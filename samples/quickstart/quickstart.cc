@@ -8,6 +8,7 @@
 // Exit code: 0 when every expectation held, 1 when one failed, 2 when this
 // machine has no usable PKU.
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -43,7 +44,8 @@ uint32_t ReadPkru() {
 
 // ---- Code that runs inside the compartment --------------------------------
 // It may read ambient (key 0) memory, use its own stack, and call the
-// callbacks the host registered; it may not write host memory.
+// callbacks the host registered; it may not read or write the host's
+// stacks, globals or heap.
 
 int Add(int a, int b) { return a + b; }
 
@@ -56,7 +58,8 @@ int SumOfSquares(int (*square)(int), int n) {
   return sum;
 }
 
-// A host global: key 0, which compartments see read-only (Ambient::kReadOnly).
+// A host global: the host's data carries the trusted key from Runtime::Init
+// on, so compartments can neither read nor write it.
 volatile int host_value = 1234;
 
 void WriteHostGlobal(int v) { host_value = v; }
@@ -149,10 +152,15 @@ constexpr int kChildSetupFailed = 12;
   rlimit no_core = {0, 0};
   setrlimit(RLIMIT_CORE, &no_core);  // the crash is expected: no core file
   note_fd = fd;
-  static char alt_stack[64 << 10];  // key 0: usable under the default PKRU
+  // Mapped, not a global: key 0, usable under the default PKRU (the host's
+  // globals carry the trusted key).
+  constexpr size_t kAltStackBytes = 64 << 10;
+  void* alt_stack = mmap(nullptr, kAltStackBytes, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (alt_stack == MAP_FAILED) _exit(kChildSetupFailed);
   stack_t ss = {};
   ss.ss_sp = alt_stack;
-  ss.ss_size = sizeof(alt_stack);
+  ss.ss_size = kAltStackBytes;
   struct sigaction sa = {};
   sa.sa_sigaction = OnSegv;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
@@ -215,7 +223,8 @@ void ForkAndWriteHostMemory(mpkbox::Compartment& box) {
                   have_note ? note.code : -1);
     }
     Expect(pku, "the fault should be a protection-key fault (SEGV_PKUERR)");
-    Expect(!pku || note.pkey == 0, "the faulting page should carry key 0");
+    Expect(!pku || note.pkey != 0,
+           "the faulting page should carry the trusted key");
     Expect(!pku || note.addr == reinterpret_cast<uintptr_t>(&host_value),
            "the fault address should be &host_value");
   } else if (WIFEXITED(status) && WEXITSTATUS(status) == kChildContained) {

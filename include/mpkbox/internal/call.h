@@ -107,6 +107,21 @@ inline P Implicit(std::type_identity_t<P> value) {
   return value;
 }
 
+// Whether a signature has pointer parameters: only then does Call check
+// where its arguments point (a compile-time choice: others pay nothing).
+template <typename... P>
+inline constexpr bool kAnyPointer = (std::is_pointer_v<P> || ...);
+
+// The address a pointer parameter receives; 0 for the others.
+template <typename P, typename A>
+inline uintptr_t PointerBits(const A& arg) {
+  if constexpr (std::is_pointer_v<P>) {
+    return reinterpret_cast<uintptr_t>(Implicit<P>(arg));
+  } else {
+    return 0;
+  }
+}
+
 // Calls the gate with the arguments in the registers the target expects.
 // ThreadBlock::pending_* must already name the target.
 template <typename R, typename... P, typename... A>

@@ -104,6 +104,10 @@ MPKBOX_FAST_INLINE bool FreesPending(ThreadBlock* tb, size_t slot) {
 // Defined in allocator/.
 void CheckFreesAfterCall(ThreadBlock* tb, size_t slot);
 
+// The index of the first of `n` addresses that lies in the host's private
+// memory (its stacks, writable data or heap), or -1. Defined in runtime/.
+int FirstHostPointer(const uintptr_t* addresses, size_t n);
+
 }  // namespace mpkbox::internal
 
 #endif  // MPKBOX_INTERNAL_FAST_PATH_H_
