@@ -136,6 +136,7 @@ absl::Status CompartmentHeap::Reset() {
   live_bytes_ = 0;
   cached_bytes_ = 0;
   stats_ = CompartmentStats{};
+  tls_modules_.clear();  // the loader registers them again as it reloads
   return OpenArena();
 }
 

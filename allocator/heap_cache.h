@@ -24,6 +24,8 @@ inline constexpr size_t kMinAllocation = 16;  // one live bit per 16 bytes
 // lock) was about a quarter of a small malloc/free pair at 64 (issue 3).
 inline constexpr uint32_t kMagazineSlots = 256;
 inline constexpr uint32_t kFreeSlots = 256;
+// Loaded objects with thread-local storage (PT_TLS) in one compartment.
+inline constexpr size_t kMaxTlsModules = 32;
 
 inline constexpr uint32_t kClassSize[kNumCachedClasses] = {
     16,   32,   48,   64,   80,   96,   112,  128,  160,  192,
@@ -61,6 +63,10 @@ struct HeapCache {
   // errno of loaded code on this thread: libc's is in TLS (key 0), which
   // compartment code cannot write (runtime/compartment_libc/errno.cc).
   int errno_value;
+  // This thread's block of each loaded object's thread-local storage, by
+  // module id - 1; null until the object's first __tls_get_addr here
+  // (runtime/compartment_libc/tls.cc, allocator/tls_blocks.cc).
+  void* tls_blocks[kMaxTlsModules];
 };
 static_assert(sizeof(HeapCache) <= UINT16_MAX);  // kMagazineOffsetOf's type
 

@@ -81,6 +81,7 @@ void CompartmentHeap::DropThread(HeapThread* t) {
           dallocx(t->stash[c].p[i], TcacheFlags(t));
         }
       }
+      FreeTlsBlocks(t);
       dallocx(t->cache, MALLOCX_TCACHE_NONE);
     } else {
       for (size_t c = 0; c < kNumCachedClasses; ++c) {

@@ -14,10 +14,12 @@
 #include "runtime/loader/elf_constructors.h"
 #include "runtime/loader/elf_dynamic.h"
 #include "runtime/loader/elf_file.h"
+#include "runtime/loader/elf_ifunc.h"
 #include "runtime/loader/elf_object.h"
 #include "runtime/loader/elf_relocation.h"
 #include "runtime/loader/elf_segments.h"
 #include "runtime/loader/elf_symbols.h"
+#include "runtime/loader/elf_tls.h"
 #include "runtime/loader/import_policy.h"
 
 namespace mpkbox::internal {
@@ -117,14 +119,19 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
     absl::StatusOr<ElfObject*> d = LoadObject(dep, depth + 1);
     if (!d.ok()) return d.status();
   }
-  if (absl::Status s = ApplyRelocations(
-          obj, {.compartment = target_.compartment,
-                .exposed = exposed_,
-                .objects = objects_});
+  const SymbolScope scope{.compartment = target_.compartment,
+                          .exposed = exposed_,
+                          .objects = objects_};
+  if (absl::Status s = ApplyRelocations(obj, scope); !s.ok()) return s;
+  if (absl::Status s = ProtectSegments(obj, target_.key, ErrorPrefix(obj));
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = ProtectSegments(obj, target_.key, ErrorPrefix(obj));
+  if (absl::Status s = ResolveIfuncs(obj, scope, target_.resolve_inside);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ProtectRelro(obj, target_.key, ErrorPrefix(obj));
       !s.ok()) {
     return s;
   }
@@ -155,7 +162,11 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
       !s.ok()) {
     return s;
   }
-  return ReadDynamic(obj, plan->dynamic, where);
+  if (absl::Status s = ReadDynamic(obj, plan->dynamic, where); !s.ok()) {
+    return s;
+  }
+  if (plan->tls.p_type != PT_TLS) return absl::OkStatus();
+  return SetUpTls(obj, plan->tls, file, ++tls_modules_, target_.heap, where);
 }
 
 absl::StatusOr<uintptr_t> ElfLoader::Place(const ElfObject& obj,
@@ -186,6 +197,9 @@ absl::StatusOr<uintptr_t> ElfLoader::Lookup(absl::string_view symbol) const {
           o->InSpan(s.st_value, 0)) {
         return o->base + s.st_value;
       }
+      if (auto it = o->ifuncs.find(i); it != o->ifuncs.end()) {
+        return it->second;  // what its resolver chose
+      }
     }
   }
   return absl::NotFoundError(absl::StrFormat(
@@ -215,6 +229,7 @@ std::string ElfLoader::NameOf(uintptr_t address) const {
 
 absl::Status ElfLoader::Reload() {
   objects_.clear();
+  tls_modules_ = 0;  // the heap's Reset dropped the modules and blocks
   if (loaded_paths_.empty()) return absl::OkStatus();
   reloading_ = true;
   absl::Cleanup done = [this] { reloading_ = false; };

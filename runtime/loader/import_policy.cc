@@ -160,6 +160,9 @@ HostImport BindHostImport(absl::string_view name, absl::string_view version) {
   if (name == "__errno_location") {
     return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_errno_location)};
   }
+  if (name == "__tls_get_addr") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_tls_get_addr)};
+  }
   if (name == "longjmp" || name == "_longjmp" || name == "siglongjmp" ||
       name == "__longjmp_chk") {
     return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_longjmp)};
