@@ -21,7 +21,7 @@ readonly PACKAGES=(
   build-essential cmake pkg-config
   libabsl-dev libunwind-dev libjemalloc-dev libseccomp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  zlib1g-dev libpng-dev libexpat1-dev
+  zlib1g-dev libpng-dev libexpat1-dev libjson-c-dev libjpeg62-turbo-dev
   python3 gdb
 )
 readonly BUILD_DIR=build
