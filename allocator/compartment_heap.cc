@@ -136,7 +136,9 @@ absl::Status CompartmentHeap::Reset() {
   live_bytes_ = 0;
   cached_bytes_ = 0;
   stats_ = CompartmentStats{};
-  tls_modules_.clear();  // the loader registers them again as it reloads
+  // The loader registers them again as it reloads.
+  tls_modules_.clear();
+  loaded_objects_.clear();
   return OpenArena();
 }
 

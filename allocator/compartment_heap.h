@@ -95,6 +95,9 @@ class CompartmentHeap {
   // Module `id` (1 to kMaxTlsModules) is `image` from now on; threads get
   // their block of it at their first __tls_get_addr (tls_blocks.cc).
   void SetTlsModule(size_t id, TlsImage image);
+  // The loaded objects every thread's HeapCache lists from now on
+  // (loaded_objects.cc); at most kMaxLoadedObjects are kept.
+  void SetLoadedObjects(const std::vector<LoadedObjectInfo>& objects);
 
   uint64_t domain() const { return domain_; }
   const std::string& name() const { return name_; }
@@ -130,6 +133,8 @@ class CompartmentHeap {
   EntryResult TlsBlock(HeapThread* t, uint64_t module)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FreeTlsBlocks(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the loaded objects into a thread's HeapCache.
+  void CopyLoadedObjects(HeapCache* cache) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void* Refill(HeapThread* t, size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Defined in magazines.h: inline in every caller.
   inline void Release(HeapThread* t, void* p)
@@ -173,6 +178,7 @@ class CompartmentHeap {
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // in magazines
   CompartmentStats stats_ ABSL_GUARDED_BY(mu_);
   std::vector<TlsImage> tls_modules_ ABSL_GUARDED_BY(mu_);  // by id - 1
+  std::vector<LoadedObjectInfo> loaded_objects_ ABSL_GUARDED_BY(mu_);
 };
 
 // The heap of a compartment slot, or null.

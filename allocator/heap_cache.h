@@ -26,6 +26,19 @@ inline constexpr uint32_t kMagazineSlots = 256;
 inline constexpr uint32_t kFreeSlots = 256;
 // Loaded objects with thread-local storage (PT_TLS) in one compartment.
 inline constexpr size_t kMaxTlsModules = 32;
+// Loaded objects _dl_find_object and dl_iterate_phdr report to loaded code.
+inline constexpr size_t kMaxLoadedObjects = 48;
+
+// One loaded object as loaded code's unwinder sees it
+// (runtime/compartment_libc/loaded_objects.cc): absolute addresses.
+struct LoadedObjectInfo {
+  uintptr_t base;      // load bias
+  uintptr_t start;     // of its mapping
+  uintptr_t end;
+  uintptr_t eh_frame;  // PT_GNU_EH_FRAME, or 0
+  uintptr_t phdr;      // its program headers in the image, or 0
+  uint64_t phnum;
+};
 
 inline constexpr uint32_t kClassSize[kNumCachedClasses] = {
     16,   32,   48,   64,   80,   96,   112,  128,  160,  192,
@@ -67,6 +80,11 @@ struct HeapCache {
   // module id - 1; null until the object's first __tls_get_addr here
   // (runtime/compartment_libc/tls.cc, allocator/tls_blocks.cc).
   void* tls_blocks[kMaxTlsModules];
+  // The compartment's loaded objects, copied here by the runtime whenever
+  // they change (allocator/loaded_objects.cc): compartment memory, so each
+  // thread's copy is only as true as the compartment left it.
+  uint64_t num_objects;
+  LoadedObjectInfo objects[kMaxLoadedObjects];
 };
 static_assert(sizeof(HeapCache) <= UINT16_MAX);  // kMagazineOffsetOf's type
 

@@ -50,6 +50,7 @@ HeapThread* CompartmentHeap::ThreadFor(ThreadBlock* tb, size_t slot) {
   if (mallctl("tcache.create", &tcache, &len, nullptr, 0) == 0) {
     t->tcache = tcache;
   }
+  CopyLoadedObjects(cache);
   threads_.push_back(t);
   tb->heap_threads[slot] = t;
   HeapCacheTable(SelectorOf(tb))[slot] = cache;

@@ -4,6 +4,7 @@
 #ifndef MPKBOX_RUNTIME_COMPARTMENT_LIBC_COMPARTMENT_LIBC_H_
 #define MPKBOX_RUNTIME_COMPARTMENT_LIBC_COMPARTMENT_LIBC_H_
 
+#include <stddef.h>
 #include <stdint.h>
 
 extern "C" {
@@ -20,6 +21,14 @@ struct mpkbox_tls_index {
 // __tls_get_addr: this thread's block of the module in the running
 // compartment, plus the offset.
 void* mpkbox_compartment_tls_get_addr(const mpkbox_tls_index* index);
+
+// _dl_find_object and dl_iterate_phdr over the running compartment's
+// loaded objects (their glibc types: <dlfcn.h>, <link.h>).
+struct dl_find_object;
+struct dl_phdr_info;
+int mpkbox_compartment_dl_find_object(void* pc, struct dl_find_object* out);
+int mpkbox_compartment_dl_iterate_phdr(
+    int (*callback)(struct dl_phdr_info*, size_t, void*), void* data);
 
 }  // extern "C"
 

@@ -69,6 +69,9 @@ class ElfLoader {
   // Reserves the image's base: on Reload, the one it had before.
   absl::StatusOr<uintptr_t> Place(const ElfObject& obj,
                                   const SegmentPlan& plan);
+  // Tells the heap which objects loaded code's _dl_find_object and
+  // dl_iterate_phdr report (allocator/loaded_objects.cc).
+  void PublishObjects();
   // "compartment 'c': cannot load '/path'": how errors about obj start.
   std::string ErrorPrefix(const ElfObject& obj) const;
 

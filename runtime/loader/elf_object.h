@@ -24,6 +24,7 @@ struct ElfObject {
   uintptr_t base = 0;  // load bias
   size_t span = 0;     // bytes from base
   std::vector<Elf64_Phdr> phdrs;
+  uint64_t phdrs_vaddr = 0;  // where the image holds them, 0 if it does not
   std::vector<Elf64_Sym> syms;
   std::string strings;
   bool gnu_hash = false;

@@ -59,6 +59,9 @@ constexpr const char* kPureLibc[] = {
     // plain syscall wrappers: the policy decides
     "read", "write", "close", "lseek", "lseek64", "pread", "pwrite",
     "pread64", "pwrite64",
+    // a key-0 flag libstdc++ only reads (are atomics needed?): true of the
+    // host's threads, which are the ones that run compartment code
+    "__libc_single_threaded",
 };
 
 // Routed to the process's own entry points (runtime/libc_overrides/malloc.cc):
@@ -162,6 +165,12 @@ HostImport BindHostImport(absl::string_view name, absl::string_view version) {
   }
   if (name == "__tls_get_addr") {
     return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_tls_get_addr)};
+  }
+  if (name == "_dl_find_object") {  // libgcc's unwinder
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_dl_find_object)};
+  }
+  if (name == "dl_iterate_phdr") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_dl_iterate_phdr)};
   }
   if (name == "longjmp" || name == "_longjmp" || name == "siglongjmp" ||
       name == "__longjmp_chk") {

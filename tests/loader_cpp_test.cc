@@ -1,0 +1,101 @@
+// C++ inside (issue 14, item 2): a plugin built by the suite against
+// Debian's libstdc++ and libgcc_s, both loaded as the compartment's own
+// instances: std::string, std::vector, std::map, and exceptions thrown and
+// caught in loaded code, against the same code run natively.
+#include <dlfcn.h>
+#include <string.h>
+
+#include <string>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpkbox/mpkbox.h"
+#include "tests/test_util.h"
+
+namespace mpkbox {
+namespace {
+
+using ::mpkbox::testing::Buffer;
+using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::Value;
+using ::testing::HasSubstr;
+
+TEST(LoaderCppTest, ThrowsAndCatchesInsideLikeNative) {
+  auto box = MakeBox({.name = "cpp"});
+  absl::Status s = box->Load(CPP_PLUGIN);
+  ASSERT_TRUE(s.ok()) << s;
+  auto sum = box->Lookup<long(const char*)>("cpp_sum_words");
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  const std::string text = "1 22 x 300 yy 1 4000";
+  char* in = Buffer<char>(box.get(), text.size() + 1);
+  memcpy(in, text.c_str(), text.size() + 1);
+  absl::StatusOr<Tainted<long>> r =
+      box->Call(*sum, static_cast<const char*>(in));
+  ASSERT_TRUE(r.ok()) << r.status();
+
+  void* native = dlopen(CPP_PLUGIN, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(native, nullptr) << dlerror();
+  auto native_sum =
+      reinterpret_cast<long (*)(const char*)>(dlsym(native, "cpp_sum_words"));
+  EXPECT_EQ(Value(r), native_sum(text.c_str()));
+  EXPECT_EQ(Value(r), 600000 + 4324 * 1000 + 2);
+}
+
+// Its own libstdc++: another copy than the host's, in compartment memory.
+TEST(LoaderCppTest, LibstdcxxIsTheCompartmentsOwn) {
+  auto box = MakeBox({.name = "cpp-own"});
+  ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
+  auto throw_inside = box->Lookup<void()>("__cxa_throw");
+  ASSERT_TRUE(throw_inside.ok()) << throw_inside.status();
+  void* inside = reinterpret_cast<void*>(*throw_inside);
+  EXPECT_TRUE(box->Contains(inside, 1));
+  EXPECT_NE(inside, dlsym(RTLD_DEFAULT, "__cxa_throw"));
+}
+
+// libstdc++'s exception globals are thread-local (its PT_TLS): two threads
+// throw and catch at once, each in its own block.
+TEST(LoaderCppTest, ThreadsThrowAndCatchAtOnce) {
+  auto box = MakeBox({.name = "cpp-threads"});
+  ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
+  auto sum = box->Lookup<long(const char*)>("cpp_sum_words");
+  ASSERT_TRUE(sum.ok());
+  const std::string text = "5 a 6 b 7 c";
+  char* in = Buffer<char>(box.get(), text.size() + 1);
+  memcpy(in, text.c_str(), text.size() + 1);
+  auto run = [&] {
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_EQ(Value(box->Call(*sum, static_cast<const char*>(in))),
+                600000 + 18 * 1000 + 3);
+    }
+  };
+  std::thread a(run), b(run);
+  a.join();
+  b.join();
+}
+
+// An exception nobody inside catches: the compartment's unwinder finds no
+// frame description beyond its own objects, so std::terminate runs inside;
+// its verbose handler writes to stderr, a refused import until issue 15
+// gives loaded code stdio (then it aborts inside: kAborted). Either way a
+// contained fault; after Reset the plugin works again.
+TEST(LoaderCppTest, EscapingExceptionIsAContainedFault) {
+  auto box = MakeBox({.name = "cpp-escape"});
+  ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
+  auto out = box->Lookup<int(int)>("cpp_throw_out");
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(Value(box->Call(*out, 0)), 0);
+  absl::StatusOr<Tainted<int>> r = box->Call(*out, 1);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied)
+      << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("'stderr'"));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("verbose_terminate_handler"));
+  ASSERT_TRUE(box->Reset().ok());
+  out = box->Lookup<int(int)>("cpp_throw_out");
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(Value(box->Call(*out, -3)), -3);
+}
+
+}  // namespace
+}  // namespace mpkbox
