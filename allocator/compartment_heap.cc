@@ -139,6 +139,7 @@ absl::Status CompartmentHeap::Reset() {
   // The loader registers them again as it reloads.
   tls_modules_.clear();
   loaded_objects_.clear();
+  atexit_ = nullptr;  // went with the arena
   return OpenArena();
 }
 

@@ -179,6 +179,7 @@ class CompartmentHeap {
   CompartmentStats stats_ ABSL_GUARDED_BY(mu_);
   std::vector<TlsImage> tls_modules_ ABSL_GUARDED_BY(mu_);  // by id - 1
   std::vector<LoadedObjectInfo> loaded_objects_ ABSL_GUARDED_BY(mu_);
+  AtexitList* atexit_ ABSL_GUARDED_BY(mu_) = nullptr;  // in the arena
 };
 
 // The heap of a compartment slot, or null.

@@ -58,6 +58,20 @@ struct SizeClassTable {
 };
 inline constexpr SizeClassTable kSizeClassOf{};
 
+// Destructors loaded code registered with __cxa_atexit, per compartment,
+// in its memory (runtime/compartment_libc/atexit.cc): run inside by
+// __cxa_finalize from each object's destructors.
+inline constexpr uint32_t kMaxAtexit = 256;
+struct AtexitList {
+  uint32_t count;  // entries taken; may pass kMaxAtexit
+  uint32_t pad;
+  struct Entry {
+    void (*fn)(void*);
+    void* arg;
+    void* dso;
+  } entries[kMaxAtexit];
+};
+
 struct Magazine {
   uint32_t count;  // slots[0, count) are ready; malloc pops from the top
   uint32_t pad;
@@ -85,6 +99,7 @@ struct HeapCache {
   // thread's copy is only as true as the compartment left it.
   uint64_t num_objects;
   LoadedObjectInfo objects[kMaxLoadedObjects];
+  AtexitList* atexit;  // the compartment's, the same in every thread's cache
 };
 static_assert(sizeof(HeapCache) <= UINT16_MAX);  // kMagazineOffsetOf's type
 

@@ -51,6 +51,12 @@ HeapThread* CompartmentHeap::ThreadFor(ThreadBlock* tb, size_t slot) {
     t->tcache = tcache;
   }
   CopyLoadedObjects(cache);
+  if (atexit_ == nullptr) {  // not a live allocation: loaded code keeps it
+    atexit_ = static_cast<AtexitList*>(
+        mallocx(sizeof(AtexitList),
+                MALLOCX_ARENA(arena_) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO));
+  }
+  cache->atexit = atexit_;
   threads_.push_back(t);
   tb->heap_threads[slot] = t;
   HeapCacheTable(SelectorOf(tb))[slot] = cache;

@@ -235,6 +235,9 @@ bool Compartment::Contains(const void* p, size_t bytes) const {
 
 absl::Status Compartment::Reset() {
   internal::OpenAllKeysInThisThread();
+  // Loaded code's destructors run inside before its images go; not after a
+  // fault, when the compartment refuses calls.
+  if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
   heap_->BeginDrop();
   const uint64_t generation = internal::RenewSlot(slot_);
   if (absl::Status s = heap_->Reset(); !s.ok()) {

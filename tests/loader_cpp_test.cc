@@ -97,5 +97,37 @@ TEST(LoaderCppTest, EscapingExceptionIsAContainedFault) {
   EXPECT_EQ(Value(box->Call(*out, -3)), -3);
 }
 
+int destructor_calls = 0;
+int destructor_names = 0;
+void DestructorRan(int names) {
+  ++destructor_calls;
+  destructor_names = names;
+}
+
+// A destructor loaded code registered with __cxa_atexit runs inside (it
+// reaches the host only through a callback, which the gate lets only
+// compartment code call) at Reset and at the compartment's destruction.
+TEST(LoaderCppTest, AtexitDestructorsRunInsideAtResetAndDestruction) {
+  destructor_calls = 0;
+  auto box = MakeBox({.name = "cpp-atexit"});
+  ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
+  auto hook = box->RegisterCallback(&DestructorRan);
+  ASSERT_TRUE(hook.ok()) << hook.status();
+  auto report = box->Lookup<void(void (*)(int), int)>("cpp_report_at_exit");
+  ASSERT_TRUE(report.ok());
+  ASSERT_TRUE(box->Call(*report, hook->get(), 3).ok());
+  EXPECT_EQ(destructor_calls, 0);
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_EQ(destructor_calls, 1);
+  EXPECT_EQ(destructor_names, 3);
+  // Reset rebuilt the object: a fresh static, registered again.
+  report = box->Lookup<void(void (*)(int), int)>("cpp_report_at_exit");
+  ASSERT_TRUE(report.ok());
+  ASSERT_TRUE(box->Call(*report, hook->get(), 5).ok());
+  box.reset();
+  EXPECT_EQ(destructor_calls, 2);
+  EXPECT_EQ(destructor_names, 5);
+}
+
 }  // namespace
 }  // namespace mpkbox

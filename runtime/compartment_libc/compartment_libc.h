@@ -27,6 +27,11 @@ void* mpkbox_compartment_tls_get_addr(const mpkbox_tls_index* index);
 struct dl_find_object;
 struct dl_phdr_info;
 int mpkbox_compartment_dl_find_object(void* pc, struct dl_find_object* out);
+// __cxa_atexit, atexit and __cxa_finalize on the compartment's own list.
+int mpkbox_compartment_cxa_atexit(void (*fn)(void*), void* arg, void* dso);
+int mpkbox_compartment_atexit(void (*fn)());
+void mpkbox_compartment_cxa_finalize(void* dso);
+
 int mpkbox_compartment_dl_iterate_phdr(
     int (*callback)(struct dl_phdr_info*, size_t, void*), void* data);
 

@@ -79,10 +79,6 @@ constexpr const char* kRouted[] = {
     "_ZdaPvSt11align_val_tRKSt9nothrow_t",
 };
 
-// Destructors registered by loaded code would run at exit with host rights:
-// they are dropped (the object's own DT_FINI_ARRAY still runs inside).
-int IgnoreAtexit(void (*)(void*), void*, void*) { return 0; }
-
 char* NoEnvironment(const char*) { return nullptr; }
 
 bool DefinedBy(const void* p, const char* library) {
@@ -181,8 +177,14 @@ HostImport BindHostImport(absl::string_view name, absl::string_view version) {
     // compartments cannot read: loaded code sees none.
     return {reinterpret_cast<uintptr_t>(&NoEnvironment)};
   }
-  if (name == "__cxa_atexit" || name == "atexit") {
-    return {reinterpret_cast<uintptr_t>(&IgnoreAtexit)};
+  if (name == "__cxa_atexit") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_cxa_atexit)};
+  }
+  if (name == "atexit") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_atexit)};
+  }
+  if (name == "__cxa_finalize") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_cxa_finalize)};
   }
   if (p.routed.contains(n)) {
     return {reinterpret_cast<uintptr_t>(dlsym(RTLD_DEFAULT, n.c_str()))};

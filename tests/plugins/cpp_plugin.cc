@@ -43,6 +43,35 @@ extern "C" long cpp_sum_words(const char* text) {
   return sum * 1000 + others + 100000 * static_cast<long>(seen.size());
 }
 
+namespace {
+
+void (*g_hook)(int) = nullptr;
+
+// A function-local static with a destructor: registered with __cxa_atexit
+// at its first use, run by __cxa_finalize from the object's destructors.
+struct Reporter {
+  ~Reporter() {
+    if (g_hook != nullptr) g_hook(static_cast<int>(names.size()));
+  }
+  std::vector<std::string> names;
+};
+
+Reporter& TheReporter() {
+  static Reporter reporter;
+  return reporter;
+}
+
+}  // namespace
+
+// Makes the static; its destructor calls `hook` with how many names it
+// holds.
+extern "C" void cpp_report_at_exit(void (*hook)(int), int names) {
+  g_hook = hook;
+  for (int i = 0; i < names; ++i) {
+    TheReporter().names.push_back("name " + std::to_string(i));
+  }
+}
+
 // An exception nobody inside catches: it reaches the gate.
 extern "C" int cpp_throw_out(int x) {
   if (x > 0) throw std::runtime_error("escapes");
