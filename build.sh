@@ -22,6 +22,7 @@ readonly PACKAGES=(
   libabsl-dev libunwind-dev libjemalloc-dev libseccomp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libpng-dev libexpat1-dev libjson-c-dev libjpeg62-turbo-dev
+  libxml2-dev
   python3 gdb
 )
 readonly BUILD_DIR=build

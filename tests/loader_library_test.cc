@@ -1,4 +1,4 @@
-// Debian's own json-c and libjpeg-turbo, unmodified, inside a compartment
+// Debian's own json-c, libjpeg-turbo and libxml2, unmodified, inside a compartment
 // (issue 14, item 5), each checked against the same library called
 // natively in the same test. Both have thread-local storage of their own
 // (PT_TLS, reached through the loader's __tls_get_addr). Where one stops at
@@ -10,6 +10,9 @@
 
 #include <jpeglib.h>
 #include <json-c/json.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
 
 #include <cstdint>
 #include <string>
@@ -360,6 +363,58 @@ TEST(LibraryTest, LibjpegTurboErrorStopsAtTheStdioImport) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied)
       << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("'stderr'"));
+}
+
+// ---- libxml2 (with ICU) ----
+
+// Parse, count elements, evaluate an XPath, against native libxml2.
+// libxml2 seeds its dictionaries with rand_r, bound as a pure function.
+TEST(LibraryTest, Libxml2ParsesAndEvaluatesXPathLikeNative) {
+  const std::string doc =
+      "<?xml version='1.0'?><r><b n='1'>x</b><b n='2'/><c><b n='3'/></c></r>";
+  auto count_native = [&](double* xpath) {
+    xmlDocPtr d = xmlReadMemory(doc.data(), static_cast<int>(doc.size()),
+                                nullptr, nullptr, 0);
+    const unsigned long children =
+        xmlChildElementCount(xmlDocGetRootElement(d));
+    xmlXPathContextPtr ctx = xmlXPathNewContext(d);
+    xmlXPathObjectPtr o = xmlXPathEvalExpression(
+        reinterpret_cast<const xmlChar*>("sum(//b/@n)"), ctx);
+    *xpath = o->floatval;
+    xmlXPathFreeObject(o);
+    xmlXPathFreeContext(ctx);
+    xmlFreeDoc(d);
+    return children;
+  };
+  double native_xpath = 0;
+  const unsigned long native_children = count_native(&native_xpath);
+
+  auto box = MakeBox({.name = "libxml2"});
+  ASSERT_TRUE(box->Load("libxml2.so.2").ok());  // brings ICU, liblzma, libz
+  Compartment* b = box.get();
+  char* text = String(b, doc);
+  xmlDocPtr d = Value(b->Call(INSIDE(b, xmlReadMemory),
+                              static_cast<const char*>(text),
+                              static_cast<int>(doc.size()),
+                              static_cast<const char*>(nullptr),
+                              static_cast<const char*>(nullptr), 0));
+  ASSERT_NE(d, nullptr);
+  xmlNodePtr root = Value(b->Call(INSIDE(b, xmlDocGetRootElement), d));
+  EXPECT_EQ(Value(b->Call(INSIDE(b, xmlChildElementCount), root)),
+            native_children);
+  xmlXPathContextPtr ctx = Value(b->Call(INSIDE(b, xmlXPathNewContext), d));
+  ASSERT_NE(ctx, nullptr);
+  xmlXPathObjectPtr o = Value(b->Call(
+      INSIDE(b, xmlXPathEvalExpression),
+      reinterpret_cast<const xmlChar*>(String(b, "sum(//b/@n)")), ctx));
+  ASSERT_NE(o, nullptr);
+  EXPECT_TRUE(b->Contains(o, sizeof(*o)));
+  EXPECT_EQ(o->floatval, native_xpath);
+  EXPECT_EQ(o->floatval, 6.0);
+  EXPECT_TRUE(b->Call(INSIDE(b, xmlXPathFreeObject), o).ok());
+  EXPECT_TRUE(b->Call(INSIDE(b, xmlXPathFreeContext), ctx).ok());
+  EXPECT_TRUE(b->Call(INSIDE(b, xmlFreeDoc), d).ok());
+  EXPECT_EQ(b->last_fault(), nullptr);
 }
 
 }  // namespace

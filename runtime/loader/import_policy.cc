@@ -48,6 +48,8 @@ constexpr const char* kPureLibc[] = {
     // algorithms and arithmetic
     "qsort", "qsort_r", "bsearch", "abs", "labs", "llabs", "div", "ldiv",
     "lldiv", "ffs", "ffsl", "ffsll",
+    // rand_r keeps its state in the caller's argument (libxml2's dict seed)
+    "rand_r",
     // setjmp saves registers into the caller's buffer (longjmp: below)
     "_setjmp", "setjmp", "__sigsetjmp", "sigsetjmp",
     // ending badly is contained
