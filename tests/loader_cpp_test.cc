@@ -129,5 +129,19 @@ TEST(LoaderCppTest, AtexitDestructorsRunInsideAtResetAndDestruction) {
   EXPECT_EQ(destructor_names, 5);
 }
 
+// std::cout is libstdc++'s stdio-backed stream: its set-up (a constructor,
+// std::ios_base::Init) reaches the C library's stdio, host state loaded
+// code may not use until issue 15 gives it stdio of its own. The Load
+// fails in that constructor, naming the import.
+TEST(LoaderCppTest, IostreamsStopAtTheStdioImport) {
+  auto box = MakeBox({.name = "cpp-iostream"});
+  absl::Status s = box->Load(CPP_IOSTREAM);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("its constructor failed"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("ios_base4Init"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("used 'stdout', an import mpkbox refuses"));
+}
+
 }  // namespace
 }  // namespace mpkbox
