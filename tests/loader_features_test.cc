@@ -19,6 +19,7 @@ namespace mpkbox::loader_attack {
 namespace {
 
 using ::mpkbox::internal::PkeyOfAddress;
+using ::mpkbox::testing::Buffer;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
@@ -203,6 +204,21 @@ TEST(LoaderIfuncTest, DefinitionAloneIsResolvedForLookup) {
   ASSERT_TRUE(box->Load(Plugin("la_ifunc_only")).ok());
   EXPECT_EQ(Value(box->Call(Must<int(int)>(box.get(), "la_ifunc_only"), 41)),
             42);
+}
+
+// dl_iterate_phdr inside lists the compartment's objects, not the host's
+// (which it cannot even read); C++ unwinding through _dl_find_object is
+// loader_cpp_test.cc's.
+TEST(LoaderPhdrTest, DlIteratePhdrListsTheCompartmentsObjects) {
+  auto box = MakeBox({.name = "phdr"});
+  ASSERT_TRUE(box->Load(Plugin("tls_plugin")).ok());
+  ASSERT_TRUE(box->Load(Plugin("phdr_plugin")).ok());
+  auto count = Must<int(unsigned long*)>(box.get(), "phdr_count_objects");
+  auto* base = Buffer<unsigned long>(box.get());
+  EXPECT_EQ(Value(box->Call(count, base)), 2);
+  EXPECT_NE(*base, 0u);
+  EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(count), 1));
+  EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(*base + 0x1000), 1));
 }
 
 }  // namespace
