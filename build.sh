@@ -21,7 +21,8 @@ readonly PACKAGES=(
   build-essential cmake pkg-config
   libabsl-dev libunwind-dev libjemalloc-dev libseccomp-dev libzydis-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  zlib1g-dev libpng-dev libexpat1-dev nettle-dev
+  zlib1g-dev libpng-dev libexpat1-dev nettle-dev libjson-c-dev
+  libjpeg62-turbo-dev libxml2-dev
   python3 gdb
 )
 readonly BUILD_DIR=build

@@ -106,6 +106,8 @@ CompartmentHeap::EntryResult CompartmentHeap::RunAllocatorOp(
     case kOpUsableSize:
       r.value = live_.IsLive(a) ? sallocx(reinterpret_cast<void*>(a), 0) : 0;
       return r;
+    case kOpTlsBlock:
+      return TlsBlock(t, a);
     default:
       r.hostile = 1;
       r.why = "unknown allocator request";

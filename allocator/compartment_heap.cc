@@ -223,6 +223,10 @@ absl::Status CompartmentHeap::Reset() {
   live_bytes_ = 0;
   cached_bytes_ = 0;
   stats_ = CompartmentStats{};
+  // The loader registers them again as it reloads.
+  tls_modules_.clear();
+  loaded_objects_.clear();
+  atexit_ = nullptr;  // went with the arena's allocations
   return cleared ? absl::OkStatus() : OpenArena();
 }
 

@@ -38,6 +38,16 @@ enum AllocatorOp : uint64_t {
   kOpAlignedAlloc,   // (alignment, size)
   kOpCalloc,         // (count, size)
   kOpUsableSize,     // (pointer)
+  kOpTlsBlock,       // (module id): this thread's block of its TLS
+};
+
+// A loaded object's thread-local storage, as the loader registers it: the
+// initialization image (a host copy of PT_TLS's file bytes), the block's
+// size and alignment.
+struct TlsImage {
+  std::vector<uint8_t> bytes;
+  size_t size = 0;
+  size_t align = 1;
 };
 
 
@@ -82,6 +92,13 @@ class CompartmentHeap {
   uintptr_t ImageMark() const { return image_low_.load(); }
   void RewindImages(uintptr_t mark);
 
+  // Module `id` (1 to kMaxTlsModules) is `image` from now on; threads get
+  // their block of it at their first __tls_get_addr (tls_blocks.cc).
+  void SetTlsModule(size_t id, TlsImage image);
+  // The loaded objects every thread's HeapCache lists from now on
+  // (loaded_objects.cc); at most kMaxLoadedObjects are kept.
+  void SetLoadedObjects(const std::vector<LoadedObjectInfo>& objects);
+
   uint64_t domain() const { return domain_; }
   const std::string& name() const { return name_; }
 
@@ -119,6 +136,13 @@ class CompartmentHeap {
   void ReconcileAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uintptr_t FlushFrees(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DrainMagazines(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Thread-local blocks (tls_blocks.cc): the thread's block of `module`,
+  // made from its image on first use; and freeing them all.
+  EntryResult TlsBlock(HeapThread* t, uint64_t module)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FreeTlsBlocks(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the loaded objects into a thread's HeapCache.
+  void CopyLoadedObjects(HeapCache* cache) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void* Refill(HeapThread* t, size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Defined in magazines.h: inline in every caller.
   inline void Release(HeapThread* t, void* p)
@@ -161,6 +185,9 @@ class CompartmentHeap {
   size_t live_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // in magazines
   CompartmentStats stats_ ABSL_GUARDED_BY(mu_);
+  std::vector<TlsImage> tls_modules_ ABSL_GUARDED_BY(mu_);  // by id - 1
+  std::vector<LoadedObjectInfo> loaded_objects_ ABSL_GUARDED_BY(mu_);
+  AtexitList* atexit_ ABSL_GUARDED_BY(mu_) = nullptr;  // in the arena
 };
 
 // The heap of a compartment slot, or null.

@@ -24,6 +24,21 @@ inline constexpr size_t kMinAllocation = 16;  // one live bit per 16 bytes
 // lock) was about a quarter of a small malloc/free pair at 64 (issue 3).
 inline constexpr uint32_t kMagazineSlots = 256;
 inline constexpr uint32_t kFreeSlots = 256;
+// Loaded objects with thread-local storage (PT_TLS) in one compartment.
+inline constexpr size_t kMaxTlsModules = 32;
+// Loaded objects _dl_find_object and dl_iterate_phdr report to loaded code.
+inline constexpr size_t kMaxLoadedObjects = 48;
+
+// One loaded object as loaded code's unwinder sees it
+// (runtime/compartment_libc/loaded_objects.cc): absolute addresses.
+struct LoadedObjectInfo {
+  uintptr_t base;      // load bias
+  uintptr_t start;     // of its mapping
+  uintptr_t end;
+  uintptr_t eh_frame;  // PT_GNU_EH_FRAME, or 0
+  uintptr_t phdr;      // its program headers in the image, or 0
+  uint64_t phnum;
+};
 
 inline constexpr uint32_t kClassSize[kNumCachedClasses] = {
     16,   32,   48,   64,   80,   96,   112,  128,  160,  192,
@@ -42,6 +57,20 @@ struct SizeClassTable {
   }
 };
 inline constexpr SizeClassTable kSizeClassOf{};
+
+// Destructors loaded code registered with __cxa_atexit, per compartment,
+// in its memory (runtime/compartment_libc/atexit.cc): run inside by
+// __cxa_finalize from each object's destructors.
+inline constexpr uint32_t kMaxAtexit = 256;
+struct AtexitList {
+  uint32_t count;  // entries taken; may pass kMaxAtexit
+  uint32_t pad;
+  struct Entry {
+    void (*fn)(void*);
+    void* arg;
+    void* dso;
+  } entries[kMaxAtexit];
+};
 
 struct Magazine {
   uint32_t count;  // slots[0, count) are ready; malloc pops from the top
@@ -70,6 +99,16 @@ struct HeapCache {
   // errno of loaded code on this thread: libc's is in TLS (key 0), which
   // compartment code cannot write (runtime/compartment_libc/errno.cc).
   int errno_value;
+  // This thread's block of each loaded object's thread-local storage, by
+  // module id - 1; null until the object's first __tls_get_addr here
+  // (runtime/compartment_libc/tls.cc, allocator/tls_blocks.cc).
+  void* tls_blocks[kMaxTlsModules];
+  // The compartment's loaded objects, copied here by the runtime whenever
+  // they change (allocator/loaded_objects.cc): compartment memory, so each
+  // thread's copy is only as true as the compartment left it.
+  uint64_t num_objects;
+  LoadedObjectInfo objects[kMaxLoadedObjects];
+  AtexitList* atexit;  // the compartment's, the same in every thread's cache
 };
 static_assert(sizeof(HeapCache) <= UINT16_MAX);  // kMagazineOffsetOf's type
 

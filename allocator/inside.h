@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "absl/base/optimization.h"
+#include "allocator/compartment_heap.h"
 #include "allocator/heap_cache.h"
 #include "trampolines/thread_block.h"
 #include "trampolines/trampolines.h"
@@ -32,6 +33,16 @@ inline uint64_t EnterAllocator(uint64_t op, uint64_t a, uint64_t b = 0) {
   return reinterpret_cast<Entry>(
       mpkbox_callback_stubs +
       (MPKBOX_ALLOCATOR_CALLBACK << MPKBOX_CB_STUB_SHIFT))(op, a, b);
+}
+
+// The thread's HeapCache, which the allocator entry creates on first use
+// (null only if the heap cannot hold it).
+inline HeapCache* EnsureCache(SelectorPage* sel) {
+  if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
+    return cache;
+  }
+  EnterAllocator(kOpUsableSize, 0);
+  return CacheOf(sel);
 }
 
 }  // namespace mpkbox::internal

@@ -51,6 +51,13 @@ HeapThread* CompartmentHeap::ThreadFor(ThreadBlock* tb, size_t slot) {
   if (mallctl("tcache.create", &tcache, &len, nullptr, 0) == 0) {
     t->tcache = tcache;
   }
+  CopyLoadedObjects(cache);
+  if (atexit_ == nullptr) {  // not a live allocation: loaded code keeps it
+    atexit_ = static_cast<AtexitList*>(
+        mallocx(sizeof(AtexitList),
+                MALLOCX_ARENA(arena_) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO));
+  }
+  cache->atexit = atexit_;
   threads_.push_back(t);
   tb->heap_threads[slot] = t;
   HeapCacheTable(SelectorOf(tb))[slot] = cache;
@@ -82,6 +89,7 @@ void CompartmentHeap::DropThread(HeapThread* t) {
           dallocx(t->stash[c].p[i], TcacheFlags(t));
         }
       }
+      FreeTlsBlocks(t);
       dallocx(t->cache, MALLOCX_TCACHE_NONE);
     } else {
       for (size_t c = 0; c < kNumCachedClasses; ++c) {

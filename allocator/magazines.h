@@ -38,6 +38,9 @@ struct HeapThread {
     uint32_t n = 0;
     void* p[kStashSlots];
   } stash[kNumCachedClasses];
+  // The thread's TLS blocks (tls_blocks.cc): what cache->tls_blocks should
+  // hold, which the compartment may overwrite.
+  void* tls[kMaxTlsModules] = {};
 };
 
 inline size_t ClassOf(size_t bytes) {

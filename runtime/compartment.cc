@@ -199,6 +199,14 @@ internal::ElfLoader& Compartment::loader() {
           // glibc calls constructors with (argc, argv, envp): none here.
           using Init = void (*)(int, char**, char**);
           return Call(reinterpret_cast<Init>(fn), 0, nullptr, nullptr);
+        },
+        [this](uintptr_t fn) -> absl::StatusOr<uintptr_t> {
+          // x86-64 resolvers take no arguments (glibc's dl-irel.h).
+          using Resolver = uintptr_t (*)();
+          absl::StatusOr<Tainted<uintptr_t>> r =
+              Call(reinterpret_cast<Resolver>(fn));
+          if (!r.ok()) return r.status();
+          return r->UnverifiedValue("the loader checks it is loaded code");
         }};
     loader_ = std::make_unique<internal::ElfLoader>(std::move(target));
   }
@@ -245,6 +253,9 @@ bool Compartment::Contains(const void* p, size_t bytes) const {
 
 absl::Status Compartment::Reset() {
   internal::OpenAllKeysInThisThread();
+  // Loaded code's destructors run inside before its images go; not after a
+  // fault, when the compartment refuses calls.
+  if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
   heap_->BeginDrop();
   const uint64_t generation = internal::RenewSlot(slot_);
   if (absl::Status s = heap_->Reset(); !s.ok()) {

@@ -33,6 +33,7 @@ using internal::kOpCalloc;
 using internal::kOpFree;
 using internal::kOpMalloc;
 using internal::kOpRealloc;
+using internal::kOpTlsBlock;
 using internal::kOpUsableSize;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
@@ -47,7 +48,7 @@ uint64_t ForgeEntryErrno(uint64_t op, uint64_t a, uint64_t b, int* err) {
 
 TEST(AllocatorEntryTest, UnknownOpsEndTheCall) {
   auto box = MakeBox({.name = "ops"});
-  for (uint64_t op : {uint64_t{0}, uint64_t{7}, uint64_t{255},
+  for (uint64_t op : {uint64_t{0}, uint64_t{kOpTlsBlock} + 1, uint64_t{255},
                       (uint64_t{1} << 32) | kOpMalloc, ~uint64_t{0}}) {
     absl::Status s =
         box->Call(&ForgeEntry, op, uint64_t{64}, uint64_t{0}).status();
@@ -55,6 +56,21 @@ TEST(AllocatorEntryTest, UnknownOpsEndTheCall) {
     EXPECT_THAT(std::string(s.message()), HasSubstr("compartment 'ops'"));
     EXPECT_THAT(std::string(s.message()),
                 HasSubstr("unknown allocator request"));
+    ResetAndExpectWorking(box.get());
+  }
+}
+
+// The TLS op with no loaded object behind the module id (loaded TLS:
+// loader_features_test.cc).
+TEST(AllocatorEntryTest, ThreadLocalBlockOfNoModuleEndsTheCall) {
+  auto box = MakeBox({.name = "tls-op"});
+  for (uint64_t module : {uint64_t{0}, uint64_t{1}, ~uint64_t{0}}) {
+    absl::Status s =
+        box->Call(&ForgeEntry, uint64_t{kOpTlsBlock}, module, uint64_t{0})
+            .status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << module << ": " << s;
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr("a module the compartment has not loaded"));
     ResetAndExpectWorking(box.get());
   }
 }

@@ -24,17 +24,9 @@ namespace mpkbox {
 namespace {
 
 using ::mpkbox::internal::PkeyOfAddress;
+using ::mpkbox::testing::Buffer;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
-
-// Host memory the compartment can use: Allocate, filled by the host.
-template <typename T>
-T* Buffer(Compartment* box, size_t count = 1) {
-  absl::StatusOr<void*> p = box->Allocate(sizeof(T) * count);
-  EXPECT_TRUE(p.ok()) << p.status();
-  if (p.ok()) memset(*p, 0, sizeof(T) * count);
-  return p.ok() ? static_cast<T*>(*p) : nullptr;
-}
 
 TEST(LoaderTest, ZlibRoundTripInItsOwnInstance) {
   auto box = MakeBox({.name = "zlib"});

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,15 @@ template <typename T>
 T Value(const absl::StatusOr<Tainted<T>>& r) {
   EXPECT_TRUE(r.ok()) << r.status();
   return r.ok() ? r->UnverifiedValue("test inspects the raw result") : T{};
+}
+
+// Compartment memory for `count` T, zeroed (Allocate), or fails the test.
+template <typename T>
+T* Buffer(Compartment* box, size_t count = 1) {
+  absl::StatusOr<void*> p = box->Allocate(sizeof(T) * count);
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (p.ok()) memset(*p, 0, sizeof(T) * count);
+  return p.ok() ? static_cast<T*>(*p) : nullptr;
 }
 
 // ---- the process, from /proc ------------------------------------------------

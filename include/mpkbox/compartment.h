@@ -68,7 +68,8 @@ class Compartment {
   // compartment: its own copy, every page on the compartment's key, its
   // constructors run inside (docs/API.md, "Loading code"). No thread may be
   // inside. kPermissionDenied for code with WRPKRU/XRSTOR bytes;
-  // kUnimplemented for features the loader refuses (TLS, IFUNC, ...);
+  // kUnimplemented for features the loader refuses (initial-exec TLS, TLS
+  // descriptors, copy relocations, ...);
   // kNotFound for a missing file or symbol; a constructor's fault as it is.
   absl::Status Load(absl::string_view path);
   // A function or object of a loaded object: callable with Call.

@@ -12,10 +12,5 @@ namespace mi = mpkbox::internal;
 extern "C" int* mpkbox_compartment_errno_location() {
   mi::SelectorPage* sel = mi::CompartmentThread();
   if (sel == nullptr) return __errno_location();
-  mi::HeapCache* cache = mi::CacheOf(sel);
-  if (cache == nullptr) {  // the entry creates this thread's cache
-    mi::EnterAllocator(mi::kOpUsableSize, 0);
-    cache = mi::CacheOf(sel);
-  }
-  return &cache->errno_value;
+  return &mi::EnsureCache(sel)->errno_value;
 }

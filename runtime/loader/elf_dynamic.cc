@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "runtime/loader/elf_tls.h"
 
 namespace mpkbox::internal {
 namespace {
@@ -62,8 +63,7 @@ absl::Status CheckSupported(const Elf64_Dyn& d, absl::string_view where) {
             absl::StrCat(where, ": text relocations (DF_TEXTREL)"));
       }
       if (v & DF_STATIC_TLS) {
-        return absl::UnimplementedError(absl::StrCat(
-            where, ": static thread-local storage (DF_STATIC_TLS)"));
+        return RefuseInitialExec(where, "DF_STATIC_TLS");
       }
       break;
     default:
@@ -254,19 +254,6 @@ absl::Status CheckConstructors(ElfObject& obj, const DynamicTags& t,
   return absl::OkStatus();
 }
 
-// IFUNC definitions are refused (elf_loader.h), not only their uses.
-absl::Status RefuseIfuncs(const ElfObject& obj, absl::string_view where) {
-  for (const Elf64_Sym& sym : obj.syms) {
-    if (sym.st_shndx != SHN_UNDEF &&
-        ELF64_ST_TYPE(sym.st_info) == STT_GNU_IFUNC) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "%s: '%s' is an IFUNC, which mpkbox's loader does not support",
-          where, obj.String(sym.st_name)));
-    }
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::Status ReadDynamic(ElfObject& obj, const Elf64_Phdr& dynamic,
@@ -278,7 +265,6 @@ absl::Status ReadDynamic(ElfObject& obj, const Elf64_Phdr& dynamic,
   if (absl::Status s = CheckConstructors(obj, *tags, where); !s.ok()) {
     return s;
   }
-  if (absl::Status s = RefuseIfuncs(obj, where); !s.ok()) return s;
   for (uint64_t n : tags->needed) obj.needed.emplace_back(obj.String(n));
   if (tags->soname != 0) obj.soname = obj.String(tags->soname);
   return absl::OkStatus();

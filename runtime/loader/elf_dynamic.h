@@ -15,7 +15,7 @@
 namespace mpkbox::internal {
 
 // Fills obj's tables from the image mapped at obj.base. Refuses REL, RELR
-// and text relocations, static TLS and IFUNC definitions. `where` starts
+// and text relocations, and static TLS (the initial-exec model). `where` starts
 // every error message.
 absl::Status ReadDynamic(ElfObject& obj, const Elf64_Phdr& dynamic,
                          absl::string_view where);

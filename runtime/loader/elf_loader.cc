@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -14,10 +15,12 @@
 #include "runtime/loader/elf_constructors.h"
 #include "runtime/loader/elf_dynamic.h"
 #include "runtime/loader/elf_file.h"
+#include "runtime/loader/elf_ifunc.h"
 #include "runtime/loader/elf_object.h"
 #include "runtime/loader/elf_relocation.h"
 #include "runtime/loader/elf_segments.h"
 #include "runtime/loader/elf_symbols.h"
+#include "runtime/loader/elf_tls.h"
 #include "runtime/loader/import_policy.h"
 
 namespace mpkbox::internal {
@@ -64,6 +67,7 @@ absl::Status ElfLoader::Load(absl::string_view path) {
     objects_.resize(objects_before);
     if (!reloading_) bases_.resize(bases_before);
     target_.heap->RewindImages(mark);
+    PublishObjects();
     return obj.status();
   }
   if (!reloading_) loaded_paths_.emplace_back(path);
@@ -117,17 +121,23 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
     absl::StatusOr<ElfObject*> d = LoadObject(dep, depth + 1);
     if (!d.ok()) return d.status();
   }
-  if (absl::Status s = ApplyRelocations(
-          obj, {.compartment = target_.compartment,
-                .exposed = exposed_,
-                .objects = objects_});
-      !s.ok()) {
-    return s;
-  }
+  const SymbolScope scope{.compartment = target_.compartment,
+                          .exposed = exposed_,
+                          .objects = objects_};
+  if (absl::Status s = ApplyRelocations(obj, scope); !s.ok()) return s;
   if (absl::Status s = ProtectSegments(obj, target_.key, ErrorPrefix(obj));
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = ResolveIfuncs(obj, scope, target_.resolve_inside);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ProtectRelro(obj, target_.key, ErrorPrefix(obj));
+      !s.ok()) {
+    return s;
+  }
+  PublishObjects();  // constructors may throw and catch
   if (absl::Status s =
           RunConstructors(obj, target_.run_inside, ErrorPrefix(obj));
       !s.ok()) {
@@ -145,6 +155,15 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
                         absl::StrCat(where, ": ", elf.status().message()));
   }
   obj.phdrs = elf->program_headers();
+  const Elf64_Ehdr& eh = elf->header();
+  for (const Elf64_Phdr& ph : obj.phdrs) {  // dl_iterate_phdr reports them
+    const uint64_t bytes = uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr);
+    if (ph.p_type == PT_LOAD && eh.e_phoff >= ph.p_offset &&
+        eh.e_phoff - ph.p_offset <= ph.p_filesz &&
+        bytes <= ph.p_filesz - (eh.e_phoff - ph.p_offset)) {
+      obj.phdrs_vaddr = ph.p_vaddr + (eh.e_phoff - ph.p_offset);
+    }
+  }
   absl::StatusOr<SegmentPlan> plan = PlanSegments(*elf, where);
   if (!plan.ok()) return plan.status();
   absl::StatusOr<uintptr_t> base = Place(obj, *plan);
@@ -155,7 +174,36 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
       !s.ok()) {
     return s;
   }
-  return ReadDynamic(obj, plan->dynamic, where);
+  if (absl::Status s = ReadDynamic(obj, plan->dynamic, where); !s.ok()) {
+    return s;
+  }
+  if (plan->tls.p_type != PT_TLS) return absl::OkStatus();
+  return SetUpTls(obj, plan->tls, file, ++tls_modules_, target_.heap, where);
+}
+
+void ElfLoader::PublishObjects() {
+  std::vector<LoadedObjectInfo> list;
+  for (const auto& o : objects_) {
+    LoadedObjectInfo info = {};
+    info.base = o->base;
+    info.end = o->base + o->span;
+    info.start = info.end;
+    for (const Elf64_Phdr& ph : o->phdrs) {
+      if (ph.p_type == PT_LOAD) {
+        info.start =
+            std::min<uintptr_t>(info.start, o->base + PagesOf(ph).start);
+      }
+      if (ph.p_type == PT_GNU_EH_FRAME && o->SegmentRoom(ph.p_vaddr) != 0) {
+        info.eh_frame = o->base + ph.p_vaddr;
+      }
+    }
+    if (o->phdrs_vaddr != 0) {
+      info.phdr = o->base + o->phdrs_vaddr;
+      info.phnum = o->phdrs.size();
+    }
+    list.push_back(info);
+  }
+  target_.heap->SetLoadedObjects(list);
 }
 
 absl::StatusOr<uintptr_t> ElfLoader::Place(const ElfObject& obj,
@@ -186,6 +234,9 @@ absl::StatusOr<uintptr_t> ElfLoader::Lookup(absl::string_view symbol) const {
           o->InSpan(s.st_value, 0)) {
         return o->base + s.st_value;
       }
+      if (auto it = o->ifuncs.find(i); it != o->ifuncs.end()) {
+        return it->second;  // what its resolver chose
+      }
     }
   }
   return absl::NotFoundError(absl::StrFormat(
@@ -215,6 +266,7 @@ std::string ElfLoader::NameOf(uintptr_t address) const {
 
 absl::Status ElfLoader::Reload() {
   objects_.clear();
+  tls_modules_ = 0;  // the heap's Reset dropped the modules and blocks
   if (loaded_paths_.empty()) return absl::OkStatus();
   reloading_ = true;
   absl::Cleanup done = [this] { reloading_ = false; };

@@ -4,10 +4,12 @@
 // inside the compartment. dlopen is no use here: it runs constructors with
 // the caller's rights and shares one copy of each library.
 //
-// Refused with an error naming the feature: PT_TLS, IFUNC (definitions or
-// R_X86_64_IRELATIVE), copy relocations, text relocations, DT_RELR, and any
-// executable byte sequence that encodes WRPKRU, XRSTOR(S)(64) or
-// WR{FS,GS}BASE.
+// Thread-local storage (dynamic models: elf_tls.h) gets per-(thread,
+// compartment) blocks in compartment memory; IFUNC resolvers run inside
+// (elf_ifunc.h). Refused with an error naming the feature: the initial-exec
+// TLS model and TLS descriptors, copy relocations, text relocations,
+// DT_RELR, and any executable byte sequence that encodes WRPKRU,
+// XRSTOR(S)(64) or WR{FS,GS}BASE.
 #ifndef MPKBOX_RUNTIME_LOADER_ELF_LOADER_H_
 #define MPKBOX_RUNTIME_LOADER_ELF_LOADER_H_
 
@@ -36,6 +38,8 @@ class ElfLoader {
     CompartmentHeap* heap;
     // Runs a constructor or destructor, void(int, char**, char**), inside.
     std::function<absl::Status(uintptr_t fn)> run_inside;
+    // Runs an IFUNC resolver, uintptr_t(void), inside; its result.
+    std::function<absl::StatusOr<uintptr_t>(uintptr_t fn)> resolve_inside;
   };
 
   explicit ElfLoader(Target target);
@@ -65,6 +69,9 @@ class ElfLoader {
   // Reserves the image's base: on Reload, the one it had before.
   absl::StatusOr<uintptr_t> Place(const ElfObject& obj,
                                   const SegmentPlan& plan);
+  // Tells the heap which objects loaded code's _dl_find_object and
+  // dl_iterate_phdr report (allocator/loaded_objects.cc).
+  void PublishObjects();
   // "compartment 'c': cannot load '/path'": how errors about obj start.
   std::string ErrorPrefix(const ElfObject& obj) const;
 
@@ -73,6 +80,9 @@ class ElfLoader {
   std::vector<std::string> loaded_paths_;  // what Load was asked, in order
   std::vector<uintptr_t> bases_;           // where each object went
   absl::flat_hash_map<std::string, uintptr_t> exposed_;
+  // TLS module ids handed out (never reused: a thread may hold a block of
+  // a failed load's module); from 0 again when Reset dropped the blocks.
+  size_t tls_modules_ = 0;
   bool reloading_ = false;
 };
 

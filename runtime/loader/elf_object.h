@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 
@@ -23,6 +24,7 @@ struct ElfObject {
   uintptr_t base = 0;  // load bias
   size_t span = 0;     // bytes from base
   std::vector<Elf64_Phdr> phdrs;
+  uint64_t phdrs_vaddr = 0;  // where the image holds them, 0 if it does not
   std::vector<Elf64_Sym> syms;
   std::string strings;
   bool gnu_hash = false;
@@ -36,6 +38,13 @@ struct ElfObject {
   size_t ninit = 0, nfini = 0;
   std::vector<std::string> needed;
   bool constructed = false;
+  // PT_TLS (elf_tls.cc): its module id in the compartment, 0 if none.
+  size_t tls_module = 0;
+  uint64_t tls_size = 0;
+  // IFUNC definitions whose resolver ran inside: symbol index -> address;
+  // and the relocations waiting for this object's resolvers (elf_ifunc.cc).
+  absl::flat_hash_map<uint32_t, uintptr_t> ifuncs;
+  std::vector<size_t> ifunc_relocations;
 
   bool InSpan(uintptr_t vaddr, size_t bytes) const {
     return vaddr <= span && bytes <= span - vaddr;
@@ -52,6 +61,17 @@ struct ElfObject {
       }
     }
     return 0;
+  }
+  // [vaddr, vaddr + bytes) lies in one executable segment.
+  bool InCode(uint64_t vaddr, size_t bytes) const {
+    for (const Elf64_Phdr& ph : phdrs) {
+      if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X) && vaddr >= ph.p_vaddr &&
+          vaddr - ph.p_vaddr < ph.p_memsz &&
+          bytes <= ph.p_memsz - (vaddr - ph.p_vaddr)) {
+        return true;
+      }
+    }
+    return false;
   }
   const char* String(size_t offset) const {
     return offset < strings.size() ? strings.c_str() + offset : "";

@@ -44,11 +44,7 @@ absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
   bool dynamic = false;
   for (size_t i = 0; i < phdrs.size(); ++i) {
     const Elf64_Phdr& ph = phdrs[i];
-    if (ph.p_type == PT_TLS) {
-      return absl::UnimplementedError(absl::StrCat(
-          where, ": it has thread-local storage (PT_TLS), which mpkbox's "
-                 "loader does not support"));
-    }
+    if (ph.p_type == PT_TLS) plan.tls = ph;  // elf_tls.cc checks it
     if (ph.p_type == PT_INTERP) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": it is an executable (PT_INTERP)"));
@@ -157,6 +153,11 @@ absl::Status ProtectSegments(const ElfObject& obj, int key,
       return Prefixed(where, s);
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status ProtectRelro(const ElfObject& obj, int key,
+                          absl::string_view where) {
   for (const Elf64_Phdr& ph : obj.phdrs) {
     if (ph.p_type != PT_GNU_RELRO) continue;
     // Whole pages only: the rest of a page stays writable, as in ld.so.

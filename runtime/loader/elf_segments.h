@@ -26,12 +26,13 @@ struct SegmentPlan {
   // (code_rewrite.h): the loader's private copies.
   std::vector<std::unique_ptr<const std::vector<uint8_t>>> rewritten;
   Elf64_Phdr dynamic = {};         // PT_DYNAMIC
+  Elf64_Phdr tls = {};             // PT_TLS; p_type PT_NULL if none
   uintptr_t span = 0;              // bytes from the base, whole pages
   uintptr_t align = 0;             // of the base
 };
 
 // Checks every program header of a shared object and scans its executable
-// segments, rewriting accidental privileged byte sequences; refuses PT_TLS,
+// segments, rewriting accidental privileged byte sequences; refuses
 // PT_INTERP, segments sharing a page, RELRO outside the image and
 // privileged instructions it cannot rewrite. `where` starts every error
 // message.
@@ -42,9 +43,13 @@ absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
 absl::Status MapSegments(const std::vector<LoadSegment>& loads,
                          uintptr_t base, int key, absl::string_view where);
 
-// The protections the program headers ask for, then RELRO read-only.
+// The protections the program headers ask for (code runs from here on:
+// IFUNC resolvers, then constructors).
 absl::Status ProtectSegments(const ElfObject& obj, int key,
                              absl::string_view where);
+// RELRO read-only, once every relocation is written.
+absl::Status ProtectRelro(const ElfObject& obj, int key,
+                          absl::string_view where);
 
 }  // namespace mpkbox::internal
 

@@ -125,7 +125,8 @@ uint32_t FindDefinition(const ElfObject& obj, const char* name,
 }
 
 absl::StatusOr<uintptr_t> ResolveSymbol(const ElfObject& obj, uint32_t index,
-                                        const SymbolScope& scope) {
+                                        const SymbolScope& scope,
+                                        bool* pending_ifunc) {
   auto where = [&scope](const ElfObject& o) {
     return CannotLoad(scope.compartment, o);
   };
@@ -139,16 +140,22 @@ absl::StatusOr<uintptr_t> ResolveSymbol(const ElfObject& obj, uint32_t index,
   const int type = ELF64_ST_TYPE(sym.st_info);
   if (type == STT_TLS) {
     return absl::UnimplementedError(absl::StrFormat(
-        "%s: '%s' is thread-local, which mpkbox's loader does not support",
+        "%s: '%s' is thread-local but not bound by a TLS relocation",
         where(obj), name));
   }
   auto definition = [&](const ElfObject& o,
                         uint32_t i) -> absl::StatusOr<uintptr_t> {
     const Elf64_Sym& d = o.syms[i];
     if (ELF64_ST_TYPE(d.st_info) == STT_GNU_IFUNC) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "%s: '%s' is an IFUNC, which mpkbox's loader does not support",
-          where(o), o.String(d.st_name)));
+      if (auto it = o.ifuncs.find(i); it != o.ifuncs.end()) return it->second;
+      if (&o == &obj && pending_ifunc != nullptr) {
+        *pending_ifunc = true;
+        return uintptr_t{0};
+      }
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s: IFUNC '%s' of '%s' is used before its resolver ran (the "
+          "objects need each other)",
+          where(obj), o.String(d.st_name), o.path));
     }
     if (d.st_shndx == SHN_ABS) return uintptr_t{d.st_value};
     if (!o.InSpan(d.st_value, 0)) {

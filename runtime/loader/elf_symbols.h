@@ -31,9 +31,13 @@ struct SymbolScope {
 
 // The address symbol `index` of `obj` stands for: its own definition, else
 // what the host exposed, else the first definition in `scope.objects`, else
-// the host's (import_policy.h). Refuses TLS and IFUNC symbols.
+// the host's (import_policy.h). Refuses TLS symbols (elf_tls.h binds
+// those). An IFUNC binds to what its resolver returned (elf_ifunc.h); one
+// of obj itself whose resolver has not run yet sets *pending_ifunc (when
+// given) and returns 0.
 absl::StatusOr<uintptr_t> ResolveSymbol(const ElfObject& obj, uint32_t index,
-                                        const SymbolScope& scope);
+                                        const SymbolScope& scope,
+                                        bool* pending_ifunc = nullptr);
 
 }  // namespace mpkbox::internal
 

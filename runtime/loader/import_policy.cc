@@ -49,6 +49,8 @@ constexpr const char* kPureLibc[] = {
     // algorithms and arithmetic
     "qsort", "qsort_r", "bsearch", "abs", "labs", "llabs", "div", "ldiv",
     "lldiv", "ffs", "ffsl", "ffsll",
+    // rand_r keeps its state in the caller's argument (libxml2's dict seed)
+    "rand_r",
     // setjmp saves registers into the caller's buffer (longjmp: below)
     "_setjmp", "setjmp", "__sigsetjmp", "sigsetjmp",
     // ending badly is contained
@@ -60,6 +62,9 @@ constexpr const char* kPureLibc[] = {
     // plain syscall wrappers: the policy decides
     "read", "write", "close", "lseek", "lseek64", "pread", "pwrite",
     "pread64", "pwrite64",
+    // a key-0 flag libstdc++ only reads (are atomics needed?): true of the
+    // host's threads, which are the ones that run compartment code
+    "__libc_single_threaded",
 };
 
 // Routed to the process's own entry points (runtime/libc_overrides/malloc.cc):
@@ -76,10 +81,6 @@ constexpr const char* kRouted[] = {
     "_ZdlPvSt11align_val_tRKSt9nothrow_t",
     "_ZdaPvSt11align_val_tRKSt9nothrow_t",
 };
-
-// Destructors registered by loaded code would run at exit with host rights:
-// they are dropped (the object's own DT_FINI_ARRAY still runs inside).
-int IgnoreAtexit(void (*)(void*), void*, void*) { return 0; }
 
 char* NoEnvironment(const char*) { return nullptr; }
 
@@ -163,6 +164,15 @@ HostImport BindHostImport(absl::string_view name, absl::string_view version) {
   if (name == "__errno_location") {
     return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_errno_location)};
   }
+  if (name == "__tls_get_addr") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_tls_get_addr)};
+  }
+  if (name == "_dl_find_object") {  // libgcc's unwinder
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_dl_find_object)};
+  }
+  if (name == "dl_iterate_phdr") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_dl_iterate_phdr)};
+  }
   if (name == "longjmp" || name == "_longjmp" || name == "siglongjmp" ||
       name == "__longjmp_chk") {
     return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_longjmp)};
@@ -172,8 +182,14 @@ HostImport BindHostImport(absl::string_view name, absl::string_view version) {
     // compartments cannot read: loaded code sees none.
     return {reinterpret_cast<uintptr_t>(&NoEnvironment)};
   }
-  if (name == "__cxa_atexit" || name == "atexit") {
-    return {reinterpret_cast<uintptr_t>(&IgnoreAtexit)};
+  if (name == "__cxa_atexit") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_cxa_atexit)};
+  }
+  if (name == "atexit") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_atexit)};
+  }
+  if (name == "__cxa_finalize") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_cxa_finalize)};
   }
   if (p.routed.contains(n)) {
     return {reinterpret_cast<uintptr_t>(dlsym(RTLD_DEFAULT, n.c_str()))};

@@ -1,0 +1,147 @@
+// C++ inside (issue 14, item 2): a plugin built by the suite against
+// Debian's libstdc++ and libgcc_s, both loaded as the compartment's own
+// instances: std::string, std::vector, std::map, and exceptions thrown and
+// caught in loaded code, against the same code run natively.
+#include <dlfcn.h>
+#include <string.h>
+
+#include <string>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpkbox/mpkbox.h"
+#include "tests/test_util.h"
+
+namespace mpkbox {
+namespace {
+
+using ::mpkbox::testing::Buffer;
+using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::Value;
+using ::testing::HasSubstr;
+
+TEST(LoaderCppTest, ThrowsAndCatchesInsideLikeNative) {
+  auto box = MakeBox({.name = "cpp"});
+  absl::Status s = box->Load(CPP_PLUGIN);
+  ASSERT_TRUE(s.ok()) << s;
+  auto sum = box->Lookup<long(const char*)>("cpp_sum_words");
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  const std::string text = "1 22 x 300 yy 1 4000";
+  char* in = Buffer<char>(box.get(), text.size() + 1);
+  memcpy(in, text.c_str(), text.size() + 1);
+  absl::StatusOr<Tainted<long>> r =
+      box->Call(*sum, static_cast<const char*>(in));
+  ASSERT_TRUE(r.ok()) << r.status();
+
+  void* native = dlopen(CPP_PLUGIN, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(native, nullptr) << dlerror();
+  auto native_sum =
+      reinterpret_cast<long (*)(const char*)>(dlsym(native, "cpp_sum_words"));
+  EXPECT_EQ(Value(r), native_sum(text.c_str()));
+  EXPECT_EQ(Value(r), 600000 + 4324 * 1000 + 2);
+}
+
+// Its own libstdc++: another copy than the host's, in compartment memory.
+TEST(LoaderCppTest, LibstdcxxIsTheCompartmentsOwn) {
+  auto box = MakeBox({.name = "cpp-own"});
+  ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
+  auto throw_inside = box->Lookup<void()>("__cxa_throw");
+  ASSERT_TRUE(throw_inside.ok()) << throw_inside.status();
+  void* inside = reinterpret_cast<void*>(*throw_inside);
+  EXPECT_TRUE(box->Contains(inside, 1));
+  EXPECT_NE(inside, dlsym(RTLD_DEFAULT, "__cxa_throw"));
+}
+
+// libstdc++'s exception globals are thread-local (its PT_TLS): two threads
+// throw and catch at once, each in its own block.
+TEST(LoaderCppTest, ThreadsThrowAndCatchAtOnce) {
+  auto box = MakeBox({.name = "cpp-threads"});
+  ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
+  auto sum = box->Lookup<long(const char*)>("cpp_sum_words");
+  ASSERT_TRUE(sum.ok());
+  const std::string text = "5 a 6 b 7 c";
+  char* in = Buffer<char>(box.get(), text.size() + 1);
+  memcpy(in, text.c_str(), text.size() + 1);
+  auto run = [&] {
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_EQ(Value(box->Call(*sum, static_cast<const char*>(in))),
+                600000 + 18 * 1000 + 3);
+    }
+  };
+  std::thread a(run), b(run);
+  a.join();
+  b.join();
+}
+
+// An exception nobody inside catches: the compartment's unwinder finds no
+// frame description beyond its own objects, so std::terminate runs inside;
+// its verbose handler writes to stderr, a refused import until issue 15
+// gives loaded code stdio (then it aborts inside: kAborted). Either way a
+// contained fault; after Reset the plugin works again.
+TEST(LoaderCppTest, EscapingExceptionIsAContainedFault) {
+  auto box = MakeBox({.name = "cpp-escape"});
+  ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
+  auto out = box->Lookup<int(int)>("cpp_throw_out");
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(Value(box->Call(*out, 0)), 0);
+  absl::StatusOr<Tainted<int>> r = box->Call(*out, 1);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied)
+      << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("'stderr'"));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("verbose_terminate_handler"));
+  ASSERT_TRUE(box->Reset().ok());
+  out = box->Lookup<int(int)>("cpp_throw_out");
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(Value(box->Call(*out, -3)), -3);
+}
+
+int destructor_calls = 0;
+int destructor_names = 0;
+void DestructorRan(int names) {
+  ++destructor_calls;
+  destructor_names = names;
+}
+
+// A destructor loaded code registered with __cxa_atexit runs inside (it
+// reaches the host only through a callback, which the gate lets only
+// compartment code call) at Reset and at the compartment's destruction.
+TEST(LoaderCppTest, AtexitDestructorsRunInsideAtResetAndDestruction) {
+  destructor_calls = 0;
+  auto box = MakeBox({.name = "cpp-atexit"});
+  ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
+  auto hook = box->RegisterCallback(&DestructorRan);
+  ASSERT_TRUE(hook.ok()) << hook.status();
+  auto report = box->Lookup<void(void (*)(int), int)>("cpp_report_at_exit");
+  ASSERT_TRUE(report.ok());
+  ASSERT_TRUE(box->Call(*report, hook->get(), 3).ok());
+  EXPECT_EQ(destructor_calls, 0);
+  ASSERT_TRUE(box->Reset().ok());
+  EXPECT_EQ(destructor_calls, 1);
+  EXPECT_EQ(destructor_names, 3);
+  // Reset rebuilt the object: a fresh static, registered again.
+  report = box->Lookup<void(void (*)(int), int)>("cpp_report_at_exit");
+  ASSERT_TRUE(report.ok());
+  ASSERT_TRUE(box->Call(*report, hook->get(), 5).ok());
+  box.reset();
+  EXPECT_EQ(destructor_calls, 2);
+  EXPECT_EQ(destructor_names, 5);
+}
+
+// std::cout is libstdc++'s stdio-backed stream: its set-up (a constructor,
+// std::ios_base::Init) reaches the C library's stdio, host state loaded
+// code may not use until issue 15 gives it stdio of its own. The Load
+// fails in that constructor, naming the import.
+TEST(LoaderCppTest, IostreamsStopAtTheStdioImport) {
+  auto box = MakeBox({.name = "cpp-iostream"});
+  absl::Status s = box->Load(CPP_IOSTREAM);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("its constructor failed"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("ios_base4Init"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("used 'stdout', an import mpkbox refuses"));
+}
+
+}  // namespace
+}  // namespace mpkbox
