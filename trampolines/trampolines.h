@@ -56,6 +56,11 @@ void mpkbox_xrstor_into_frame(void* frame_xsave, uint64_t frame_mask,
 // --- compartment_longjmp.S: longjmp for loaded code -----------------------
 void mpkbox_compartment_longjmp(void* env, int value);
 
+// --- compartment_syscall.S: a raw syscall for loaded code's wrappers ------
+// The kernel's result: -errno on failure; no memory written.
+long mpkbox_compartment_syscall(long nr, long a, long b, long c, long d,
+                                long e, long f);
+
 // --- C++ the assembly calls -----------------------------------------------
 void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* ucontext);
 uint64_t mpkbox_allocator_entry(uint64_t op, uint64_t a, uint64_t b);

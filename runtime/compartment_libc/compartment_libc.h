@@ -35,6 +35,11 @@ void mpkbox_compartment_cxa_finalize(void* dso);
 int mpkbox_compartment_dl_iterate_phdr(
     int (*callback)(struct dl_phdr_info*, size_t, void*), void* data);
 
+// read, write, close, lseek, pread, pwrite and getrandom: the syscall
+// itself (runtime/compartment_libc/syscalls.cc), errno in the HeapCache.
+// NAME's replacement, or null.
+void* mpkbox_compartment_syscall_wrapper(const char* name);
+
 }  // extern "C"
 
 #endif  // MPKBOX_RUNTIME_COMPARTMENT_LIBC_COMPARTMENT_LIBC_H_

@@ -56,12 +56,10 @@ constexpr const char* kPureLibc[] = {
     // ending badly is contained
     "abort", "__stack_chk_fail", "__assert_fail", "__fortify_fail",
     "__chk_fail",
-    // randomness and time: getrandom (policy) and the vDSO
-    "arc4random", "arc4random_buf", "arc4random_uniform", "getrandom",
-    "clock_gettime", "gettimeofday", "time",
-    // plain syscall wrappers: the policy decides
-    "read", "write", "close", "lseek", "lseek64", "pread", "pwrite",
-    "pread64", "pwrite64",
+    // randomness (getrandom without cancellation inside) and the vDSO; the
+    // plain syscall wrappers are compartment_libc's (below)
+    "arc4random", "arc4random_buf", "arc4random_uniform", "clock_gettime",
+    "gettimeofday", "time",
     // a key-0 flag libstdc++ only reads (are atomics needed?): true of the
     // host's threads, which are the ones that run compartment code
     "__libc_single_threaded",
@@ -190,6 +188,11 @@ HostImport BindHostImport(absl::string_view name, absl::string_view version) {
   }
   if (name == "__cxa_finalize") {
     return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_cxa_finalize)};
+  }
+  // read, write, getrandom, ...: glibc's are cancellation points that
+  // write the thread's descriptor once the process has a second thread.
+  if (void* w = mpkbox_compartment_syscall_wrapper(n.c_str())) {
+    return {reinterpret_cast<uintptr_t>(w)};
   }
   if (p.routed.contains(n)) {
     return {reinterpret_cast<uintptr_t>(dlsym(RTLD_DEFAULT, n.c_str()))};
