@@ -270,8 +270,15 @@ TEST_F(GadgetScaleTest, HostXrstorOfPkruLoadsIt) {
   unsigned size, pkru_offset, ecx, edx;
   __cpuid_count(0xd, 9, size, pkru_offset, ecx, edx);
   alignas(64) static uint8_t area[8192];
+  // XRSTOR takes the compacted format only where the CPU has XSAVEC
+  // (CPUID.(EAX=0DH,ECX=1):EAX[1]); elsewhere the real instruction faults,
+  // and so does its emulation. QEMU's TCG (the emulated-PKU guest) lacks it.
+  unsigned eax1, ebx1, ecx1, edx1;
+  __cpuid_count(0xd, 1, eax1, ebx1, ecx1, edx1);
+  const bool xsavec = (eax1 & 2) != 0;
   const uint64_t before = internal::GadgetGuardCountsNow().emulated;
   for (bool compacted : {false, true}) {
+    if (compacted && !xsavec) continue;
     memset(area, 0, sizeof(area));
     const uint64_t xstate_bv = uint64_t{1} << 9;
     const uint64_t xcomp_bv = compacted ? (uint64_t{1} << 63) | xstate_bv : 0;
@@ -286,7 +293,8 @@ TEST_F(GadgetScaleTest, HostXrstorOfPkruLoadsIt) {
     mpkbox_test_xrstor_all(area);
     EXPECT_EQ(internal::ReadPkru(), 0u) << compacted;
   }
-  EXPECT_EQ(internal::GadgetGuardCountsNow().emulated, before + 4);
+  EXPECT_EQ(internal::GadgetGuardCountsNow().emulated,
+            before + (xsavec ? 4 : 2));
 }
 
 int OpenDescriptors() {
@@ -348,13 +356,15 @@ TEST_F(GadgetScaleTest, ThousandThreadsInCompartmentsHoldNoGuardDescriptors) {
         auto box = MakeBox({.name = "many"});
         const bool calls = box->Call(+[] {}).ok();
         const int breakpoints = internal::GadgetGuardCountsNow().breakpoints;
-        const double per_thread = DescriptorsPerThread(box.get(), 1000);
+        // Emulated (QEMU's TCG runs threads one at a time): a tenth.
+        const int threads = testing::UnderEmulation() ? 100 : 1000;
+        const double per_thread = DescriptorsPerThread(box.get(), threads);
         fprintf(stderr, "breakpoints %d, descriptors per thread %.3f\n",
                 breakpoints, per_thread);
         // A few for the process (the directory read itself), none per
         // thread.
         _exit(calls && breakpoints == 0 && per_thread >= 0 &&
-                      per_thread < 0.016
+                      per_thread < 16.0 / threads
                   ? 0
                   : 1);
       },
