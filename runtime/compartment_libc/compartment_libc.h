@@ -40,8 +40,7 @@ int mpkbox_compartment_dl_iterate_phdr(
 void mpkbox_compartment_qsort(void* base, size_t n, size_t size,
                               int (*compare)(const void*, const void*));
 void mpkbox_compartment_qsort_r(void* base, size_t n, size_t size,
-                                int (*compare)(const void*, const void*,
-                                               void*),
+                                int (*compare)(const void*, const void*, void*),
                                 void* arg);
 
 // read, write, close, lseek, pread, pwrite and getrandom: the syscall

@@ -80,8 +80,7 @@ extern "C" void mpkbox_compartment_qsort_r(void* base, size_t n, size_t s,
 }
 
 extern "C" void mpkbox_compartment_qsort(void* base, size_t n, size_t s,
-                                         int (*cmp)(const void*,
-                                                    const void*)) {
+                                         int (*cmp)(const void*, const void*)) {
   mpkbox_compartment_qsort_r(base, n, s, &CallWithoutArg,
                              reinterpret_cast<void*>(cmp));
 }
