@@ -6,9 +6,11 @@
 // loader_attack_*_test.cc.
 #include <expat.h>
 #include <png.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <string>
@@ -198,6 +200,57 @@ TEST(LoaderTest, ErrnoOfLoadedCodeIsTheCompartments) {
   EXPECT_EQ(errno, 0);  // the host's errno is its own
   EXPECT_EQ(Value(box->Call(*malloc_errno, 64ul << 20)), ENOMEM);
   EXPECT_EQ(Value(box->Call(*malloc_errno, 64ul)), 0);
+}
+
+// qsort and qsort_r of loaded code: glibc's wrote errno and its sysconf
+// cache (key 0) for arrays of 1 KiB and more, and faulted under
+// Ambient::kReadOnly. The compartment's are glibc's stable merge sort: the
+// native order, equal keys in their original order, on the stack below
+// 1 KiB and on the compartment's heap above.
+struct Record {
+  int key;
+  int seq;
+  bool operator==(const Record& o) const {
+    return key == o.key && seq == o.seq;
+  }
+};
+
+int ByKey(const void* a, const void* b) {
+  const int x = static_cast<const Record*>(a)->key;
+  const int y = static_cast<const Record*>(b)->key;
+  return (x > y) - (x < y);
+}
+
+TEST(LoaderTest, QsortOfLoadedCodeIsGlibcsStableOrder) {
+  auto box = MakeBox({.name = "sort"});
+  ASSERT_TRUE(box->Load(SORT_PLUGIN).ok());
+  auto sort = box->Lookup<void(Record*, size_t)>("sort_records");
+  auto sort_r = box->Lookup<void(Record*, size_t, int)>("sort_records_r");
+  ASSERT_TRUE(sort.ok() && sort_r.ok());
+  for (size_t n : {size_t{3}, size_t{100}, size_t{1000}}) {  // 24 B to 8 KB
+    std::vector<Record> native(n);
+    for (size_t i = 0; i < n; ++i) {
+      native[i] = {static_cast<int>(i * 37 % 50), static_cast<int>(i)};
+    }
+    auto* inside = Buffer<Record>(box.get(), n);
+    std::copy(native.begin(), native.end(), inside);
+    ASSERT_TRUE(box->Call(*sort, inside, n).ok()) << n;
+    qsort(native.data(), n, sizeof(Record), ByKey);
+    EXPECT_EQ(std::vector<Record>(inside, inside + n), native) << n;
+    for (size_t i = 1; i < n; ++i) {
+      ASSERT_TRUE(inside[i - 1].key < inside[i].key ||
+                  (inside[i - 1].key == inside[i].key &&
+                   inside[i - 1].seq < inside[i].seq))
+          << n << " at " << i;
+    }
+    ASSERT_TRUE(box->Call(*sort_r, inside, n, 1).ok()) << n;  // descending
+    qsort_r(native.data(), n, sizeof(Record),
+            [](const void* a, const void* b, void*) { return ByKey(b, a); },
+            nullptr);
+    EXPECT_EQ(std::vector<Record>(inside, inside + n), native) << n;
+    EXPECT_GT(inside[0].key, inside[n - 1].key) << n;
+  }
+  EXPECT_EQ(box->last_fault(), nullptr);
 }
 
 TEST(LoaderTest, ResetBringsLoadedObjectsBackFresh) {

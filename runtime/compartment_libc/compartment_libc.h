@@ -35,6 +35,14 @@ void mpkbox_compartment_cxa_finalize(void* dso);
 int mpkbox_compartment_dl_iterate_phdr(
     int (*callback)(struct dl_phdr_info*, size_t, void*), void* data);
 
+// qsort and qsort_r: glibc's stable merge sort without its errno and
+// static writes (runtime/compartment_libc/sort.cc).
+void mpkbox_compartment_qsort(void* base, size_t n, size_t size,
+                              int (*compare)(const void*, const void*));
+void mpkbox_compartment_qsort_r(void* base, size_t n, size_t size,
+                                int (*compare)(const void*, const void*, void*),
+                                void* arg);
+
 // read, write, close, lseek, pread, pwrite and getrandom: the syscall
 // itself (runtime/compartment_libc/syscalls.cc), errno in the HeapCache.
 // NAME's replacement, or null.

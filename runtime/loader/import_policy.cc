@@ -47,8 +47,10 @@ constexpr const char* kPureLibc[] = {
     "snprintf", "vsnprintf", "sprintf", "vsprintf", "__snprintf_chk",
     "__vsnprintf_chk", "__sprintf_chk", "__vsprintf_chk",
     // algorithms and arithmetic
-    "qsort", "qsort_r", "bsearch", "abs", "labs", "llabs", "div", "ldiv",
+    "bsearch", "abs", "labs", "llabs", "div", "ldiv",
     "lldiv", "ffs", "ffsl", "ffsll",
+    // bit arithmetic on a dev_t argument (libarchive's cpio writer)
+    "gnu_dev_major", "gnu_dev_minor", "gnu_dev_makedev",
     // rand_r keeps its state in the caller's argument (libxml2's dict seed)
     "rand_r",
     // setjmp saves registers into the caller's buffer (longjmp: below)
@@ -179,6 +181,12 @@ HostImport BindHostImport(absl::string_view name, absl::string_view version) {
     // The host's environment may live on its heap (after setenv), which
     // compartments cannot read: loaded code sees none.
     return {reinterpret_cast<uintptr_t>(&NoEnvironment)};
+  }
+  if (name == "qsort") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_qsort)};
+  }
+  if (name == "qsort_r") {
+    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_qsort_r)};
   }
   if (name == "__cxa_atexit") {
     return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_cxa_atexit)};

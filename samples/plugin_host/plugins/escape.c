@@ -30,7 +30,7 @@ long open_file(void) {
 }
 
 /* Looks for a WRPKRU instruction (0f 01 ef) in libc's code, which it can
-   read, from qsort (an import it may use: the address is libc's own) on,
+   read, from abs (an import it may use: the address is libc's own) on,
    and jumps to it with EAX = 0: all keys open. mpkbox has put int3 (cc)
    over its first byte; the attacker jumps there all the same. The bytes to
    look for come from data, so this plugin's own code holds no WRPKRU (Load
@@ -38,7 +38,7 @@ long open_file(void) {
 static const volatile unsigned char kWrpkru[4] = {0x0f, 0x01, 0xef, 0xcc};
 
 long jump_to_wrpkru(void) {
-  const unsigned char* p = (const unsigned char*)(uintptr_t)&qsort;
+  const unsigned char* p = (const unsigned char*)(uintptr_t)&abs;
   for (size_t i = 0; i < (size_t)8 << 20; ++i) {
     if ((p[i] == kWrpkru[0] || p[i] == kWrpkru[3]) && p[i + 1] == kWrpkru[1] &&
         p[i + 2] == kWrpkru[2]) {
