@@ -64,7 +64,7 @@
 //                              jpeg_read_scanlines until the last line (it
 //                              gives about 2 lines a call), then finish and
 //                              destroy; inside, each is a Call (about
-//                              8 + side / 2 Calls a decode) on structs, file
+//                              7 + side / 2 Calls a decode) on structs, file
 //                              and rows in the compartment. `bytes` is the
 //                              file's size, `rgb_bytes` the output's.
 //   BM_XmlParse{Native,Inside,Paired}/N, BM_XmlParseCalibration/262144
