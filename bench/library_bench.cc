@@ -54,6 +54,27 @@
 //                              buffers of its own) in the inside call's
 //                              place: it should say 1, and how far it is
 //                              from 1 is what the method cannot resolve.
+//   BM_JpegDecode{Native,Inside,Paired}/N, BM_JpegDecodeCalibration/262144
+//                              decode of a JPEG file of about N bytes (1 KiB
+//                              to 1 MiB; an RGB picture with texture, quality
+//                              85, its side searched for at start-up) into
+//                              RGB rows with libjpeg.so.62: jpeg_std_error,
+//                              jpeg_create_decompress, jpeg_mem_src,
+//                              jpeg_read_header, jpeg_start_decompress,
+//                              jpeg_read_scanlines until the last line (it
+//                              gives about 2 lines a call), then finish and
+//                              destroy; inside, each is a Call (about
+//                              7 + side / 2 Calls a decode) on structs, file
+//                              and rows in the compartment. `bytes` is the
+//                              file's size, `rgb_bytes` the output's.
+//   BM_XmlParse{Native,Inside,Paired}/N, BM_XmlParseCalibration/262144
+//                              xmlReadMemory of an N-byte document (a catalog
+//                              of items: attributes, nested elements, text)
+//                              and xmlFreeDoc, libxml2.so.2 (with its ICU);
+//                              inside, two Calls. The untimed check counts
+//                              the root's child elements on both sides.
+//                              Paired ones also report the ratio of the
+//                              calling thread's CPU time (paired_cpu_ratio).
 //
 // Every benchmark sets the counter `bytes`: the uncompressed bytes of one
 // call (the input of compress2, the output of uncompress, the decoded pixels
@@ -71,19 +92,27 @@
 #include <benchmark/benchmark.h>
 #include <png.h>
 #include <signal.h>
+#include <stdio.h>  // jpeglib.h needs FILE and size_t first
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include <jpeglib.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -396,28 +425,57 @@ bool Fail(benchmark::State& state, const char* why) {
 // promise. Counters, per repetition:
 //   paired_ratio   the median over the pairs of native time / inside time:
 //                  inside's throughput over native's;
-//   native_ns, inside_ns
+//   paired_cpu_ratio
+//                  the same of the calling thread's CPU time
+//                  (CLOCK_THREAD_CPUTIME_ID, read outside the steady-clock
+//                  window): time the vCPU spent on other tenants left out;
+//   native_ns, inside_ns, native_cpu_ns, inside_cpu_ns
 //                  the mean time per call of each side;
 //   pair_count     the pairs behind them.
 // The iteration time (manual time) is the pair's: both calls.
 
-// Runs fn once; its duration in seconds, or a negative number if it failed.
+double ThreadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+struct Timed {
+  double real = -1.0;  // seconds; negative if the call failed
+  double cpu = 0.0;
+};
+
+// Runs fn once; its real and thread CPU time.
 template <typename Fn>
-double TimeOne(Fn& fn) {
+Timed TimeOne(Fn& fn) {
+  const double c0 = ThreadCpuSeconds();
   const auto t0 = std::chrono::steady_clock::now();
   const bool ok = fn();
   const auto t1 = std::chrono::steady_clock::now();
-  return ok ? std::chrono::duration<double>(t1 - t0).count() : -1.0;
+  const double c1 = ThreadCpuSeconds();
+  if (!ok) return {};
+  return {std::chrono::duration<double>(t1 - t0).count(), c1 - c0};
+}
+
+// The median of v (reordered).
+double Median(std::vector<double>& v) {
+  const auto mid = v.begin() + v.size() / 2;
+  std::nth_element(v.begin(), mid, v.end());
+  double median = *mid;
+  if (v.size() % 2 == 0) median = (median + *std::max_element(v.begin(), mid)) / 2;
+  return median;
 }
 
 template <typename Native, typename Inside>
 void RunPaired(benchmark::State& state, Native native, Inside inside) {
-  std::vector<double> ratios;
+  std::vector<double> ratios, cpu_ratios;
   ratios.reserve(4096);
+  cpu_ratios.reserve(4096);
   double native_total = 0, inside_total = 0;
+  double native_cpu = 0, inside_cpu = 0;
   bool inside_first = false;
   for (auto _ : state) {
-    double tn, ti;
+    Timed tn, ti;
     if (inside_first) {
       ti = TimeOne(inside);
       tn = TimeOne(native);
@@ -426,26 +484,31 @@ void RunPaired(benchmark::State& state, Native native, Inside inside) {
       ti = TimeOne(inside);
     }
     inside_first = !inside_first;
-    if (tn < 0 || ti < 0) {
-      Fail(state, tn < 0 ? "the native call failed" : "the inside call failed");
+    if (tn.real < 0 || ti.real < 0) {
+      Fail(state,
+           tn.real < 0 ? "the native call failed" : "the inside call failed");
       return;
     }
-    state.SetIterationTime(tn + ti);
-    native_total += tn;
-    inside_total += ti;
-    if (ratios.size() < ratios.capacity()) ratios.push_back(tn / ti);
+    state.SetIterationTime(tn.real + ti.real);
+    native_total += tn.real;
+    inside_total += ti.real;
+    native_cpu += tn.cpu;
+    inside_cpu += ti.cpu;
+    if (ratios.size() < ratios.capacity()) {
+      ratios.push_back(tn.real / ti.real);
+      if (ti.cpu > 0) cpu_ratios.push_back(tn.cpu / ti.cpu);
+    }
   }
   if (ratios.empty()) return;
-  const auto mid = ratios.begin() + ratios.size() / 2;
-  std::nth_element(ratios.begin(), mid, ratios.end());
-  double median = *mid;
-  if (ratios.size() % 2 == 0) {
-    median = (median + *std::max_element(ratios.begin(), mid)) / 2;
-  }
   const double n = static_cast<double>(state.iterations());
-  state.counters["paired_ratio"] = median;
+  state.counters["paired_ratio"] = Median(ratios);
+  if (!cpu_ratios.empty()) {
+    state.counters["paired_cpu_ratio"] = Median(cpu_ratios);
+  }
   state.counters["native_ns"] = native_total / n * 1e9;
   state.counters["inside_ns"] = inside_total / n * 1e9;
+  state.counters["native_cpu_ns"] = native_cpu / n * 1e9;
+  state.counters["inside_cpu_ns"] = inside_cpu / n * 1e9;
   state.counters["pair_count"] = static_cast<double>(ratios.size());
 }
 
@@ -1031,6 +1094,497 @@ void BM_PngDecodeCalibration(benchmark::State& state) {
 }
 BENCHMARK(BM_PngDecodeCalibration)->Arg(kPngSide)->UseManualTime();
 
+// ---------------------------------------------------------------------------
+// libjpeg-turbo decode and libxml2 parse, inputs of 1 KiB to 1 MiB.
+
+// The separate benchmarks' timed loop: fn() once per iteration; the
+// benchmark fails with `what` if it returns false. Sets faults_per_call.
+template <typename Fn>
+void RunSeparate(benchmark::State& state, Fn fn, const char* what) {
+  const long faults = ThreadMinorFaults();
+  for (auto _ : state) {
+    if (!fn()) {
+      Fail(state, what);
+      break;
+    }
+  }
+  SetFaultsPerCall(state, faults);
+}
+
+constexpr size_t kCodecMax = 1 << 20;  // the largest input
+
+// Inputs of 1, 4, 16, 64, 256 and 1024 KiB.
+void CodecSizes(benchmark::internal::Benchmark* b) {
+  b->RangeMultiplier(4)->Range(1 << 10, kCodecMax);
+}
+
+// An RGB picture for JPEG: gradients, discs and a texture of +-12 on every
+// channel (as a photograph's surfaces have), so that the entropy decoder has
+// work: about 2.5 bits a pixel at quality 85.
+std::vector<uint8_t> MakeRgb(int side) {
+  std::vector<uint8_t> px(static_cast<size_t>(side) * side * 3);
+  uint32_t s = 777;
+  for (int y = 0; y < side; ++y) {
+    for (int x = 0; x < side; ++x) {
+      int c[3] = {x * 255 / side, y * 255 / side, (x + y) * 127 / side};
+      const int cx = side / 3, cy = side / 2, rad = side / 4;
+      if ((x - cx) * (x - cx) + (y - cy) * (y - cy) < rad * rad) {
+        c[0] = 200;
+        c[1] = 60;
+      }
+      for (int& v : c) {
+        s = s * 1103515245u + 12345u;
+        v += static_cast<int>((s >> 16) % 25) - 12;
+        v = v < 0 ? 0 : v > 255 ? 255 : v;
+      }
+      uint8_t* p = &px[(static_cast<size_t>(y) * side + x) * 3];
+      for (int i = 0; i < 3; ++i) p[i] = static_cast<uint8_t>(c[i]);
+    }
+  }
+  return px;
+}
+
+// The host's libjpeg-turbo's encoding of a side x side RGB picture.
+std::vector<uint8_t> EncodeJpeg(const std::vector<uint8_t>& rgb, int side) {
+  std::vector<JSAMPROW> rows(static_cast<size_t>(side));
+  for (int y = 0; y < side; ++y) {
+    rows[y] = const_cast<uint8_t*>(&rgb[static_cast<size_t>(y) * side * 3]);
+  }
+  unsigned char* out = nullptr;
+  unsigned long size = 0;
+  jpeg_error_mgr err{};
+  jpeg_compress_struct c{};
+  c.err = jpeg_std_error(&err);
+  jpeg_create_compress(&c);
+  c.image_width = c.image_height = static_cast<JDIMENSION>(side);
+  c.in_color_space = JCS_RGB;
+  c.input_components = 3;
+  jpeg_set_defaults(&c);
+  jpeg_set_quality(&c, 85, TRUE);
+  jpeg_mem_dest(&c, &out, &size);
+  jpeg_start_compress(&c, TRUE);
+  while (c.next_scanline < c.image_height) {  // all the rest each time
+    jpeg_write_scanlines(&c, rows.data() + c.next_scanline,
+                         c.image_height - c.next_scanline);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  std::vector<uint8_t> bytes(out, out + size);
+  std::free(out);
+  return bytes;
+}
+
+struct Jpeg {
+  int side = 0;
+  std::vector<uint8_t> file;
+};
+
+// A JPEG file of about n bytes (within a few percent): the side of the
+// picture is searched for at start-up.
+const Jpeg& TestJpeg(size_t n) {
+  static std::map<size_t, Jpeg> made;
+  Jpeg& j = made[n];
+  if (!j.file.empty()) return j;
+  double side = 16;
+  for (int step = 0; step < 10; ++step) {
+    const int s = std::max(8, static_cast<int>(side + 0.5));
+    std::vector<uint8_t> file = EncodeJpeg(MakeRgb(s), s);
+    const double got = static_cast<double>(file.size());
+    if (j.file.empty() || std::abs(got - static_cast<double>(n)) <
+                              std::abs(static_cast<double>(j.file.size()) -
+                                       static_cast<double>(n))) {
+      j = {s, std::move(file)};
+    }
+    if (std::abs(got - static_cast<double>(n)) < 0.02 * static_cast<double>(n)) {
+      break;
+    }
+    side = s * std::sqrt(static_cast<double>(n) / got);
+  }
+  return j;
+}
+
+size_t RgbBytes(const Jpeg& j) {
+  return static_cast<size_t>(j.side) * j.side * 3;
+}
+
+// One decode by the host's libjpeg-turbo into the rows (one per line of the
+// picture, pointing into an RGB buffer): the whole libjpeg API sequence,
+// error manager to destroy, as an application decoding a file in memory
+// runs it.
+bool NativeJpegDecode(const uint8_t* file, size_t size, JSAMPROW* rows,
+                      int side) {
+  jpeg_decompress_struct d;
+  jpeg_error_mgr err;
+  d.err = jpeg_std_error(&err);
+  jpeg_create_decompress(&d);
+  jpeg_mem_src(&d, file, size);
+  bool ok = jpeg_read_header(&d, TRUE) == JPEG_HEADER_OK &&
+            jpeg_start_decompress(&d) &&
+            d.output_width == static_cast<JDIMENSION>(side) &&
+            d.output_height == static_cast<JDIMENSION>(side) &&
+            d.output_components == 3;
+  while (ok && d.output_scanline < d.output_height) {
+    ok = jpeg_read_scanlines(&d, rows + d.output_scanline,
+                             d.output_height - d.output_scanline) > 0;
+  }
+  ok = ok && jpeg_finish_decompress(&d);
+  jpeg_destroy_decompress(&d);
+  return ok;
+}
+
+struct InsideJpeg {
+  std::unique_ptr<mpkbox::Compartment> box;
+  decltype(::jpeg_std_error)* std_error = nullptr;
+  decltype(::jpeg_CreateDecompress)* create = nullptr;
+  decltype(::jpeg_mem_src)* mem_src = nullptr;
+  decltype(::jpeg_read_header)* read_header = nullptr;
+  decltype(::jpeg_start_decompress)* start = nullptr;
+  decltype(::jpeg_read_scanlines)* read_scanlines = nullptr;
+  decltype(::jpeg_finish_decompress)* finish = nullptr;
+  decltype(::jpeg_destroy_decompress)* destroy = nullptr;
+  jpeg_decompress_struct* d = nullptr;
+  jpeg_error_mgr* err = nullptr;
+  uint8_t* file = nullptr;    // the largest test file's bytes
+  uint8_t* pixels = nullptr;  // its decoded RGB
+  JSAMPROW* rows = nullptr;   // one per line of its picture
+};
+
+InsideJpeg& Libjpeg() {
+  static InsideJpeg inside_jpeg = [] {
+    InsideJpeg j;
+    j.box = LoadBox("bench-jpeg", "libjpeg.so.62");
+    mpkbox::Compartment& b = *j.box;
+    j.std_error = LookupOrDie<decltype(::jpeg_std_error)>(b, "jpeg_std_error");
+    j.create = LookupOrDie<decltype(::jpeg_CreateDecompress)>(
+        b, "jpeg_CreateDecompress");
+    j.mem_src = LookupOrDie<decltype(::jpeg_mem_src)>(b, "jpeg_mem_src");
+    j.read_header =
+        LookupOrDie<decltype(::jpeg_read_header)>(b, "jpeg_read_header");
+    j.start = LookupOrDie<decltype(::jpeg_start_decompress)>(
+        b, "jpeg_start_decompress");
+    j.read_scanlines =
+        LookupOrDie<decltype(::jpeg_read_scanlines)>(b, "jpeg_read_scanlines");
+    j.finish = LookupOrDie<decltype(::jpeg_finish_decompress)>(
+        b, "jpeg_finish_decompress");
+    j.destroy = LookupOrDie<decltype(::jpeg_destroy_decompress)>(
+        b, "jpeg_destroy_decompress");
+    j.d = reinterpret_cast<jpeg_decompress_struct*>(
+        InsideBuffer(b, sizeof(jpeg_decompress_struct)));
+    j.err = reinterpret_cast<jpeg_error_mgr*>(
+        InsideBuffer(b, sizeof(jpeg_error_mgr)));
+    const Jpeg& largest = TestJpeg(kCodecMax);
+    j.file = InsideBuffer(b, largest.file.size() + kCodecMax / 16);
+    j.pixels = InsideBuffer(b, RgbBytes(largest));
+    j.rows = reinterpret_cast<JSAMPROW*>(
+        InsideBuffer(b, sizeof(JSAMPROW) * static_cast<size_t>(largest.side)));
+    return j;
+  }();
+  return inside_jpeg;
+}
+
+// The same sequence as NativeJpegDecode, each step a Call of the
+// compartment's libjpeg (the structs, the file and the rows in it).
+bool InsideJpegDecode(InsideJpeg& j, size_t size, int side) {
+  mpkbox::Compartment& b = *j.box;
+  auto err = b.Call(j.std_error, j.err);
+  if (!err.ok()) return false;
+  j.d->err = err->UnverifiedValue("bench: checked by the next calls");
+  if (!b.Call(j.create, j.d, int{JPEG_LIB_VERSION},
+              sizeof(jpeg_decompress_struct))
+           .ok() ||
+      !b.Call(j.mem_src, j.d, static_cast<const unsigned char*>(j.file),
+              static_cast<unsigned long>(size))
+           .ok()) {
+    return false;
+  }
+  auto header = b.Call(j.read_header, j.d, boolean{TRUE});
+  auto started = b.Call(j.start, j.d);
+  bool ok = header.ok() &&
+            header->UnverifiedValue("bench") == JPEG_HEADER_OK &&
+            started.ok() && started->UnverifiedValue("bench") &&
+            j.d->output_width == static_cast<JDIMENSION>(side) &&
+            j.d->output_height == static_cast<JDIMENSION>(side) &&
+            j.d->output_components == 3;
+  while (ok && j.d->output_scanline < j.d->output_height) {
+    const JDIMENSION at = j.d->output_scanline;
+    auto got = b.Call(j.read_scanlines, j.d, j.rows + at,
+                      static_cast<JDIMENSION>(side) - at);
+    ok = got.ok() && got->UnverifiedValue("bench") > 0;
+  }
+  if (ok) {
+    auto finished = b.Call(j.finish, j.d);
+    ok = finished.ok() && finished->UnverifiedValue("bench");
+  }
+  return b.Call(j.destroy, j.d).ok() && ok;
+}
+
+// Host buffers for one native decode of j.
+struct HostJpeg {
+  explicit HostJpeg(const Jpeg& j)
+      : file(HostBuffer(j.file.size())),
+        pixels(HostBuffer(RgbBytes(j))),
+        rows(static_cast<size_t>(j.side)) {
+    std::memcpy(file, j.file.data(), j.file.size());
+    for (int y = 0; y < j.side; ++y) rows[y] = pixels + y * j.side * 3;
+  }
+  ~HostJpeg() {
+    std::free(file);
+    std::free(pixels);
+  }
+  HostJpeg(const HostJpeg&) = delete;
+  HostJpeg& operator=(const HostJpeg&) = delete;
+  bool Decode(const Jpeg& j) {
+    return NativeJpegDecode(file, j.file.size(), rows.data(), j.side);
+  }
+  uint8_t* file;
+  uint8_t* pixels;
+  std::vector<JSAMPROW> rows;
+};
+
+// Puts j's file into the compartment and points its rows at its pixels;
+// true if a decode there gives the native pixels.
+bool PrepareInsideJpeg(InsideJpeg& inside, const Jpeg& j,
+                       const uint8_t* native_pixels) {
+  std::memcpy(inside.file, j.file.data(), j.file.size());
+  for (int y = 0; y < j.side; ++y) {
+    inside.rows[y] = inside.pixels + y * j.side * 3;
+  }
+  std::memset(inside.pixels, 0, RgbBytes(j));
+  return InsideJpegDecode(inside, j.file.size(), j.side) &&
+         std::memcmp(inside.pixels, native_pixels, RgbBytes(j)) == 0;
+}
+
+void SetJpegBytes(benchmark::State& state, const Jpeg& j) {
+  SetBytes(state, j.file.size());
+  state.counters["rgb_bytes"] = static_cast<double>(RgbBytes(j));
+  state.counters["side"] = static_cast<double>(j.side);
+}
+
+void BM_JpegDecodeNative(benchmark::State& state) {
+  const Jpeg& j = TestJpeg(static_cast<size_t>(state.range(0)));
+  HostJpeg host(j);
+  RunSeparate(state, [&] { return host.Decode(j); }, "the decode failed");
+  SetJpegBytes(state, j);
+}
+BENCHMARK(BM_JpegDecodeNative)->Apply(CodecSizes)->UseRealTime();
+
+// The inside benchmark alone, or paired with native.
+void JpegDecodeInside(benchmark::State& state, bool paired) {
+  InsideJpeg& inside = Libjpeg();
+  const Jpeg& j = TestJpeg(static_cast<size_t>(state.range(0)));
+  HostJpeg host(j);
+  if (!host.Decode(j) || !PrepareInsideJpeg(inside, j, host.pixels)) {
+    Fail(state, "the decode in the compartment failed or differs");
+    return;
+  }
+  auto decode = [&] {
+    return InsideJpegDecode(inside, j.file.size(), j.side);
+  };
+  if (paired) {
+    RunPaired(state, [&] { return host.Decode(j); }, decode);
+  } else {
+    RunSeparate(state, decode, "the decode in the compartment failed");
+  }
+  SetJpegBytes(state, j);
+  if (std::memcmp(inside.pixels, host.pixels, RgbBytes(j)) != 0) {
+    Fail(state, "the decoded pixels differ");
+  }
+}
+
+void BM_JpegDecodeInside(benchmark::State& state) {
+  JpegDecodeInside(state, false);
+}
+BENCHMARK(BM_JpegDecodeInside)->Apply(CodecSizes)->UseRealTime();
+
+void BM_JpegDecodePaired(benchmark::State& state) {
+  JpegDecodeInside(state, true);
+}
+BENCHMARK(BM_JpegDecodePaired)->Apply(CodecSizes)->UseManualTime();
+
+void BM_JpegDecodeCalibration(benchmark::State& state) {
+  const Jpeg& j = TestJpeg(static_cast<size_t>(state.range(0)));
+  HostJpeg a(j), b(j);
+  RunPaired(
+      state, [&] { return a.Decode(j); }, [&] { return b.Decode(j); });
+  SetJpegBytes(state, j);
+}
+BENCHMARK(BM_JpegDecodeCalibration)->Arg(256 << 10)->UseManualTime();
+
+// An XML document of exactly n bytes: a catalog of items with attributes,
+// nested elements and text (Text()'s words), as a configuration file or a
+// feed has them.
+std::string MakeXml(size_t n) {
+  static const char kHead[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                              "<catalog>\n";
+  static const char kTail[] = "</catalog>\n";
+  const std::vector<uint8_t>& text = Text();
+  size_t at = 0;
+  auto words = [&](size_t len) {
+    if (at + len > text.size()) at = 0;
+    std::string w(text.begin() + static_cast<ptrdiff_t>(at),
+                  text.begin() + static_cast<ptrdiff_t>(at + len));
+    at += len;
+    return w;
+  };
+  std::string out = kHead;
+  for (int i = 0;; ++i) {
+    char item[160];
+    std::snprintf(item, sizeof(item),
+                  "  <item id=\"%d\" kind=\"k%d\" price=\"%d.%02d\">\n"
+                  "    <name>",
+                  i, i % 7, i * 37 % 1000, i % 100);
+    std::string s = item;
+    s += words(12 + i % 20) + "</name>\n    <tags><tag>" + words(6) +
+         "</tag><tag>" + words(9) + "</tag></tags>\n    <text>" +
+         words(40 + i * 13 % 160) + "</text>\n  </item>\n";
+    // The last element fills the document to exactly n bytes.
+    if (out.size() + s.size() + sizeof(kTail) + 64 > n) break;
+    out += s;
+  }
+  const size_t tail = sizeof(kTail) - 1;
+  const size_t pad = n - out.size() - tail - 10;  // "  <p></p>\n"
+  out += "  <p>" + words(pad) + "</p>\n";
+  out.resize(n - tail, ' ');  // only grows if words() wrapped short
+  out += kTail;
+  return out;
+}
+
+const std::string& TestXml(size_t n) {
+  static std::map<size_t, std::string> made;
+  std::string& doc = made[n];
+  if (doc.empty()) doc = MakeXml(n);
+  return doc;
+}
+
+// One parse by the host's libxml2: the root's child elements, or -1.
+long NativeXmlParse(const char* text, size_t size) {
+  xmlDocPtr doc =
+      xmlReadMemory(text, static_cast<int>(size), nullptr, nullptr, 0);
+  if (doc == nullptr) return -1;
+  const long children =
+      static_cast<long>(xmlChildElementCount(xmlDocGetRootElement(doc)));
+  xmlFreeDoc(doc);
+  return children;
+}
+
+struct InsideXml {
+  std::unique_ptr<mpkbox::Compartment> box;
+  decltype(::xmlReadMemory)* read = nullptr;
+  decltype(::xmlFreeDoc)* free_doc = nullptr;
+  decltype(::xmlDocGetRootElement)* root = nullptr;
+  decltype(::xmlChildElementCount)* count = nullptr;
+  char* text = nullptr;  // kCodecMax bytes
+};
+
+InsideXml& Libxml2() {
+  static InsideXml inside_xml = [] {
+    InsideXml x;
+    x.box = LoadBox("bench-xml", "libxml2.so.2");  // with ICU, liblzma, libz
+    mpkbox::Compartment& b = *x.box;
+    x.read = LookupOrDie<decltype(::xmlReadMemory)>(b, "xmlReadMemory");
+    x.free_doc = LookupOrDie<decltype(::xmlFreeDoc)>(b, "xmlFreeDoc");
+    x.root = LookupOrDie<decltype(::xmlDocGetRootElement)>(
+        b, "xmlDocGetRootElement");
+    x.count = LookupOrDie<decltype(::xmlChildElementCount)>(
+        b, "xmlChildElementCount");
+    x.text = reinterpret_cast<char*>(InsideBuffer(b, kCodecMax));
+    return x;
+  }();
+  return inside_xml;
+}
+
+// One xmlReadMemory of the compartment's text and xmlFreeDoc of the
+// document, or (count) the root's child elements counted before the free.
+bool InsideXmlParse(InsideXml& x, size_t size, long* children = nullptr) {
+  mpkbox::Compartment& b = *x.box;
+  auto doc = b.Call(x.read, static_cast<const char*>(x.text),
+                    static_cast<int>(size), static_cast<const char*>(nullptr),
+                    static_cast<const char*>(nullptr), 0);
+  if (!doc.ok()) return false;
+  xmlDocPtr d = doc->UnverifiedValue("bench: freed by the next call");
+  if (d == nullptr) return false;
+  if (children != nullptr) {
+    auto root = b.Call(x.root, d);
+    auto n = root.ok() ? b.Call(x.count, root->UnverifiedValue("bench"))
+                       : absl::StatusOr<mpkbox::Tainted<unsigned long>>(
+                             root.status());
+    *children = n.ok() ? static_cast<long>(n->UnverifiedValue("bench")) : -1;
+  }
+  return b.Call(x.free_doc, d).ok();
+}
+
+// Puts doc into the compartment; true if a parse there counts as many
+// child elements of the root as the native one, and at least one.
+bool PrepareInsideXml(InsideXml& x, const std::string& doc) {
+  std::memcpy(x.text, doc.data(), doc.size());
+  long inside = -1;
+  const long native = NativeXmlParse(doc.data(), doc.size());
+  return native > 0 && InsideXmlParse(x, doc.size(), &inside) &&
+         inside == native;
+}
+
+void SetXmlBytes(benchmark::State& state, const std::string& doc) {
+  SetBytes(state, doc.size());
+}
+
+void BM_XmlParseNative(benchmark::State& state) {
+  const std::string& doc = TestXml(static_cast<size_t>(state.range(0)));
+  char* text = reinterpret_cast<char*>(HostBuffer(doc.size()));
+  std::memcpy(text, doc.data(), doc.size());
+  RunSeparate(
+      state, [&] { return NativeXmlParse(text, doc.size()) >= 0; },
+      "the parse failed");
+  SetXmlBytes(state, doc);
+  std::free(text);
+}
+BENCHMARK(BM_XmlParseNative)->Apply(CodecSizes)->UseRealTime();
+
+void BM_XmlParseInside(benchmark::State& state) {
+  InsideXml& x = Libxml2();
+  const std::string& doc = TestXml(static_cast<size_t>(state.range(0)));
+  if (!PrepareInsideXml(x, doc)) {
+    Fail(state, "the parse in the compartment failed or differs");
+    return;
+  }
+  RunSeparate(
+      state, [&] { return InsideXmlParse(x, doc.size()); },
+      "the parse in the compartment failed");
+  SetXmlBytes(state, doc);
+}
+BENCHMARK(BM_XmlParseInside)->Apply(CodecSizes)->UseRealTime();
+
+void BM_XmlParsePaired(benchmark::State& state) {
+  InsideXml& x = Libxml2();
+  const std::string& doc = TestXml(static_cast<size_t>(state.range(0)));
+  char* text = reinterpret_cast<char*>(HostBuffer(doc.size()));
+  std::memcpy(text, doc.data(), doc.size());
+  if (!PrepareInsideXml(x, doc)) {
+    Fail(state, "the parse in the compartment failed or differs");
+  } else {
+    RunPaired(
+        state, [&] { return NativeXmlParse(text, doc.size()) >= 0; },
+        [&] { return InsideXmlParse(x, doc.size()); });
+    SetXmlBytes(state, doc);
+  }
+  std::free(text);
+}
+BENCHMARK(BM_XmlParsePaired)->Apply(CodecSizes)->UseManualTime();
+
+void BM_XmlParseCalibration(benchmark::State& state) {
+  const std::string& doc = TestXml(static_cast<size_t>(state.range(0)));
+  char* text[2];
+  for (char*& t : text) {
+    t = reinterpret_cast<char*>(HostBuffer(doc.size()));
+    std::memcpy(t, doc.data(), doc.size());
+  }
+  auto side = [&](int i) {
+    return [&, i] { return NativeXmlParse(text[i], doc.size()) >= 0; };
+  };
+  RunPaired(state, side(0), side(1));
+  SetXmlBytes(state, doc);
+  for (char* t : text) std::free(t);
+}
+BENCHMARK(BM_XmlParseCalibration)->Arg(256 << 10)->UseManualTime();
 
 }  // namespace
 
@@ -1052,6 +1606,8 @@ int main(int argc, char** argv) {
   TestPng();  // data, compartments and loaded libraries before any timing
   Zlib();
   Libpng();
+  Libjpeg();  // makes the largest JPEG too
+  Libxml2();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
     StopWorker();

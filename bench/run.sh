@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the gate, fault and Reset benchmarks (gate_bench), the heap
-# benchmarks (heap_bench) and the library benchmarks (library_bench: zlib and
-# libpng inside a compartment, natively and in a worker process), one program
+# benchmarks (heap_bench) and the library benchmarks (library_bench: zlib,
+# libpng, libjpeg-turbo and libxml2 inside a compartment, natively, and zlib
+# in a worker process), one program
 # after the other, and writes bench/RESULTS.md through bench/verdicts.py:
 # each target's ratio against a baseline measured in the same run, and its
 # verdict.
@@ -97,7 +98,7 @@ if [[ -f "${compare_py}" && -n "${python}" ]]; then
     compare "${g}" '^BM_FloorTrusted' '^BM_GateRoundTrip(?=$|_)'
     compare "${g}" '^BM_ForkExitWait' '^BM_FaultAndReset(?=$|_)'
     compare "${h}" '^BM_MallocFreeNativeJemalloc/' '^BM_MallocFreeInside/'
-    for op in ZlibCompress ZlibUncompress PngDecode; do
+    for op in ZlibCompress ZlibUncompress PngDecode JpegDecode XmlParse; do
       compare "${l}" "^BM_${op}Native/" "^BM_${op}Inside/"
     done
     compare "${l}" '^BM_ZlibCompressNative/' '^BM_ZlibCompressProcess/'

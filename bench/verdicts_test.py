@@ -176,6 +176,37 @@ class SectionTest(unittest.TestCase):
         self.assertIn("| 15 x 8 | 0.980 | 0.976 - 0.984 (96%) | n/a | 0.990 |",
                       png)
 
+    def test_codecs_judged_at_0_97_from_64_kib_with_cpu_columns(self):
+        good = [1.0 + d / 1000 for d in range(-7, 8)]
+        names = ("BM_JpegDecodePaired/65536", "BM_XmlParsePaired/1024",
+                 "BM_XmlParsePaired/65536")
+        lib = verdicts.parse(bench_json(
+            {n: [1.0] * 15 for n in names},
+            counters={
+                names[0]: [dict(p, paired_cpu_ratio=0.9) for p in
+                           paired([r - 0.028 for r in good])],
+                names[1]: paired([r - 0.2 for r in good]),
+                names[2]: paired([r - 0.04 for r in good])},
+            suffix="/manual_time"))
+        lib.update(verdicts.parse(bench_json(
+            {"BM_JpegDecodeNative/65536": [900.0, 900.0],
+             "BM_JpegDecodeInside/65536": [950.0, 950.0]})))
+        v, lines = verdicts.lib_section(lib)
+        got = {label: verdict for label, _, verdict in v}
+        jpeg = "libjpeg-turbo decode, JPEG of 64 KiB: inside / native " \
+               "throughput >= 0.97, paired"
+        self.assertIn("median only", got[jpeg])  # 0.972, interval from 0.968
+        self.assertEqual(got["libxml2 parse + free, document of 64 KiB: "
+                             "inside / native throughput >= 0.97, paired"],
+                         "**missed**")
+        self.assertNotIn("document of 1 KiB: inside", " ".join(got))
+        self.assertEqual(sum("JPEG of 1 MiB" in line for line in lines), 1)
+        self.assertFalse(any("JPEG of 1 KiB" in line for line in lines))
+        small = next(line for line in lines if "document of 1 KiB" in line)
+        self.assertIn("| 0.800 |", small)  # reported, no verdict
+        row = next(line for line in lines if "JPEG of 64 KiB" in line)
+        self.assertIn("| 0.947 | n/a | n/a | 0.900 | 0.947 |", row)
+
 
 class MainTest(unittest.TestCase):
     def test_writes_the_report_with_its_command(self):
