@@ -10,7 +10,7 @@
 //   BM_MallocFreeInside/N        one box->Call(&InsideLoop, kPairs, N): the
 //                                loop runs in the compartment, on its
 //                                per-thread HeapCache (magazines and free
-//                                buffer, <= 4 KiB) and the allocator entry
+//                                buffer, <= 64 KiB) and the allocator entry
 //                                (callback gate) behind it.
 //   BM_MallocFreeInsideEmpty     the same Call with 0 pairs: what one Call
 //                                adds to a batch; verdicts.py subtracts it.
@@ -220,12 +220,13 @@ bool CheckInside(benchmark::State& state, mpkbox::Compartment& box, int n,
   return true;
 }
 
-void BM_MallocFreeInside(benchmark::State& state) {
+// `loop` (InsideLoop or InsideBatchLoop) in one Call per iteration.
+void InsideBench(benchmark::State& state, uintptr_t (*loop)(int, size_t)) {
   mpkbox::Compartment& box = Box();
   const size_t size = static_cast<size_t>(state.range(0));
   if (!CheckInside(state, box, kPairs, size)) return;
   for (auto _ : state) {
-    auto r = box.Call(&InsideLoop, kPairs, size);
+    auto r = box.Call(loop, kPairs, size);
     if (!r.ok()) {
       state.SkipWithError("the Call failed");
       break;
@@ -235,40 +236,16 @@ void BM_MallocFreeInside(benchmark::State& state) {
   SetCounters(state, kPairs);
   if (!CheckInside(state, box, kPairs, size)) return;
 }
+
+void BM_MallocFreeInside(benchmark::State& state) {
+  InsideBench(state, &InsideLoop);
+}
 BENCHMARK(BM_MallocFreeInside)->RangeMultiplier(4)->Range(16, 64 << 10);
 
 void BM_MallocFreeBatchInside(benchmark::State& state) {
-  mpkbox::Compartment& box = Box();
-  const size_t size = static_cast<size_t>(state.range(0));
-  if (!CheckInside(state, box, kPairs, size)) return;
-  for (auto _ : state) {
-    auto r = box.Call(&InsideBatchLoop, kPairs, size);
-    if (!r.ok() || r->UnverifiedValue("bench self-check") == 0) {
-      state.SkipWithError("the Call or a malloc failed");
-      break;
-    }
-  }
-  SetCounters(state, kPairs);
-  if (!CheckInside(state, box, kPairs, size)) return;
+  InsideBench(state, &InsideBatchLoop);
 }
 BENCHMARK(BM_MallocFreeBatchInside)->RangeMultiplier(4)->Range(16, 64 << 10);
-
-void BM_MallocFreeBatchNativeJemalloc(benchmark::State& state) {
-  const Allocator& a = Jemalloc();
-  if (a.error != nullptr) {
-    state.SkipWithError(a.error);
-    return;
-  }
-  const size_t size = static_cast<size_t>(state.range(0));
-  for (auto _ : state) {
-    uintptr_t r = PointerBatchLoop(a.malloc_fn, a.free_fn, kPairs, size);
-    benchmark::DoNotOptimize(r);
-  }
-  SetCounters(state, kPairs);
-}
-BENCHMARK(BM_MallocFreeBatchNativeJemalloc)
-    ->RangeMultiplier(4)
-    ->Range(16, 64 << 10);
 
 void BM_MallocFreeInsideEmpty(benchmark::State& state) {
   mpkbox::Compartment& box = Box();
@@ -281,18 +258,21 @@ void BM_MallocFreeInsideEmpty(benchmark::State& state) {
 }
 BENCHMARK(BM_MallocFreeInsideEmpty);
 
-void PointerPairs(benchmark::State& state, const Allocator& a) {
+using LoopFn = uintptr_t (*)(MallocFn, FreeFn, int, size_t);
+
+void PointerPairs(benchmark::State& state, const Allocator& a,
+                  LoopFn loop = &PointerLoop) {
   if (a.error != nullptr) {
     state.SkipWithError(a.error);
     return;
   }
   const size_t size = static_cast<size_t>(state.range(0));
-  if (PointerLoop(a.malloc_fn, a.free_fn, kPairs, size) == 0) {
+  if (loop(a.malloc_fn, a.free_fn, kPairs, size) == 0) {
     state.SkipWithError("malloc failed");
     return;
   }
   for (auto _ : state) {
-    uintptr_t r = PointerLoop(a.malloc_fn, a.free_fn, kPairs, size);
+    uintptr_t r = loop(a.malloc_fn, a.free_fn, kPairs, size);
     benchmark::DoNotOptimize(r);
   }
   SetCounters(state, kPairs);
@@ -302,6 +282,13 @@ void BM_MallocFreeNativeJemalloc(benchmark::State& state) {
   PointerPairs(state, Jemalloc());
 }
 BENCHMARK(BM_MallocFreeNativeJemalloc)->RangeMultiplier(4)->Range(16, 64 << 10);
+
+void BM_MallocFreeBatchNativeJemalloc(benchmark::State& state) {
+  PointerPairs(state, Jemalloc(), &PointerBatchLoop);
+}
+BENCHMARK(BM_MallocFreeBatchNativeJemalloc)
+    ->RangeMultiplier(4)
+    ->Range(16, 64 << 10);
 
 void BM_MallocFreeGlibc(benchmark::State& state) {
   PointerPairs(state, Glibc());
