@@ -15,14 +15,23 @@
 
 namespace mpkbox::internal {
 
-// jemalloc's small size classes from 16 bytes to 4 KiB (4 KiB pages).
-inline constexpr size_t kNumCachedClasses = 28;
-inline constexpr size_t kMaxCachedSize = 4096;
+// jemalloc's size classes from 16 bytes to 64 KiB (4 KiB pages): up to 4
+// KiB in 256-slot magazines; above (slabs up to 14 KiB, then an extent
+// each) in "big" magazines of a few regions, so a 16 KiB or 64 KiB
+// malloc/free pair stays inside too (issue 16, item 5).
+inline constexpr size_t kNumSmallCachedClasses = 28;
+inline constexpr size_t kNumBigCachedClasses = 16;
+inline constexpr size_t kNumCachedClasses =
+    kNumSmallCachedClasses + kNumBigCachedClasses;
+inline constexpr size_t kMaxSmallCachedSize = 4096;
+inline constexpr size_t kMaxCachedSize = 65536;
 inline constexpr size_t kMinAllocation = 16;  // one live bit per 16 bytes
 // Up to 256 regions a magazine (filled to 128 KiB's worth at most): one
 // allocator entry per 255 small mallocs. Its fixed cost (gate round trip,
 // lock) was about a quarter of a small malloc/free pair at 64 (issue 3).
 inline constexpr uint32_t kMagazineSlots = 256;
+// A big class's 128 KiB are 25 regions at most (5 KiB), 2 at 64 KiB.
+inline constexpr uint32_t kBigMagazineSlots = 32;
 inline constexpr uint32_t kFreeSlots = 256;
 // Loaded objects with thread-local storage (PT_TLS) in one compartment.
 inline constexpr size_t kMaxTlsModules = 32;
@@ -41,22 +50,37 @@ struct LoadedObjectInfo {
 };
 
 inline constexpr uint32_t kClassSize[kNumCachedClasses] = {
-    16,   32,   48,   64,   80,   96,   112,  128,  160,  192,
-    224,  256,  320,  384,  448,  512,  640,  768,  896,  1024,
-    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096};
+    16,    32,    48,    64,    80,    96,    112,   128,   160,
+    192,   224,   256,   320,   384,   448,   512,   640,   768,
+    896,   1024,  1280,  1536,  1792,  2048,  2560,  3072,  3584,
+    4096,  5120,  6144,  7168,  8192,  10240, 12288, 14336, 16384,
+    20480, 24576, 28672, 32768, 40960, 49152, 57344, 65536};
 
-// Class of a request of n <= kMaxCachedSize bytes, indexed by (n + 15) / 16.
+// Class of a request of n bytes, indexed by (n + kStep - 1) / kStep: every
+// class of the range is a multiple of kStep (16 up to 4 KiB, then 1 KiB).
+template <size_t kStep, size_t kMax>
 struct SizeClassTable {
-  uint8_t of[kMaxCachedSize / 16 + 1];
+  uint8_t of[kMax / kStep + 1];
   constexpr SizeClassTable() : of() {
     size_t c = 0;
-    for (size_t i = 0; i <= kMaxCachedSize / 16; ++i) {
-      while (kClassSize[c] < (i == 0 ? 16 : i * 16)) ++c;
+    for (size_t i = 0; i <= kMax / kStep; ++i) {
+      while (kClassSize[c] < (i == 0 ? 16 : i * kStep)) ++c;
       of[i] = static_cast<uint8_t>(c);
     }
   }
 };
-inline constexpr SizeClassTable kSizeClassOf{};
+inline constexpr SizeClassTable<16, kMaxSmallCachedSize> kSizeClassOf{};
+inline constexpr SizeClassTable<1024, kMaxCachedSize> kBigSizeClassOf{};
+
+// The class of a request of n <= kMaxCachedSize bytes.
+inline size_t CachedClassOf(size_t n) {
+  return n <= kMaxSmallCachedSize ? kSizeClassOf.of[(n + 15) / 16]
+                                  : kBigSizeClassOf.of[(n + 1023) / 1024];
+}
+
+inline constexpr uint32_t MagazineSlotsOf(size_t c) {
+  return c < kNumSmallCachedClasses ? kMagazineSlots : kBigMagazineSlots;
+}
 
 // Destructors loaded code registered with __cxa_atexit, per compartment,
 // in its memory (runtime/compartment_libc/atexit.cc): run inside by
@@ -72,7 +96,8 @@ struct AtexitList {
   } entries[kMaxAtexit];
 };
 
-struct Magazine {
+template <uint32_t kSlots>
+struct MagazineOf {
   uint32_t count;  // slots[0, count) are ready; malloc pops from the top
   uint32_t pad;
   // The region free() gave back right after malloc handed it out, which the
@@ -80,8 +105,13 @@ struct Magazine {
   // cache). Still live for the runtime, which takes it as a free when it
   // checks the buffer (FlushFrees).
   void* hot;
-  void* slots[kMagazineSlots];
+  void* slots[kSlots];
 };
+// Every magazine is used through this type (MagazineAt): the big ones
+// differ only in how many slots follow, MagazineSlotsOf(class).
+using Magazine = MagazineOf<kMagazineSlots>;
+using BigMagazine = MagazineOf<kBigMagazineSlots>;
+static_assert(offsetof(BigMagazine, slots) == offsetof(Magazine, slots));
 
 struct FreeBuffer {
   uint32_t count;
@@ -90,7 +120,8 @@ struct FreeBuffer {
 };
 
 struct HeapCache {
-  Magazine magazines[kNumCachedClasses];
+  Magazine magazines[kNumSmallCachedClasses];
+  BigMagazine big_magazines[kNumBigCachedClasses];  // classes 28 and up
   FreeBuffer frees;
   // What malloc handed out last, and its magazine's hot slot.
   void* last;
@@ -110,21 +141,44 @@ struct HeapCache {
   LoadedObjectInfo objects[kMaxLoadedObjects];
   AtexitList* atexit;  // the compartment's, the same in every thread's cache
 };
-static_assert(sizeof(HeapCache) <= UINT16_MAX);  // kMagazineOffsetOf's type
 
-// Byte offset in a HeapCache of the magazine for a request of n <=
-// kMaxCachedSize bytes, indexed by (n + 15) / 16: malloc's fast path then
-// needs no multiply by sizeof(Magazine).
+// Byte offset in a HeapCache of class c's magazine.
+inline constexpr size_t MagazineOffset(size_t c) {
+  return c < kNumSmallCachedClasses
+             ? offsetof(HeapCache, magazines) + c * sizeof(Magazine)
+             : offsetof(HeapCache, big_magazines) +
+                   (c - kNumSmallCachedClasses) * sizeof(BigMagazine);
+}
+// The offset tables below hold uint16_t.
+static_assert(MagazineOffset(kNumCachedClasses - 1) <= UINT16_MAX);
+// A forged count up to kMagazineSlots (malloc's fast path checks no class's
+// own bound) reads a big magazine's slots past its end, but still inside
+// the HeapCache: compartment memory, which only misleads the compartment.
+static_assert(sizeof(HeapCache) >= MagazineOffset(kNumCachedClasses - 1) +
+                                       sizeof(Magazine));
+
+inline Magazine& MagazineAt(HeapCache* cache, size_t c) {
+  return *reinterpret_cast<Magazine*>(reinterpret_cast<char*>(cache) +
+                                      MagazineOffset(c));
+}
+
+// Byte offset in a HeapCache of the magazine for a request of n bytes,
+// indexed by (n + kStep - 1) / kStep: malloc's fast path then needs no
+// multiply by the magazine's size.
+template <size_t kStep, size_t kMax>
 struct MagazineOffsetTable {
-  uint16_t of[kMaxCachedSize / 16 + 1];
+  uint16_t of[kMax / kStep + 1];
   constexpr MagazineOffsetTable() : of() {
-    for (size_t i = 0; i <= kMaxCachedSize / 16; ++i) {
-      of[i] = static_cast<uint16_t>(offsetof(HeapCache, magazines) +
-                                    kSizeClassOf.of[i] * sizeof(Magazine));
+    const SizeClassTable<kStep, kMax> classes;
+    for (size_t i = 0; i <= kMax / kStep; ++i) {
+      of[i] = static_cast<uint16_t>(MagazineOffset(classes.of[i]));
     }
   }
 };
-inline constexpr MagazineOffsetTable kMagazineOffsetOf{};
+inline constexpr MagazineOffsetTable<16, kMaxSmallCachedSize>
+    kMagazineOffsetOf{};  // n <= 4 KiB
+inline constexpr MagazineOffsetTable<1024, kMaxCachedSize>
+    kBigMagazineOffsetOf{};  // 4 KiB < n <= 64 KiB
 
 // Per thread, on the selector key (compartments read it, only the runtime
 // writes it), just below the SelectorPage: each compartment slot's cache.

@@ -18,17 +18,6 @@
 namespace mpkbox::internal {
 namespace {
 
-// How many regions a magazine is filled to: about 128 KiB's worth.
-struct FillCountTable {
-  uint32_t of[kNumCachedClasses];
-  constexpr FillCountTable() : of() {
-    for (size_t c = 0; c < kNumCachedClasses; ++c) {
-      of[c] = std::clamp<uint32_t>(131072 / kClassSize[c], 32, kMagazineSlots);
-    }
-  }
-};
-constexpr FillCountTable kFillCount{};
-
 SelectorPage* SelectorOf(ThreadBlock* tb) {
   return reinterpret_cast<SelectorPage*>(reinterpret_cast<char*>(tb) -
                                          MPKBOX_PAGE_SIZE);
@@ -83,7 +72,7 @@ void CompartmentHeap::DropThread(HeapThread* t) {
       for (size_t c = 0; c < kNumCachedClasses; ++c) {
         for (uint32_t i = 0; i < t->known[c]; ++i) {
           cached_bytes_ -= kClassSize[c];
-          dallocx(t->placed[c][i], TcacheFlags(t));
+          dallocx(t->Placed(c)[i], TcacheFlags(t));
         }
         for (uint32_t i = 0; i < t->stash[c].n; ++i) {
           dallocx(t->stash[c].p[i], TcacheFlags(t));
@@ -105,9 +94,10 @@ void CompartmentHeap::DropThread(HeapThread* t) {
 
 // Regions compartment code popped since the runtime last looked become live.
 void CompartmentHeap::Reconcile(HeapThread* t) {
-  for (uint32_t active = t->active; active != 0; active &= active - 1) {
-    const size_t c = __builtin_ctz(active);
-    uint32_t now = __atomic_load_n(&t->cache->magazines[c].count,
+  for (uint64_t active = t->active; active != 0; active &= active - 1) {
+    const size_t c = std::countr_zero(active);
+    void** const placed = t->Placed(c);
+    uint32_t now = __atomic_load_n(&MagazineAt(t->cache, c).count,
                                    __ATOMIC_RELAXED);
     if (now > t->known[c]) now = t->known[c];  // nothing is pushed back
     // Neighbouring regions share bitmap words: one store per word. (window
@@ -119,7 +109,7 @@ void CompartmentHeap::Reconcile(HeapThread* t) {
     uint64_t bits = 0;
     for (uint32_t i = now; i < t->known[c]; ++i) {
       const uintptr_t bit =
-          (reinterpret_cast<uintptr_t>(t->placed[c][i]) - window) /
+          (reinterpret_cast<uintptr_t>(placed[i]) - window) /
           kMinAllocation;
       uint64_t* w = &bitmap[bit / 64];
       if (w != word) {
@@ -135,7 +125,7 @@ void CompartmentHeap::Reconcile(HeapThread* t) {
     NoteLive(popped * kClassSize[c]);
     stats_.allocations += popped;
     t->known[c] = now;
-    if (now == 0) t->active &= ~(1u << c);
+    if (now == 0) t->active &= ~(uint64_t{1} << c);
   }
 }
 
@@ -155,7 +145,7 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   const uintptr_t window = live_.window();
   uint64_t* const bitmap = live_.words();
   const uint8_t* const class_map = live_.classes();
-  Magazine* const magazines = t->cache->magazines;
+  HeapCache* const cache = t->cache;
   // The rest are released after the loop, which then calls nothing and
   // keeps its state in registers.
   void* rest[kFreeSlots + kNumCachedClasses];
@@ -170,7 +160,7 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   uint32_t known = 0;
   uint32_t fill = 0;
   void** placed = nullptr;  // t->placed[cls]
-  void** slots = nullptr;   // magazines[cls].slots
+  void** slots = nullptr;   // MagazineAt(cache, cls).slots
   size_t moved = 0;         // bytes put in magazines
   // Regions in magazines count against the limit, and only their own thread
   // can take them back (DrainMagazines): frees park there only while all
@@ -179,11 +169,11 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   const size_t park_cap = limit_ / 8;
   size_t park_room = park_cap - std::min(park_cap, cached_bytes_);
   size_t class_size = 0;
-  uint32_t touched = 0;     // magazines given regions
+  uint64_t touched = 0;     // magazines given regions
   auto settle = [&] {       // the current class's count back to t
     if (cls == kNoClass || known == t->known[cls]) return;
     moved += size_t{known - t->known[cls]} * kClassSize[cls];
-    touched |= 1u << cls;
+    touched |= uint64_t{1} << cls;
     t->known[cls] = known;
   };
   auto take = [&](uintptr_t p) {
@@ -214,10 +204,10 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
       fill = 0;  // kNoClass: all to `rest`
       if (c != kNoClass) {
         known = t->known[c];
-        fill = kFillCount.of[c];
+        fill = kFillCount.fill[c];
         class_size = kClassSize[c];
-        placed = t->placed[c];
-        slots = magazines[c].slots;
+        placed = t->Placed(c);
+        slots = MagazineAt(cache, c).slots;
       }
     }
     if (ABSL_PREDICT_TRUE(known < fill && class_size <= park_room)) {
@@ -234,16 +224,18 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   // The regions malloc would hand out again first: each a free like those
   // of the buffer (taken after them, so a double free shows either way).
   for (size_t c = 0; c < kNumCachedClasses; ++c) {
-    if (void* h = __atomic_load_n(&magazines[c].hot, __ATOMIC_RELAXED)) {
-      magazines[c].hot = nullptr;
+    Magazine& m = MagazineAt(cache, c);
+    if (void* h = __atomic_load_n(&m.hot, __ATOMIC_RELAXED)) {
+      m.hot = nullptr;
       take(reinterpret_cast<uintptr_t>(h));
     }
   }
   if (word != nullptr) *word = value;
   settle();
-  for (uint32_t m = touched; m != 0; m &= m - 1) {
-    const size_t c = __builtin_ctz(m);
-    __atomic_store_n(&magazines[c].count, t->known[c], __ATOMIC_RELAXED);
+  for (uint64_t m = touched; m != 0; m &= m - 1) {
+    const size_t c = std::countr_zero(m);
+    __atomic_store_n(&MagazineAt(cache, c).count, t->known[c],
+                     __ATOMIC_RELAXED);
   }
   t->active |= touched;
   live_bytes_ -= moved;
@@ -251,9 +243,9 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   for (uint32_t i = 0; i < n_rest; ++i) Release(t, rest[i]);
   f.count = 0;
   f.hot = 0;
-  t->cache->last = nullptr;  // an entry (realloc) may have freed it
+  cache->last = nullptr;  // an entry (realloc) may have freed it
   // Mallocs the runtime never saw: the compartment's word, for stats only.
-  stats_.allocations += std::exchange(t->cache->hot_mallocs, 0) & 0xffffffff;
+  stats_.allocations += std::exchange(cache->hot_mallocs, 0) & 0xffffffff;
   return hostile;
 }
 
@@ -263,16 +255,17 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
 // False if they were empty.
 bool CompartmentHeap::DrainMagazines(HeapThread* t) {
   if (t->active == 0) return false;
-  for (uint32_t active = t->active; active != 0; active &= active - 1) {
-    const size_t c = __builtin_ctz(active);
-    __atomic_store_n(&t->cache->magazines[c].count, 0u, __ATOMIC_RELAXED);
+  for (uint64_t active = t->active; active != 0; active &= active - 1) {
+    const size_t c = std::countr_zero(active);
+    __atomic_store_n(&MagazineAt(t->cache, c).count, 0u, __ATOMIC_RELAXED);
     cached_bytes_ -= size_t{t->known[c]} * kClassSize[c];
     HeapThread::Stash& stash = t->stash[c];
+    void** const placed = t->Placed(c);
     for (uint32_t i = 0; i < t->known[c]; ++i) {
-      if (stash.n < kStashSlots) {
-        stash.p[stash.n++] = t->placed[c][i];
+      if (stash.n < kFillCount.stash[c]) {
+        stash.p[stash.n++] = placed[i];
       } else {
-        sdallocx(t->placed[c][i], kClassSize[c], TcacheFlags(t));
+        sdallocx(placed[i], kClassSize[c], TcacheFlags(t));
       }
     }
     t->known[c] = 0;
@@ -288,35 +281,41 @@ void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
   const uint32_t before = known;
   const size_t room = limit_ - std::min(limit_, live_bytes_ + cached_bytes_);
   const uint32_t target = static_cast<uint32_t>(std::min<size_t>(
-      std::min<uint32_t>(kFillCount.of[c] + 1, kMagazineSlots),
+      std::min<uint32_t>(kFillCount.fill[c] + 1, MagazineSlotsOf(c)),
       known + room / size));
   // New regions go to the trusted copy and the magazine together; the
   // slots below `before` hold what they held (what the compartment wrote
   // there only ever reaches the compartment itself).
-  Magazine& m = t->cache->magazines[c];
+  Magazine& m = MagazineAt(t->cache, c);
+  void** const placed = t->Placed(c);
   HeapThread::Stash& stash = t->stash[c];
   while (known < target && stash.n > 0) {  // freed here before: class known
     void* p = stash.p[--stash.n];
-    t->placed[c][known] = p;
+    placed[known] = p;
     m.slots[known++] = p;
   }
+  // No alignment flag: with one, jemalloc serves sizes above 14 KiB from
+  // the arena, not from the thread cache.
   const int flags = MALLOCX_ARENA(arena_) | TcacheFlags(t);
   while (known < target) {
     void* p = mallocx(size, flags);
     if (p == nullptr) break;
+    // A big region is one per page too: a slab's regions above 4 KiB, or
+    // a large extent's first page (jemalloc's random cache-line offset
+    // keeps the start on it).
     live_.SetPageClass(reinterpret_cast<uintptr_t>(p), static_cast<uint8_t>(c));
-    t->placed[c][known] = p;
+    placed[known] = p;
     m.slots[known++] = p;
   }
   cached_bytes_ += size * (known - before);
   if (known == 0) return nullptr;
-  void* result = t->placed[c][--known];
+  void* result = placed[--known];
   cached_bytes_ -= size;
   live_.SetLive(reinterpret_cast<uintptr_t>(result));
   NoteLive(size);
   ++stats_.allocations;
   __atomic_store_n(&m.count, known, __ATOMIC_RELAXED);
-  if (known != 0) t->active |= 1u << c;
+  if (known != 0) t->active |= uint64_t{1} << c;
   return result;
 }
 

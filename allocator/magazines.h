@@ -22,16 +22,34 @@ namespace mpkbox::internal {
 inline constexpr uint32_t kStashSlots = 128;
 inline constexpr unsigned kNoTcache = ~0u;
 
+// How many regions a magazine is filled to: about 128 KiB's worth (at least
+// 32 regions up to 4 KiB, 2 of the big classes); and how many freed ones a
+// thread keeps for its next refill (outside the limit's count: few big ones).
+struct FillCountTable {
+  uint32_t fill[kNumCachedClasses];
+  uint32_t stash[kNumCachedClasses];
+  constexpr FillCountTable() : fill(), stash() {
+    for (size_t c = 0; c < kNumCachedClasses; ++c) {
+      const bool small = c < kNumSmallCachedClasses;
+      fill[c] = std::clamp<uint32_t>(131072 / kClassSize[c], small ? 32 : 2,
+                                     MagazineSlotsOf(c));
+      stash[c] = small ? kStashSlots : fill[c];
+    }
+  }
+};
+inline constexpr FillCountTable kFillCount{};
+
 // What the runtime knows about one thread's HeapCache: on the host heap,
-// trusted. placed[c][0, known[c]) are the regions it last saw in magazine c.
+// trusted. Placed(c)[0, known[c]) are the regions it last saw in magazine c.
 struct HeapThread {
   ThreadBlock* tb;
   size_t slot;
   HeapCache* cache;  // compartment memory: read, never believed
   unsigned tcache = kNoTcache;
-  uint32_t active = 0;  // magazines holding regions
+  uint64_t active = 0;  // magazines holding regions
   uint32_t known[kNumCachedClasses] = {};
-  void* placed[kNumCachedClasses][kMagazineSlots];
+  void* placed[kNumSmallCachedClasses][kMagazineSlots];
+  void* placed_big[kNumBigCachedClasses][kBigMagazineSlots];
   // Freed regions kept for the next refill: jemalloc costs more than the
   // gate's amortized share (bench/RESULTS.md).
   struct Stash {
@@ -41,10 +59,15 @@ struct HeapThread {
   // The thread's TLS blocks (tls_blocks.cc): what cache->tls_blocks should
   // hold, which the compartment may overwrite.
   void* tls[kMaxTlsModules] = {};
+
+  void** Placed(size_t c) {
+    return c < kNumSmallCachedClasses ? placed[c]
+                                      : placed_big[c - kNumSmallCachedClasses];
+  }
 };
 
 inline size_t ClassOf(size_t bytes) {
-  return kSizeClassOf.of[(std::max(bytes, kMinAllocation) + 15) / 16];
+  return CachedClassOf(std::max(bytes, kMinAllocation));
 }
 
 // The thread's own jemalloc tcache: no region crosses compartments in one.
@@ -64,7 +87,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CompartmentHeap::Release(
     return;
   }
   live_bytes_ -= kClassSize[c];
-  if (t != nullptr && t->stash[c].n < kStashSlots) {
+  if (t != nullptr && t->stash[c].n < kFillCount.stash[c]) {
     t->stash[c].p[t->stash[c].n++] = p;
     return;
   }

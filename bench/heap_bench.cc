@@ -10,7 +10,7 @@
 //   BM_MallocFreeInside/N        one box->Call(&InsideLoop, kPairs, N): the
 //                                loop runs in the compartment, on its
 //                                per-thread HeapCache (magazines and free
-//                                buffer, <= 4 KiB) and the allocator entry
+//                                buffer, <= 64 KiB) and the allocator entry
 //                                (callback gate) behind it.
 //   BM_MallocFreeInsideEmpty     the same Call with 0 pairs: what one Call
 //                                adds to a batch; verdicts.py subtracts it.
@@ -26,6 +26,15 @@
 //   BM_MallocFreeHost/N          the loop on the host with plain malloc and
 //                                free: mpkbox's routing to the host arena
 //                                (jemalloc mallocx on the trusted key).
+//
+// The pair loop takes malloc's LIFO best case (the hot slot inside, the
+// tcache's top natively). The batch form holds kBatch regions, then frees
+// them in the order they came: inside, the frees go through the free buffer
+// and the runtime's check, and the mallocs through the magazines.
+//
+//   BM_MallocFreeBatchInside/N, BM_MallocFreeBatchNativeJemalloc/N
+//                                1000 pairs as 125 rounds of 8 mallocs then
+//                                8 frees, in the compartment and native.
 //
 // Two more jemalloc baselines, to break the figures above down (both on
 // jemalloc's default arenas and thread cache, without mpkbox's routing):
@@ -78,6 +87,35 @@ inline __attribute__((always_inline)) uintptr_t Pairs(M m, F f, int n,
     f(p);
   }
   return last;
+}
+
+constexpr int kBatch = 8;
+
+// kBatch mallocs, then kBatch frees, n / kBatch times (n pairs).
+template <typename M, typename F>
+inline __attribute__((always_inline)) uintptr_t Batches(M m, F f, int n,
+                                                        size_t size) {
+  uintptr_t last = 1;
+  for (int i = 0; i < n / kBatch; ++i) {
+    char* p[kBatch];
+    for (char*& q : p) {
+      q = static_cast<char*>(m(size));
+      if (q == nullptr) return 0;
+      *static_cast<volatile char*>(q) = 1;
+    }
+    asm volatile("" : "=r"(last) : "0"(p[kBatch - 1]) : "memory");
+    for (char* q : p) f(q);
+  }
+  return last;
+}
+
+__attribute__((noinline)) uintptr_t InsideBatchLoop(int n, size_t size) {
+  return Batches(&malloc, &free, n, size);
+}
+
+__attribute__((noinline)) uintptr_t PointerBatchLoop(MallocFn m, FreeFn f,
+                                                     int n, size_t size) {
+  return Batches(m, f, n, size);
 }
 
 // Runs in the compartment: its malloc and free are mpkbox's inside path.
@@ -182,12 +220,13 @@ bool CheckInside(benchmark::State& state, mpkbox::Compartment& box, int n,
   return true;
 }
 
-void BM_MallocFreeInside(benchmark::State& state) {
+// `loop` (InsideLoop or InsideBatchLoop) in one Call per iteration.
+void InsideBench(benchmark::State& state, uintptr_t (*loop)(int, size_t)) {
   mpkbox::Compartment& box = Box();
   const size_t size = static_cast<size_t>(state.range(0));
   if (!CheckInside(state, box, kPairs, size)) return;
   for (auto _ : state) {
-    auto r = box.Call(&InsideLoop, kPairs, size);
+    auto r = box.Call(loop, kPairs, size);
     if (!r.ok()) {
       state.SkipWithError("the Call failed");
       break;
@@ -197,7 +236,16 @@ void BM_MallocFreeInside(benchmark::State& state) {
   SetCounters(state, kPairs);
   if (!CheckInside(state, box, kPairs, size)) return;
 }
+
+void BM_MallocFreeInside(benchmark::State& state) {
+  InsideBench(state, &InsideLoop);
+}
 BENCHMARK(BM_MallocFreeInside)->RangeMultiplier(4)->Range(16, 64 << 10);
+
+void BM_MallocFreeBatchInside(benchmark::State& state) {
+  InsideBench(state, &InsideBatchLoop);
+}
+BENCHMARK(BM_MallocFreeBatchInside)->RangeMultiplier(4)->Range(16, 64 << 10);
 
 void BM_MallocFreeInsideEmpty(benchmark::State& state) {
   mpkbox::Compartment& box = Box();
@@ -210,18 +258,21 @@ void BM_MallocFreeInsideEmpty(benchmark::State& state) {
 }
 BENCHMARK(BM_MallocFreeInsideEmpty);
 
-void PointerPairs(benchmark::State& state, const Allocator& a) {
+using LoopFn = uintptr_t (*)(MallocFn, FreeFn, int, size_t);
+
+void PointerPairs(benchmark::State& state, const Allocator& a,
+                  LoopFn loop = &PointerLoop) {
   if (a.error != nullptr) {
     state.SkipWithError(a.error);
     return;
   }
   const size_t size = static_cast<size_t>(state.range(0));
-  if (PointerLoop(a.malloc_fn, a.free_fn, kPairs, size) == 0) {
+  if (loop(a.malloc_fn, a.free_fn, kPairs, size) == 0) {
     state.SkipWithError("malloc failed");
     return;
   }
   for (auto _ : state) {
-    uintptr_t r = PointerLoop(a.malloc_fn, a.free_fn, kPairs, size);
+    uintptr_t r = loop(a.malloc_fn, a.free_fn, kPairs, size);
     benchmark::DoNotOptimize(r);
   }
   SetCounters(state, kPairs);
@@ -231,6 +282,13 @@ void BM_MallocFreeNativeJemalloc(benchmark::State& state) {
   PointerPairs(state, Jemalloc());
 }
 BENCHMARK(BM_MallocFreeNativeJemalloc)->RangeMultiplier(4)->Range(16, 64 << 10);
+
+void BM_MallocFreeBatchNativeJemalloc(benchmark::State& state) {
+  PointerPairs(state, Jemalloc(), &PointerBatchLoop);
+}
+BENCHMARK(BM_MallocFreeBatchNativeJemalloc)
+    ->RangeMultiplier(4)
+    ->Range(16, 64 << 10);
 
 void BM_MallocFreeGlibc(benchmark::State& state) {
   PointerPairs(state, Glibc());

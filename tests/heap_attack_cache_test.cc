@@ -37,18 +37,19 @@ using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
 
 enum ForgedUse : int { kReturn, kRead, kWrite, kFreeIt };
-// Set by the host; compartment code reads it.
+// Set by the host; compartment code reads them.
 MPKBOX_COMPARTMENT_READABLE uintptr_t forged_target;
+MPKBOX_COMPARTMENT_READABLE size_t forged_size = 64;  // its class is forged
 
-// Puts forged_target in the magazine of 64-byte regions, takes it with
-// malloc and uses it.
+// Puts forged_target in the magazine of forged_size-byte regions, takes it
+// with malloc and uses it.
 uint64_t MallocForged(int use) {
-  Free(Malloc(64));  // the cache exists, the magazine was refilled
-  Magazine& m = MyCache()->magazines[ClassOf(64)];
+  Free(Malloc(forged_size));  // the cache exists, the magazine was refilled
+  Magazine& m = internal::MagazineAt(MyCache(), ClassOf(forged_size));
   m.hot = nullptr;  // else malloc takes the region just freed first
   m.slots[0] = reinterpret_cast<void*>(forged_target);
   m.count = 1;
-  auto* p = static_cast<volatile uint64_t*>(Malloc(64));
+  auto* p = static_cast<volatile uint64_t*>(Malloc(forged_size));
   switch (use) {
     case kRead: return p[0] + p[7];
     case kWrite:
@@ -62,39 +63,42 @@ uint64_t MallocForged(int use) {
 // The hot slot (the region free() gave back right after its malloc, which
 // the next malloc takes first) forged instead: `hot` picks the way.
 uint64_t MallocForgedHot(int use) {
-  Free(Malloc(64));
-  MyCache()->magazines[ClassOf(64)].hot =
+  Free(Malloc(forged_size));
+  internal::MagazineAt(MyCache(), ClassOf(forged_size)).hot =
       reinterpret_cast<void*>(forged_target);
   if (use == kFreeIt) return 0;  // left there: the runtime takes it as a free
-  auto* p = static_cast<volatile uint64_t*>(Malloc(64));
+  auto* p = static_cast<volatile uint64_t*>(Malloc(forged_size));
   if (use == kWrite) {
     for (int i = 0; i < 8; ++i) p[i] = 0x4141414141414141ull;
   }
   return reinterpret_cast<uintptr_t>(p);
 }
 
-TEST(HeapCacheTamperTest, ForgedHotEntryFaultsOnUseAndIsABadFree) {
+// A forged entry (`attack`: MallocForged or MallocForgedHot) pointing at
+// the host heap: believed by malloc inside, but the host's memory stays
+// closed to it, and freed, the runtime refuses it.
+void ExpectForgedHostEntryContained(uint64_t (*attack)(int)) {
   auto box = MakeBox({.name = "forger"});
   HostCanary canary;
   forged_target = canary.address();
-  // Believed by malloc inside, as a forged magazine entry is...
-  EXPECT_EQ(Value(box->Call(&MallocForgedHot, static_cast<int>(kReturn))),
+  EXPECT_EQ(Value(box->Call(attack, static_cast<int>(kReturn))),
             canary.address());
   ExpectCompartmentWorks(box.get());
-  // ...but the host's memory stays closed to it...
-  ExpectKeyFault(box.get(),
-                 box->Call(&MallocForgedHot, static_cast<int>(kWrite)).status(),
+  ExpectKeyFault(box.get(), box->Call(attack, static_cast<int>(kWrite)).status(),
                  canary.address(), internal::Keys().trusted);
   EXPECT_TRUE(canary.Intact());
   ResetAndExpectWorking(box.get());
-  // ...and left in the slot, the runtime takes it as a free and refuses it.
-  ExpectFreeViolation(
-      box.get(),
-      box->Call(&MallocForgedHot, static_cast<int>(kFreeIt)).status(),
-      canary.address());
+  // (MallocForgedHot leaves it in the slot: the runtime takes it as a free.)
+  ExpectFreeViolation(box.get(),
+                      box->Call(attack, static_cast<int>(kFreeIt)).status(),
+                      canary.address());
   EXPECT_TRUE(canary.Intact());
   ExpectHostNeverHandsOut(canary.address(), kCanaryBytes);
   ResetAndExpectWorking(box.get());
+}
+
+TEST(HeapCacheTamperTest, ForgedHotEntryFaultsOnUseAndIsABadFree) {
+  ExpectForgedHostEntryContained(&MallocForgedHot);
 }
 
 // Without a key check nothing would stop it: the fast path believes the
@@ -139,11 +143,13 @@ TEST(HeapCacheTamperTest, ForgedHostGlobalEntryFaultsOnWrite) {
   ResetAndExpectWorking(box.get());
 }
 
-TEST(HeapCacheTamperTest, ForgedEntryOfAnotherCompartmentFaults) {
+// A forged entry of forged_size bytes pointing at another compartment's
+// live region: faults on use, a bad free, the victim's data intact.
+void ExpectForeignEntryContained() {
   auto box = MakeBox({.name = "forger"});
   auto victim = MakeBox({.name = "victim"});
   const uintptr_t other =
-      Value(victim->Call(&MallocFilled, size_t{64}, uint64_t{5}));
+      Value(victim->Call(&MallocFilled, forged_size, uint64_t{5}));
   ASSERT_NE(other, 0u);
   forged_target = other;
   for (int use : {kWrite, kRead}) {
@@ -151,13 +157,80 @@ TEST(HeapCacheTamperTest, ForgedEntryOfAnotherCompartmentFaults) {
                    victim->pkey());
     ResetAndExpectWorking(box.get());
   }
-  EXPECT_EQ(
-      Value(victim->Call(&CheckFilled, reinterpret_cast<const void*>(other),
-                         size_t{64}, uint64_t{5})),
-      1);
+  ExpectFreeViolation(
+      box.get(), box->Call(&MallocForged, static_cast<int>(kFreeIt)).status(),
+      other);
+  EXPECT_EQ(Value(victim->Call(&CheckFilled,
+                               reinterpret_cast<const void*>(other),
+                               forged_size, uint64_t{5})),
+            1);
   EXPECT_TRUE(victim->Call(&FreeOne, reinterpret_cast<void*>(other)).ok());
   EXPECT_EQ(victim->last_fault(), nullptr);
 }
+
+TEST(HeapCacheTamperTest, ForgedEntryOfAnotherCompartmentFaults) {
+  ExpectForeignEntryContained();
+}
+
+// The magazines above 4 KiB (issue 16, item 5: 5 KiB to 64 KiB, a few
+// regions each) take the same forged entries as the small ones, and the
+// same checks contain them.
+class BigClassTamperTest : public ::testing::TestWithParam<size_t> {
+ protected:
+  void SetUp() override { forged_size = GetParam(); }
+  void TearDown() override { forged_size = 64; }
+};
+
+TEST_P(BigClassTamperTest, ForgedHostEntryIsBelievedButFaultsAndIsABadFree) {
+  ExpectForgedHostEntryContained(&MallocForged);
+  ExpectForgedHostEntryContained(&MallocForgedHot);
+}
+
+TEST_P(BigClassTamperTest, ForgedEntryOfAnotherCompartmentFaults) {
+  ExpectForeignEntryContained();
+}
+
+// Double frees of a big region: into the hot slot and then the buffer, the
+// buffer twice, and a region already back in its magazine.
+enum DoubleFree : int { kHotThenBuffer, kBufferTwice };
+void DoubleFreeBig(size_t n, int how, Scratch* s) {
+  void* p = Malloc(n);
+  s->value = reinterpret_cast<uintptr_t>(p);
+  if (how == kBufferTwice) Escape(Malloc(n));  // p is not malloc's last
+  Free(p);
+  Free(p);
+  s->reached = 1;
+}
+
+uintptr_t MallocAndFreeBig(size_t n) {
+  void* p = Malloc(n);
+  Free(p);
+  return reinterpret_cast<uintptr_t>(p);
+}
+
+TEST_P(BigClassTamperTest, DoubleFreeIsCaught) {
+  const size_t size = GetParam();
+  auto box = MakeBox({.name = "big-double"});
+  for (int how : {kHotThenBuffer, kBufferTwice}) {
+    Scratch* s = NewScratch(box.get());
+    ASSERT_NE(s, nullptr);
+    absl::Status st = box->Call(&DoubleFreeBig, size, how, s);
+    EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(s->value), size));
+    ExpectFreeViolation(box.get(), st, s->value);
+    ResetAndExpectWorking(box.get());
+  }
+  // Freed in one call (back in its magazine, not live), freed again.
+  const uintptr_t p = Value(box->Call(&MallocAndFreeBig, size));
+  ASSERT_NE(p, 0u);
+  ExpectFreeViolation(
+      box.get(), box->Call(&FreeOne, reinterpret_cast<void*>(p)), p);
+  ResetAndExpectWorking(box.get());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Sizes, BigClassTamperTest,
+    ::testing::Values(size_t{5000}, size_t{14336}, size_t{16384},
+                      size_t{40000}, size_t{65536}));
 
 // The free buffer's count and slots are the compartment's to write.
 enum BufferFill : int { kZeros, kHostPointers, kRandom, kOwnTwice };
@@ -251,7 +324,7 @@ void HugeMagazineCounts(uint32_t value, uintptr_t* out) {
   Free(first);
   HeapCache* cache = MyCache();
   for (size_t c = 0; c < kNumCachedClasses; ++c) {
-    cache->magazines[c].count = value;
+    internal::MagazineAt(cache, c).count = value;
   }
   for (size_t c = 0; c < kNumCachedClasses; ++c) {
     void* p = Malloc(kClassSize[c]);
@@ -297,7 +370,7 @@ TEST(HeapCacheTamperTest, HugeMagazineCountsOnlyCostARefill) {
 // twice. That only hurts its own heap; freeing both is a double free.
 void ReplayMagazine(Scratch* s) {
   Free(Malloc(64));
-  Magazine& m = MyCache()->magazines[ClassOf(64)];
+  Magazine& m = internal::MagazineAt(MyCache(), ClassOf(64));
   void* first = Malloc(64);
   m.count = m.count + 1;
   void* second = Malloc(64);
@@ -323,7 +396,7 @@ TEST(HeapCacheTamperTest, ReplayedRegionFreedTwiceIsADoubleFree) {
 // compartment may then free them (its own memory), nothing else.
 uint64_t ZeroCountsThenFreeWhatWasLeft() {
   Free(Malloc(64));
-  Magazine& m = MyCache()->magazines[ClassOf(64)];
+  Magazine& m = internal::MagazineAt(MyCache(), ClassOf(64));
   const uint32_t n = m.count;
   void* left[kMagazineSlots];
   for (uint32_t i = 0; i < n; ++i) left[i] = m.slots[i];
@@ -375,6 +448,11 @@ enum RaceMode : int {
   kEverything,  // garbage slots and forged magazine entries as well
 };
 
+volatile Magazine* MagazineOfClass(volatile HeapCache* cache, size_t c) {
+  return reinterpret_cast<volatile Magazine*>(
+      reinterpret_cast<volatile char*>(cache) + internal::MagazineOffset(c));
+}
+
 void ScribbleOtherCache(uintptr_t cache_address, uint64_t host_pointer,
                         int mode) {
   auto* cache = reinterpret_cast<volatile HeapCache*>(cache_address);
@@ -389,7 +467,7 @@ void ScribbleOtherCache(uintptr_t cache_address, uint64_t host_pointer,
       switch (mode == kCountsOnly ? r % 3 : r % 5) {
         case 0: cache->frees.count = static_cast<uint32_t>(r >> 32); break;
         case 1:
-          cache->magazines[(r >> 8) % kNumCachedClasses].count =
+          MagazineOfClass(cache, (r >> 8) % kNumCachedClasses)->count =
               static_cast<uint32_t>(r >> 58);
           break;
         case 2: cache->frees.count = static_cast<uint32_t>(r >> 56); break;
@@ -397,10 +475,13 @@ void ScribbleOtherCache(uintptr_t cache_address, uint64_t host_pointer,
           cache->frees.slots[(r >> 8) % kFreeSlots] =
               reinterpret_cast<void*>(v);
           break;
-        case 4:
-          cache->magazines[(r >> 8) % kNumCachedClasses]
-              .slots[(r >> 16) % kMagazineSlots] = reinterpret_cast<void*>(v);
+        case 4: {
+          const size_t c = (r >> 8) % kNumCachedClasses;
+          MagazineOfClass(cache, c)
+              ->slots[(r >> 16) % internal::MagazineSlotsOf(c)] =
+              reinterpret_cast<void*>(v);
           break;
+        }
       }
     }
   }
@@ -491,7 +572,7 @@ void GarbageCacheThenFault(uint64_t host_pointer) {
   }
   cache->frees.count = 0xffffffffu;
   for (size_t c = 0; c < kNumCachedClasses; ++c) {
-    cache->magazines[c].count = c % 2 == 0 ? 0 : 0xffffffffu;
+    internal::MagazineAt(cache, c).count = c % 2 == 0 ? 0 : 0xffffffffu;
   }
   __builtin_trap();
 }

@@ -62,7 +62,7 @@ bool CheckPrefix(const void* p, size_t n, size_t old_n, uint64_t seed) {
          b[old_n - 1] == PatternByte(seed, old_n - 1);
 }
 
-size_t ClassOf(size_t n) { return internal::kSizeClassOf.of[(n + 15) / 16]; }
+size_t ClassOf(size_t n) { return internal::CachedClassOf(n); }
 
 int host_global = 0x600d;
 
@@ -274,8 +274,10 @@ size_t UsableSizeInside(void* p) { return malloc_usable_size(Opaque(p)); }
 
 uintptr_t UnpoppedMagazineRegion(size_t n) {
   Escape(Malloc(n));  // the cache exists and the magazine is full
-  const Magazine& m = MyCache()->magazines[ClassOf(n)];
-  if (m.count == 0 || m.count > kMagazineSlots) return 0;
+  const Magazine& m = internal::MagazineAt(MyCache(), ClassOf(n));
+  if (m.count == 0 || m.count > internal::MagazineSlotsOf(ClassOf(n))) {
+    return 0;
+  }
   return reinterpret_cast<uintptr_t>(m.slots[m.count - 1]);
 }
 uintptr_t MyCacheAddress() {

@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "allocator/heap_cache.h"
 #include "trampolines/thread_block.h"
 #include "runtime/fault_report.h"
 #include "runtime/runtime_state.h"
@@ -58,6 +59,19 @@ uintptr_t MallocFill(size_t n) {
 }
 
 void FreeIt(void* p) { free(Opaque(p)); }
+
+// Two live regions of n bytes (the second from the magazine the first one's
+// refill filled), each filled; and a third malloc after freeing the second,
+// which must give it back (the hot slot).
+void MallocTwoBig(size_t n, uintptr_t* out) {
+  for (int i = 0; i < 2; ++i) {
+    auto* p = static_cast<unsigned char*>(Opaque(malloc(n)));
+    if (p != nullptr) memset(p, 0x30 + i, n);
+    out[i] = reinterpret_cast<uintptr_t>(p);
+  }
+  free(Opaque(reinterpret_cast<void*>(out[1])));
+  out[2] = reinterpret_cast<uintptr_t>(Opaque(malloc(n)));
+}
 
 uintptr_t ReadByte(const unsigned char* p) { return *p; }
 
@@ -177,6 +191,50 @@ TEST(HeapTest, CompartmentAllocationsCarryTheCompartmentsKey) {
     EXPECT_EQ(PkeyOfAddress(p + size - 1), box->pkey()) << size;
     EXPECT_EQ(*reinterpret_cast<unsigned char*>(p + size - 1), 0x5a);
     EXPECT_TRUE(box->Call(&FreeIt, reinterpret_cast<void*>(p)).ok());
+  }
+}
+
+// The magazines above 4 KiB (issue 16, item 5) hold regions of the
+// compartment's own window with its key, like every other.
+TEST(HeapTest, BigClassRegionsComeFromTheWindowWithItsKey) {
+  auto box = MakeBox({.name = "big"});
+  absl::StatusOr<void*> out = box->Allocate(3 * sizeof(uintptr_t));
+  ASSERT_TRUE(out.ok());
+  auto* r = static_cast<uintptr_t*>(*out);
+  for (size_t size : {size_t{4097}, size_t{5000}, size_t{8192}, size_t{14336},
+                      size_t{16384}, size_t{20000}, size_t{32768},
+                      size_t{65536}}) {
+    ASSERT_TRUE(box->Call(&MallocTwoBig, size, r).ok()) << size;
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_NE(r[i], 0u) << size;
+      EXPECT_TRUE(box->Contains(reinterpret_cast<void*>(r[i]), size)) << size;
+      EXPECT_EQ(PkeyOfAddress(r[i]), box->pkey()) << size;
+      EXPECT_EQ(PkeyOfAddress(r[i] + size - 1), box->pkey()) << size;
+      EXPECT_EQ(*reinterpret_cast<unsigned char*>(r[i] + size - 1), 0x30 + i);
+      EXPECT_GE(malloc_usable_size(reinterpret_cast<void*>(r[i])), size);
+    }
+    EXPECT_NE(r[0], r[1]);
+    EXPECT_EQ(r[2], r[1]) << size;  // freed right after: malloc's next
+    for (int i : {0, 2}) {
+      EXPECT_TRUE(box->Call(&FreeIt, reinterpret_cast<void*>(r[i])).ok());
+    }
+  }
+  box->Free(r);
+  EXPECT_EQ(box->stats().bytes_in_use, 0u);
+}
+
+// The cached classes are jemalloc's own: the runtime gives a region back
+// with sdallocx and the class's size.
+TEST(HeapTest, CachedClassesAreJemallocsSizeClasses) {
+  for (size_t c = 0; c < internal::kNumCachedClasses; ++c) {
+    const size_t size = internal::kClassSize[c];
+    EXPECT_EQ(nallocx(size, 0), size) << c;
+    EXPECT_EQ(internal::CachedClassOf(size), c);
+    if (c > 0) {
+      EXPECT_EQ(internal::CachedClassOf(internal::kClassSize[c - 1] + 1), c);
+      EXPECT_GT(nallocx(internal::kClassSize[c - 1] + 1, 0),
+                internal::kClassSize[c - 1]);
+    }
   }
 }
 

@@ -36,27 +36,35 @@ ABSL_ATTRIBUTE_NOINLINE void InsideFreeSlow(void* p) {
 }
 
 inline void* InsideMalloc(SelectorPage* sel, size_t n) {
-  if (ABSL_PREDICT_TRUE(n <= kMaxCachedSize)) {
-    if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
-      Magazine& m = *reinterpret_cast<Magazine*>(
-          reinterpret_cast<char*>(cache) + kMagazineOffsetOf.of[(n + 15) / 16]);
-      void* p = m.hot;
-      if (p != nullptr) {
-        m.hot = nullptr;
-        --cache->frees.hot;
-        ++cache->hot_mallocs;
-      } else {
-        const uint32_t c = m.count;
-        if (ABSL_PREDICT_FALSE(c - 1 >= kMagazineSlots)) {
-          return InsideMallocSlow(n);
-        }
-        m.count = c - 1;
-        p = m.slots[c - 1];
+  size_t offset;
+  if (ABSL_PREDICT_TRUE(n <= kMaxSmallCachedSize)) {
+    offset = kMagazineOffsetOf.of[(n + 15) / 16];
+  } else if (n <= kMaxCachedSize) {
+    offset = kBigMagazineOffsetOf.of[(n + 1023) / 1024];
+  } else {
+    return InsideMallocSlow(n);
+  }
+  if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
+    // A big class's magazine has fewer slots than the bound below: a
+    // forged count reads on inside the HeapCache (heap_cache.h).
+    Magazine& m = *reinterpret_cast<Magazine*>(
+        reinterpret_cast<char*>(cache) + offset);
+    void* p = m.hot;
+    if (p != nullptr) {
+      m.hot = nullptr;
+      --cache->frees.hot;
+      ++cache->hot_mallocs;
+    } else {
+      const uint32_t c = m.count;
+      if (ABSL_PREDICT_FALSE(c - 1 >= kMagazineSlots)) {
+        return InsideMallocSlow(n);
       }
-      cache->last = p;
-      cache->last_hot = &m.hot;
-      return p;
+      m.count = c - 1;
+      p = m.slots[c - 1];
     }
+    cache->last = p;
+    cache->last_hot = &m.hot;
+    return p;
   }
   return InsideMallocSlow(n);
 }
