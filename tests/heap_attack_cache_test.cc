@@ -289,7 +289,10 @@ TEST(HeapCacheTamperTest, FreeBufferWithHugeCountAndGarbage) {
 // A huge count, then a legitimate free: the free enters the allocator,
 // which checks the (garbage) buffer first.
 void HugeCountThenFree(uint64_t host_pointer, Scratch* s) {
+  // Not the region malloc handed out last: that one would go to its
+  // magazine's hot slot and never reach the buffer's path.
   void* p = Malloc(32);
+  Escape(Malloc(32));
   HeapCache* cache = MyCache();
   for (uint32_t i = 0; i < kFreeSlots; ++i) {
     cache->frees.slots[i] = reinterpret_cast<void*>(host_pointer);

@@ -8,12 +8,14 @@
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -200,6 +202,41 @@ TEST(LoaderTest, ErrnoOfLoadedCodeIsTheCompartments) {
   EXPECT_EQ(errno, 0);  // the host's errno is its own
   EXPECT_EQ(Value(box->Call(*malloc_errno, 64ul << 20)), ENOMEM);
   EXPECT_EQ(Value(box->Call(*malloc_errno, 64ul)), 0);
+}
+
+// glibc's write is a cancellation point: in a process with a second thread
+// (Runtime::Init starts one) it marks the thread descriptor, key 0, around
+// the syscall, and it sets errno in TLS. Loaded code's write is the
+// compartment's own (compartment_libc/syscalls.cc): the policy still
+// decides, and errno lands in the compartment's slot.
+TEST(LoaderTest, LoadedCodesWriteWorksInAThreadedProcess) {
+  std::thread([] {}).join();  // a second thread, whatever Init did
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  auto box = MakeBox({.name = "writer",
+                      .syscalls = SyscallPolicy().AllowWrite({fds[1], 99})});
+  ASSERT_TRUE(box->Load(ERRNO_PLUGIN).ok());
+  auto write_or_errno =
+      box->Lookup<long(int, const void*, unsigned long)>("write_or_errno");
+  ASSERT_TRUE(write_or_errno.ok());
+  absl::StatusOr<void*> allocated = box->Allocate(4);
+  ASSERT_TRUE(allocated.ok());
+  void* text = *allocated;
+  memcpy(text, "abc", 4);
+  errno = 0;
+  EXPECT_EQ(Value(box->Call(*write_or_errno, fds[1],
+                            static_cast<const void*>(text), 3ul)),
+            3);
+  char got[4] = {};
+  ASSERT_EQ(read(fds[0], got, 3), 3);
+  EXPECT_STREQ(got, "abc");
+  EXPECT_EQ(Value(box->Call(*write_or_errno, 99,
+                            static_cast<const void*>(text), 3ul)),
+            -EBADF);
+  EXPECT_EQ(errno, 0);  // the host's errno is its own
+  EXPECT_EQ(box->last_fault(), nullptr);
+  close(fds[0]);
+  close(fds[1]);
 }
 
 // qsort and qsort_r of loaded code: glibc's wrote errno and its sysconf

@@ -3,6 +3,7 @@
    key 0 read-only. */
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 int counter = 41;  /* .data: the compartment's, reset by Reset() */
 
@@ -21,3 +22,10 @@ int malloc_errno(unsigned long bytes) {
 }
 
 int next_counter(void) { return ++counter; }
+
+/* libc's write as loaded code calls it: the bytes written, or -errno. */
+long write_or_errno(int fd, const void* buf, unsigned long n) {
+  errno = 0;
+  long r = write(fd, buf, n);
+  return r < 0 ? -errno : r;
+}
