@@ -490,11 +490,16 @@ void ScribbleOtherCache(uintptr_t cache_address, uint64_t host_pointer,
   }
 }
 
-// Enters the allocator three times a round (a large malloc, its size, its
-// free): each entry reconciles the magazines and flushes the free buffer.
+// Enters the allocator three times a round (a malloc above every cached
+// class, its size, its free): each entry reconciles the magazines and
+// flushes the free buffer. A cached size would be wrong here: a lowered
+// count makes the runtime count that magazine's regions as taken, live
+// for good, and a refilled class would leak up to a magazine a lie until
+// the heap's limit refuses (the liar's loss, but a failed call).
 uint64_t EntryChurn(int rounds) {
+  static_assert(internal::kMaxCachedSize < 80000);
   for (int i = 0; i < rounds; ++i) {
-    const uint64_t n = 5000 + static_cast<uint64_t>(i % 3000);
+    const uint64_t n = 80000 + static_cast<uint64_t>(i % 3000);
     const uint64_t p = ForgeEntry(internal::kOpMalloc, n, 0);
     if (p == 0) return 0;
     *reinterpret_cast<volatile char*>(p + n - 1) = 1;
