@@ -8,6 +8,7 @@
 #include "mpkbox/runtime.h"
 #include "runtime/call_timer.h"
 #include "runtime/callback_table.h"
+#include "runtime/compartment_libc/libc_state.h"
 #include "runtime/fault_report.h"
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/host_ranges.h"
@@ -72,6 +73,8 @@ absl::StatusOr<std::unique_ptr<Compartment>> Compartment::Create(
   c->slot_ = grant->slot;
   c->generation_.store(grant->generation);
   c->domain_ = grant->domain;
+  c->libc_ = std::make_unique<internal::LibcState>(c->domain_, c->options_);
+  internal::SetLibcStateOfSlot(c->slot_, c->libc_.get());
   internal::SetKeyOwner(c->key_, c->name());
   return c;
 }
@@ -89,6 +92,8 @@ Compartment::~Compartment() {
   if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
   heap_->BeginDrop();
   internal::DropSlotContexts(slot_);
+  internal::SetLibcStateOfSlot(slot_, nullptr);
+  libc_.reset();  // no thread is inside: its contexts are gone
   internal::SetHeapOfSlot(slot_, nullptr);
   heap_.reset();  // before the slot, whose window it releases, is free
   internal::ReleaseSlot(slot_);
@@ -258,6 +263,7 @@ absl::Status Compartment::Reset() {
   if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
   heap_->BeginDrop();
   const uint64_t generation = internal::RenewSlot(slot_);
+  libc_->Reset();
   if (absl::Status s = heap_->Reset(); !s.ok()) {
     generation_.store(0, std::memory_order_relaxed);  // refuse calls
     return s;
