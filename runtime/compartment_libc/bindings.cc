@@ -11,6 +11,7 @@ namespace {
 absl::Span<const LibcBinding> (*const kTables[])() = {
     &RuntimeLinkBindings,
     &SyscallBindings,
+    &ThreadBindings,
 };
 
 const absl::flat_hash_map<std::string, const LibcBinding*>& ByName() {
