@@ -27,15 +27,6 @@ using ::mpkbox::testing::Buffer;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 
-// The loaded copy of a native function, by the native one's name and type.
-#define INSIDE(box, fn) Inside<decltype(::fn)>(box, #fn)
-template <typename Fn>
-Fn* Inside(Compartment* box, const char* name) {
-  absl::StatusOr<Fn*> f = box->Lookup<Fn>(name);
-  EXPECT_TRUE(f.ok()) << f.status();
-  return f.ok() ? *f : nullptr;
-}
-
 // A sequence of library calls runs natively...
 struct NativeCall {
   template <typename Fn, typename... Args>
