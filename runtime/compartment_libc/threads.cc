@@ -132,7 +132,7 @@ void UnlockWord(uint32_t* w) {
 struct Mutex {
   uint32_t word;   // LockWord's
   uint32_t count;  // a recursive mutex's depth beyond the first lock
-  int32_t owner;   // tid, 0 when free
+  int32_t owner;   // tid of a recursive or errorcheck one's, 0 when free
   uint32_t unused;
   int32_t kind;    // offset 16, as glibc's static initializers set it
   uint8_t rest[20];
@@ -162,19 +162,30 @@ int MutexDestroy(pthread_mutex_t* mp) {
   return Load(&m->word) != 0 ? EBUSY : 0;
 }
 
+// Only recursive and errorcheck mutexes track their owner (a normal one's
+// lock is then the word's alone, as fast as glibc's); the owner is read
+// only by its own thread, so relaxed stores do.
+void SetOwner(Mutex* m, int32_t owner) {
+  __atomic_store_n(&m->owner, owner, __ATOMIC_RELAXED);
+}
+bool OwnedByMe(const Mutex* m, int32_t me) {
+  return __atomic_load_n(&m->owner, __ATOMIC_RELAXED) == me;
+}
+
 int MutexLockUntil(pthread_mutex_t* mp, const timespec* abs, clockid_t clock) {
   auto* m = reinterpret_cast<Mutex*>(mp);
   const int kind = KindOf(m);
+  if (BadTimeout(abs)) return EINVAL;
+  if (!Checked(kind)) return LockWord(&m->word, abs, clock);
   const int32_t me = Self();
-  if (Checked(kind) && Load(&m->owner) == me) {
+  if (OwnedByMe(m, me)) {
     if (kind == PTHREAD_MUTEX_ERRORCHECK) return EDEADLK;
     if (m->count == UINT32_MAX) return EAGAIN;
     ++m->count;
     return 0;
   }
-  if (BadTimeout(abs)) return EINVAL;
   if (int r = LockWord(&m->word, abs, clock); r != 0) return r;
-  Store(&m->owner, me);
+  SetOwner(m, me);
   m->count = 0;
   return 0;
 }
@@ -193,8 +204,8 @@ int MutexClockLock(pthread_mutex_t* m, clockid_t clock, const timespec* abs) {
 int MutexTryLock(pthread_mutex_t* mp) {
   auto* m = reinterpret_cast<Mutex*>(mp);
   const int kind = KindOf(m);
-  const int32_t me = Self();
-  if (Checked(kind) && Load(&m->owner) == me) {
+  const int32_t me = Checked(kind) ? Self() : 0;
+  if (Checked(kind) && OwnedByMe(m, me)) {
     if (kind == PTHREAD_MUTEX_ERRORCHECK) return EBUSY;
     if (m->count == UINT32_MAX) return EAGAIN;
     ++m->count;
@@ -202,22 +213,23 @@ int MutexTryLock(pthread_mutex_t* mp) {
   }
   uint32_t c = 0;
   if (!Cas(&m->word, &c, 1)) return EBUSY;
-  Store(&m->owner, me);
-  m->count = 0;
+  if (Checked(kind)) {
+    SetOwner(m, me);
+    m->count = 0;
+  }
   return 0;
 }
 
 int MutexUnlock(pthread_mutex_t* mp) {
   auto* m = reinterpret_cast<Mutex*>(mp);
-  const int kind = KindOf(m);
-  if (Checked(kind)) {
-    if (Load(&m->owner) != Self()) return EPERM;
+  if (Checked(KindOf(m))) {
+    if (!OwnedByMe(m, Self())) return EPERM;
     if (m->count > 0) {
       --m->count;
       return 0;
     }
+    SetOwner(m, 0);
   }
-  Store(&m->owner, 0);
   UnlockWord(&m->word);
   return 0;
 }
@@ -289,19 +301,24 @@ int CondWaitUntil(pthread_cond_t* cp, pthread_mutex_t* mp,
   auto* c = reinterpret_cast<Cond*>(cp);
   auto* m = reinterpret_cast<Mutex*>(mp);
   if (BadTimeout(abs)) return EINVAL;
-  const int32_t me = Self();
-  if (Checked(KindOf(m)) && Load(&m->owner) != me) return EPERM;
+  const bool checked = Checked(KindOf(m));
+  const int32_t me = checked ? Self() : 0;
+  if (checked && !OwnedByMe(m, me)) return EPERM;
   Add(&c->waiters, 1);
   const uint32_t seq = Load(&c->seq);
   const uint32_t depth = m->count;
-  m->count = 0;
-  Store(&m->owner, 0);
+  if (checked) {
+    m->count = 0;
+    SetOwner(m, 0);
+  }
   UnlockWord(&m->word);
   const long r = FutexWait(&c->seq, seq, abs, clock);
   Sub(&c->waiters, 1);
   const int relock = LockWord(&m->word, nullptr, CLOCK_REALTIME);
-  Store(&m->owner, me);
-  m->count = depth;
+  if (checked) {
+    SetOwner(m, me);
+    m->count = depth;
+  }
   if (relock != 0) return relock;
   if (r == -ETIMEDOUT || r == -EFAULT || r == -EINVAL) {
     return static_cast<int>(-r);
@@ -908,15 +925,21 @@ uint64_t LibcThreadsRequest(const LibcCaller& caller, uint64_t op,
 }
 
 void RunThreadKeyDestructorsAtExit(SelectorPage* sel) {
-  HeapCache** caches = HeapCacheTable(sel);
+  // The main thread's thread-local destructors run in exit(), where POSIX
+  // runs no key destructors (and compartments may be half torn down).
+  if (gettid() == getpid()) return;
+  HeapCache** caches = HeapCacheTable(sel);  // selector key: always readable
   for (size_t slot = 0; slot < kMaxCompartments; ++slot) {
-    // Compartment memory: only a hint that the call inside has work.
-    if (caches[slot] == nullptr || caches[slot]->thread_specific == nullptr) {
-      continue;
-    }
+    if (caches[slot] == nullptr) continue;
+    // Under the lock no Reset or destruction runs, so the cache, in the
+    // compartment's heap, stays mapped while it is read.
     absl::MutexLock lock(&LibcExitMutex(slot));
     LibcState* state = LibcStateOfSlot(slot);
     if (state == nullptr || state->retired.load() || !state->call_inside) {
+      continue;
+    }
+    // Compartment memory: only a hint that the call inside has work.
+    if (caches[slot] == nullptr || caches[slot]->thread_specific == nullptr) {
       continue;
     }
     // A fault is the compartment's own (it then refuses calls until Reset);

@@ -9,7 +9,8 @@ namespace mpkbox::internal {
 
 // The thread of `sel` exits: in every compartment where it set a thread
 // key's value, the keys' destructors run inside on this thread (POSIX's
-// thread exit), and its values are freed.
+// thread exit), and its values are freed. Not for the main thread: its
+// exit is the process's, where POSIX runs none.
 void RunThreadKeyDestructorsAtExit(SelectorPage* sel);
 
 }  // namespace mpkbox::internal
