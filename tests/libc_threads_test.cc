@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/compartment_libc/libc_entry.h"
@@ -227,6 +228,34 @@ TEST(LibcThreadsTest, WaitsRespectTheCallTimeout) {
     ASSERT_TRUE(p.box->Reset().ok());
     EXPECT_EQ(p.Run("run_once"), 1) << "works again after Reset";
   }
+}
+
+// Why the bindings are hand-written: glibc's own, run with compartment
+// rights (Ambient::kReadOnly), write key-0 state. pthread_setspecific
+// writes the thread's descriptor, pthread_key_create libc's key table.
+int GlibcSetspecific(pthread_key_t key) {
+  return pthread_setspecific(key, &key);
+}
+int GlibcKeyCreate(pthread_key_t* key) {
+  return pthread_key_create(key, nullptr);
+}
+
+TEST(LibcThreadsTest, GlibcsOwnWriteKeyZeroAndFaultInside) {
+  pthread_key_t key;
+  ASSERT_EQ(pthread_key_create(&key, nullptr), 0);
+  auto box = MakeBox({.name = "glibc-pthread"});
+  ASSERT_NE(box, nullptr);
+  absl::StatusOr<Tainted<int>> r = box->Call(&GlibcSetspecific, key);
+  EXPECT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              ::testing::HasSubstr("SEGV_PKUERR"));
+  ASSERT_TRUE(box->Reset().ok());
+  auto* out = testing::Buffer<pthread_key_t>(box.get());
+  r = box->Call(&GlibcKeyCreate, out);
+  EXPECT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              ::testing::HasSubstr("SEGV_PKUERR"));
+  pthread_key_delete(key);
 }
 
 // ---- the futex request, attacked from inside --------------------------------
