@@ -108,6 +108,7 @@ TEST(LibcThreadsTest, MutexTypesReportPosixErrors) {
   EXPECT_EQ(p.Run("mutex_semantics"), 0) << "the check that failed";
   EXPECT_EQ(p.Run("rw_semantics"), 0) << "the check that failed";
   EXPECT_EQ(p.Run("key_semantics"), 0) << "the check that failed";
+  EXPECT_EQ(p.Run("misc_semantics"), 0) << "the check that failed";
 }
 
 // Refused with an errno the library can take a fallback on, not a fault.
@@ -193,6 +194,44 @@ TEST(LibcThreadsTest, KeyValuesPerThreadDestructorsRunAtThreadExit) {
   ASSERT_TRUE(p.box->Reset().ok());
   EXPECT_EQ(p.Run("make_key"), 0);
   EXPECT_EQ(p.Run("get_value"), -1) << "Reset drops every thread's values";
+}
+
+// Keys and values are per compartment: one thread's value in one is not
+// seen in another, and at its exit each compartment's destructor runs.
+TEST(LibcThreadsTest, KeysArePerCompartment) {
+  Plugin a;
+  Plugin b({.name = "threads-b"});
+  ASSERT_EQ(a.Run("make_key"), 0);
+  ASSERT_EQ(b.Run("make_key"), 0);
+  std::thread t([&] {
+    EXPECT_EQ(a.Run("set_value", 5L), 5);
+    EXPECT_EQ(b.Run("get_value"), -1);
+    EXPECT_EQ(b.Run("set_value", 9L), 9);
+    EXPECT_EQ(a.Run("get_value"), 5);
+  });
+  t.join();
+  EXPECT_EQ(a.Run("destroyed"), 5);
+  EXPECT_EQ(b.Run("destroyed"), 9);
+}
+
+// A destructor that faults at a thread's exit ends only that call inside:
+// the thread exits, the compartment refuses calls until Reset, and the
+// process goes on.
+TEST(LibcThreadsTest, AFaultingKeyDestructorIsContained) {
+  Plugin p;
+  ASSERT_EQ(p.Run("make_bad_key"), 0);
+  std::thread t([&] { EXPECT_EQ(p.Run("set_bad_value"), 0); });
+  t.join();
+  auto* f = p.Get<long()>("get_counter");
+  ASSERT_NE(f, nullptr);
+  absl::StatusOr<Tainted<long>> r = p.box->Call(f);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition)
+      << r.status();
+  ASSERT_NE(p.box->last_fault(), nullptr);
+  EXPECT_THAT(std::string(p.box->last_fault()->what),
+              ::testing::HasSubstr("SIGSEGV"));
+  ASSERT_TRUE(p.box->Reset().ok());
+  EXPECT_EQ(p.Run("get_counter"), 0);
 }
 
 // A thread exit that runs destructors inside while the compartment goes:

@@ -269,6 +269,16 @@ int MutexattrSetprotocol(pthread_mutexattr_t*, int protocol) {
              : EINVAL;
 }
 
+int MutexattrGetrobust(const pthread_mutexattr_t*, int* robust) {
+  *robust = PTHREAD_MUTEX_STALLED;
+  return 0;
+}
+int MutexattrGetprotocol(const pthread_mutexattr_t*, int* protocol) {
+  *protocol = PTHREAD_PRIO_NONE;
+  return 0;
+}
+int MutexConsistent(pthread_mutex_t*) { return EINVAL; }  // none is robust
+
 // ---- condition variables ---------------------------------------------------
 
 struct Cond {
@@ -478,6 +488,15 @@ int RwTryWrLock(pthread_rwlock_t* l) {
 }
 int RwTimedWrLock(pthread_rwlock_t* l, const timespec* abs) {
   return WrLockUntil(l, abs, CLOCK_REALTIME, false);
+}
+
+int RwClockRdLock(pthread_rwlock_t* l, clockid_t clock, const timespec* abs) {
+  if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
+  return RdLockUntil(l, abs, clock, false);
+}
+int RwClockWrLock(pthread_rwlock_t* l, clockid_t clock, const timespec* abs) {
+  if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
+  return WrLockUntil(l, abs, clock, false);
 }
 
 int RwlockattrInit(pthread_rwlockattr_t* a) {
@@ -717,6 +736,22 @@ int JoinNone(pthread_t, void**) { return ESRCH; }
 int KillNone(pthread_t, int) { return ESRCH; }
 int TimedJoinNone(pthread_t, void**, const timespec*) { return ESRCH; }
 int Equal(pthread_t a, pthread_t b) { return a == b; }
+// Nothing inside is ever cancelled: the state is told, and kept nowhere.
+int SetCancelState(int state, int* old) {
+  if (state != PTHREAD_CANCEL_ENABLE && state != PTHREAD_CANCEL_DISABLE) {
+    return EINVAL;
+  }
+  if (old != nullptr) *old = PTHREAD_CANCEL_ENABLE;
+  return 0;
+}
+int SetCancelType(int type, int* old) {
+  if (type != PTHREAD_CANCEL_DEFERRED && type != PTHREAD_CANCEL_ASYNCHRONOUS) {
+    return EINVAL;
+  }
+  if (old != nullptr) *old = PTHREAD_CANCEL_DEFERRED;
+  return 0;
+}
+void TestCancel() {}
 int Yield() {
   EnterLibc(LibcOp(kLibcThreads, kYield));
   return 0;
@@ -753,6 +788,10 @@ absl::Span<const LibcBinding> ThreadBindings() {
       {"pthread_mutexattr_getpshared", F(&GetPshared), kAttr},
       {"pthread_mutexattr_setrobust", F(&MutexattrSetrobust), kAttr},
       {"pthread_mutexattr_setprotocol", F(&MutexattrSetprotocol), kAttr},
+      {"pthread_mutexattr_getrobust", F(&MutexattrGetrobust), kAttr},
+      {"pthread_mutexattr_getprotocol", F(&MutexattrGetprotocol), kAttr},
+      {"pthread_mutex_consistent", F(&MutexConsistent),
+       "returns EINVAL: no mutex inside is robust"},
       {"pthread_cond_init", F(&CondInit), kOwnMemory},
       {"pthread_cond_destroy", F(&CondDestroy), kOwnMemory},
       {"pthread_cond_wait", F(&CondWait), kOwnMemory},
@@ -774,6 +813,8 @@ absl::Span<const LibcBinding> ThreadBindings() {
       {"pthread_rwlock_wrlock", F(&RwWrLock), kOwnMemory},
       {"pthread_rwlock_trywrlock", F(&RwTryWrLock), kOwnMemory},
       {"pthread_rwlock_timedwrlock", F(&RwTimedWrLock), kOwnMemory},
+      {"pthread_rwlock_clockrdlock", F(&RwClockRdLock), kOwnMemory},
+      {"pthread_rwlock_clockwrlock", F(&RwClockWrLock), kOwnMemory},
       {"pthread_rwlock_unlock", F(&RwlockUnlock), kOwnMemory},
       {"pthread_rwlockattr_init", F(&RwlockattrInit), kAttr},
       {"pthread_rwlockattr_destroy", F(&AttrDestroy), kAttr},
@@ -818,6 +859,11 @@ absl::Span<const LibcBinding> ThreadBindings() {
       {"pthread_tryjoin_np", F(&JoinNone), kNoThread},
       {"pthread_timedjoin_np", F(&TimedJoinNone), kNoThread},
       {"pthread_kill", F(&KillNone), kNoThread},
+      {"pthread_setcancelstate", F(&SetCancelState),
+       "writes only the caller's int: nothing inside is ever cancelled"},
+      {"pthread_setcanceltype", F(&SetCancelType),
+       "writes only the caller's int: nothing inside is ever cancelled"},
+      {"pthread_testcancel", F(&TestCancel), "does nothing"},
   };
   return kBindings;
 }

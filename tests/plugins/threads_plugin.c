@@ -340,3 +340,49 @@ long barrier_rounds(long rounds) {
   }
   return serial;
 }
+
+// A key whose destructor faults (a write through a null pointer): it runs
+// when a thread that set a value exits.
+static pthread_key_t bad_key;
+static void bad_destructor(void* p) {
+  (void)p;
+  *(volatile long*)0 = 1;
+}
+long make_bad_key(void) { return pthread_key_create(&bad_key, bad_destructor); }
+long set_bad_value(void) { return pthread_setspecific(bad_key, &bad_key); }
+
+// The rest of the attribute and cancellation surface: 0 if all holds.
+long misc_semantics(void) {
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  int v = -1;
+  if (pthread_mutexattr_getrobust(&attr, &v) || v != PTHREAD_MUTEX_STALLED)
+    return 1;
+  if (pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) != ENOTSUP)
+    return 2;
+  if (pthread_mutexattr_getprotocol(&attr, &v) || v != PTHREAD_PRIO_NONE)
+    return 3;
+  if (pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &v) ||
+      v != PTHREAD_CANCEL_ENABLE)
+    return 4;
+  pthread_testcancel();
+  pthread_rwlock_t l = PTHREAD_RWLOCK_INITIALIZER;
+  struct timespec past = {1, 0};
+  if (pthread_rwlock_wrlock(&l)) return 5;
+  if (pthread_rwlock_clockrdlock(&l, CLOCK_MONOTONIC, &past) != EDEADLK)
+    return 6;
+  if (pthread_rwlock_unlock(&l) || pthread_rwlock_rdlock(&l)) return 7;
+  if (pthread_rwlock_clockwrlock(&l, CLOCK_MONOTONIC, &past) != ETIMEDOUT)
+    return 8;
+  if (pthread_rwlock_timedwrlock(&l, &past) != ETIMEDOUT) return 9;
+  if (pthread_rwlock_unlock(&l)) return 10;
+  pthread_barrier_t b;
+  if (pthread_barrier_init(&b, NULL, 0) != EINVAL) return 11;
+  if (pthread_barrier_init(&b, NULL, 1)) return 12;
+  if (pthread_barrier_wait(&b) != PTHREAD_BARRIER_SERIAL_THREAD) return 13;
+  if (pthread_barrier_destroy(&b)) return 14;
+  if (pthread_spin_init(&spin, 0) || pthread_spin_trylock(&spin)) return 15;
+  if (pthread_spin_trylock(&spin) != EBUSY) return 16;
+  if (pthread_spin_unlock(&spin)) return 17;
+  return 0;
+}
