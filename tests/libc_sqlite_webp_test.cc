@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -316,6 +317,82 @@ TEST(LibcWebpTest, EncodeAndDecodeMatchNative) {
   if (box->last_fault() != nullptr) {
     ADD_FAILURE() << box->last_fault()->what;
   }
+}
+
+// The advanced API with thread_level 1: natively libwebp analyses in a
+// second thread. Inside, pthread_create returns EAGAIN and libwebp 1.2.4
+// does not fall back to one thread: WebPEncode fails cleanly (returns 0,
+// error_code still VP8_ENC_OK), without a fault, and the compartment goes
+// on (the default, single-threaded, configuration is what runs inside).
+struct WebpThreadedApi {
+  decltype(::WebPConfigInitInternal)* config_init;
+  decltype(::WebPPictureInitInternal)* picture_init;
+  decltype(::WebPPictureImportRGBA)* import;
+  decltype(::WebPMemoryWriterInit)* writer_init;
+  decltype(::WebPMemoryWrite)* write;
+  decltype(::WebPEncode)* encode;
+  decltype(::WebPPictureFree)* picture_free;
+};
+
+template <typename Caller>
+std::pair<int, std::vector<uint8_t>> ThreadedEncode(
+    Caller& call, const WebpThreadedApi& api) {
+  const std::vector<uint8_t> image = Image();
+  uint8_t* rgba = call.template Memory<uint8_t>(image.size());
+  memcpy(rgba, image.data(), image.size());
+  WebPConfig* config = call.template Memory<WebPConfig>(1);
+  WebPPicture* picture = call.template Memory<WebPPicture>(1);
+  WebPMemoryWriter* writer = call.template Memory<WebPMemoryWriter>(1);
+  if (!call(api.config_init, config, WEBP_PRESET_DEFAULT, 75.0f,
+            WEBP_ENCODER_ABI_VERSION) ||
+      !call(api.picture_init, picture, WEBP_ENCODER_ABI_VERSION)) {
+    return {-1, {}};
+  }
+  config->thread_level = 1;
+  config->segments = 4;
+  picture->width = kWidth;
+  picture->height = kHeight;
+  if (!call(api.import, picture, rgba, kWidth * 4)) return {-2, {}};
+  call(api.writer_init, writer);
+  picture->writer = api.write;
+  picture->custom_ptr = writer;
+  const int ok = call(api.encode, config, picture);
+  std::vector<uint8_t> out;
+  if (ok) out.assign(writer->mem, writer->mem + writer->size);
+  const int error = picture->error_code;
+  call(api.picture_free, picture);
+  return {ok ? 0 : 100 + error, out};
+}
+
+TEST(LibcWebpTest, ThreadedEncodeWithoutThreads) {
+  NativeCall native;
+  const auto expected = ThreadedEncode(
+      native, {&WebPConfigInitInternal, &WebPPictureInitInternal,
+               &WebPPictureImportRGBA, &WebPMemoryWriterInit, &WebPMemoryWrite,
+               &WebPEncode, &WebPPictureFree});
+  ASSERT_EQ(expected.first, 0);
+  auto box = MakeBox({.name = "webp"});
+  ASSERT_NE(box, nullptr);
+  absl::Status loaded = box->Load("libwebp.so.7");
+  ASSERT_TRUE(loaded.ok()) << loaded;
+  InsideCall inside{box.get()};
+  Compartment* b = box.get();
+  const auto got = ThreadedEncode(
+      inside, {INSIDE(b, WebPConfigInitInternal),
+               INSIDE(b, WebPPictureInitInternal),
+               INSIDE(b, WebPPictureImportRGBA), INSIDE(b, WebPMemoryWriterInit),
+               INSIDE(b, WebPMemoryWrite), INSIDE(b, WebPEncode),
+               INSIDE(b, WebPPictureFree)});
+  EXPECT_EQ(got.first, 100 + VP8_ENC_OK) << "the refusal changed";
+  EXPECT_TRUE(got.second.empty());
+  EXPECT_EQ(box->last_fault(), nullptr);
+  // Still usable: the same threaded encode natively, the default one inside.
+  uint8_t* rgba = inside.Memory<uint8_t>(Image().size());
+  memcpy(rgba, Image().data(), Image().size());
+  uint8_t** output = inside.Memory<uint8_t*>(1);
+  EXPECT_GT(inside(INSIDE(b, WebPEncodeRGBA), rgba, kWidth, kHeight,
+                   kWidth * 4, 75.0f, output),
+            0u);
 }
 
 }  // namespace
