@@ -23,6 +23,9 @@ struct LibcBinding {
 // Each concern's table, in the file of that concern.
 absl::Span<const LibcBinding> RuntimeLinkBindings();  // runtime_link.cc
 absl::Span<const LibcBinding> SyscallBindings();      // syscalls.cc
+absl::Span<const LibcBinding> ThreadBindings();       // threads.cc
+// open/open64 until the files concern's table: files_interim.cc.
+absl::Span<const LibcBinding> InterimFileBindings();
 
 // The binding for `name`, or null.
 const LibcBinding* FindLibcBinding(absl::string_view name);

@@ -25,7 +25,8 @@ enum LibcConcern : uint64_t {
   kLibcFiles = 2,     // files.cc
   kLibcMemory = 3,    // memory.cc
   kLibcProcess = 4,   // process.cc
-  kLibcConcerns = 5,
+  kLibcThreads = 5,   // threads.cc
+  kLibcConcerns = 6,
 };
 inline constexpr uint64_t LibcOp(LibcConcern concern, uint64_t request,
                                  uint32_t extra = 0) {
@@ -58,6 +59,8 @@ struct LibcCaller {
 // fault and abandons the callback (AbandonCallback).
 uint64_t LibcSyscallsRequest(const LibcCaller& caller, uint64_t op,
                              const uint64_t a[5]);
+uint64_t LibcThreadsRequest(const LibcCaller& caller, uint64_t op,
+                            const uint64_t a[5]);
 
 }  // namespace mpkbox::internal
 

@@ -8,6 +8,7 @@ namespace mpkbox::internal {
 namespace {
 
 std::atomic<LibcState*> g_states[kMaxCompartments];
+absl::Mutex g_exit_mutexes[kMaxCompartments];
 
 }  // namespace
 
@@ -21,6 +22,8 @@ void LibcState::Reset() {}
 void SetLibcStateOfSlot(size_t slot, LibcState* state) {
   g_states[slot].store(state, std::memory_order_release);
 }
+
+absl::Mutex& LibcExitMutex(size_t slot) { return g_exit_mutexes[slot]; }
 
 LibcState* LibcStateOfSlot(size_t slot) {
   return g_states[slot].load(std::memory_order_acquire);

@@ -6,8 +6,12 @@
 #define MPKBOX_RUNTIME_COMPARTMENT_LIBC_LIBC_STATE_H_
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
+
+#include "absl/status/status.h"
 
 #include "absl/synchronization/mutex.h"
 #include "mpkbox/compartment_options.h"
@@ -26,7 +30,17 @@ struct LibcState {
   const std::string name;
   const CompartmentOptions& options;  // the Compartment's; outlives this
   absl::Mutex mu;
+  // Runs fn inside the compartment on this thread (set by
+  // Compartment::Create): thread keys' destructors at a thread's exit.
+  std::function<absl::Status(void (*)())> call_inside;
+  // Set, under LibcExitMutex, when the compartment's destruction begins.
+  std::atomic<bool> retired{false};
 };
+
+// Held by the Reset and the destruction of the compartment in `slot`, and
+// by a thread's exit while it runs code inside that compartment, so that
+// neither happens during the other.
+absl::Mutex& LibcExitMutex(size_t slot);
 
 // The state of the compartment in `slot`, or null between compartments.
 void SetLibcStateOfSlot(size_t slot, LibcState* state);
