@@ -23,6 +23,8 @@ struct LibcBinding {
 // Each concern's table, in the file of that concern.
 absl::Span<const LibcBinding> RuntimeLinkBindings();  // runtime_link.cc
 absl::Span<const LibcBinding> SyscallBindings();      // syscalls.cc
+absl::Span<const LibcBinding> FileBindings();         // files.cc
+absl::Span<const LibcBinding> RefusalBindings();      // refusals.cc
 
 // The binding for `name`, or null.
 const LibcBinding* FindLibcBinding(absl::string_view name);

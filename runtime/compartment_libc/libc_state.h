@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "mpkbox/compartment_options.h"
 
@@ -26,6 +27,10 @@ struct LibcState {
   const std::string name;
   const CompartmentOptions& options;  // the Compartment's; outlives this
   absl::Mutex mu;
+  // Descriptors its code opened (files.cc), each with the normalised path it
+  // was granted as. Readers hold `mu` shared while they use one, so close
+  // cannot hand its number to the host mid-read.
+  absl::flat_hash_map<int, std::string> files ABSL_GUARDED_BY(mu);
 };
 
 // The state of the compartment in `slot`, or null between compartments.
