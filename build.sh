@@ -22,7 +22,7 @@ readonly PACKAGES=(
   libabsl-dev libunwind-dev libjemalloc-dev libseccomp-dev libzydis-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libpng-dev libexpat1-dev nettle-dev libjson-c-dev
-  libjpeg62-turbo-dev libxml2-dev libtiff-dev libarchive-dev
+  libjpeg62-turbo-dev libxml2-dev libtiff-dev libarchive-dev libjansson-dev
   python3 gdb
 )
 readonly BUILD_DIR=build
