@@ -107,14 +107,17 @@ long fp_open_loop(const char* path, const char* expected, int times,
   return escapes;
 }
 
-/* Flips the path at `dst` between `a` and `b` until *stop. */
-long fp_flip(char* dst, const char* a, const char* b, volatile int* stop) {
-  long flips = 0;
+/* Flips the path at `dst` between `a` and `b` until *stop; *flips counts. */
+long fp_flip(char* dst, const char* a, const char* b, volatile int* stop,
+             volatile long* flips) {
   while (!*stop) {
-    strcpy(dst, (flips & 1) ? b : a);
-    ++flips;
+    strcpy(dst, (*flips & 1) ? b : a);
+    ++*flips;
+    /* Each path stays a while, so opens see both whole and torn ones. */
+    for (volatile int spin = 0; spin < 2000; ++spin) {
+    }
   }
-  return flips;
+  return *flips;
 }
 
 long fp_getpid(void) { return getpid(); }
