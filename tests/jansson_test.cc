@@ -133,6 +133,23 @@ TEST_F(JanssonTest, ReportsErrorsAsNativeDoes) {
   EXPECT_EQ(error->position, native_error.position);
 }
 
+// Granted /dev/urandom, jansson seeds from it as it does natively: open,
+// read and close of a granted character device inside.
+TEST(JanssonPolicyTest, SeedsFromAGrantedUrandom) {
+  auto box = MakeBox({.name = "jansson-urandom",
+                      .syscalls = SyscallPolicy().AllowReadFile("/dev/urandom")});
+  ASSERT_TRUE(box->Load("libjansson.so.4").ok());
+  auto* error = Buffer<json_error_t>(box.get());
+  json_t* o = Value(box->Call(INSIDE(box.get(), json_loads),
+                              static_cast<const char*>(
+                                  String(box.get(), R"({"a": [1, 2]})")),
+                              size_t{0}, error));
+  ASSERT_NE(o, nullptr) << error->text;
+  EXPECT_EQ(Value(box->Call(INSIDE(box.get(), json_object_size),
+                            static_cast<const json_t*>(o))),
+            1u);
+}
+
 // The hash seed's open() really is made and answered by the policy: when
 // the policy fails openat instead of denying it, the first object ends the
 // call, naming the syscall.
