@@ -24,6 +24,10 @@ void SkipSigpipeContainmentForTesting() {
   g_testing_switches.skip_sigpipe_containment.store(true);
 }
 
+void SkipFilesBeneathForTesting() {
+  g_testing_switches.skip_files_beneath.store(true);
+}
+
 void SkipFsRepairForTesting() {
   g_testing_switches.skip_fs_repair.store(true);
 }

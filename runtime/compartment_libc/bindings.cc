@@ -12,7 +12,8 @@ absl::Span<const LibcBinding> (*const kTables[])() = {
     &RuntimeLinkBindings,
     &SyscallBindings,
     &ThreadBindings,
-    &InterimFileBindings,  // last: a concern's own entries win
+    &FileBindings,
+    &RefusalBindings,
 };
 
 const absl::flat_hash_map<std::string, const LibcBinding*>& ByName() {

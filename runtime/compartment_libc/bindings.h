@@ -24,8 +24,8 @@ struct LibcBinding {
 absl::Span<const LibcBinding> RuntimeLinkBindings();  // runtime_link.cc
 absl::Span<const LibcBinding> SyscallBindings();      // syscalls.cc
 absl::Span<const LibcBinding> ThreadBindings();       // threads.cc
-// open/open64 until the files concern's table: files_interim.cc.
-absl::Span<const LibcBinding> InterimFileBindings();
+absl::Span<const LibcBinding> FileBindings();         // files.cc
+absl::Span<const LibcBinding> RefusalBindings();      // refusals.cc
 
 // The binding for `name`, or null.
 const LibcBinding* FindLibcBinding(absl::string_view name);

@@ -44,6 +44,14 @@ inline uint64_t EnterLibc(uint64_t op, uint64_t a = 0, uint64_t b = 0,
       (MPKBOX_LIBC_CALLBACK << MPKBOX_CB_STUB_SHIFT))(op, a, b, c, d, e);
 }
 
+// Compartment side: a host answer (a result, or -errno) as libc returns
+// it: -1 with errno in the thread's slot (syscalls.cc).
+long LibcResult(uint64_t answer);
+// Compartment side: syscall `nr` as libc's wrapper makes it, through the
+// syscall concern (the policy; files.cc's own descriptors) (syscalls.cc).
+long LibcSyscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0,
+                 long e = 0);
+
 // Host side: who asks. The gate checked that the callback sits on a call
 // into this compartment.
 struct LibcCaller {
@@ -61,6 +69,8 @@ uint64_t LibcSyscallsRequest(const LibcCaller& caller, uint64_t op,
                              const uint64_t a[5]);
 uint64_t LibcThreadsRequest(const LibcCaller& caller, uint64_t op,
                             const uint64_t a[5]);
+uint64_t LibcFilesRequest(const LibcCaller& caller, uint64_t op,
+                          const uint64_t a[5]);
 
 }  // namespace mpkbox::internal
 

@@ -1,5 +1,7 @@
 #include "runtime/compartment_libc/libc_state.h"
 
+#include <unistd.h>
+
 #include <atomic>
 
 #include "trampolines/thread_block.h"
@@ -17,7 +19,11 @@ LibcState::LibcState(uint64_t domain_in, const CompartmentOptions& options_in)
 
 LibcState::~LibcState() { Reset(); }
 
-void LibcState::Reset() {}
+void LibcState::Reset() {
+  absl::MutexLock lock(&mu);
+  for (const auto& [fd, path] : files) close(fd);
+  files.clear();
+}
 
 void SetLibcStateOfSlot(size_t slot, LibcState* state) {
   g_states[slot].store(state, std::memory_order_release);

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "mpkbox/compartment_options.h"
 
@@ -35,6 +36,10 @@ struct LibcState {
   std::function<absl::Status(void (*)())> call_inside;
   // Set, under LibcExitMutex, when the compartment's destruction begins.
   std::atomic<bool> retired{false};
+  // Descriptors its code opened (files.cc), each with the normalised path it
+  // was granted as. Readers hold `mu` shared while they use one, so close
+  // cannot hand its number to the host mid-read.
+  absl::flat_hash_map<int, std::string> files ABSL_GUARDED_BY(mu);
 };
 
 // Held by the Reset and the destruction of the compartment in `slot`, and
