@@ -234,6 +234,23 @@ TEST(LibcThreadsTest, AFaultingKeyDestructorIsContained) {
   EXPECT_EQ(p.Run("get_counter"), 0);
 }
 
+// A destructor that never returns holds the exiting thread only until the
+// compartment's call_timeout: the thread then exits, and the compartment
+// refuses calls until Reset.
+TEST(LibcThreadsTest, ABlockingKeyDestructorEndsAtTheCallTimeout) {
+  Plugin p({.name = "blocking", .call_timeout = absl::Milliseconds(100)});
+  ASSERT_EQ(p.Run("make_blocking_key"), 0);
+  std::thread t([&] { EXPECT_EQ(p.Run("set_blocking_value"), 0); });
+  t.join();  // returns: the destructor's call timed out
+  ASSERT_NE(p.box->last_fault(), nullptr);
+  auto* f = p.Get<long()>("get_counter");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(p.box->Call(f).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(p.box->Reset().ok());
+  EXPECT_EQ(p.Run("get_counter"), 0);
+}
+
 // A thread exit that runs destructors inside while the compartment goes:
 // the destruction waits for it, or the exit finds it gone.
 TEST(LibcThreadsTest, ThreadExitRacesDestruction) {

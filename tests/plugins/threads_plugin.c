@@ -386,3 +386,17 @@ long misc_semantics(void) {
   if (pthread_spin_unlock(&spin)) return 17;
   return 0;
 }
+
+// A key whose destructor never returns (it waits on a condition nobody
+// signals).
+static pthread_key_t blocking_key;
+static void blocking_destructor(void* p) {
+  (void)p;
+  wait_forever();
+}
+long make_blocking_key(void) {
+  return pthread_key_create(&blocking_key, blocking_destructor);
+}
+long set_blocking_value(void) {
+  return pthread_setspecific(blocking_key, &blocking_key);
+}
