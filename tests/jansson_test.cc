@@ -32,14 +32,6 @@ constexpr char kDocument[] = R"({
   "nested": {"depth": 2, "list": [1, 2, 3, {"k": "v"}]}
 })";
 
-#define INSIDE(box, fn) Inside<decltype(::fn)>(box, #fn)
-template <typename Fn>
-Fn* Inside(Compartment* box, const char* name) {
-  absl::StatusOr<Fn*> f = box->Lookup<Fn>(name);
-  EXPECT_TRUE(f.ok()) << f.status();
-  return f.ok() ? *f : nullptr;
-}
-
 char* String(Compartment* box, const std::string& s) {
   char* p = Buffer<char>(box, s.size() + 1);
   memcpy(p, s.c_str(), s.size() + 1);
