@@ -307,6 +307,8 @@ void CompartmentHeap::DecayStashes(HeapThread* t) {
       stashed_bytes_ -= drop * kClassSize[c];
     }
     t->stash_low[c] = stash.size();
+    t->stash_high_before[c] = t->stash_high[c];
+    t->stash_high[c] = stash.size();
   }
 }
 
@@ -326,6 +328,7 @@ void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
   const uint32_t want = fill - std::min(fill, known);
   const uint32_t from_stash =
       static_cast<uint32_t>(std::min<size_t>(stash.size(), want));
+  t->stash_high[c] = std::max(t->stash_high[c], stash.size());
   std::copy(stash.end() - from_stash, stash.end(), order);
   stash.resize(stash.size() - from_stash);
   n = from_stash;
@@ -334,7 +337,8 @@ void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
   // hold: a tree built from regions in the order they were freed is
   // walked out of order (libxml2 at 1 MiB: 0.7 of native unsorted, 1.03
   // sorted; bench/RESULTS.md). Below that, sorting costs more than it saves.
-  if ((stash.size() + n) * size >= kSortedStashBytes) {
+  if (std::max(t->stash_high[c], t->stash_high_before[c]) * size >=
+      kSortedStashBytes) {
     SortBatch(order, order + n, [](void* a, void* b) { return a < b; });
   }
   stashed_bytes_ -= size_t{from_stash} * size;

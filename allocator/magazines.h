@@ -21,8 +21,8 @@
 namespace mpkbox::internal {
 
 inline constexpr unsigned kNoTcache = ~0u;
-// Refill hands a class's regions out in address order once its stash holds
-// this much (half this CPU's L2).
+// Refill hands a class's regions out in address order while its stash has
+// lately held this much (half this CPU's L2).
 inline constexpr size_t kSortedStashBytes = size_t{1} << 20;
 inline constexpr int64_t kStashDecayNanos = 50'000'000;
 
@@ -121,9 +121,12 @@ struct HeapThread {
   // in, first out, as jemalloc's thread cache: what was freed last is still
   // in the cache; Refill sorts each batch by address.
   std::vector<void*> stash[kNumCachedClasses];
-  // The least each stash held since the last decay (DecayStashes), and when
-  // the next is due (CLOCK_MONOTONIC_COARSE, ns).
+  // The least and the most each stash held since the last decay
+  // (DecayStashes), the most in the period before, and when the next decay
+  // is due (CLOCK_MONOTONIC_COARSE, ns).
   size_t stash_low[kNumCachedClasses] = {};
+  size_t stash_high[kNumCachedClasses] = {};
+  size_t stash_high_before[kNumCachedClasses] = {};
   int64_t decay_at = 0;
   // The thread's TLS blocks (tls_blocks.cc): what cache->tls_blocks should
   // hold, which the compartment may overwrite.
