@@ -51,8 +51,16 @@ absl::Status InitCallbackTable() {
   t.entries[MPKBOX_ALLOCATOR_CALLBACK].domain =
       static_cast<uint64_t>(MPKBOX_ANY_DOMAIN);
   t.entries[MPKBOX_ALLOCATOR_CALLBACK].returns = MPKBOX_RETURNS_INTEGER;
+  // And their libc bindings may ask for host-side work.
+  t.entries[MPKBOX_LIBC_CALLBACK].fn =
+      reinterpret_cast<uintptr_t>(mpkbox_libc_entry);
+  t.entries[MPKBOX_LIBC_CALLBACK].domain =
+      static_cast<uint64_t>(MPKBOX_ANY_DOMAIN);
+  t.entries[MPKBOX_LIBC_CALLBACK].returns = MPKBOX_RETURNS_INTEGER;
   for (int i = MPKBOX_MAX_CALLBACKS - 1; i >= 0; --i) {
-    if (i != MPKBOX_ALLOCATOR_CALLBACK) t.free_slots.push_back(i);
+    if (i != MPKBOX_ALLOCATOR_CALLBACK && i != MPKBOX_LIBC_CALLBACK) {
+      t.free_slots.push_back(i);
+    }
   }
   return absl::OkStatus();
 }

@@ -55,13 +55,13 @@ long RawSyscall(long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
   return r == -1 ? -errno : r;
 }
 
-void Refuse(ThreadBlock* tb, const ucontext_t* uc, long nr,
-            const char* why) {
+void Refuse(ThreadBlock* tb, uintptr_t ip, long nr, const char* why) {
   RecordFault(tb, FaultKind::kSyscallDenied,
-              {.signal = SIGSYS,
-               .ip = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]),
-               .syscall = nr,
-               .what = why});
+              {.signal = SIGSYS, .ip = ip, .syscall = nr, .what = why});
+}
+
+uintptr_t Ip(const ucontext_t* uc) {
+  return static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
 }
 
 // Emulates an allowed call; the result (or -errno) goes to rax.
@@ -194,11 +194,12 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
   greg_t* g = uc->uc_mcontext.gregs;
   const long nr = info->si_syscall;
   if (info->si_code != SYS_USER_DISPATCH) {
-    Refuse(tb, uc, nr, "a SIGSYS that Syscall User Dispatch did not send");
+    Refuse(tb, Ip(uc), nr,
+           "a SIGSYS that Syscall User Dispatch did not send");
     return false;
   }
   if (info->si_arch != AUDIT_ARCH_X86_64) {
-    Refuse(tb, uc, nr,
+    Refuse(tb, Ip(uc), nr,
            "a 32-bit system call (int $0x80): only the x86-64 ABI is judged");
     return false;
   }
@@ -225,10 +226,6 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
     g[REG_RAX] = 0;
     return true;
   }
-  if (nr == SYS_gettid || nr == SYS_getpid) {
-    g[REG_RAX] = RawSyscall(nr);
-    return true;
-  }
   const bool self_abort =
       (nr == SYS_tgkill && args[0] == static_cast<uint64_t>(getpid()) &&
        args[1] == static_cast<uint64_t>(RawSyscall(SYS_gettid)) &&
@@ -243,6 +240,18 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
                  .ip = static_cast<uintptr_t>(g[REG_RIP])});
     return false;
   }
+  long result;
+  if (!JudgeSyscall(tb, ctx, nr, args, Ip(uc), &result)) return false;
+  g[REG_RAX] = result;
+  return true;
+}
+
+bool JudgeSyscall(ThreadBlock* tb, const CallContext& ctx, long nr,
+                  const uint64_t args[6], uintptr_t ip, long* result) {
+  if (nr == SYS_gettid || nr == SYS_getpid) {
+    *result = RawSyscall(nr);
+    return true;
+  }
   const SyscallRule& rule =
       SyscallRules::For(*ctx.policy, static_cast<int>(nr));
   absl::string_view never =
@@ -253,20 +262,19 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
     char why[160];
     snprintf(why, sizeof(why), "never allowed: %.*s",
              static_cast<int>(never.size()), never.data());
-    Refuse(tb, uc, nr, why);
+    Refuse(tb, ip, nr, why);
     return false;
   }
   if (rule.action == Action::kFailCall) {
-    Refuse(tb, uc, nr, "the compartment's syscall policy denies it");
+    Refuse(tb, ip, nr, "the compartment's syscall policy denies it");
     return false;
   }
-  g[REG_RAX] = Emulate(rule, ctx, nr, args, NearestDeadlineNs(tb));
+  *result = Emulate(rule, ctx, nr, args, NearestDeadlineNs(tb));
   ++t_emulated;
   // A deadline that passed while the call waited in the kernel ends it now:
-  // the timer's signals landed here, in host code, and could not.
+  // the timer's signals landed in host code, and could not.
   if (AnyDeadlinePassed(tb, MonotonicNowNs())) {
-    RecordFault(tb, FaultKind::kTimeout,
-                {.signal = SIGSYS, .ip = static_cast<uintptr_t>(g[REG_RIP])});
+    RecordFault(tb, FaultKind::kTimeout, {.signal = SIGSYS, .ip = ip});
     return false;
   }
   return true;

@@ -23,6 +23,14 @@ void DisarmSyscallDispatch();
 bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
                               const siginfo_t* info);
 
+// Syscall `nr` with `args` from the compartment of `ctx` (the policy, the
+// never-allowed list, the call's deadline), with host rights: its result
+// (or -errno) in *result (true), or the thread's FaultInfo filled (false).
+// For SIGSYS and for loaded code's libc wrappers alike (compartment_libc/
+// syscalls.cc), so both paths judge a call the same way.
+bool JudgeSyscall(ThreadBlock* tb, const CallContext& ctx, long nr,
+                  const uint64_t args[6], uintptr_t ip, long* result);
+
 // Syscalls emulated on this thread so far (tests and benchmarks).
 uint64_t EmulatedSyscalls();
 

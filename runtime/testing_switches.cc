@@ -36,4 +36,8 @@ void SkipDispositionCheckForTesting() {
   g_testing_switches.skip_disposition_check.store(true);
 }
 
+void SkipFutexAddressCheckForTesting() {
+  g_testing_switches.skip_futex_address_check.store(true);
+}
+
 }  // namespace mpkbox::internal

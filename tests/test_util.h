@@ -57,6 +57,17 @@ T* Buffer(Compartment* box, size_t count = 1) {
   return p.ok() ? static_cast<T*>(*p) : nullptr;
 }
 
+// The loaded copy of a native function, by the native one's name and type
+// (library tests compare a Debian library inside with the same one native).
+#define INSIDE(box, fn) \
+  ::mpkbox::testing::Inside<decltype(::fn)>(box, #fn)
+template <typename Fn>
+Fn* Inside(Compartment* box, const char* name) {
+  absl::StatusOr<Fn*> f = box->Lookup<Fn>(name);
+  EXPECT_TRUE(f.ok()) << f.status();
+  return f.ok() ? *f : nullptr;
+}
+
 // ---- the process, from /proc ------------------------------------------------
 
 // Number of lines in /proc/self/maps.

@@ -116,9 +116,10 @@
 #define MPKBOX_RETURNS_INTEGER 1  // rax
 #define MPKBOX_RETURNS_FLOAT 2    // xmm0
 // A CallbackEntry domain every compartment may call: the runtime's own
-// allocator entry (callback 0).
+// allocator entry (callback 0) and libc entry (callback 1).
 #define MPKBOX_ANY_DOMAIN -1
 #define MPKBOX_ALLOCATOR_CALLBACK 0
+#define MPKBOX_LIBC_CALLBACK 1
 #define MPKBOX_MAX_CALLBACKS 1024
 #define MPKBOX_CB_STUB_SHIFT 4   // each stub is 16 bytes
 

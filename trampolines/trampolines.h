@@ -56,14 +56,11 @@ void mpkbox_xrstor_into_frame(void* frame_xsave, uint64_t frame_mask,
 // --- compartment_longjmp.S: longjmp for loaded code -----------------------
 void mpkbox_compartment_longjmp(void* env, int value);
 
-// --- compartment_syscall.S: a raw syscall for loaded code's wrappers ------
-// The kernel's result: -errno on failure; no memory written.
-long mpkbox_compartment_syscall(long nr, long a, long b, long c, long d,
-                                long e, long f);
-
 // --- C++ the assembly calls -----------------------------------------------
 void mpkbox_signal_dispatch(int sig, siginfo_t* info, void* ucontext);
 uint64_t mpkbox_allocator_entry(uint64_t op, uint64_t a, uint64_t b);
+uint64_t mpkbox_libc_entry(uint64_t op, uint64_t a0, uint64_t a1, uint64_t a2,
+                           uint64_t a3, uint64_t a4);
 void mpkbox_exception_left_compartment();
 void mpkbox_exception_left_callback(struct _Unwind_Exception* exception);
 
@@ -90,15 +87,21 @@ extern mpkbox::internal::SelectorPage** mpkbox_thread_table;
 
 namespace mpkbox::internal {
 
-// From host code under a callback: ends the compartment call under it as a
-// fault of `kind` (the landing returns it to Call).
-[[noreturn]] inline void AbandonCallback(ThreadBlock* tb, FaultKind kind,
-                                         uintptr_t address, const char* why) {
-  RecordFault(tb, kind, {.address = address, .what = why});
+// From host code under a callback, once the thread's FaultInfo is
+// recorded: ends the compartment call under it as that fault (the landing
+// returns it to Call).
+[[noreturn]] inline void AbandonRecordedCallback(ThreadBlock* tb) {
   tb->fault = 1;
   Frame& frame = tb->frames[--tb->depth];  // the callback's
   reinterpret_cast<CallContext*>(frame.ctx)->top = frame.saved_top;
   mpkbox_gate_abandon();
+}
+
+// The same, recording a fault of `kind` first.
+[[noreturn]] inline void AbandonCallback(ThreadBlock* tb, FaultKind kind,
+                                         uintptr_t address, const char* why) {
+  RecordFault(tb, kind, {.address = address, .what = why});
+  AbandonRecordedCallback(tb);
 }
 
 }  // namespace mpkbox::internal

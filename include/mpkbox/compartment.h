@@ -37,6 +37,7 @@ namespace mpkbox {
 namespace internal {
 class CompartmentHeap;
 class ElfLoader;
+struct LibcState;
 }  // namespace internal
 
 class Compartment {
@@ -163,6 +164,8 @@ class Compartment {
   std::unique_ptr<FaultReport> last_fault_;
   std::unique_ptr<internal::CompartmentHeap> heap_;
   std::unique_ptr<internal::ElfLoader> loader_;
+  // Loaded code's C library on the host side: its descriptors, its output.
+  std::unique_ptr<internal::LibcState> libc_;
   std::vector<std::shared_ptr<void>> exposed_;  // Callbacks kept alive
 };
 

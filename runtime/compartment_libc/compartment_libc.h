@@ -43,11 +43,6 @@ void mpkbox_compartment_qsort_r(void* base, size_t n, size_t size,
                                 int (*compare)(const void*, const void*, void*),
                                 void* arg);
 
-// read, write, close, lseek, pread, pwrite and getrandom: the syscall
-// itself (runtime/compartment_libc/syscalls.cc), errno in the HeapCache.
-// NAME's replacement, or null.
-void* mpkbox_compartment_syscall_wrapper(const char* name);
-
 }  // extern "C"
 
 #endif  // MPKBOX_RUNTIME_COMPARTMENT_LIBC_COMPARTMENT_LIBC_H_

@@ -1,19 +1,26 @@
-// The C library's plain syscall wrappers for loaded code. glibc's are
+// The C library's syscall wrappers for loaded code. glibc's are
 // cancellation points, which in a process with more than one thread write
 // the thread's descriptor (key 0) around the syscall, and they set errno in
-// TLS (key 0): both fault under Ambient::kReadOnly. These make the syscall
-// (trampolines/compartment_syscall.S: still SIGSYS and the compartment's
-// policy) and put errno in the HeapCache slot loaded code's __errno_location
-// returns.
+// TLS (key 0): both fault under Ambient::kReadOnly. These ask the runtime
+// through the libc entry instead: with host rights it judges the call by the
+// compartment's policy exactly as it judges a raw syscall's SIGSYS
+// (JudgeSyscall), without the signal's cost, and errno goes to the HeapCache
+// slot loaded code's __errno_location returns.
 #include <stdint.h>
-#include <string.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 
+#include "runtime/compartment_libc/bindings.h"
 #include "runtime/compartment_libc/compartment_libc.h"
-#include "trampolines/trampolines.h"
+#include "runtime/compartment_libc/libc_entry.h"
+#include "runtime/syscall_dispatch.h"
 
+namespace mpkbox::internal {
 namespace {
+
+enum SyscallRequest : uint64_t {
+  kSyscall = 0,  // the number in the op's high half, five arguments
+};
 
 long Result(long r) {
   if (r < 0 && r > -4096) {
@@ -23,8 +30,13 @@ long Result(long r) {
   return r;
 }
 
-long Syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0) {
-  return Result(mpkbox_compartment_syscall(nr, a, b, c, d, 0, 0));
+long Syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0,
+             long e = 0) {
+  const uint64_t op = LibcOp(kLibcSyscalls, kSyscall, static_cast<uint32_t>(nr));
+  return Result(static_cast<long>(EnterLibc(
+      op, static_cast<uint64_t>(a), static_cast<uint64_t>(b),
+      static_cast<uint64_t>(c), static_cast<uint64_t>(d),
+      static_cast<uint64_t>(e))));
 }
 
 // A syscall argument, as syscall(2) takes it.
@@ -52,29 +64,56 @@ ssize_t Pwrite(int fd, const void* buf, size_t n, off_t offset) {
 ssize_t Getrandom(void* buf, size_t n, unsigned flags) {
   return Syscall(SYS_getrandom, L(buf), L(n), flags);
 }
+pid_t Getpid() { return static_cast<pid_t>(Syscall(SYS_getpid)); }
+pid_t Gettid() { return static_cast<pid_t>(Syscall(SYS_gettid)); }
+// syscall(2) itself. Variadic in C; integer arguments travel in the same
+// registers either way. The sixth argument is not passed: no call the
+// policy can allow needs one.
+long SyscallImport(long nr, long a, long b, long c, long d, long e) {
+  return Syscall(nr, a, b, c, d, e);
+}
 
-struct Wrapper {
-  const char* name;
-  void* fn;
-};
+void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
+
+constexpr char kJudged[] =
+    "judged by the compartment's policy with host rights, as its SIGSYS "
+    "would be (pointers must be its memory; what is written is copied)";
 
 }  // namespace
 
-extern "C" void* mpkbox_compartment_syscall_wrapper(const char* name) {
-  static const Wrapper kWrappers[] = {
-      {"read", reinterpret_cast<void*>(&Read)},
-      {"write", reinterpret_cast<void*>(&Write)},
-      {"close", reinterpret_cast<void*>(&Close)},
-      {"lseek", reinterpret_cast<void*>(&Lseek)},
-      {"lseek64", reinterpret_cast<void*>(&Lseek)},
-      {"pread", reinterpret_cast<void*>(&Pread)},
-      {"pread64", reinterpret_cast<void*>(&Pread)},
-      {"pwrite", reinterpret_cast<void*>(&Pwrite)},
-      {"pwrite64", reinterpret_cast<void*>(&Pwrite)},
-      {"getrandom", reinterpret_cast<void*>(&Getrandom)},
+absl::Span<const LibcBinding> SyscallBindings() {
+  static const LibcBinding kBindings[] = {
+      {"read", F(&Read), kJudged},
+      {"write", F(&Write), kJudged},
+      {"close", F(&Close), kJudged},
+      {"lseek", F(&Lseek), kJudged},
+      {"lseek64", F(&Lseek), kJudged},
+      {"pread", F(&Pread), kJudged},
+      {"pread64", F(&Pread), kJudged},
+      {"pwrite", F(&Pwrite), kJudged},
+      {"pwrite64", F(&Pwrite), kJudged},
+      {"getrandom", F(&Getrandom), kJudged},
+      {"getpid", F(&Getpid), "answered whatever the policy, like its syscall"},
+      {"gettid", F(&Gettid), "answered whatever the policy, like its syscall"},
+      {"syscall", F(&SyscallImport), kJudged},
   };
-  for (const Wrapper& w : kWrappers) {
-    if (strcmp(w.name, name) == 0) return w.fn;
-  }
-  return nullptr;
+  return kBindings;
 }
+
+uint64_t LibcSyscallsRequest(const LibcCaller& caller, uint64_t op,
+                             const uint64_t a[5]) {
+  if ((op & 0xff) != kSyscall) {
+    AbandonCallback(caller.tb, FaultKind::kSyscallDenied, op,
+                    "an unknown syscall request");
+  }
+  // As the kernel reads it: an int.
+  const long nr = static_cast<int32_t>(op >> 32);
+  const uint64_t args[6] = {a[0], a[1], a[2], a[3], a[4], 0};
+  long result;
+  if (!JudgeSyscall(caller.tb, *caller.ctx, nr, args, 0, &result)) {
+    AbandonRecordedCallback(caller.tb);
+  }
+  return static_cast<uint64_t>(result);
+}
+
+}  // namespace mpkbox::internal

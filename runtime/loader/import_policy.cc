@@ -11,7 +11,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "runtime/compartment_libc/compartment_libc.h"
+#include "runtime/compartment_libc/bindings.h"
 #include "runtime/keys/seal.h"
 #include "trampolines/trampolines.h"
 
@@ -59,7 +59,7 @@ constexpr const char* kPureLibc[] = {
     "abort", "__stack_chk_fail", "__assert_fail", "__fortify_fail",
     "__chk_fail",
     // randomness (getrandom without cancellation inside) and the vDSO; the
-    // plain syscall wrappers are compartment_libc's (below)
+    // plain syscall wrappers are compartment_libc's (bindings.h)
     "arc4random", "arc4random_buf", "arc4random_uniform", "clock_gettime",
     "gettimeofday", "time",
     // a key-0 flag libstdc++ only reads (are atomics needed?): true of the
@@ -81,8 +81,6 @@ constexpr const char* kRouted[] = {
     "_ZdlPvSt11align_val_tRKSt9nothrow_t",
     "_ZdaPvSt11align_val_tRKSt9nothrow_t",
 };
-
-char* NoEnvironment(const char*) { return nullptr; }
 
 bool DefinedBy(const void* p, const char* library) {
   Dl_info info;
@@ -161,46 +159,8 @@ bool IsHostLibrary(absl::string_view soname) {
 HostImport BindHostImport(absl::string_view name, absl::string_view version) {
   Policy& p = GetPolicy();
   const std::string n(name);
-  if (name == "__errno_location") {
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_errno_location)};
-  }
-  if (name == "__tls_get_addr") {
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_tls_get_addr)};
-  }
-  if (name == "_dl_find_object") {  // libgcc's unwinder
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_dl_find_object)};
-  }
-  if (name == "dl_iterate_phdr") {
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_dl_iterate_phdr)};
-  }
-  if (name == "longjmp" || name == "_longjmp" || name == "siglongjmp" ||
-      name == "__longjmp_chk") {
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_longjmp)};
-  }
-  if (name == "getenv" || name == "secure_getenv") {
-    // The host's environment may live on its heap (after setenv), which
-    // compartments cannot read: loaded code sees none.
-    return {reinterpret_cast<uintptr_t>(&NoEnvironment)};
-  }
-  if (name == "qsort") {
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_qsort)};
-  }
-  if (name == "qsort_r") {
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_qsort_r)};
-  }
-  if (name == "__cxa_atexit") {
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_cxa_atexit)};
-  }
-  if (name == "atexit") {
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_atexit)};
-  }
-  if (name == "__cxa_finalize") {
-    return {reinterpret_cast<uintptr_t>(&mpkbox_compartment_cxa_finalize)};
-  }
-  // read, write, getrandom, ...: glibc's are cancellation points that
-  // write the thread's descriptor once the process has a second thread.
-  if (void* w = mpkbox_compartment_syscall_wrapper(n.c_str())) {
-    return {reinterpret_cast<uintptr_t>(w)};
+  if (const LibcBinding* b = FindLibcBinding(name)) {
+    return {reinterpret_cast<uintptr_t>(b->fn)};
   }
   if (p.routed.contains(n)) {
     return {reinterpret_cast<uintptr_t>(dlsym(RTLD_DEFAULT, n.c_str()))};

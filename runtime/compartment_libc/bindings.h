@@ -1,0 +1,37 @@
+// Loaded code's libc imports that mpkbox answers itself: one table per
+// concern, each defined by that concern's file in runtime/compartment_libc/.
+// runtime/loader/import_policy.cc binds an import here first; what no table
+// names falls to its lists of pure functions, or to a trap.
+#ifndef MPKBOX_RUNTIME_COMPARTMENT_LIBC_BINDINGS_H_
+#define MPKBOX_RUNTIME_COMPARTMENT_LIBC_BINDINGS_H_
+
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace mpkbox::internal {
+
+struct LibcBinding {
+  const char* name;
+  void* fn;
+  // One line: why it is safe with compartment rights, or what the host
+  // checks before it acts (docs/THREAT_MODEL.md lists what each reaches).
+  const char* why;
+};
+
+// Each concern's table, in the file of that concern.
+absl::Span<const LibcBinding> RuntimeLinkBindings();  // runtime_link.cc
+absl::Span<const LibcBinding> SyscallBindings();      // syscalls.cc
+absl::Span<const LibcBinding> ThreadBindings();       // threads.cc
+// open/open64 until the files concern's table: files_interim.cc.
+absl::Span<const LibcBinding> InterimFileBindings();
+
+// The binding for `name`, or null.
+const LibcBinding* FindLibcBinding(absl::string_view name);
+// Every binding of every table (tests, docs).
+std::vector<const LibcBinding*> AllLibcBindings();
+
+}  // namespace mpkbox::internal
+
+#endif  // MPKBOX_RUNTIME_COMPARTMENT_LIBC_BINDINGS_H_
