@@ -89,6 +89,12 @@ extern "C" uintptr_t cpp_exception_under_exhaustion(long* held) {
   struct Block {
     Block* next;
   };
+  // A first throw gives this thread its block of libstdc++'s thread-local
+  // exception globals (allocated at first use, as glibc's dynamic TLS is).
+  try {
+    throw 1;
+  } catch (int) {
+  }
   Block* blocks = nullptr;
   long bytes = 0;
   bool exhausted = false;
