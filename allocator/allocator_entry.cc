@@ -32,6 +32,7 @@ CompartmentHeap::EntryResult CompartmentHeap::RunAllocatorOp(
       r.why = kBadFree;
       return r;
     }
+    DecayStashes(t);
   }
   auto fail = [&](int err) {
     ++stats_.failed_allocations;
@@ -126,6 +127,7 @@ CompartmentHeap::EntryResult CompartmentHeap::CheckFrees(ThreadBlock* tb,
   if (r.hostile != 0) {
     r.why = kBadFree;
   }
+  DecayStashes(t);
   return r;
 }
 

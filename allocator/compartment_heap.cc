@@ -222,6 +222,7 @@ absl::Status CompartmentHeap::Reset() {
   dropping_ = false;
   live_bytes_ = 0;
   cached_bytes_ = 0;
+  stashed_bytes_ = 0;
   stats_ = CompartmentStats{};
   // The loader registers them again as it reloads.
   tls_modules_.clear();
@@ -251,7 +252,7 @@ void* CompartmentHeap::AllocateLive(size_t bytes, size_t alignment,
   const int flags = MALLOCX_ARENA(arena_) | tcache_flags |
                     (alignment > kMinAllocation ? MALLOCX_ALIGN(alignment) : 0);
   const size_t usable = nallocx(bytes, flags);
-  if (usable == 0 || !Fits(usable)) return nullptr;
+  if (usable == 0 || !MakeRoom(usable)) return nullptr;
   void* p = mallocx(bytes, flags);
   if (p == nullptr) return nullptr;
   NoteClass(reinterpret_cast<uintptr_t>(p), usable);
@@ -268,7 +269,7 @@ void* CompartmentHeap::ReallocLive(void* p, size_t bytes, int tcache_flags) {
   const size_t old_usable = sallocx(p, 0);
   const size_t new_usable = nallocx(want, flags);
   if (new_usable == 0 ||
-      (new_usable > old_usable && !Fits(new_usable - old_usable))) {
+      (new_usable > old_usable && !MakeRoom(new_usable - old_usable))) {
     return nullptr;
   }
   void* q = rallocx(p, want, flags);

@@ -136,6 +136,10 @@ class CompartmentHeap {
   void ReconcileAll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uintptr_t FlushFrees(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool DrainMagazines(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every thread's stash back to jemalloc; false if all were empty.
+  bool ReleaseStashes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What t's stashes did not use lately goes back to jemalloc.
+  void DecayStashes(HeapThread* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Thread-local blocks (tls_blocks.cc): the thread's block of `module`,
   // made from its image on first use; and freeing them all.
   EntryResult TlsBlock(HeapThread* t, uint64_t module)
@@ -159,8 +163,15 @@ class CompartmentHeap {
   // The limit's accounting; inline, always: the entry's paths use them.
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool Fits(size_t bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return live_bytes_ + cached_bytes_ + bytes <= limit_;
+    return live_bytes_ + cached_bytes_ + stashed_bytes_ + bytes <= limit_;
   }
+  // Fits, after taking the stashes back if need be.
+  bool MakeRoom(size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return Fits(bytes) || (ReleaseStashes() && Fits(bytes));
+  }
+  // The stashes hold at most a quarter of the limit: freed memory pinned
+  // for reuse, which jemalloc could otherwise return to the kernel.
+  size_t StashCap() const { return limit_ / 4; }
   ABSL_ATTRIBUTE_ALWAYS_INLINE void NoteLive(ptrdiff_t bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     live_bytes_ += bytes;
@@ -184,6 +195,7 @@ class CompartmentHeap {
   std::vector<HeapThread*> threads_ ABSL_GUARDED_BY(mu_);
   size_t live_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // in magazines
+  size_t stashed_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // in HeapThread stashes
   CompartmentStats stats_ ABSL_GUARDED_BY(mu_);
   std::vector<TlsImage> tls_modules_ ABSL_GUARDED_BY(mu_);  // by id - 1
   std::vector<LoadedObjectInfo> loaded_objects_ ABSL_GUARDED_BY(mu_);

@@ -31,7 +31,7 @@ absl::StatusOr<void*> CompartmentHeap::Allocate(size_t bytes,
     return absl::ResourceExhaustedError(absl::StrFormat(
         "compartment '%s': cannot allocate %u bytes: %u of its "
         "heap_limit_bytes %u are in use",
-        name_, bytes, live_bytes_ + cached_bytes_, limit_));
+        name_, bytes, live_bytes_ + cached_bytes_ + stashed_bytes_, limit_));
   }
   return p;
 }

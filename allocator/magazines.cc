@@ -1,6 +1,7 @@
 // The trusted copies of the threads' magazines: reconciling what compartment
 // code popped, checking and parking what it freed, draining and refilling.
 #include <jemalloc/jemalloc.h>
+#include <time.h>
 
 #include <algorithm>
 #include <utility>
@@ -80,15 +81,15 @@ void CompartmentHeap::DropThread(HeapThread* t) {
           cached_bytes_ -= kClassSize[c];
           dallocx(t->Placed(c)[i], TcacheFlags(t));
         }
-        for (uint32_t i = 0; i < t->stash[c].n; ++i) {
-          dallocx(t->stash[c].p[i], TcacheFlags(t));
-        }
+        for (void* p : t->stash[c]) dallocx(p, TcacheFlags(t));
+        stashed_bytes_ -= t->stash[c].size() * kClassSize[c];
       }
       FreeTlsBlocks(t);
       dallocx(t->cache, MALLOCX_TCACHE_NONE);
     } else {
       for (size_t c = 0; c < kNumCachedClasses; ++c) {
         cached_bytes_ -= t->known[c] * kClassSize[c];
+        stashed_bytes_ -= t->stash[c].size() * kClassSize[c];
       }
     }
   }
@@ -255,24 +256,19 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   return hostile;
 }
 
-// After Reconcile: every region in t's magazines goes to its stash (or
-// back to jemalloc) and stops counting against the limit. Only for the
-// thread in the allocator entry: its compartment code is not popping.
-// False if they were empty.
+// After Reconcile: every region in t's magazines goes back to jemalloc
+// and stops counting against the limit. Only for the thread in the
+// allocator entry: its compartment code is not popping. False if they were
+// empty.
 bool CompartmentHeap::DrainMagazines(HeapThread* t) {
   if (t->active == 0) return false;
   for (uint64_t active = t->active; active != 0; active &= active - 1) {
     const size_t c = std::countr_zero(active);
     __atomic_store_n(&MagazineAt(t->cache, c).count, 0u, __ATOMIC_RELAXED);
     cached_bytes_ -= size_t{t->known[c]} * kClassSize[c];
-    HeapThread::Stash& stash = t->stash[c];
     void** const placed = t->Placed(c);
     for (uint32_t i = 0; i < t->known[c]; ++i) {
-      if (stash.n < kFillCount.stash[c]) {
-        stash.p[stash.n++] = placed[i];
-      } else {
-        sdallocx(placed[i], kClassSize[c], TcacheFlags(t));
-      }
+      sdallocx(placed[i], kClassSize[c], TcacheFlags(t));
     }
     t->known[c] = 0;
   }
@@ -280,40 +276,108 @@ bool CompartmentHeap::DrainMagazines(HeapThread* t) {
   return true;
 }
 
+// Host memory only: any thread may empty another's stash under mu_ (not
+// through that thread's tcache, which is its own).
+bool CompartmentHeap::ReleaseStashes() {
+  if (stashed_bytes_ == 0) return false;
+  for (HeapThread* t : threads_) {
+    for (size_t c = 0; c < kNumCachedClasses; ++c) {
+      for (void* p : t->stash[c]) {
+        sdallocx(p, kClassSize[c], MALLOCX_TCACHE_NONE);
+      }
+      stashed_bytes_ -= t->stash[c].size() * kClassSize[c];
+      t->stash[c].clear();
+    }
+  }
+  return true;
+}
+
+// What a stash kept for kStashDecayNanos without being drawn on goes back
+// to jemalloc, half of it at a time (as jemalloc's thread cache does with
+// its low-water mark): what a big job freed neither stays pinned nor
+// leaves the next, smaller jobs working on cold, scattered memory.
+void CompartmentHeap::DecayStashes(HeapThread* t) {
+  timespec now_ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now_ts);
+  const int64_t now = int64_t{now_ts.tv_sec} * 1000000000 + now_ts.tv_nsec;
+  if (now < t->decay_at) return;
+  t->decay_at = now + kStashDecayNanos;
+  for (size_t c = 0; c < kNumCachedClasses; ++c) {
+    std::vector<void*>& stash = t->stash[c];
+    const size_t drop = std::min(t->stash_low[c], stash.size()) / 2;
+    if (drop != 0) {
+      for (size_t i = 0; i < drop; ++i) {  // the oldest, at the bottom
+        sdallocx(stash[i], kClassSize[c], TcacheFlags(t));
+      }
+      stash.erase(stash.begin(), stash.begin() + static_cast<ptrdiff_t>(drop));
+      stashed_bytes_ -= drop * kClassSize[c];
+    }
+    t->stash_low[c] = stash.size();
+    t->stash_high_before[c] = t->stash_high[c];
+    t->stash_high[c] = stash.size();
+  }
+}
+
 // Tops magazine c up and hands out one region itself (live at once).
 void* CompartmentHeap::Refill(HeapThread* t, size_t c) {
   const size_t size = kClassSize[c];
   uint32_t& known = t->known[c];
   const uint32_t before = known;
-  const size_t room = limit_ - std::min(limit_, live_bytes_ + cached_bytes_);
-  const uint32_t target = static_cast<uint32_t>(std::min<size_t>(
-      std::min<uint32_t>(kFillCount.fill[c] + 1, MagazineSlotsOf(c)),
-      known + room / size));
-  // New regions go to the trusted copy and the magazine together; the
-  // slots below `before` hold what they held (what the compartment wrote
-  // there only ever reaches the compartment itself).
-  Magazine& m = MagazineAt(t->cache, c);
-  void** const placed = t->Placed(c);
-  HeapThread::Stash& stash = t->stash[c];
-  while (known < target && stash.n > 0) {  // freed here before: class known
-    void* p = stash.p[--stash.n];
-    placed[known] = p;
-    m.slots[known++] = p;
+  const uint32_t fill =
+      std::min<uint32_t>(kFillCount.fill[c] + 1, MagazineSlotsOf(c));
+  // The new regions, which malloc hands out in address order: the
+  // stash's newest (freed here before, so of class c; counted already),
+  // then jemalloc's.
+  void* order[kMagazineSlots + 1];
+  uint32_t n = 0;
+  std::vector<void*>& stash = t->stash[c];
+  const uint32_t want = fill - std::min(fill, known);
+  const uint32_t from_stash =
+      static_cast<uint32_t>(std::min<size_t>(stash.size(), want));
+  t->stash_high[c] = std::max(t->stash_high[c], stash.size());
+  std::copy(stash.end() - from_stash, stash.end(), order);
+  stash.resize(stash.size() - from_stash);
+  n = from_stash;
+  t->stash_low[c] = std::min(t->stash_low[c], stash.size());
+  // Address order matters once a thread recycles more than the caches
+  // hold: a tree built from regions in the order they were freed is
+  // walked out of order (libxml2 at 1 MiB: 0.7 of native unsorted, 1.03
+  // sorted; bench/RESULTS.md). Below that, sorting costs more than it saves.
+  if (std::max(t->stash_high[c], t->stash_high_before[c]) * size >=
+      kSortedStashBytes) {
+    SortBatch(order, order + n, [](void* a, void* b) { return a < b; });
   }
+  stashed_bytes_ -= size_t{from_stash} * size;
+  cached_bytes_ += size_t{from_stash} * size;
+  if (before + n == 0 && !Fits(size)) ReleaseStashes();
+  const size_t room = limit_ - std::min(limit_, live_bytes_ + cached_bytes_ +
+                                                    stashed_bytes_);
+  const uint32_t target = static_cast<uint32_t>(
+      std::min<size_t>(want, n + room / size));
   // No alignment flag: with one, jemalloc serves sizes above 14 KiB from
   // the arena, not from the thread cache.
   const int flags = MALLOCX_ARENA(arena_) | TcacheFlags(t);
-  while (known < target) {
+  while (n < target) {
     void* p = mallocx(size, flags);
     if (p == nullptr) break;
     // A big region is one per page too: a slab's regions above 4 KiB, or
     // a large extent's first page (jemalloc's random cache-line offset
     // keeps the start on it).
     live_.SetPageClass(reinterpret_cast<uintptr_t>(p), static_cast<uint8_t>(c));
-    placed[known] = p;
-    m.slots[known++] = p;
+    order[n++] = p;
+    cached_bytes_ += size;
   }
-  cached_bytes_ += size * (known - before);
+  // Malloc pops from the top: order[0] goes there. New regions go to the
+  // trusted copy and the magazine together; the slots below `before` hold
+  // what they held (what the compartment wrote there only ever reaches the
+  // compartment itself).
+  Magazine& m = MagazineAt(t->cache, c);
+  void** const placed = t->Placed(c);
+  for (uint32_t i = 0; i < n; ++i) {
+    placed[before + n - 1 - i] = order[i];
+    m.slots[before + n - 1 - i] = order[i];
+  }
+  known = before + n;
   if (known == 0) return nullptr;
   void* result = placed[--known];
   cached_bytes_ -= size;

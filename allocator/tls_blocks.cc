@@ -44,7 +44,7 @@ CompartmentHeap::EntryResult CompartmentHeap::TlsBlock(HeapThread* t,
                       MALLOCX_ZERO |
                       MALLOCX_ALIGN(std::max(image.align, kMinAllocation));
     const size_t usable = nallocx(image.size, flags);
-    if (usable == 0 || !Fits(usable)) return r;
+    if (usable == 0 || !MakeRoom(usable)) return r;
     block = mallocx(image.size, flags);
     if (block == nullptr) return r;
     NoteLive(static_cast<ptrdiff_t>(usable));

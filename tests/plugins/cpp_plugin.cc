@@ -1,5 +1,8 @@
 // loader_cpp_test.cc: C++ inside: std::string, std::vector, std::map, and
 // an exception thrown and caught in loaded code.
+#include <stdint.h>
+#include <stdlib.h>
+
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -76,4 +79,54 @@ extern "C" void cpp_report_at_exit(void (*hook)(int), int names) {
 extern "C" int cpp_throw_out(int x) {
   if (x > 0) throw std::runtime_error("escapes");
   return x;
+}
+
+// Takes every byte the compartment's heap will give (malloc returns null),
+// then throws and catches an int: libstdc++ then allocates the exception
+// from its emergency pool. Returns the caught object's address, or 0 if
+// malloc never failed (nothing would be shown); *held gets the bytes held.
+extern "C" uintptr_t cpp_exception_under_exhaustion(long* held) {
+  struct Block {
+    Block* next;
+  };
+  // A first throw gives this thread its block of libstdc++'s thread-local
+  // exception globals (allocated at first use, as glibc's dynamic TLS is).
+  try {
+    throw 1;
+  } catch (int) {
+  }
+  Block* blocks = nullptr;
+  long bytes = 0;
+  bool exhausted = false;
+  for (size_t size : {size_t{1} << 20, size_t{65536}, size_t{4096},
+                      size_t{256}, size_t{16}}) {
+    for (;;) {
+      auto* b = static_cast<Block*>(malloc(size));
+      if (b == nullptr) {
+        exhausted = true;
+        break;
+      }
+      b->next = blocks;
+      blocks = b;
+      bytes += static_cast<long>(size);
+    }
+  }
+  uintptr_t at = 0;
+  try {
+    throw 42;
+  } catch (const int& e) {
+    if (e == 42 && exhausted) at = reinterpret_cast<uintptr_t>(&e);
+  }
+  // Still exhausted after the throw: nothing was freed in between.
+  if (void* p = malloc(16)) {
+    free(p);
+    at = 0;
+  }
+  while (blocks != nullptr) {
+    Block* next = blocks->next;
+    free(blocks);
+    blocks = next;
+  }
+  *held = bytes;
+  return at;
 }
