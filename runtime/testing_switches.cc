@@ -36,4 +36,8 @@ void SkipDispositionCheckForTesting() {
   g_testing_switches.skip_disposition_check.store(true);
 }
 
+void AllowExecutableMappingsForTesting() {
+  g_testing_switches.allow_exec_mappings.store(true);
+}
+
 }  // namespace mpkbox::internal

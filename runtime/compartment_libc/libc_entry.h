@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "runtime/compartment_libc/compartment_libc.h"
 #include "trampolines/thread_block.h"
 #include "trampolines/trampolines.h"
 
@@ -43,6 +44,17 @@ inline uint64_t EnterLibc(uint64_t op, uint64_t a = 0, uint64_t b = 0,
       (MPKBOX_LIBC_CALLBACK << MPKBOX_CB_STUB_SHIFT))(op, a, b, c, d, e);
 }
 
+// Compartment side: a host answer the way libc returns it: -errno (-4095
+// to -1) becomes -1 with errno in the thread's slot.
+inline long LibcResult(uint64_t answer) {
+  const long r = static_cast<long>(answer);
+  if (r < 0 && r > -4096) {
+    *mpkbox_compartment_errno_location() = static_cast<int>(-r);
+    return -1;
+  }
+  return r;
+}
+
 // Host side: who asks. The gate checked that the callback sits on a call
 // into this compartment.
 struct LibcCaller {
@@ -58,6 +70,10 @@ struct LibcCaller {
 // fault and abandons the callback (AbandonCallback).
 uint64_t LibcSyscallsRequest(const LibcCaller& caller, uint64_t op,
                              const uint64_t a[5]);
+uint64_t LibcMemoryRequest(const LibcCaller& caller, uint64_t op,
+                           const uint64_t a[5]);
+uint64_t LibcProcessRequest(const LibcCaller& caller, uint64_t op,
+                            const uint64_t a[5]);
 
 }  // namespace mpkbox::internal
 

@@ -16,7 +16,10 @@ LibcState::LibcState(uint64_t domain_in, const CompartmentOptions& options_in)
 
 LibcState::~LibcState() { Reset(); }
 
-void LibcState::Reset() {}
+void LibcState::Reset() {
+  absl::MutexLock lock(&mu);
+  mappings.clear();
+}
 
 void SetLibcStateOfSlot(size_t slot, LibcState* state) {
   g_states[slot].store(state, std::memory_order_release);

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -26,6 +27,15 @@ struct LibcState {
   const std::string name;
   const CompartmentOptions& options;  // the Compartment's; outlives this
   absl::Mutex mu;
+
+  // The compartment's anonymous mappings (memory.cc), by start: served from
+  // its heap, the only memory its munmap, mremap, mprotect and madvise
+  // reach. They go with the heap at Reset; only the record is dropped here.
+  struct Mapping {
+    size_t length;     // what munmap must name: whole pages
+    size_t allocated;  // what the heap gave (mremap shrinks in place)
+  };
+  std::map<uintptr_t, Mapping> mappings ABSL_GUARDED_BY(mu);
 };
 
 // The state of the compartment in `slot`, or null between compartments.
