@@ -327,6 +327,7 @@ TEST_F(LibcMiscTest, LocaleIsCAndNothingElse) {
         << item;
   }
   EXPECT_EQ(Value(box_->Call(F<int()>("locale_object_errors"))), 0);
+  EXPECT_EQ(Value(box_->Call(F<int()>("multibyte_errors"))), 0);
   EXPECT_EQ(box_->last_fault(), nullptr);
 }
 

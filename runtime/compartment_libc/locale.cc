@@ -7,7 +7,10 @@
 // name it; any other name fails as an unknown locale does (ENOENT).
 //
 // The _l functions ignore the locale they are given and use the C one, so
-// a forged locale_t is never followed. They are glibc's, reading only the
+// a forged locale_t is never followed. The C locale's multibyte
+// conversions are one byte each, ASCII only (glibc 2.36: a byte above 0x7f
+// is EILSEQ); they are this file's, since glibc's write errno and, without
+// a state of the caller's, a static one (key 0). They are glibc's, reading only the
 // locale's tables; the strto*_l still write errno on ERANGE (key 0), as
 // glibc's strtod does.
 #include <ctype.h>
@@ -18,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <wchar.h>
+#include <wctype.h>
 
 #include "runtime/compartment_libc/bindings.h"
 #include "runtime/compartment_libc/compartment_libc.h"
@@ -128,10 +133,58 @@ size_t StrxfrmL(char* to, const char* from, size_t n, locale_t) {
   return strxfrm_l(to, from, n, C());
 }
 
+template <int (*kFn)(wint_t, locale_t)>
+int WideClass(wint_t c) {
+  return kFn(c, C());
+}
+template <wint_t (*kFn)(wint_t, locale_t)>
+wint_t WideCase(wint_t c) {
+  return kFn(c, C());
+}
+
+// ---- the C locale's multibyte characters: ASCII, one byte each ----
+
+size_t Mbrtowc(wchar_t* out, const char* s, size_t n, mbstate_t*) {
+  if (s == nullptr) return 0;  // back to the initial state, which it is
+  if (n == 0) return static_cast<size_t>(-2);
+  const unsigned char c = static_cast<unsigned char>(*s);
+  if (c > 0x7f) {
+    SetErrno(EILSEQ);
+    return static_cast<size_t>(-1);
+  }
+  if (out != nullptr) *out = c;
+  return c != 0 ? 1 : 0;
+}
+size_t Mbrlen(const char* s, size_t n, mbstate_t* state) {
+  return Mbrtowc(nullptr, s, n, state);
+}
+int Mbtowc(wchar_t* out, const char* s, size_t n) {
+  if (s == nullptr) return 0;  // no shift states
+  const size_t r = Mbrtowc(out, s, n, nullptr);
+  return r == static_cast<size_t>(-2) ? -1 : static_cast<int>(r);
+}
+size_t Wcrtomb(char* s, wchar_t c, mbstate_t*) {
+  if (s == nullptr) return 1;
+  if (c < 0 || c > 0x7f) {
+    SetErrno(EILSEQ);
+    return static_cast<size_t>(-1);
+  }
+  *s = static_cast<char>(c);
+  return 1;
+}
+wint_t Btowc(int c) {
+  return c >= 0 && c <= 0x7f ? static_cast<wint_t>(c) : WEOF;
+}
+int Wctob(wint_t c) { return c <= 0x7f ? static_cast<int>(c) : EOF; }
+int Mbsinit(const mbstate_t*) { return 1; }  // never in a shift state
+
 void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
 
 constexpr char kCOnly[] =
     "hands out glibc's static C locale (read-only data); writes only errno";
+constexpr char kAscii[] =
+    "the C locale's one-byte ASCII conversion: writes the caller's output "
+    "and errno only";
 constexpr char kInC[] =
     "glibc's, reading the C locale's tables whatever locale it is given";
 
@@ -185,6 +238,28 @@ absl::Span<const LibcBinding> LocaleBindings() {
       {"strncasecmp_l", F(&StrncasecmpL), kInC},
       {"strxfrm_l", F(&StrxfrmL), kInC},
       {"__strxfrm_l", F(&StrxfrmL), kInC},
+      {"iswalnum", F(&WideClass<&iswalnum_l>), kInC},
+      {"iswalpha", F(&WideClass<&iswalpha_l>), kInC},
+      {"iswblank", F(&WideClass<&iswblank_l>), kInC},
+      {"iswcntrl", F(&WideClass<&iswcntrl_l>), kInC},
+      {"iswdigit", F(&WideClass<&iswdigit_l>), kInC},
+      {"iswgraph", F(&WideClass<&iswgraph_l>), kInC},
+      {"iswlower", F(&WideClass<&iswlower_l>), kInC},
+      {"iswprint", F(&WideClass<&iswprint_l>), kInC},
+      {"iswpunct", F(&WideClass<&iswpunct_l>), kInC},
+      {"iswspace", F(&WideClass<&iswspace_l>), kInC},
+      {"iswupper", F(&WideClass<&iswupper_l>), kInC},
+      {"iswxdigit", F(&WideClass<&iswxdigit_l>), kInC},
+      {"towlower", F(&WideCase<&towlower_l>), kInC},
+      {"towupper", F(&WideCase<&towupper_l>), kInC},
+      {"mbrtowc", F(&Mbrtowc), kAscii},
+      {"mbrlen", F(&Mbrlen), kAscii},
+      {"__mbrlen", F(&Mbrlen), kAscii},
+      {"mbtowc", F(&Mbtowc), kAscii},
+      {"wcrtomb", F(&Wcrtomb), kAscii},
+      {"btowc", F(&Btowc), kAscii},
+      {"wctob", F(&Wctob), kAscii},
+      {"mbsinit", F(&Mbsinit), kAscii},
   };
   return kBindings;
 }

@@ -14,6 +14,8 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
+#include <wctype.h>
 
 /* ---- memory ---- */
 
@@ -140,6 +142,40 @@ int locale_object_errors(void) {
   }
   if (newlocale(LC_ALL_MASK, "POSIX", (locale_t)0) == (locale_t)0) {
     errors |= 128;
+  }
+  return errors;
+}
+
+/* The C locale's multibyte and wide characters, as libmagic uses them; a
+   bit per check that failed. */
+int multibyte_errors(void) {
+  int errors = 0;
+  mbstate_t state;
+  memset(&state, 0, sizeof(state));
+  wchar_t wc = 0;
+  if (mbrtowc(&wc, "A", 1, &state) != 1 || wc != L'A') errors |= 1;
+  errno = 0;
+  if (mbrtowc(&wc, "\xe9", 1, &state) != (size_t)-1 || errno != EILSEQ) {
+    errors |= 2;
+  }
+  if (mbrtowc(&wc, "", 1, NULL) != 0 || mbrtowc(&wc, "A", 0, NULL) != (size_t)-2) {
+    errors |= 4;
+  }
+  if (mbrlen("xy", 2, NULL) != 1 || mbtowc(&wc, "z", 1) != 1 || wc != L'z') {
+    errors |= 8;
+  }
+  char out[4];
+  if (wcrtomb(out, L'q', &state) != 1 || out[0] != 'q' ||
+      wcrtomb(out, 0xe9, &state) != (size_t)-1) {
+    errors |= 16;
+  }
+  if (btowc('b') != L'b' || btowc(0xe9) != WEOF || wctob(L'c') != 'c' ||
+      !mbsinit(&state)) {
+    errors |= 32;
+  }
+  if (!iswprint(L'A') || iswprint(0xe9) || !iswspace(L' ') ||
+      towupper(L'a') != L'A' || towlower(L'B') != L'b') {
+    errors |= 64;
   }
   return errors;
 }
