@@ -28,14 +28,9 @@ namespace {
 
 using ::mpkbox::testing::Buffer;
 using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::String;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
-
-char* String(Compartment* box, const std::string& s) {
-  char* p = Buffer<char>(box, s.size() + 1);
-  memcpy(p, s.c_str(), s.size() + 1);
-  return p;
-}
 
 // True if loaded code's `name` binds to mpkbox's own function (bindings.h);
 // false while it is still trapped.
@@ -49,14 +44,6 @@ void ExpectStoppedAt(const absl::Status& s, const std::string& import) {
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
   EXPECT_THAT(s.message(),
               HasSubstr("used '" + import + "', an import mpkbox refuses"));
-}
-
-#define INSIDE(box, fn) Inside<decltype(::fn)>(box, #fn)
-template <typename Fn>
-Fn* Inside(Compartment* box, const char* name) {
-  absl::StatusOr<Fn*> f = box->Lookup<Fn>(name);
-  EXPECT_TRUE(f.ok()) << f.status();
-  return f.ok() ? *f : nullptr;
 }
 
 // ---- pcre2 ----

@@ -57,6 +57,23 @@ T* Buffer(Compartment* box, size_t count = 1) {
   return p.ok() ? static_cast<T*>(*p) : nullptr;
 }
 
+// A NUL-terminated copy of `s` in the compartment's heap.
+inline char* String(Compartment* box, const std::string& s) {
+  char* p = Buffer<char>(box, s.size() + 1);
+  memcpy(p, s.c_str(), s.size() + 1);
+  return p;
+}
+
+// The loaded copy of a native function, by the native one's name and type:
+// INSIDE(box, json_object_new_object). Fails the test if it is missing.
+#define INSIDE(box, fn) ::mpkbox::testing::Inside<decltype(::fn)>(box, #fn)
+template <typename Fn>
+Fn* Inside(Compartment* box, const char* name) {
+  absl::StatusOr<Fn*> f = box->Lookup<Fn>(name);
+  EXPECT_TRUE(f.ok()) << f.status();
+  return f.ok() ? *f : nullptr;
+}
+
 // ---- the process, from /proc ------------------------------------------------
 
 // Number of lines in /proc/self/maps.
