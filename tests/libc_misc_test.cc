@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -117,6 +118,40 @@ TEST_F(LibcMiscTest, MmapServesZeroedPagesOfItsOwnHeap) {
       EXPECT_EQ(Unmap(P(q), kPage), 0);
     }
   }
+  EXPECT_EQ(box_->last_fault(), nullptr);
+}
+
+// A mapping is no live allocation: the compartment's own free of one ends
+// the call as a bad free.
+TEST_F(LibcMiscTest, FreeOfAMappingIsABadFree) {
+  const long p = Map(kPage);
+  ASSERT_GT(p, 0);
+  absl::Status s = box_->Call(F<void(void*)>("free_it"), P(p));
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  EXPECT_THAT(s.message(), HasSubstr("not a live allocation")) << s;
+}
+
+// Two host threads map, fill and unmap in one compartment at once: the
+// record and the heap stay consistent.
+TEST_F(LibcMiscTest, MappingsFromTwoThreadsAtOnce) {
+  auto use = F<long(unsigned long)>("map_use_unmap");
+  const size_t before = box_->stats().bytes_in_use;
+  auto work = [&](unsigned long n) {
+    long want = 0;
+    for (unsigned long i = 0; i < n; ++i) want += static_cast<unsigned char>(i);
+    for (int i = 0; i < 200; ++i) {
+      absl::StatusOr<Tainted<long>> r = box_->Call(use, n);
+      if (!r.ok() || r->UnverifiedValue("test") != want) return false;
+    }
+    return true;
+  };
+  bool a_ok = false;
+  std::thread a([&] { a_ok = work(3 * kPage); });
+  const bool b_ok = work(5 * kPage + 17);
+  a.join();
+  EXPECT_TRUE(a_ok);
+  EXPECT_TRUE(b_ok);
+  EXPECT_EQ(box_->stats().bytes_in_use, before);
   EXPECT_EQ(box_->last_fault(), nullptr);
 }
 

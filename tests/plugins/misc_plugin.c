@@ -67,6 +67,9 @@ long map_use_unmap(unsigned long n) {
   return sum;
 }
 
+/* free() of what it is given (a mapping: a bad free). */
+void free_it(void* p) { free(p); }
+
 /* xor eax,eax; xor ecx,ecx; xor edx,edx; wrpkru; ret: PKRU 0 opens every
    key. Volatile, so the bytes are stored one at a time and never appear
    together in this object's code. */
