@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -328,6 +329,24 @@ TEST_F(LibcMiscTest, MadviseDropsPagesOfItsOwnMappingsOnly) {
   EXPECT_EQ(static_cast<char*>(P(p))[0], 3);  // glibc's DONTNEED drops nothing
   EXPECT_EQ(Value(box_->Call(posix, P(p), kPage, 99)), EINVAL);
   EXPECT_EQ(Unmap(P(p), 2 * kPage), 0);
+}
+
+// The host can take mmap away with a rule for SYS_mmap.
+TEST(LibcMiscPolicyTest, PolicyCanDenyOrFailMmap) {
+  auto denied = MakeBox({.name = "no-mmap",
+                         .syscalls = SyscallPolicy().Deny(SYS_mmap, ENOMEM)});
+  ASSERT_TRUE(denied->Load(MISC_PLUGIN).ok());
+  auto use = Get<long(unsigned long)>(denied.get(), "map_use_unmap");
+  EXPECT_EQ(Value(denied->Call(use, 4096ul)), -ENOMEM);
+  auto failed = MakeBox({.name = "fail-mmap",
+                         .syscalls = SyscallPolicy().Fail(SYS_mmap)});
+  ASSERT_TRUE(failed->Load(MISC_PLUGIN).ok());
+  absl::Status s =
+      failed->Call(Get<long(unsigned long)>(failed.get(), "map_use_unmap"),
+                   4096ul)
+          .status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+  EXPECT_THAT(s.message(), HasSubstr("mmap")) << s;
 }
 
 TEST_F(LibcMiscTest, ResetForgetsItsMappings) {

@@ -16,8 +16,10 @@
 // So PROT_READ and PROT_NONE fail with EACCES too, and an mmap that asks
 // for less than read-write gets read-write.
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -26,6 +28,7 @@
 #include "runtime/compartment_libc/bindings.h"
 #include "runtime/compartment_libc/libc_entry.h"
 #include "runtime/compartment_libc/libc_state.h"
+#include "runtime/syscall_rules.h"
 #include "runtime/testing_switches.h"
 
 namespace mpkbox::internal {
@@ -130,7 +133,8 @@ constexpr char kOwnMappings[] =
     "(its record, host memory); never re-tags or unmaps anything else";
 constexpr char kServed[] =
     "anonymous only, never MAP_FIXED or PROT_EXEC: pages of the "
-    "compartment's own heap, read-write with its key";
+    "compartment's own heap, read-write with its key (a Deny or Fail of "
+    "SYS_mmap in its policy takes it away)";
 
 // ---- host side --------------------------------------------------------------
 
@@ -147,6 +151,17 @@ CompartmentHeap* HeapOf(const LibcCaller& caller) {
 
 long HostMmap(const LibcCaller& caller, uint64_t length, uint64_t prot,
               uint64_t flags) {
+  // The host may take mmap away: a rule it names for SYS_mmap (never the
+  // policy's default for unlisted calls, which is for raw syscalls).
+  const SyscallRule& rule = SyscallRules::For(*caller.ctx->policy, SYS_mmap);
+  if (rule.listed && rule.action == SyscallAction::kErrno) return -rule.error;
+  if (rule.listed && rule.action == SyscallAction::kFailCall) {
+    RecordFault(caller.tb, FaultKind::kSyscallDenied,
+                {.signal = SIGSYS,
+                 .syscall = SYS_mmap,
+                 .what = "the compartment's syscall policy fails mmap"});
+    AbandonRecordedCallback(caller.tb);
+  }
   constexpr uint64_t kHarmlessFlags =
       MAP_NORESERVE | MAP_POPULATE | MAP_STACK;
   if (prot & PROT_EXEC) return -EPERM;  // never-scanned code could run
