@@ -20,6 +20,8 @@ struct TestingSwitches {
   std::atomic<bool> skip_sealing{false};
   std::atomic<bool> skip_disposition_check{false};
   std::atomic<bool> allow_exec_mappings{false};
+  std::atomic<bool> skip_futex_address_check{false};
+  std::atomic<bool> skip_files_beneath{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -46,6 +48,12 @@ void SkipDispositionCheckForTesting();
 // Loaded code's mprotect may make its own mappings executable
 // (compartment_libc/memory.cc).
 void AllowExecutableMappingsForTesting();
+// Loaded code's futex requests (compartment_libc/threads.cc) take any
+// address: the attack on the host's futex words succeeds.
+void SkipFutexAddressCheckForTesting();
+// Paths beneath a granted directory are opened as the kernel resolves
+// them, following symlinks and "..", without RESOLVE_BENEATH.
+void SkipFilesBeneathForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 // Puts the host's stacks and data back on key 0 (readable to compartments)

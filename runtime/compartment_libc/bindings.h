@@ -28,6 +28,9 @@ absl::Span<const LibcBinding> LocaleBindings();       // locale.cc
 absl::Span<const LibcBinding> ProcessBindings();      // process.cc
 absl::Span<const LibcBinding> TimeBindings();         // time.cc
 absl::Span<const LibcBinding> RegexBindings();        // regex.cc
+absl::Span<const LibcBinding> ThreadBindings();       // threads.cc
+absl::Span<const LibcBinding> FileBindings();         // files.cc
+absl::Span<const LibcBinding> RefusalBindings();      // refusals.cc
 
 // The binding for `name`, or null.
 const LibcBinding* FindLibcBinding(absl::string_view name);

@@ -26,7 +26,8 @@ enum LibcConcern : uint64_t {
   kLibcFiles = 2,     // files.cc
   kLibcMemory = 3,    // memory.cc
   kLibcProcess = 4,   // process.cc
-  kLibcConcerns = 5,
+  kLibcThreads = 5,   // threads.cc
+  kLibcConcerns = 6,
 };
 inline constexpr uint64_t LibcOp(LibcConcern concern, uint64_t request,
                                  uint32_t extra = 0) {
@@ -44,16 +45,13 @@ inline uint64_t EnterLibc(uint64_t op, uint64_t a = 0, uint64_t b = 0,
       (MPKBOX_LIBC_CALLBACK << MPKBOX_CB_STUB_SHIFT))(op, a, b, c, d, e);
 }
 
-// Compartment side: a host answer the way libc returns it: -errno (-4095
-// to -1) becomes -1 with errno in the thread's slot.
-inline long LibcResult(uint64_t answer) {
-  const long r = static_cast<long>(answer);
-  if (r < 0 && r > -4096) {
-    *mpkbox_compartment_errno_location() = static_cast<int>(-r);
-    return -1;
-  }
-  return r;
-}
+// Compartment side: a host answer (a result, or -errno) as libc returns
+// it: -1 with errno in the thread's slot (syscalls.cc).
+long LibcResult(uint64_t answer);
+// Compartment side: syscall `nr` as libc's wrapper makes it, through the
+// syscall concern (the policy; files.cc's own descriptors) (syscalls.cc).
+long LibcSyscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0,
+                 long e = 0);
 
 // Host side: who asks. The gate checked that the callback sits on a call
 // into this compartment.
@@ -74,6 +72,10 @@ uint64_t LibcMemoryRequest(const LibcCaller& caller, uint64_t op,
                            const uint64_t a[5]);
 uint64_t LibcProcessRequest(const LibcCaller& caller, uint64_t op,
                             const uint64_t a[5]);
+uint64_t LibcThreadsRequest(const LibcCaller& caller, uint64_t op,
+                            const uint64_t a[5]);
+uint64_t LibcFilesRequest(const LibcCaller& caller, uint64_t op,
+                          const uint64_t a[5]);
 
 }  // namespace mpkbox::internal
 
