@@ -92,6 +92,15 @@ class CompartmentHeap {
   uintptr_t ImageMark() const { return image_low_.load(); }
   void RewindImages(uintptr_t mark);
 
+  // Memory for loaded code's anonymous mmap (mappings.cc, for
+  // runtime/compartment_libc/memory.cc): `bytes` (whole pages) zeroed,
+  // page-aligned, counted against the limit, and not a live allocation, so
+  // compartment code cannot free it. Null when the limit or jemalloc
+  // refuses. FreeMapping takes back only what AllocateMapping returned: its
+  // caller keeps the record of the compartment's mappings (host memory).
+  void* AllocateMapping(size_t bytes);
+  void FreeMapping(void* p);
+
   // Module `id` (1 to kMaxTlsModules) is `image` from now on; threads get
   // their block of it at their first __tls_get_addr (tls_blocks.cc).
   void SetTlsModule(size_t id, TlsImage image);

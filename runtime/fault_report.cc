@@ -219,6 +219,12 @@ absl::Status BuildFaultReport(const FaultInfo& info,
           "cannot read it; return compartment memory from Allocate",
           info.address, info.what);
       return absl::InvalidArgumentError(absl::StrCat(prefix, what));
+    case FaultKind::kExit:
+      report->exit_status = info.code;
+      what = absl::StrCat("called ", info.what, "(", info.code,
+                          ") at ", where,
+                          ": only the call ended; the process goes on");
+      return absl::AbortedError(absl::StrCat(prefix, what));
     case FaultKind::kSignal:
     case FaultKind::kNone:
       break;

@@ -1,6 +1,7 @@
 #include "mpkbox/runtime.h"
 
 #include <cpuid.h>
+#include <locale.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 
@@ -90,6 +91,8 @@ absl::Status InitOnce(const RuntimeOptions& options) {
   mpkbox_ambient.vector_level = __builtin_cpu_supports("avx512f") ? 2
                         : __builtin_cpu_supports("avx")   ? 1
                                                           : 0;
+  // "C" with no base is libc's static C locale: nothing is allocated.
+  mpkbox_ambient.c_locale = newlocale(LC_ALL_MASK, "C", nullptr);
   if (absl::Status s = internal::InitCallbackTable(); !s.ok()) return s;
   internal::InitThreadIdentity();
   if (absl::Status s = internal::InstallSignalHandling(options); !s.ok()) {

@@ -40,6 +40,10 @@ void SkipDispositionCheckForTesting() {
   g_testing_switches.skip_disposition_check.store(true);
 }
 
+void AllowExecutableMappingsForTesting() {
+  g_testing_switches.allow_exec_mappings.store(true);
+}
+
 void SkipFutexAddressCheckForTesting() {
   g_testing_switches.skip_futex_address_check.store(true);
 }

@@ -19,6 +19,7 @@ struct TestingSwitches {
   std::atomic<bool> skip_fs_repair{false};
   std::atomic<bool> skip_sealing{false};
   std::atomic<bool> skip_disposition_check{false};
+  std::atomic<bool> allow_exec_mappings{false};
   std::atomic<bool> skip_futex_address_check{false};
   std::atomic<bool> skip_files_beneath{false};
 };
@@ -44,6 +45,9 @@ void SkipFsRepairForTesting();
 void SkipSealingForTesting();
 // Handlers installed with a raw rt_sigaction are never looked for.
 void SkipDispositionCheckForTesting();
+// Loaded code's mprotect may make its own mappings executable
+// (compartment_libc/memory.cc).
+void AllowExecutableMappingsForTesting();
 // Loaded code's futex requests (compartment_libc/threads.cc) take any
 // address: the attack on the host's futex words succeeds.
 void SkipFutexAddressCheckForTesting();

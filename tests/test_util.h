@@ -57,10 +57,16 @@ T* Buffer(Compartment* box, size_t count = 1) {
   return p.ok() ? static_cast<T*>(*p) : nullptr;
 }
 
-// The loaded copy of a native function, by the native one's name and type
-// (library tests compare a Debian library inside with the same one native).
-#define INSIDE(box, fn) \
-  ::mpkbox::testing::Inside<decltype(::fn)>(box, #fn)
+// A NUL-terminated copy of `s` in the compartment's heap.
+inline char* String(Compartment* box, const std::string& s) {
+  char* p = Buffer<char>(box, s.size() + 1);
+  memcpy(p, s.c_str(), s.size() + 1);
+  return p;
+}
+
+// The loaded copy of a native function, by the native one's name and type:
+// INSIDE(box, json_object_new_object). Fails the test if it is missing.
+#define INSIDE(box, fn) ::mpkbox::testing::Inside<decltype(::fn)>(box, #fn)
 template <typename Fn>
 Fn* Inside(Compartment* box, const char* name) {
   absl::StatusOr<Fn*> f = box->Lookup<Fn>(name);

@@ -153,6 +153,7 @@ enum class FaultKind : uint32_t {
   kGuardedInstruction,  // a jump to a guarded WRPKRU/XRSTOR of the process
   kSegmentLoad,    // compartment code reset FS base (mov to %fs)
   kHostPointer,    // a callback returned a pointer into host private memory
+  kExit,           // exit()/_exit() inside: code is the status, what the name
 };
 struct FaultInfo {
   static constexpr int kMaxFrames = 32;

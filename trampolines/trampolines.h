@@ -70,6 +70,9 @@ void mpkbox_exception_left_callback(struct _Unwind_Exception* exception);
 // host's writable data gets the trusted key (runtime/host_memory.cc).
 struct alignas(MPKBOX_PAGE_SIZE) MpkboxAmbientGlobals {
   uint8_t vector_level;  // 2: AVX-512, 1: AVX, 0: neither
+  // glibc's C locale object (a locale_t in libc's read-only data), which
+  // loaded code's locale functions hand out (compartment_libc/locale.cc).
+  const void* c_locale;
 };
 static_assert(offsetof(MpkboxAmbientGlobals, vector_level) ==
               MPKBOX_AMBIENT_VECTOR_LEVEL);

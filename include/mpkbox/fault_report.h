@@ -3,6 +3,7 @@
 #define MPKBOX_FAULT_REPORT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ struct FaultReport {
   uintptr_t ip = 0;      // instruction pointer
   std::string compartment;
   std::vector<std::string> backtrace;  // symbolized compartment frames
+  // Set when compartment code called exit, _exit, _Exit or quick_exit: the
+  // status it passed. Only its call ended; the process goes on.
+  std::optional<int> exit_status;
 };
 
 }  // namespace mpkbox

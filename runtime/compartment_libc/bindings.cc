@@ -11,6 +11,11 @@ namespace {
 absl::Span<const LibcBinding> (*const kTables[])() = {
     &RuntimeLinkBindings,
     &SyscallBindings,
+    &MemoryBindings,
+    &LocaleBindings,
+    &ProcessBindings,
+    &TimeBindings,
+    &RegexBindings,
     &ThreadBindings,
     &FileBindings,
     &RefusalBindings,

@@ -23,6 +23,11 @@ struct LibcBinding {
 // Each concern's table, in the file of that concern.
 absl::Span<const LibcBinding> RuntimeLinkBindings();  // runtime_link.cc
 absl::Span<const LibcBinding> SyscallBindings();      // syscalls.cc
+absl::Span<const LibcBinding> MemoryBindings();       // memory.cc
+absl::Span<const LibcBinding> LocaleBindings();       // locale.cc
+absl::Span<const LibcBinding> ProcessBindings();      // process.cc
+absl::Span<const LibcBinding> TimeBindings();         // time.cc
+absl::Span<const LibcBinding> RegexBindings();        // regex.cc
 absl::Span<const LibcBinding> ThreadBindings();       // threads.cc
 absl::Span<const LibcBinding> FileBindings();         // files.cc
 absl::Span<const LibcBinding> RefusalBindings();      // refusals.cc

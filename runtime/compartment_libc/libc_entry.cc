@@ -26,6 +26,10 @@ extern "C" uint64_t mpkbox_libc_entry(uint64_t op, uint64_t a0, uint64_t a1,
   switch ((op >> 8) & 0xff) {
     case kLibcSyscalls:
       return LibcSyscallsRequest(caller, op, args);
+    case kLibcMemory:
+      return LibcMemoryRequest(caller, op, args);
+    case kLibcProcess:
+      return LibcProcessRequest(caller, op, args);
     case kLibcThreads:
       return LibcThreadsRequest(caller, op, args);
     case kLibcFiles:

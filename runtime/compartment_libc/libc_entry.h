@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "runtime/compartment_libc/compartment_libc.h"
 #include "trampolines/thread_block.h"
 #include "trampolines/trampolines.h"
 
@@ -67,6 +68,10 @@ struct LibcCaller {
 // fault and abandons the callback (AbandonCallback).
 uint64_t LibcSyscallsRequest(const LibcCaller& caller, uint64_t op,
                              const uint64_t a[5]);
+uint64_t LibcMemoryRequest(const LibcCaller& caller, uint64_t op,
+                           const uint64_t a[5]);
+uint64_t LibcProcessRequest(const LibcCaller& caller, uint64_t op,
+                            const uint64_t a[5]);
 uint64_t LibcThreadsRequest(const LibcCaller& caller, uint64_t op,
                             const uint64_t a[5]);
 uint64_t LibcFilesRequest(const LibcCaller& caller, uint64_t op,

@@ -21,6 +21,7 @@ LibcState::~LibcState() { Reset(); }
 
 void LibcState::Reset() {
   absl::MutexLock lock(&mu);
+  mappings.clear();
   for (const auto& [fd, path] : files) close(fd);
   files.clear();
 }

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <functional>
 #include <string>
 
@@ -31,6 +32,15 @@ struct LibcState {
   const std::string name;
   const CompartmentOptions& options;  // the Compartment's; outlives this
   absl::Mutex mu;
+
+  // The compartment's anonymous mappings (memory.cc), by start: served from
+  // its heap, the only memory its munmap, mremap, mprotect and madvise
+  // reach. They go with the heap at Reset; only the record is dropped here.
+  struct Mapping {
+    size_t length;     // what munmap must name: whole pages
+    size_t allocated;  // what the heap gave (mremap shrinks in place)
+  };
+  std::map<uintptr_t, Mapping> mappings ABSL_GUARDED_BY(mu);
   // Runs fn inside the compartment on this thread (set by
   // Compartment::Create): thread keys' destructors at a thread's exit.
   std::function<absl::Status(void (*)())> call_inside;
