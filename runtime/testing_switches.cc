@@ -36,4 +36,8 @@ void SkipDispositionCheckForTesting() {
   g_testing_switches.skip_disposition_check.store(true);
 }
 
+void SkipEvictionRetagForTesting() {
+  g_testing_switches.skip_eviction_retag.store(true);
+}
+
 }  // namespace mpkbox::internal

@@ -19,6 +19,7 @@ struct TestingSwitches {
   std::atomic<bool> skip_fs_repair{false};
   std::atomic<bool> skip_sealing{false};
   std::atomic<bool> skip_disposition_check{false};
+  std::atomic<bool> skip_eviction_retag{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -42,6 +43,9 @@ void SkipFsRepairForTesting();
 void SkipSealingForTesting();
 // Handlers installed with a raw rt_sigaction are never looked for.
 void SkipDispositionCheckForTesting();
+// An evicted compartment's memory keeps its hardware key, which the key
+// cache then hands to another compartment (slot_registry.cc).
+void SkipEvictionRetagForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 // Puts the host's stacks and data back on key 0 (readable to compartments)
