@@ -285,6 +285,37 @@ TEST(KeyVirtualisationTest, ACompartmentInACallbackIsNeverEvicted) {
   EXPECT_EQ(*held.secret, SecretOf(0) + 1);
 }
 
+// Just more compartments than keys, called from several threads: most
+// calls are fast-path hits while other threads evict. A thread that passed
+// the generation check with a key the cache then gave away would read its
+// own secret with the wrong PKRU and fault.
+TEST(KeyVirtualisationTest, EvictionsRacingFastPathCallsNeverBreakACall) {
+  std::vector<Holder> holders = MakeHolders(kCompartmentKeys + 2, "race");
+  ASSERT_EQ(holders.size(), kCompartmentKeys + 2u);
+  const internal::KeyCacheStats before = internal::GetKeyCacheStats();
+  std::atomic<int> failed{0};
+  std::vector<std::thread> workers;
+  // More threads than CPUs: some are preempted halfway into the gate.
+  for (int t = 0; t < 16; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(t + 11);
+      for (int k = 0; k < 1000; ++k) {
+        // Mostly a thread's own few compartments (hits), sometimes any.
+        const size_t i = rng() % 8 == 0 ? rng() % holders.size()
+                                        : (t * 3 + rng() % 3) % holders.size();
+        absl::StatusOr<Tainted<uint64_t>> r =
+            holders[i].box->Call(&ReadU64, holders[i].address());
+        if (!r.ok() || r->UnverifiedValue("test") != SecretOf(i)) {
+          if (failed.fetch_add(1) < 3) ADD_FAILURE() << i << ": " << r.status();
+        }
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GT(internal::GetKeyCacheStats().evictions, before.evictions);
+}
+
 TEST(KeyVirtualisationTest, ResetAndDestroyOfAnEvictedCompartment) {
   Holder victim = MakeHolder("victim", 0);
   ASSERT_TRUE(victim.box->Call(&ReadU64, victim.address()).ok());
