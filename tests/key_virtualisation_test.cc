@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -21,6 +23,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "runtime/fault_report.h"
+#include "runtime/keys/pku.h"
 #include "runtime/slot_registry.h"
 #include "runtime/testing_switches.h"
 #include "tests/test_util.h"
@@ -314,6 +318,62 @@ TEST(KeyVirtualisationTest, EvictionsRacingFastPathCallsNeverBreakACall) {
   for (std::thread& w : workers) w.join();
   EXPECT_EQ(failed.load(), 0);
   EXPECT_GT(internal::GetKeyCacheStats().evictions, before.evictions);
+}
+
+struct Record {
+  int key;
+  int seq;
+};
+
+// "start-end perms" of every mapping in the top GiB of the 4 GiB window
+// holding `p`: the compartment's loaded images.
+std::vector<std::string> ImageMappings(uintptr_t p) {
+  const uintptr_t window = p & ~((uintptr_t{1} << 32) - 1);
+  const uintptr_t lo = window + (uintptr_t{3} << 30);
+  const uintptr_t hi = window + (uintptr_t{4} << 30);
+  std::vector<std::string> out;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    uintptr_t start = 0;
+    std::istringstream(line) >> std::hex >> start;
+    if (start >= lo && start < hi) {
+      out.push_back(line.substr(0, line.find(' ', line.find(' ') + 1)));
+    }
+  }
+  return out;
+}
+
+// Loaded code's pages (code, read-only data, RELRO, data) leave the key
+// with the rest of its memory and come back with the same protections.
+TEST(KeyVirtualisationTest, LoadedImagesMoveWithTheirProtections) {
+  auto box = MakeBox({.name = "loaded"});
+  ASSERT_TRUE(box->Load(SORT_PLUGIN).ok());
+  auto sort = box->Lookup<void(Record*, size_t)>("sort_records");
+  ASSERT_TRUE(sort.ok()) << sort.status();
+  const uintptr_t code = reinterpret_cast<uintptr_t>(*sort);
+  Record* r = ::mpkbox::testing::Buffer<Record>(box.get(), 100);
+  auto sorted = [&] {
+    for (int i = 0; i < 100; ++i) r[i] = {100 - i, i};
+    if (!box->Call(*sort, r, size_t{100}).ok()) return false;
+    for (int i = 1; i < 100; ++i) {
+      if (r[i - 1].key > r[i].key) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(sorted());
+  const std::vector<std::string> before = ImageMappings(code);
+  ASSERT_GE(before.size(), 2u);
+  EXPECT_EQ(internal::PkeyOfAddress(code), box->pkey());
+  std::vector<Holder> others = MakeHolders(2 * kCompartmentKeys, "other");
+  CallAll(others);
+  ASSERT_EQ(box->pkey(), -1);
+  EXPECT_EQ(internal::PkeyOfAddress(code), internal::Keys().trusted);
+  EXPECT_EQ(ImageMappings(code), before);
+  ASSERT_TRUE(sorted());
+  EXPECT_GE(box->pkey(), 0);
+  EXPECT_EQ(internal::PkeyOfAddress(code), box->pkey());
+  EXPECT_EQ(ImageMappings(code), before);
 }
 
 TEST(KeyVirtualisationTest, ResetAndDestroyOfAnEvictedCompartment) {
