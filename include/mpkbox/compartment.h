@@ -41,9 +41,10 @@ class ElfLoader;
 
 class Compartment {
  public:
-  // Up to 4,096 live compartments; each takes a hardware protection key
-  // only while the key cache gives it one (its first Call, docs/API.md).
-  // kFailedPrecondition without PKU, kResourceExhausted beyond 4,096.
+  // Up to 4,092 live compartments (jemalloc's arenas); each holds a
+  // hardware protection key only while the key cache gives it one
+  // (docs/API.md). kFailedPrecondition without PKU, kResourceExhausted
+  // beyond that.
   static absl::StatusOr<std::unique_ptr<Compartment>> Create(
       CompartmentOptions options);
 
