@@ -108,10 +108,11 @@ absl::Status CompartmentHeap::OpenArena() {
     // The parked pages hold nothing (dropped) and carry key 0, PROT_NONE:
     // one pkey_mprotect gives all of them to this heap's key.
     const uintptr_t used = PageUp(h->bump.load() - window);
+    const int key = this->key();
     if (used == 0 || TagPages(reinterpret_cast<void*>(window), used,
-                              PROT_READ | PROT_WRITE, key_)
+                              PROT_READ | PROT_WRITE, key)
                          .ok()) {
-      h->key = key_;
+      h->key = key;
       h->max_window_bytes = max_window_bytes;
       hooks_ = h;
       arena_ = arena;
@@ -123,7 +124,7 @@ absl::Status CompartmentHeap::OpenArena() {
     delete h;
   }
   hooks_ = new TaggedHooks;
-  InitTaggedHooks(hooks_, key_, window, kWindowBytes - kImageBytes,
+  InitTaggedHooks(hooks_, key(), window, kWindowBytes - kImageBytes,
                   max_window_bytes);
   absl::StatusOr<unsigned> arena =
       CreateTaggedArena(hooks_, /*metadata_use_hooks=*/false);
@@ -148,6 +149,8 @@ void CompartmentHeap::CloseArena() {
   const uintptr_t top = window + kWindowBytes;
   ReleaseZoneRange(image_low_.load(), top - image_low_.load());
   image_low_.store(top);
+  std::lock_guard<std::mutex> lock(retag_mu_);
+  images_.clear();
 }
 
 bool CompartmentHeap::ClearArena() {
@@ -164,6 +167,8 @@ bool CompartmentHeap::ClearArena() {
   const uintptr_t top = window + kWindowBytes;
   ReleaseZoneRange(image_low_.load(), top - image_low_.load());
   image_low_.store(top);
+  std::lock_guard<std::mutex> lock(retag_mu_);
+  images_.clear();
   return true;
 }
 
@@ -187,6 +192,71 @@ void CompartmentHeap::RewindImages(uintptr_t mark) {
   if (mark <= low) return;
   ReleaseZoneRange(low, mark - low);
   image_low_.store(mark);
+  std::lock_guard<std::mutex> lock(retag_mu_);
+  ForgetImages(low, mark);
+}
+
+int CompartmentHeap::key() const {
+  std::lock_guard<std::mutex> lock(retag_mu_);
+  return key_;
+}
+
+void CompartmentHeap::ForgetImages(uintptr_t lo, uintptr_t hi) {
+  // Split the ranges that straddle lo or hi, then drop what lies inside.
+  for (uintptr_t cut : {lo, hi}) {
+    auto it = images_.upper_bound(cut);
+    if (it == images_.begin()) continue;
+    --it;
+    if (it->first < cut && cut < it->second.first) {
+      images_[cut] = it->second;
+      it->second.first = cut;
+    }
+  }
+  images_.erase(images_.lower_bound(lo), images_.lower_bound(hi));
+}
+
+absl::Status CompartmentHeap::TagImage(uintptr_t addr, size_t len, int prot) {
+  std::lock_guard<std::mutex> lock(retag_mu_);
+  if (absl::Status s = TagPages(reinterpret_cast<void*>(addr), len, prot, key_);
+      !s.ok()) {
+    return s;
+  }
+  ForgetImages(addr, addr + len);
+  images_[addr] = {addr + len, prot};
+  return absl::OkStatus();
+}
+
+absl::Status CompartmentHeap::Retag(int key) {
+  std::lock_guard<std::mutex> lock(retag_mu_);
+  if (hooks_ != nullptr) {
+    // No extent is carved while the window changes key.
+    std::lock_guard<std::mutex> carve(hooks_->tag_mu);
+    const uintptr_t window = live_.window();
+    const uintptr_t used = PageUp(hooks_->bump.load() - window);
+    if (used != 0) {
+      // A parked arena's pages stay PROT_NONE, key 0: only an open one's move.
+      if (absl::Status s = TagPages(reinterpret_cast<void*>(window), used,
+                                    PROT_READ | PROT_WRITE, key);
+          !s.ok()) {
+        return s;
+      }
+    }
+    hooks_->key = key;
+  }
+  for (const auto& [start, range] : images_) {
+    if (absl::Status s = TagPages(reinterpret_cast<void*>(start),
+                                  range.first - start, range.second, key);
+        !s.ok()) {
+      return s;
+    }
+  }
+  key_ = key;
+  return absl::OkStatus();
+}
+
+size_t CompartmentHeap::RetagRanges() const {
+  std::lock_guard<std::mutex> lock(retag_mu_);
+  return images_.size() + (hooks_ != nullptr ? 1 : 0);
 }
 
 absl::StatusOr<uintptr_t> CompartmentHeap::ReserveImageSpace(

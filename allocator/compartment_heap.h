@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -108,6 +109,20 @@ class CompartmentHeap {
   // (loaded_objects.cc); at most kMaxLoadedObjects are kept.
   void SetLoadedObjects(const std::vector<LoadedObjectInfo>& objects);
 
+  // The key every page of the heap and its images carries now: the
+  // compartment's hardware key, or the trusted key while the key cache has
+  // evicted it (runtime/slot_registry.cc).
+  int key() const;
+  // Gives the window's used part and every image page `key`, keeping each
+  // page's protection: one pkey_mprotect for the heap, one per image range.
+  absl::Status Retag(int key);
+  // Tags [addr, addr + len) of the image space `prot` with the current key,
+  // and remembers it for Retag. Fresh mappings come back on key 0: the
+  // loader tags each through here, never with a key of its own.
+  absl::Status TagImage(uintptr_t addr, size_t len, int prot);
+  // How many pkey_mprotect calls a Retag makes now.
+  size_t RetagRanges() const;
+
   uint64_t domain() const { return domain_; }
   const std::string& name() const { return name_; }
 
@@ -187,8 +202,17 @@ class CompartmentHeap {
     stats_.peak_bytes = std::max(stats_.peak_bytes, live_bytes_);
   }
 
+  // Forgets the image ranges in [lo, hi) (unmapped).
+  void ForgetImages(uintptr_t lo, uintptr_t hi)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(retag_mu_);
+
   const uint64_t domain_;
-  const int key_;
+  // Taken before hooks_->tag_mu; the key moves only under both.
+  mutable std::mutex retag_mu_;
+  int key_ ABSL_GUARDED_BY(retag_mu_);
+  // Image pages by start: end and protection.
+  std::map<uintptr_t, std::pair<uintptr_t, int>> images_
+      ABSL_GUARDED_BY(retag_mu_);
   const size_t limit_;
   const std::string name_;
   LiveBitmap live_;  // of the slot's window, which it names

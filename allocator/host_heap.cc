@@ -18,7 +18,11 @@
 // jemalloc's options. Without retain, destroying an arena unmaps its
 // metadata; with it, every compartment Reset would leak 2 MiB of address
 // space (measured: bench/RESULTS.md, lifecycle tests).
-const char* malloc_conf = "retain:false";  // declared by jemalloc.h
+// narenas:1: host threads allocate from the host arena (thread.arena), so
+// automatic arenas would only use up jemalloc's 4,095 arena indices, which
+// compartment heaps need (one arena each); oversize_threshold:0: no
+// dedicated arena for huge allocations, for the same reason.
+const char* malloc_conf = "retain:false,narenas:1,oversize_threshold:0";  // declared by jemalloc.h
 
 namespace mpkbox::internal {
 

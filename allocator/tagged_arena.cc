@@ -46,6 +46,7 @@ void* MapAnywhere(TaggedHooks* t, size_t size, size_t alignment) {
 
 void* CarveFromWindow(TaggedHooks* t, void* new_addr, size_t size,
                       size_t alignment) {
+  std::lock_guard<std::mutex> lock(t->tag_mu);
   uintptr_t cur = t->bump.load(std::memory_order_relaxed);
   uintptr_t start;
   do {
@@ -152,7 +153,9 @@ absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,
                         &config, sizeof(config));
       err != 0) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "jemalloc cannot create an arena: %s", strerror(err)));
+        "jemalloc cannot create an arena (its arena indices are 12 bits: at "
+        "most 4,092 compartment heaps): %s",
+        strerror(err)));
   }
   // A destroyed index that something touched again comes back with default
   // hooks, and arenas_create_ext then reuses it as it is (DESIGN.md 5).

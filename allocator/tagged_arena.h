@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 
 #include "absl/status/statusor.h"
 
@@ -16,6 +17,10 @@ namespace mpkbox::internal {
 // jemalloc calls the hooks with a pointer to `hooks`: the first member.
 struct TaggedHooks {
   extent_hooks_t hooks;
+  // A compartment's key changes when the key cache moves it (slot_registry):
+  // carving an extent and re-tagging the window hold tag_mu, so no extent
+  // is ever tagged with a key the compartment no longer holds.
+  std::mutex tag_mu;
   int key;                    // pkey of every extent; 0 for plain memory
   uintptr_t window_base = 0;  // 0: extents are mmapped anywhere
   uintptr_t window_end = 0;

@@ -46,49 +46,45 @@ absl::StatusOr<std::unique_ptr<Compartment>> Compartment::Create(
         "compartment '%s': stack_bytes %u is below the minimum of %u",
         options.name, options.stack_bytes, kMinStackBytes));
   }
-  absl::StatusOr<int> key = internal::AllocateKey(
-      absl::StrCat("compartment '", options.name, "'"));
-  if (!key.ok()) return key.status();
-  uint32_t pkru = internal::CompartmentPkru(*key, internal::Keys().selector,
-                                            options.ambient);
-  absl::StatusOr<internal::SlotGrant> grant =
-      internal::AcquireSlot(options.name, *key);
+  // No hardware key yet: the key cache gives it one at its first Call
+  // (slot_registry.h). Until then its memory waits on the trusted key.
+  std::unique_ptr<Compartment> c(new Compartment(std::move(options)));
+  absl::StatusOr<internal::SlotGrant> grant = internal::AcquireSlot(
+      c->options_.name, c->options_.ambient, &c->generation_,
+      &c->referenced_);
   if (!grant.ok()) {
-    internal::FreeKey(*key);
+    c->released_ = true;
     return grant.status();
   }
   absl::StatusOr<std::unique_ptr<internal::CompartmentHeap>> heap =
-      internal::CompartmentHeap::Create(grant->slot, grant->domain, *key,
-                                        options.heap_limit_bytes,
-                                        options.name);
+      internal::CompartmentHeap::Create(grant->slot, grant->domain,
+                                        internal::Keys().trusted,
+                                        c->options_.heap_limit_bytes,
+                                        c->options_.name);
   if (!heap.ok()) {
     internal::ReleaseSlot(grant->slot);
-    internal::FreeKey(*key);
+    c->released_ = true;
     return heap.status();
   }
   internal::SetHeapOfSlot(grant->slot, heap->get());
-  std::unique_ptr<Compartment> c(
-      new Compartment(std::move(options), *key, pkru));
   c->heap_ = *std::move(heap);
   c->slot_ = grant->slot;
-  c->generation_.store(grant->generation);
   c->domain_ = grant->domain;
   c->libc_ = std::make_unique<internal::LibcState>(c->domain_, c->options_);
   c->libc_->call_inside = [box = c.get()](void (*fn)()) {
     return box->Call(fn);
   };
   internal::SetLibcStateOfSlot(c->slot_, c->libc_.get());
-  internal::SetKeyOwner(c->key_, c->name());
+  internal::TakeFreeKey(c->slot_);
   return c;
 }
 
-Compartment::Compartment(CompartmentOptions options, int key, uint32_t pkru)
+Compartment::Compartment(CompartmentOptions options)
     : options_(std::move(options)),
-      timed_(options_.call_timeout != absl::InfiniteDuration()),
-      key_(key),
-      pkru_(pkru) {}
+      timed_(options_.call_timeout != absl::InfiniteDuration()) {}
 
 Compartment::~Compartment() {
+  if (released_) return;  // Create failed after taking the slot
   internal::OpenAllKeysInThisThread();
   {  // no exiting thread runs key destructors inside from here on
     absl::MutexLock exit_lock(&internal::LibcExitMutex(slot_));
@@ -97,6 +93,7 @@ Compartment::~Compartment() {
   // Every page tagged with the key goes before the key: pkey_alloc would
   // hand it out again with those pages still readable (docs/DESIGN.md 5b).
   if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
+  internal::PinSlot(slot_);  // the key cache leaves its memory alone now
   heap_->BeginDrop();
   internal::DropSlotContexts(slot_);
   {
@@ -106,10 +103,12 @@ Compartment::~Compartment() {
   }
   internal::SetHeapOfSlot(slot_, nullptr);
   heap_.reset();  // before the slot, whose window it releases, is free
-  internal::ReleaseSlot(slot_);
-  internal::SetKeyOwner(key_, "");
-  internal::FreeKey(key_);
+  internal::ReleaseSlot(slot_);  // and its key
 }
+
+int Compartment::pkey() const { return internal::SlotKey(slot_); }
+
+uint32_t Compartment::pkru() const { return internal::SlotPkru(slot_); }
 
 absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
   const uint64_t generation = generation_.load(std::memory_order_relaxed);
@@ -148,17 +147,23 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
         name(), (*tb)->depth / 2 + 1, internal::kMaxCallDepth / 2 + 1));
   }
   if ((*tb)->contexts[slot_].generation != generation) {
-    // Rare enough for one rt_sigaction per signal (about 1 us each here):
-    // a handler installed behind mpkbox's back would kill the process.
-    if (absl::Status s = internal::CheckSignalDispositions(); !s.ok()) {
-      return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
-                                                    name(), s.message()));
+    internal::CallContext* ctx = &(*tb)->contexts[slot_];
+    if (ctx->generation == 0) {
+      // A thread's first call (or its first since a Reset), rare enough for
+      // one rt_sigaction per signal (about 1 us each here): a handler
+      // installed behind mpkbox's back would kill the process.
+      if (absl::Status s = internal::CheckSignalDispositions(); !s.ok()) {
+        return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
+                                                      name(), s.message()));
+      }
     }
-    internal::DomainSpec spec{slot_,           generation,
-                              domain_,         key_,
-                              pkru_,           options_.stack_bytes,
-                              options_.name,   &options_.syscalls};
-    if (absl::Status s = internal::PrepareContext(*tb, spec); !s.ok()) {
+    // Named before the key cache runs: from here until the call returns no
+    // eviction takes this compartment's key.
+    (*tb)->pending_ctx = ctx;
+    internal::DomainSpec spec{slot_, domain_, options_.stack_bytes,
+                              options_.name, &options_.syscalls};
+    if (absl::Status s = internal::EnterSlot(*tb, spec); !s.ok()) {
+      (*tb)->pending_ctx = nullptr;
       return s;
     }
   }
@@ -166,6 +171,7 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
     if (absl::Status s =
             internal::BeginTimedCall(*tb, options_.call_timeout);
         !s.ok()) {
+      (*tb)->pending_ctx = nullptr;
       return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
                                                     name(), s.message()));
     }
@@ -210,7 +216,7 @@ absl::Status Compartment::HostPointerArgument(int index,
 internal::ElfLoader& Compartment::loader() {
   if (loader_ == nullptr) {
     internal::ElfLoader::Target target{
-        options_.name, key_, heap_.get(), [this](uintptr_t fn) {
+        options_.name, heap_.get(), [this](uintptr_t fn) {
           // glibc calls constructors with (argc, argv, envp): none here.
           using Init = void (*)(int, char**, char**);
           return Call(reinterpret_cast<Init>(fn), 0, nullptr, nullptr);
@@ -273,14 +279,16 @@ absl::Status Compartment::Reset() {
   // Loaded code's destructors run inside before its images go; not after a
   // fault, when the compartment refuses calls.
   if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
+  // The key cache leaves the heap alone while it is reset.
+  internal::PinSlot(slot_);
   heap_->BeginDrop();
   const uint64_t generation = internal::RenewSlot(slot_);
   libc_->Reset();
-  if (absl::Status s = heap_->Reset(); !s.ok()) {
-    generation_.store(0, std::memory_order_relaxed);  // refuse calls
-    return s;
-  }
-  generation_.store(generation, std::memory_order_relaxed);
+  absl::Status reset = heap_->Reset();
+  generation_.store(reset.ok() ? generation : 0,  // 0: refuse calls
+                    std::memory_order_relaxed);
+  internal::UnpinSlot(slot_);
+  if (!reset.ok()) return reset;
   last_fault_.reset();
   // The images went with the heap: the same objects again, at the same
   // addresses, freshly constructed.

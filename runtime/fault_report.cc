@@ -78,6 +78,14 @@ std::string SyscallName(long nr) {
 std::string KeyDescription(int key, uintptr_t address, bool unmapped) {
   if (key < 0) return unmapped ? "unmapped" : "not compartment memory";
   if (key == 0) return "key 0: ambient memory";
+  // By address, not by key: the key cache moves keys between compartments,
+  // possibly between the fault and this report.
+  if (std::string owner = CompartmentOfAddress(address); !owner.empty()) {
+    return key == Keys().trusted
+               ? absl::StrCat("key ", key, ": compartment '", owner,
+                              "', which holds no hardware key now")
+               : absl::StrCat("key ", key, ": compartment '", owner, "'");
+  }
   if (key == Keys().trusted) {
     // The host's stacks, data and heap are private to it (host_memory.h).
     if (HostMemoryKind kind = HostMemoryKindOf(address);

@@ -48,4 +48,8 @@ void SkipFutexAddressCheckForTesting() {
   g_testing_switches.skip_futex_address_check.store(true);
 }
 
+void SkipEvictionRetagForTesting() {
+  g_testing_switches.skip_eviction_retag.store(true);
+}
+
 }  // namespace mpkbox::internal

@@ -22,6 +22,7 @@ struct TestingSwitches {
   std::atomic<bool> allow_exec_mappings{false};
   std::atomic<bool> skip_futex_address_check{false};
   std::atomic<bool> skip_files_beneath{false};
+  std::atomic<bool> skip_eviction_retag{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -54,6 +55,9 @@ void SkipFutexAddressCheckForTesting();
 // Paths beneath a granted directory are opened as the kernel resolves
 // them, following symlinks and "..", without RESOLVE_BENEATH.
 void SkipFilesBeneathForTesting();
+// An evicted compartment's memory keeps its hardware key, which the key
+// cache then hands to another compartment (slot_registry.cc).
+void SkipEvictionRetagForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 // Puts the host's stacks and data back on key 0 (readable to compartments)

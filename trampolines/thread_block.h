@@ -18,10 +18,10 @@ class SyscallPolicy;
 
 namespace mpkbox::internal {
 
-inline constexpr size_t kMaxCompartments = 1024;
+inline constexpr size_t kMaxCompartments = 4096;
 // A domain id carries its compartment's slot in its low bits, so code that
 // sees only the SelectorPage's current_domain can find the slot.
-inline constexpr int kDomainSlotBits = 10;
+inline constexpr int kDomainSlotBits = 12;
 static_assert(kMaxCompartments == size_t{1} << kDomainSlotBits);
 inline constexpr size_t SlotOfDomain(uint64_t domain) {
   return domain & (kMaxCompartments - 1);

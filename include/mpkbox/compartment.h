@@ -42,8 +42,10 @@ struct LibcState;
 
 class Compartment {
  public:
-  // Allocates a protection key. kFailedPrecondition without PKU,
-  // kResourceExhausted when no key is free.
+  // Up to 4,092 live compartments (jemalloc's arenas); each holds a
+  // hardware protection key only while the key cache gives it one
+  // (docs/API.md). kFailedPrecondition without PKU, kResourceExhausted
+  // beyond that.
   static absl::StatusOr<std::unique_ptr<Compartment>> Create(
       CompartmentOptions options);
 
@@ -115,12 +117,14 @@ class Compartment {
   CompartmentStats stats() const;
   const std::string& name() const { return options_.name; }
 
-  // The hardware key tagging this compartment's memory, and its PKRU value.
-  int pkey() const { return key_; }
-  uint32_t pkru() const { return pkru_; }
+  // The hardware key tagging this compartment's memory now, and its PKRU
+  // value; -1 and 0 while the key cache has given its key to another
+  // compartment (its memory then waits on a key no compartment opens).
+  int pkey() const;
+  uint32_t pkru() const;
 
  private:
-  Compartment(CompartmentOptions options, int key, uint32_t pkru);
+  explicit Compartment(CompartmentOptions options);
 
   // Slow path of Call: sets up this thread and its stack for this
   // compartment, refuses a faulted compartment, arms call_timeout.
@@ -147,20 +151,24 @@ class Compartment {
 
   CompartmentOptions options_;
   const bool timed_;  // call_timeout is finite
-  // Four ids, each for its own reader:
-  // - key_: the hardware protection key its memory carries (PKRU bits);
+  // Three ids, each for its own reader (the hardware key is the key
+  // cache's, slot_registry.h):
   // - slot_: its index in per-thread tables (contexts, heap caches), reused
   //   once it is destroyed;
   // - domain_: unique for the process's lifetime, with the slot in its low
   //   bits, so code that sees only the running domain finds the slot;
   // - generation_: which incarnation (Reset) a thread's context belongs to.
-  int key_;
-  uint32_t pkru_;
   uint64_t domain_ = 0;
   size_t slot_ = 0;
-  // Changes on Reset, so stale contexts mismatch; 0 while faulted, so every
-  // thread's Call takes the slow path and is refused.
+  bool released_ = false;  // Create failed: nothing to destroy
+  // Changes on Reset and when the key cache takes its key, so stale
+  // contexts mismatch; 0 while faulted, so every thread's Call takes the
+  // slow path and is refused.
   std::atomic<uint64_t> generation_{0};
+  // Set by every Call, cleared by the key cache as its clock hand passes
+  // (slot_registry.cc): a compartment called since keeps its key one more
+  // round. Next to generation_: the fast path reads that line anyway.
+  std::atomic<bool> referenced_{false};
   std::unique_ptr<FaultReport> last_fault_;
   std::unique_ptr<internal::CompartmentHeap> heap_;
   std::unique_ptr<internal::ElfLoader> loader_;
@@ -199,17 +207,24 @@ inline auto Compartment::Call(R (*fn)(P...), A&&... args) {
   internal::ThreadBlock* tb = internal::CurrentThreadBlock();
   bool timed = false;
   if (ABSL_PREDICT_FALSE(
-          internal::NeedsSlowPath(
-              tb, slot_, generation_.load(std::memory_order_relaxed)) ||
+          internal::NeedsSlowPath(tb, slot_, reinterpret_cast<uintptr_t>(fn),
+                                  generation_) ||
           timed_)) {
     absl::StatusOr<internal::ThreadBlock*> ready = BeginCall();
-    if (!ready.ok()) return Result(ready.status());
+    if (!ready.ok()) {
+      if (tb != nullptr) internal::EndPendingCall(tb);
+      return Result(ready.status());
+    }
     tb = *ready;
     timed = timed_;
+    internal::SetPendingCall(tb, slot_, reinterpret_cast<uintptr_t>(fn));
   }
-  internal::SetPendingCall(tb, slot_, reinterpret_cast<uintptr_t>(fn));
+  if (ABSL_PREDICT_FALSE(!referenced_.load(std::memory_order_relaxed))) {
+    referenced_.store(true, std::memory_order_relaxed);
+  }
   if constexpr (std::is_void_v<R>) {
     internal::InvokeGate<R, P...>(std::forward<A>(args)...);
+    internal::EndPendingCall(tb);
     CheckFrees(tb);
     if (ABSL_PREDICT_FALSE(internal::CallFault(tb) != 0 || timed)) {
       return EndCall(tb, timed);
@@ -217,6 +232,7 @@ inline auto Compartment::Call(R (*fn)(P...), A&&... args) {
     return absl::OkStatus();
   } else {
     R raw = internal::InvokeGate<R, P...>(std::forward<A>(args)...);
+    internal::EndPendingCall(tb);
     CheckFrees(tb);
     if (ABSL_PREDICT_FALSE(internal::CallFault(tb) != 0 || timed)) {
       if (absl::Status s = EndCall(tb, timed); !s.ok()) return Result(s);

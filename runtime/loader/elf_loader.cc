@@ -125,7 +125,7 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
                           .exposed = exposed_,
                           .objects = objects_};
   if (absl::Status s = ApplyRelocations(obj, scope); !s.ok()) return s;
-  if (absl::Status s = ProtectSegments(obj, target_.key, ErrorPrefix(obj));
+  if (absl::Status s = ProtectSegments(obj, *target_.heap, ErrorPrefix(obj));
       !s.ok()) {
     return s;
   }
@@ -133,7 +133,7 @@ absl::StatusOr<ElfObject*> ElfLoader::LoadObject(const std::string& path,
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = ProtectRelro(obj, target_.key, ErrorPrefix(obj));
+  if (absl::Status s = ProtectRelro(obj, *target_.heap, ErrorPrefix(obj));
       !s.ok()) {
     return s;
   }
@@ -170,7 +170,7 @@ absl::Status ElfLoader::Map(ElfObject& obj, const std::vector<uint8_t>& file) {
   if (!base.ok()) return base.status();
   obj.base = *base;
   obj.span = plan->span;
-  if (absl::Status s = MapSegments(plan->loads, obj.base, target_.key, where);
+  if (absl::Status s = MapSegments(plan->loads, obj.base, *target_.heap, where);
       !s.ok()) {
     return s;
   }

@@ -34,8 +34,7 @@ class ElfLoader {
  public:
   struct Target {
     std::string compartment;  // for messages
-    int key;
-    CompartmentHeap* heap;
+    CompartmentHeap* heap;    // images take its current key (TagImage)
     // Runs a constructor or destructor, void(int, char**, char**), inside.
     std::function<absl::Status(uintptr_t fn)> run_inside;
     // Runs an IFUNC resolver, uintptr_t(void), inside; its result.

@@ -112,7 +112,8 @@ absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
 }
 
 absl::Status MapSegments(const std::vector<LoadSegment>& loads,
-                         uintptr_t base, int key, absl::string_view where) {
+                         uintptr_t base, CompartmentHeap& heap,
+                         absl::string_view where) {
   // Copies of the bytes just scanned, not a mapping of the file: a file
   // rewritten after the scan must not change the code (MAP_PRIVATE pages
   // stay shared with the page cache until written).
@@ -128,9 +129,8 @@ absl::Status MapSegments(const std::vector<LoadSegment>& loads,
     }
     // On the compartment's key at once: fresh mappings are on key 0, which
     // other compartments may read (or, with kReadWrite, write).
-    if (absl::Status s = TagPages(reinterpret_cast<void*>(start),
-                                  mem_end - start, PROT_READ | PROT_WRITE,
-                                  key);
+    if (absl::Status s =
+            heap.TagImage(start, mem_end - start, PROT_READ | PROT_WRITE);
         !s.ok()) {
       return Prefixed(where, s);
     }
@@ -140,15 +140,14 @@ absl::Status MapSegments(const std::vector<LoadSegment>& loads,
   return absl::OkStatus();
 }
 
-absl::Status ProtectSegments(const ElfObject& obj, int key,
+absl::Status ProtectSegments(const ElfObject& obj, CompartmentHeap& heap,
                              absl::string_view where) {
   for (const Elf64_Phdr& ph : obj.phdrs) {
     if (ph.p_type != PT_LOAD) continue;
     // The pages MapSegments filled with the scanned bytes.
     const uintptr_t start = obj.base + PagesOf(ph).start;
     const uintptr_t end = obj.base + PagesOf(ph).end;
-    if (absl::Status s = TagPages(reinterpret_cast<void*>(start), end - start,
-                                  Prot(ph), key);
+    if (absl::Status s = heap.TagImage(start, end - start, Prot(ph));
         !s.ok()) {
       return Prefixed(where, s);
     }
@@ -156,7 +155,7 @@ absl::Status ProtectSegments(const ElfObject& obj, int key,
   return absl::OkStatus();
 }
 
-absl::Status ProtectRelro(const ElfObject& obj, int key,
+absl::Status ProtectRelro(const ElfObject& obj, CompartmentHeap& heap,
                           absl::string_view where) {
   for (const Elf64_Phdr& ph : obj.phdrs) {
     if (ph.p_type != PT_GNU_RELRO) continue;
@@ -164,8 +163,7 @@ absl::Status ProtectRelro(const ElfObject& obj, int key,
     const uintptr_t start = obj.base + PageDown(ph.p_vaddr);
     const uintptr_t end = PageDown(obj.base + ph.p_vaddr + ph.p_memsz);
     if (end > start) {
-      if (absl::Status s = TagPages(reinterpret_cast<void*>(start),
-                                    end - start, PROT_READ, key);
+      if (absl::Status s = heap.TagImage(start, end - start, PROT_READ);
           !s.ok()) {
         return Prefixed(where, s);
       }

@@ -18,6 +18,8 @@
 
 namespace mpkbox::internal {
 
+class CompartmentHeap;
+
 // What the program headers ask for.
 struct SegmentPlan {
   std::vector<LoadSegment> loads;  // in program-header order, into the file
@@ -41,14 +43,15 @@ absl::StatusOr<SegmentPlan> PlanSegments(const ElfFile& elf,
 
 // Maps `loads` at `base` read-write on `key` and copies their bytes in.
 absl::Status MapSegments(const std::vector<LoadSegment>& loads,
-                         uintptr_t base, int key, absl::string_view where);
+                         uintptr_t base, CompartmentHeap& heap,
+                         absl::string_view where);
 
 // The protections the program headers ask for (code runs from here on:
 // IFUNC resolvers, then constructors).
-absl::Status ProtectSegments(const ElfObject& obj, int key,
+absl::Status ProtectSegments(const ElfObject& obj, CompartmentHeap& heap,
                              absl::string_view where);
 // RELRO read-only, once every relocation is written.
-absl::Status ProtectRelro(const ElfObject& obj, int key,
+absl::Status ProtectRelro(const ElfObject& obj, CompartmentHeap& heap,
                           absl::string_view where);
 
 }  // namespace mpkbox::internal

@@ -5,6 +5,7 @@
 #ifndef MPKBOX_INTERNAL_FAST_PATH_H_
 #define MPKBOX_INTERNAL_FAST_PATH_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -30,7 +31,7 @@ inline constexpr uint64_t kMaxCallDepth = 61;
 // The per-thread table of HeapCache pointers ends where the SelectorPage
 // starts; a HeapCache's counts of frees waiting for the runtime's check
 // (the buffer's and the magazines' hot regions, one 64-bit word).
-inline constexpr size_t kFastHeapCacheTableBytes = 8192;
+inline constexpr size_t kFastHeapCacheTableBytes = 32768;
 inline constexpr size_t kFastFreesCount = 62144;
 
 }  // namespace mpkbox::internal
@@ -74,19 +75,35 @@ MPKBOX_FAST_INLINE CallContext* ContextOf(ThreadBlock* tb, size_t slot) {
                                         slot * kFastContextBytes);
 }
 
-// The fast path enters only a thread that is set up for `slot` at the
-// compartment's current generation, not too deep, with current guards.
-MPKBOX_FAST_INLINE bool NeedsSlowPath(ThreadBlock* tb, size_t slot, uint64_t generation) {
-  return tb == nullptr ||
-         FastWord(ContextOf(tb, slot), kFastContextGeneration) != generation ||
-         FastWord(tb, kFastDepth) > kMaxCallDepth ||
-         FastWord(tb, kFastGuardEpoch) != mpkbox_guard_epoch;
-}
-
 // Names the gate's target: the context to enter and the function to call.
 MPKBOX_FAST_INLINE void SetPendingCall(ThreadBlock* tb, size_t slot, uintptr_t fn) {
   FastWord<CallContext*>(tb, kFastPendingCtx) = ContextOf(tb, slot);
   FastWord<uintptr_t>(tb, kFastPendingFn) = fn;
+}
+
+// The fast path enters only a thread that is set up for `slot` at the
+// compartment's current generation, not too deep, with current guards.
+// It names its target first: the key cache bumps a compartment's generation
+// before it looks for threads entering it (with a process-wide barrier in
+// between, slot_registry.cc), so a thread that still read the old
+// generation is one the cache sees, and whose key it leaves alone.
+MPKBOX_FAST_INLINE bool NeedsSlowPath(ThreadBlock* tb, size_t slot,
+                                      uintptr_t fn,
+                                      const std::atomic<uint64_t>& generation) {
+  if (tb == nullptr) return true;
+  SetPendingCall(tb, slot, fn);
+  // Program order is all the cache needs (its barrier does the rest).
+  asm volatile("" ::: "memory");
+  return FastWord(ContextOf(tb, slot), kFastContextGeneration) !=
+             generation.load(std::memory_order_relaxed) ||
+         FastWord(tb, kFastDepth) > kMaxCallDepth ||
+         FastWord(tb, kFastGuardEpoch) != mpkbox_guard_epoch;
+}
+
+// After the gate returned: the thread no longer holds the compartment's key
+// in place (its frames do, while a callback runs).
+MPKBOX_FAST_INLINE void EndPendingCall(ThreadBlock* tb) {
+  FastWord<CallContext*>(tb, kFastPendingCtx) = nullptr;
 }
 
 // Nonzero when the call that just returned did not finish.

@@ -1,0 +1,403 @@
+// Key virtualisation (issue 16 item 1): more live compartments than hardware
+// keys. Each compartment keeps a secret in its heap; another compartment that
+// reads it must fault whether the owner holds a hardware key now or was
+// evicted, and with the eviction's re-tag switched off (a child) the read
+// succeeds. A compartment a thread is in, even blocked in a callback, keeps
+// its key while more threads than keys run compartments.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mpkbox/mpkbox.h"
+#include "runtime/fault_report.h"
+#include "runtime/keys/pku.h"
+#include "runtime/slot_registry.h"
+#include "runtime/testing_switches.h"
+#include "tests/test_util.h"
+
+namespace mpkbox {
+namespace {
+
+using ::mpkbox::testing::MakeBox;
+using ::mpkbox::testing::Value;
+
+// Hardware keys compartments can hold: 16 less key 0, trusted and selector.
+constexpr int kCompartmentKeys = 13;
+
+uint64_t ReadU64(uintptr_t p) {
+  return *reinterpret_cast<volatile uint64_t*>(p);
+}
+uint64_t SecretOf(size_t i) { return 0x5ec7e70000000000 + i * 7919; }
+
+// A compartment with a secret in its own heap.
+struct Holder {
+  std::unique_ptr<Compartment> box;
+  uint64_t* secret = nullptr;
+  uintptr_t address() const { return reinterpret_cast<uintptr_t>(secret); }
+};
+
+Holder MakeHolder(const std::string& name, size_t i) {
+  Holder h;
+  absl::StatusOr<std::unique_ptr<Compartment>> box =
+      Compartment::Create({.name = name});
+  if (!box.ok()) return h;
+  h.box = *std::move(box);
+  absl::StatusOr<void*> p = h.box->Allocate(sizeof(uint64_t));
+  if (!p.ok()) return Holder{};
+  h.secret = static_cast<uint64_t*>(*p);
+  *h.secret = SecretOf(i);
+  return h;
+}
+
+std::vector<Holder> MakeHolders(size_t n, const std::string& prefix) {
+  std::vector<Holder> holders;
+  for (size_t i = 0; i < n; ++i) {
+    holders.push_back(MakeHolder(absl::StrCat(prefix, i), i));
+    EXPECT_NE(holders.back().box, nullptr) << i << " compartments live";
+    if (holders.back().box == nullptr) break;
+  }
+  return holders;
+}
+
+// Every compartment reads its own secret, from `threads` threads at once,
+// each in its own shuffled order.
+void CallEachFromThreads(const std::vector<Holder>& holders, int threads) {
+  std::atomic<int> wrong{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::vector<size_t> order(holders.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::shuffle(order.begin(), order.end(), std::mt19937(t + 1));
+      for (size_t i : order) {
+        absl::StatusOr<Tainted<uint64_t>> r =
+            holders[i].box->Call(&ReadU64, holders[i].address());
+        if (!r.ok()) {
+          if (failed.fetch_add(1) < 3) ADD_FAILURE() << i << ": " << r.status();
+        } else if (r->UnverifiedValue("test") != SecretOf(i)) {
+          wrong.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(failed.load(), 0);
+}
+
+// jemalloc numbers its arenas with 12 bits (MALLOCX_ARENA: 4,095 indices);
+// arena 0, the host's and the ambient one take three, and each compartment
+// heap needs its own.
+constexpr size_t kJemallocArenaLimit = 4095 - 3;
+
+TEST(KeyVirtualisationTest, ThousandsOfCompartmentsEachCalledFromTwoThreads) {
+  const size_t n = kJemallocArenaLimit;
+  std::vector<Holder> holders = MakeHolders(n, "kv");
+  ASSERT_EQ(holders.size(), n);
+  // The next one is refused by jemalloc, not by the key cache.
+  absl::StatusOr<std::unique_ptr<Compartment>> extra =
+      Compartment::Create({.name = "one-too-many"});
+  ASSERT_FALSE(extra.ok());
+  EXPECT_EQ(extra.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(extra.status().message()),
+              ::testing::HasSubstr("arena"));
+  const internal::KeyCacheStats before = internal::GetKeyCacheStats();
+  CallEachFromThreads(holders, 2);
+  const internal::KeyCacheStats after = internal::GetKeyCacheStats();
+  EXPECT_GE(after.evictions - before.evictions, 2 * n - 2 * kCompartmentKeys);
+  int resident = 0;
+  for (const Holder& h : holders) resident += h.box->pkey() >= 0 ? 1 : 0;
+  EXPECT_LE(resident, kCompartmentKeys);
+}
+
+// The attacker reads the victim's secret; a contained SEGV_PKUERR whose
+// report names the victim.
+void ExpectReadStopped(Compartment* attacker, const Holder& victim,
+                       const std::string& owner_text) {
+  absl::StatusOr<Tainted<uint64_t>> r =
+      attacker->Call(&ReadU64, victim.address());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+  const FaultReport* f = attacker->last_fault();
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->signal, SIGSEGV);
+  EXPECT_EQ(f->code, SEGV_PKUERR) << f->what;
+  EXPECT_EQ(f->address, victim.address());
+  EXPECT_THAT(f->key_owner, ::testing::HasSubstr(owner_text)) << f->what;
+  ASSERT_TRUE(attacker->Reset().ok());
+  EXPECT_EQ(*victim.secret, SecretOf(0));  // untouched
+}
+
+// Makes every compartment key in use by `others` (called after `first`), so
+// that `first` is the least recently used.
+void CallAll(std::vector<Holder>& others) {
+  for (size_t i = 0; i < others.size(); ++i) {
+    EXPECT_EQ(Value(others[i].box->Call(&ReadU64, others[i].address())),
+              SecretOf(i));
+  }
+}
+
+TEST(KeyVirtualisationTest, ReadingAResidentCompartmentFaults) {
+  Holder victim = MakeHolder("victim", 0);
+  std::vector<Holder> others = MakeHolders(2 * kCompartmentKeys, "other");
+  CallAll(others);  // every key changes hands
+  auto attacker = MakeBox({.name = "attacker"});
+  ASSERT_TRUE(attacker->Call(+[] {}).ok());
+  EXPECT_EQ(Value(victim.box->Call(&ReadU64, victim.address())), SecretOf(0));
+  const int key = victim.box->pkey();
+  ASSERT_GE(key, 0);
+  ASSERT_GE(attacker->pkey(), 0);
+  EXPECT_NE(key, attacker->pkey());
+  ExpectReadStopped(attacker.get(), victim, "compartment 'victim'");
+  EXPECT_EQ(victim.box->pkey(), key);  // the attacker's miss took another
+}
+
+TEST(KeyVirtualisationTest, ReadingAnEvictedCompartmentFaults) {
+  Holder victim = MakeHolder("victim", 0);
+  EXPECT_EQ(Value(victim.box->Call(&ReadU64, victim.address())), SecretOf(0));
+  std::vector<Holder> others = MakeHolders(2 * kCompartmentKeys, "other");
+  CallAll(others);
+  ASSERT_EQ(victim.box->pkey(), -1);  // evicted: its memory waits
+  auto attacker = MakeBox({.name = "attacker"});
+  ExpectReadStopped(attacker.get(), victim,
+                    "compartment 'victim', which holds no hardware key now");
+  // The victim comes back with its memory and whatever key is free.
+  EXPECT_EQ(Value(victim.box->Call(&ReadU64, victim.address())), SecretOf(0));
+  EXPECT_GE(victim.box->pkey(), 0);
+  // A re-tagged victim is still named by the report, under its new key.
+  ExpectReadStopped(attacker.get(), victim, "compartment 'victim'");
+  EXPECT_EQ(attacker->last_fault(), nullptr);  // Reset in ExpectReadStopped
+}
+
+// The victim is the least recently used when the attacker misses, so the
+// attacker gets the victim's key. With the eviction's re-tag off the
+// victim's pages keep that key, and the attacker reads its secret.
+uint64_t AttackerTakesTheVictimsKey(bool* same_key) {
+  Holder victim = MakeHolder("victim", 0);
+  if (!victim.box->Call(&ReadU64, victim.address()).ok()) return 0;
+  const int victim_key = victim.box->pkey();
+  // Fill every other key (the victim stays the oldest).
+  std::vector<Holder> others = MakeHolders(kCompartmentKeys - 1, "other");
+  for (Holder& h : others) {
+    if (!h.box->Call(&ReadU64, h.address()).ok()) return 0;
+  }
+  absl::StatusOr<std::unique_ptr<Compartment>> attacker =
+      Compartment::Create({.name = "attacker"});
+  if (!attacker.ok() || !(*attacker)->Call(+[] {}).ok()) return 0;
+  *same_key = (*attacker)->pkey() == victim_key && victim.box->pkey() == -1;
+  absl::StatusOr<Tainted<uint64_t>> r =
+      (*attacker)->Call(&ReadU64, victim.address());
+  return r.ok() ? r->UnverifiedValue("test") : 0;
+}
+
+TEST(KeyVirtualisationTest, EvictionRetagIsWhatStopsTheRead) {
+  bool same_key = false;
+  EXPECT_EQ(AttackerTakesTheVictimsKey(&same_key), 0u);
+  EXPECT_TRUE(same_key);
+}
+
+TEST(KeyVirtualisationDeathTest, WithoutTheRetagTheNextHolderReadsTheSecret) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        internal::SkipEvictionRetagForTesting();
+        bool same_key = false;
+        const uint64_t read = AttackerTakesTheVictimsKey(&same_key);
+        _exit(!same_key ? 2 : read == SecretOf(0) ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// Blocks the calling compartment's thread until released.
+absl::Notification* g_entered = nullptr;
+absl::Notification* g_release = nullptr;
+void BlockInHost() {
+  g_entered->Notify();
+  g_release->WaitForNotification();
+}
+
+// Reads the secret, blocks in a callback, then reads and writes it again:
+// the key must still be the compartment's when the callback returns.
+uint64_t ReadBlockWrite(uintptr_t secret, void (*block)()) {
+  volatile uint64_t* p = reinterpret_cast<volatile uint64_t*>(secret);
+  const uint64_t before = *p;
+  block();
+  *p = before + 1;
+  return *p;
+}
+
+TEST(KeyVirtualisationTest, ACompartmentInACallbackIsNeverEvicted) {
+  absl::Notification entered, release;
+  g_entered = &entered;
+  g_release = &release;
+  Holder held = MakeHolder("held", 0);
+  auto cb = held.box->RegisterCallback(&BlockInHost);
+  ASSERT_TRUE(cb.ok()) << cb.status();
+  std::vector<Holder> others = MakeHolders(4 * kCompartmentKeys, "busy");
+  absl::StatusOr<Tainted<uint64_t>> blocked_result;
+  std::thread blocked([&] {
+    blocked_result =
+        held.box->Call(&ReadBlockWrite, held.address(), cb->get());
+  });
+  entered.WaitForNotification();
+  const int key = held.box->pkey();
+  ASSERT_GE(key, 0);
+  // More threads than keys, each calling compartments in a random order.
+  const internal::KeyCacheStats before = internal::GetKeyCacheStats();
+  constexpr int kThreads = kCompartmentKeys + 3;
+  std::atomic<int> failed{0};
+  std::atomic<bool> key_moved{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(t + 7);
+      for (int k = 0; k < 150; ++k) {
+        const size_t i = rng() % others.size();
+        absl::StatusOr<Tainted<uint64_t>> r =
+            others[i].box->Call(&ReadU64, others[i].address());
+        if (!r.ok() || r->UnverifiedValue("test") != SecretOf(i)) {
+          if (failed.fetch_add(1) < 3) {
+            ADD_FAILURE() << i << ": " << r.status();
+          }
+        }
+        if (held.box->pkey() != key) key_moved = true;
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  const internal::KeyCacheStats after = internal::GetKeyCacheStats();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_FALSE(key_moved.load());
+  EXPECT_GT(after.evictions, before.evictions);
+  release.Notify();
+  blocked.join();
+  EXPECT_EQ(Value(blocked_result), SecretOf(0) + 1);
+  EXPECT_EQ(*held.secret, SecretOf(0) + 1);
+}
+
+// Just more compartments than keys, called from several threads: most
+// calls are fast-path hits while other threads evict. A thread that passed
+// the generation check with a key the cache then gave away would read its
+// own secret with the wrong PKRU and fault.
+TEST(KeyVirtualisationTest, EvictionsRacingFastPathCallsNeverBreakACall) {
+  std::vector<Holder> holders = MakeHolders(kCompartmentKeys + 2, "race");
+  ASSERT_EQ(holders.size(), kCompartmentKeys + 2u);
+  const internal::KeyCacheStats before = internal::GetKeyCacheStats();
+  std::atomic<int> failed{0};
+  std::vector<std::thread> workers;
+  // More threads than CPUs: some are preempted halfway into the gate.
+  for (int t = 0; t < 16; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(t + 11);
+      for (int k = 0; k < 1000; ++k) {
+        // Mostly a thread's own few compartments (hits), sometimes any.
+        const size_t i = rng() % 8 == 0 ? rng() % holders.size()
+                                        : (t * 3 + rng() % 3) % holders.size();
+        absl::StatusOr<Tainted<uint64_t>> r =
+            holders[i].box->Call(&ReadU64, holders[i].address());
+        if (!r.ok() || r->UnverifiedValue("test") != SecretOf(i)) {
+          if (failed.fetch_add(1) < 3) ADD_FAILURE() << i << ": " << r.status();
+        }
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GT(internal::GetKeyCacheStats().evictions, before.evictions);
+}
+
+struct Record {
+  int key;
+  int seq;
+};
+
+// "start-end perms" of every mapping in the top GiB of the 4 GiB window
+// holding `p`: the compartment's loaded images.
+std::vector<std::string> ImageMappings(uintptr_t p) {
+  const uintptr_t window = p & ~((uintptr_t{1} << 32) - 1);
+  const uintptr_t lo = window + (uintptr_t{3} << 30);
+  const uintptr_t hi = window + (uintptr_t{4} << 30);
+  std::vector<std::string> out;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    uintptr_t start = 0;
+    std::istringstream(line) >> std::hex >> start;
+    if (start >= lo && start < hi) {
+      out.push_back(line.substr(0, line.find(' ', line.find(' ') + 1)));
+    }
+  }
+  return out;
+}
+
+// Loaded code's pages (code, read-only data, RELRO, data) leave the key
+// with the rest of its memory and come back with the same protections.
+TEST(KeyVirtualisationTest, LoadedImagesMoveWithTheirProtections) {
+  auto box = MakeBox({.name = "loaded"});
+  ASSERT_TRUE(box->Load(SORT_PLUGIN).ok());
+  auto sort = box->Lookup<void(Record*, size_t)>("sort_records");
+  ASSERT_TRUE(sort.ok()) << sort.status();
+  const uintptr_t code = reinterpret_cast<uintptr_t>(*sort);
+  Record* r = ::mpkbox::testing::Buffer<Record>(box.get(), 100);
+  auto sorted = [&] {
+    for (int i = 0; i < 100; ++i) r[i] = {100 - i, i};
+    if (!box->Call(*sort, r, size_t{100}).ok()) return false;
+    for (int i = 1; i < 100; ++i) {
+      if (r[i - 1].key > r[i].key) return false;
+    }
+    return true;
+  };
+  ASSERT_TRUE(sorted());
+  const std::vector<std::string> before = ImageMappings(code);
+  ASSERT_GE(before.size(), 2u);
+  EXPECT_EQ(internal::PkeyOfAddress(code), box->pkey());
+  std::vector<Holder> others = MakeHolders(2 * kCompartmentKeys, "other");
+  CallAll(others);
+  ASSERT_EQ(box->pkey(), -1);
+  EXPECT_EQ(internal::PkeyOfAddress(code), internal::Keys().trusted);
+  EXPECT_EQ(ImageMappings(code), before);
+  ASSERT_TRUE(sorted());
+  EXPECT_GE(box->pkey(), 0);
+  EXPECT_EQ(internal::PkeyOfAddress(code), box->pkey());
+  EXPECT_EQ(ImageMappings(code), before);
+}
+
+TEST(KeyVirtualisationTest, ResetAndDestroyOfAnEvictedCompartment) {
+  Holder victim = MakeHolder("victim", 0);
+  ASSERT_TRUE(victim.box->Call(&ReadU64, victim.address()).ok());
+  std::vector<Holder> others = MakeHolders(2 * kCompartmentKeys, "other");
+  CallAll(others);
+  ASSERT_EQ(victim.box->pkey(), -1);
+  ASSERT_TRUE(victim.box->Reset().ok());
+  // Nothing of the old heap survives: its pages read zero.
+  EXPECT_EQ(Value(victim.box->Call(&ReadU64, victim.address())), 0u);
+  absl::StatusOr<void*> p = victim.box->Allocate(sizeof(uint64_t));
+  ASSERT_TRUE(p.ok()) << p.status();
+  *static_cast<uint64_t*>(*p) = 77;
+  EXPECT_EQ(Value(victim.box->Call(&ReadU64, reinterpret_cast<uintptr_t>(*p))),
+            77u);
+  CallAll(others);  // evicted again
+  ASSERT_EQ(victim.box->pkey(), -1);
+  victim.box.reset();
+  // Its slot and window serve the next compartment; every key still works.
+  Holder next = MakeHolder("next", 0);
+  EXPECT_EQ(Value(next.box->Call(&ReadU64, next.address())), SecretOf(0));
+  CallAll(others);
+}
+
+}  // namespace
+}  // namespace mpkbox
