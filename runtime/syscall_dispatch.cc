@@ -38,17 +38,6 @@ thread_local uint64_t t_emulated = 0;
 
 using Action = SyscallAction;
 
-// [p, p + n) lies in the compartment's memory on this thread: its stack or
-// its heap. (Lock-free: this runs in a signal handler.)
-bool InOwnMemory(const CallContext& ctx, uint64_t p, uint64_t n) {
-  const uint64_t lo = ctx.stack_base + MPKBOX_PAGE_SIZE;  // past the guard
-  const uint64_t hi = ctx.stack_base + ctx.stack_size;
-  if (p >= lo && p <= hi && n <= hi - p) return true;
-  const CompartmentHeap* heap = HeapOfSlot(SlotOfDomain(ctx.domain));
-  return heap != nullptr && heap->domain() == ctx.domain &&
-         heap->Contains(p, n);
-}
-
 long RawSyscall(long nr, uint64_t a0 = 0, uint64_t a1 = 0, uint64_t a2 = 0,
                 uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0) {
   long r = syscall(nr, a0, a1, a2, a3, a4, a5);
@@ -169,6 +158,15 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
 }
 
 }  // namespace
+
+bool InOwnMemory(const CallContext& ctx, uint64_t p, uint64_t n) {
+  const uint64_t lo = ctx.stack_base + MPKBOX_PAGE_SIZE;  // past the guard
+  const uint64_t hi = ctx.stack_base + ctx.stack_size;
+  if (p >= lo && p <= hi && n <= hi - p) return true;
+  const CompartmentHeap* heap = HeapOfSlot(SlotOfDomain(ctx.domain));
+  return heap != nullptr && heap->domain() == ctx.domain &&
+         heap->Contains(p, n);
+}
 
 absl::Status ArmSyscallDispatch(SelectorPage* sel) {
   if (MPKBOX_SWITCHED_OFF(skip_syscall_dispatch)) return absl::OkStatus();

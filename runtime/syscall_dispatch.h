@@ -31,6 +31,10 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
 bool JudgeSyscall(ThreadBlock* tb, const CallContext& ctx, long nr,
                   const uint64_t args[6], uintptr_t ip, long* result);
 
+// [p, p + n) lies in the compartment's memory on this thread: its stack or
+// its heap. Lock-free: it runs in a signal handler.
+bool InOwnMemory(const CallContext& ctx, uint64_t p, uint64_t n);
+
 // Syscalls emulated on this thread so far (tests and benchmarks).
 uint64_t EmulatedSyscalls();
 

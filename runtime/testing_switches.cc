@@ -36,4 +36,8 @@ void SkipDispositionCheckForTesting() {
   g_testing_switches.skip_disposition_check.store(true);
 }
 
+void SkipStdioMemoryCheckForTesting() {
+  g_testing_switches.skip_stdio_memory_check.store(true);
+}
+
 }  // namespace mpkbox::internal

@@ -19,6 +19,7 @@ struct TestingSwitches {
   std::atomic<bool> skip_fs_repair{false};
   std::atomic<bool> skip_sealing{false};
   std::atomic<bool> skip_disposition_check{false};
+  std::atomic<bool> skip_stdio_memory_check{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -42,6 +43,8 @@ void SkipFsRepairForTesting();
 void SkipSealingForTesting();
 // Handlers installed with a raw rt_sigaction are never looked for.
 void SkipDispositionCheckForTesting();
+// The stdio sink takes loaded code's bytes from any address.
+void SkipStdioMemoryCheckForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 // Puts the host's stacks and data back on key 0 (readable to compartments)

@@ -7,6 +7,7 @@
 
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -17,6 +18,7 @@ namespace mpkbox {
 namespace {
 
 using ::mpkbox::testing::Buffer;
+using ::mpkbox::testing::CollectingOutput;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
@@ -76,21 +78,20 @@ TEST(LoaderCppTest, ThreadsThrowAndCatchAtOnce) {
 
 // An exception nobody inside catches: the compartment's unwinder finds no
 // frame description beyond its own objects, so std::terminate runs inside;
-// its verbose handler writes to stderr, a refused import until issue 15
-// gives loaded code stdio (then it aborts inside: kAborted). Either way a
-// contained fault; after Reset the plugin works again.
+// its verbose handler's message reaches the compartment's stdio sink, then
+// abort() ends the call as a contained fault. After Reset the plugin works
+// again.
 TEST(LoaderCppTest, EscapingExceptionIsAContainedFault) {
-  auto box = MakeBox({.name = "cpp-escape"});
+  std::vector<std::string> lines;
+  auto box = MakeBox(CollectingOutput("cpp-escape", &lines));
   ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
   auto out = box->Lookup<int(int)>("cpp_throw_out");
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(Value(box->Call(*out, 0)), 0);
   absl::StatusOr<Tainted<int>> r = box->Call(*out, 1);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied)
-      << r.status();
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("'stderr'"));
-  EXPECT_THAT(std::string(r.status().message()),
-              HasSubstr("verbose_terminate_handler"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+  EXPECT_THAT(lines, ::testing::Contains(HasSubstr(
+                         "terminate called after throwing an instance of")));
   ASSERT_TRUE(box->Reset().ok());
   out = box->Lookup<int(int)>("cpp_throw_out");
   ASSERT_TRUE(out.ok());
@@ -130,17 +131,24 @@ TEST(LoaderCppTest, AtexitDestructorsRunInsideAtResetAndDestruction) {
 }
 
 // std::cout is libstdc++'s stdio-backed stream: its set-up (a constructor,
-// std::ios_base::Init) reaches the C library's stdio, host state loaded
-// code may not use until issue 15 gives it stdio of its own. The Load
-// fails in that constructor, naming the import.
-TEST(LoaderCppTest, IostreamsStopAtTheStdioImport) {
-  auto box = MakeBox({.name = "cpp-iostream"});
+// std::ios_base::Init) binds the compartment's own stdout, stderr and stdin
+// (issue 15, stdio), and writes reach the compartment's sink. The same
+// set-up also needs pthread_once (issue 15's threads part): until that is
+// granted the Load stops there, past every stdio import.
+TEST(LoaderCppTest, IostreamsReachTheSink) {
+  std::vector<std::string> lines;
+  auto box = MakeBox(CollectingOutput("cpp-iostream", &lines));
   absl::Status s = box->Load(CPP_IOSTREAM);
-  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
-  EXPECT_THAT(std::string(s.message()), HasSubstr("its constructor failed"));
-  EXPECT_THAT(std::string(s.message()), HasSubstr("ios_base4Init"));
-  EXPECT_THAT(std::string(s.message()),
-              HasSubstr("used 'stdout', an import mpkbox refuses"));
+  if (!s.ok()) {
+    EXPECT_THAT(std::string(s.message()), HasSubstr("'pthread_once'"));
+    EXPECT_THAT(std::string(s.message()),
+                ::testing::Not(HasSubstr("'stdout'")));
+    GTEST_SKIP() << "pthread_once is not granted yet: " << s;
+  }
+  auto print = box->Lookup<int(int)>("cpp_print");
+  ASSERT_TRUE(print.ok());
+  EXPECT_EQ(Value(box->Call(*print, 5)), 5);
+  EXPECT_THAT(lines, ::testing::ElementsAre("x = 5"));
 }
 
 }  // namespace

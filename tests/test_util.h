@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mpkbox/mpkbox.h"
@@ -55,6 +56,18 @@ T* Buffer(Compartment* box, size_t count = 1) {
   EXPECT_TRUE(p.ok()) << p.status();
   if (p.ok()) memset(*p, 0, sizeof(T) * count);
   return p.ok() ? static_cast<T*>(*p) : nullptr;
+}
+
+// Options whose stdio sink appends every line loaded code prints (stdout
+// and stderr) to *lines.
+inline CompartmentOptions CollectingOutput(std::string name,
+                                           std::vector<std::string>* lines) {
+  CompartmentOptions options;
+  options.name = std::move(name);
+  options.stdio_sink = [lines](StdioStream, absl::string_view line) {
+    lines->emplace_back(line);
+  };
+  return options;
 }
 
 // ---- the process, from /proc ------------------------------------------------

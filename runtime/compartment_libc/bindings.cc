@@ -11,6 +11,8 @@ namespace {
 absl::Span<const LibcBinding> (*const kTables[])() = {
     &RuntimeLinkBindings,
     &SyscallBindings,
+    &StdioBindings,
+    &FormatBindings,
 };
 
 const absl::flat_hash_map<std::string, const LibcBinding*>& ByName() {

@@ -23,6 +23,8 @@ struct LibcBinding {
 // Each concern's table, in the file of that concern.
 absl::Span<const LibcBinding> RuntimeLinkBindings();  // runtime_link.cc
 absl::Span<const LibcBinding> SyscallBindings();      // syscalls.cc
+absl::Span<const LibcBinding> StdioBindings();        // stdio_streams.cc
+absl::Span<const LibcBinding> FormatBindings();       // format.cc
 
 // The binding for `name`, or null.
 const LibcBinding* FindLibcBinding(absl::string_view name);

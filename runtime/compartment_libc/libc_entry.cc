@@ -26,6 +26,8 @@ extern "C" uint64_t mpkbox_libc_entry(uint64_t op, uint64_t a0, uint64_t a1,
   switch ((op >> 8) & 0xff) {
     case kLibcSyscalls:
       return LibcSyscallsRequest(caller, op, args);
+    case kLibcStdio:
+      return LibcStdioRequest(caller, op, args);
     default:
       AbandonCallback(tb, FaultKind::kSyscallDenied, op,
                       "an unknown libc request");

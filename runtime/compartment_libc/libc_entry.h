@@ -58,6 +58,8 @@ struct LibcCaller {
 // fault and abandons the callback (AbandonCallback).
 uint64_t LibcSyscallsRequest(const LibcCaller& caller, uint64_t op,
                              const uint64_t a[5]);
+uint64_t LibcStdioRequest(const LibcCaller& caller, uint64_t op,
+                          const uint64_t a[5]);  // stdio_sink.cc
 
 }  // namespace mpkbox::internal
 

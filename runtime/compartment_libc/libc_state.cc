@@ -12,11 +12,14 @@ std::atomic<LibcState*> g_states[kMaxCompartments];
 }  // namespace
 
 LibcState::LibcState(uint64_t domain_in, const CompartmentOptions& options_in)
-    : domain(domain_in), name(options_in.name), options(options_in) {}
+    : domain(domain_in),
+      name(options_in.name),
+      options(options_in),
+      stdio(options_in) {}
 
 LibcState::~LibcState() { Reset(); }
 
-void LibcState::Reset() {}
+void LibcState::Reset() { stdio.Flush(); }
 
 void SetLibcStateOfSlot(size_t slot, LibcState* state) {
   g_states[slot].store(state, std::memory_order_release);

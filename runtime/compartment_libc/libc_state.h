@@ -11,6 +11,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "mpkbox/compartment_options.h"
+#include "runtime/compartment_libc/stdio.h"
 
 namespace mpkbox::internal {
 
@@ -26,6 +27,7 @@ struct LibcState {
   const std::string name;
   const CompartmentOptions& options;  // the Compartment's; outlives this
   absl::Mutex mu;
+  StdioSink stdio;  // its stdout and stderr (stdio_sink.cc)
 };
 
 // The state of the compartment in `slot`, or null between compartments.

@@ -13,6 +13,7 @@
 #include "runtime/compartment_libc/bindings.h"
 #include "runtime/compartment_libc/compartment_libc.h"
 #include "runtime/compartment_libc/libc_entry.h"
+#include "runtime/compartment_libc/syscalls.h"
 #include "runtime/syscall_dispatch.h"
 
 namespace mpkbox::internal {
@@ -32,11 +33,7 @@ long Result(long r) {
 
 long Syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0,
              long e = 0) {
-  const uint64_t op = LibcOp(kLibcSyscalls, kSyscall, static_cast<uint32_t>(nr));
-  return Result(static_cast<long>(EnterLibc(
-      op, static_cast<uint64_t>(a), static_cast<uint64_t>(b),
-      static_cast<uint64_t>(c), static_cast<uint64_t>(d),
-      static_cast<uint64_t>(e))));
+  return CompartmentSyscall(nr, a, b, c, d, e);
 }
 
 // A syscall argument, as syscall(2) takes it.
@@ -80,6 +77,14 @@ constexpr char kJudged[] =
     "would be (pointers must be its memory; what is written is copied)";
 
 }  // namespace
+
+long CompartmentSyscall(long nr, long a, long b, long c, long d, long e) {
+  const uint64_t op = LibcOp(kLibcSyscalls, kSyscall, static_cast<uint32_t>(nr));
+  return Result(static_cast<long>(EnterLibc(
+      op, static_cast<uint64_t>(a), static_cast<uint64_t>(b),
+      static_cast<uint64_t>(c), static_cast<uint64_t>(d),
+      static_cast<uint64_t>(e))));
+}
 
 absl::Span<const LibcBinding> SyscallBindings() {
   static const LibcBinding kBindings[] = {
