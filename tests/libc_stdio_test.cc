@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+// After <stdio.h>: it uses FILE without including it.
 #include <jpeglib.h>
 
 #include <climits>
@@ -118,9 +119,8 @@ TEST(LibcStdioTest, LongLinesComeInPieces) {
   Lines lines;
   auto box = MakeBox(Collecting("stdio-long", &lines));
   ASSERT_TRUE(box->Load(STDIO_PLUGIN).ok());
-  auto fwrite_from =
-      Inside<unsigned long(unsigned long, unsigned long)>(box.get(),
-                                                          "fwrite_from");
+  auto fwrite_from = Inside<unsigned long(unsigned long, unsigned long)>(
+      box.get(), "fwrite_from");
   char* text = Buffer<char>(box.get(), 10000);
   memset(text, 'y', 10000);
   EXPECT_EQ(Value(box->Call(fwrite_from, reinterpret_cast<unsigned long>(text),
@@ -144,9 +144,8 @@ TEST(LibcStdioTest, FwriteOfHostMemoryIsRefused) {
   Lines lines;
   auto box = MakeBox(Collecting("stdio-host-buffer", &lines));
   ASSERT_TRUE(box->Load(STDIO_PLUGIN).ok());
-  auto fwrite_from =
-      Inside<unsigned long(unsigned long, unsigned long)>(box.get(),
-                                                          "fwrite_from");
+  auto fwrite_from = Inside<unsigned long(unsigned long, unsigned long)>(
+      box.get(), "fwrite_from");
   const std::string before = host_secret;
   absl::StatusOr<Tainted<unsigned long>> r = box->Call(
       fwrite_from, reinterpret_cast<unsigned long>(host_secret), 30ul);
@@ -154,7 +153,8 @@ TEST(LibcStdioTest, FwriteOfHostMemoryIsRefused) {
       << r.status();
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("not the compartment's own"));
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("stdio-host-buffer"));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("stdio-host-buffer"));
   EXPECT_THAT(lines, IsEmpty());
   EXPECT_EQ(std::string(host_secret), before);
   ASSERT_TRUE(box->Reset().ok());
@@ -170,8 +170,8 @@ TEST(LibcStdioTest, FwriteOfHostMemoryIsRefused) {
         auto f = Inside<unsigned long(unsigned long, unsigned long)>(
             child.get(), "fwrite_from");
         const bool ok =
-            child->Call(f, reinterpret_cast<unsigned long>(host_secret),
-                        30ul).ok();
+            child->Call(f, reinterpret_cast<unsigned long>(host_secret), 30ul)
+                .ok();
         child.reset();  // the partial line goes to the host's stderr
         _exit(ok ? 0 : 3);
       },
@@ -306,8 +306,8 @@ TEST(LibcStdioTest, LibjpegWarningReachesTheSink) {
   jpeg.insert(jpeg.begin() + 2, {0x12, 0x34});  // after SOI
   auto* d = Buffer<jpeg_decompress_struct>(b);
   auto* derr = Buffer<jpeg_error_mgr>(b);
-  d->err = Value(b->Call(Inside<decltype(jpeg_std_error)>(b, "jpeg_std_error"),
-                         derr));
+  d->err = Value(
+      b->Call(Inside<decltype(jpeg_std_error)>(b, "jpeg_std_error"), derr));
   ASSERT_TRUE(b->Call(Inside<decltype(jpeg_CreateDecompress)>(
                           b, "jpeg_CreateDecompress"),
                       d, JPEG_LIB_VERSION, sizeof(jpeg_decompress_struct))
@@ -318,10 +318,10 @@ TEST(LibcStdioTest, LibjpegWarningReachesTheSink) {
                       static_cast<const unsigned char*>(src),
                       static_cast<unsigned long>(jpeg.size()))
                   .ok());
-  EXPECT_EQ(Value(b->Call(
-                Inside<decltype(jpeg_read_header)>(b, "jpeg_read_header"), d,
-                TRUE)),
-            JPEG_HEADER_OK);
+  EXPECT_EQ(
+      Value(b->Call(Inside<decltype(jpeg_read_header)>(b, "jpeg_read_header"),
+                    d, TRUE)),
+      JPEG_HEADER_OK);
   EXPECT_THAT(Of(lines, StdioStream::kStderr),
               ElementsAre(HasSubstr("2 extraneous bytes before marker")));
   EXPECT_EQ(d->err->num_warnings, 1);

@@ -133,17 +133,22 @@ TEST(LoaderCppTest, AtexitDestructorsRunInsideAtResetAndDestruction) {
 // std::cout is libstdc++'s stdio-backed stream: its set-up (a constructor,
 // std::ios_base::Init) binds the compartment's own stdout, stderr and stdin
 // (issue 15, stdio), and writes reach the compartment's sink. The same
-// set-up also needs pthread_once (issue 15's threads part): until that is
-// granted the Load stops there, past every stdio import.
+// set-up also needs pthread_once and the C locale (issue 15's threads and
+// locale parts): until those are granted the Load stops at one of their
+// imports, past every stdio one. (Merged with both, this test was seen
+// passing: "x = 5" reached the sink.)
 TEST(LoaderCppTest, IostreamsReachTheSink) {
   std::vector<std::string> lines;
   auto box = MakeBox(CollectingOutput("cpp-iostream", &lines));
   absl::Status s = box->Load(CPP_IOSTREAM);
   if (!s.ok()) {
-    EXPECT_THAT(std::string(s.message()), HasSubstr("'pthread_once'"));
     EXPECT_THAT(std::string(s.message()),
-                ::testing::Not(HasSubstr("'stdout'")));
-    GTEST_SKIP() << "pthread_once is not granted yet: " << s;
+                HasSubstr("an import mpkbox refuses"));
+    for (const char* stdio : {"'stdout'", "'stderr'", "'stdin'", "'fwrite'",
+                              "'putc'", "'fflush'", "'getc'", "'gettext'"}) {
+      EXPECT_THAT(std::string(s.message()), ::testing::Not(HasSubstr(stdio)));
+    }
+    GTEST_SKIP() << "another part's import is not granted yet: " << s;
   }
   auto print = box->Lookup<int(int)>("cpp_print");
   ASSERT_TRUE(print.ok());

@@ -215,6 +215,36 @@ int Atoi(const char* s) {
 }
 long long Atoll(const char* s) { return StrToSigned<false>(s, nullptr, 10); }
 
+// ---- messages ---------------------------------------------------------------
+
+// No message catalogs inside (glibc's gettext takes a lock in key-0
+// memory): every message is its untranslated self, as in the C locale.
+char* Gettext(const char* message) { return const_cast<char*>(message); }
+char* Dgettext(const char*, const char* message) {
+  return const_cast<char*>(message);
+}
+char* Dcgettext(const char*, const char* message, int) {
+  return const_cast<char*>(message);
+}
+char* Ngettext(const char* one, const char* many, unsigned long n) {
+  return const_cast<char*>(n == 1 ? one : many);
+}
+char* Dngettext(const char*, const char* one, const char* many,
+                unsigned long n) {
+  return Ngettext(one, many, n);
+}
+char* Dcngettext(const char*, const char* one, const char* many,
+                 unsigned long n, int) {
+  return Ngettext(one, many, n);
+}
+// The domain or directory asked for, as if set (nothing is looked up).
+char* Textdomain(const char* domain) {
+  return const_cast<char*>(domain != nullptr ? domain : "messages");
+}
+char* Bindtextdomain(const char*, const char* dir) {
+  return const_cast<char*>(dir);
+}
+
 void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
 
 constexpr char kHeap[] =
@@ -223,6 +253,9 @@ constexpr char kHeap[] =
 constexpr char kScan[] =
     "reads its string, writes only what the format names (scan.cc); errno "
     "goes to the compartment's slot";
+constexpr char kMessages[] =
+    "returns one of its arguments: no catalogs inside, every message "
+    "untranslated";
 constexpr char kParse[] =
     "parses its argument; errno goes to the compartment's slot";
 
@@ -272,6 +305,16 @@ absl::Span<const LibcBinding> FormatBindings() {
       {"strtod", F(&StrToFloat<double>), kParse},
       {"strtof", F(&StrToFloat<float>), kParse},
       {"atof", F(&Atof), kParse},
+      {"gettext", F(&Gettext), kMessages},
+      {"dgettext", F(&Dgettext), kMessages},
+      {"dcgettext", F(&Dcgettext), kMessages},
+      {"__dcgettext", F(&Dcgettext), kMessages},
+      {"ngettext", F(&Ngettext), kMessages},
+      {"dngettext", F(&Dngettext), kMessages},
+      {"dcngettext", F(&Dcngettext), kMessages},
+      {"textdomain", F(&Textdomain), kMessages},
+      {"bindtextdomain", F(&Bindtextdomain), kMessages},
+      {"bind_textdomain_codeset", F(&Bindtextdomain), kMessages},
       {"atoi", F(&Atoi), kParse},
       {"atol", F(&Atoll), kParse},
       {"atoll", F(&Atoll), kParse},

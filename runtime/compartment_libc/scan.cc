@@ -3,6 +3,8 @@
 // descriptor (key 0), and its number conversions write errno in TLS; this
 // one reads the string and writes only what the format names, with
 // format.cc's strtol and strtod.
+#include "runtime/compartment_libc/scan.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +14,6 @@
 
 #include "runtime/compartment_libc/bindings.h"
 #include "runtime/compartment_libc/compartment_libc.h"
-#include "runtime/compartment_libc/scan.h"
 
 namespace mpkbox::internal {
 namespace {
@@ -23,10 +24,18 @@ enum class Size { kChar, kShort, kInt, kLong, kLongLong, kSizeT, kPtrdiff };
 
 void StoreInt(va_list* ap, Size size, uint64_t v) {
   switch (size) {
-    case Size::kChar: *va_arg(*ap, char*) = static_cast<char>(v); break;
-    case Size::kShort: *va_arg(*ap, short*) = static_cast<short>(v); break;
-    case Size::kInt: *va_arg(*ap, int*) = static_cast<int>(v); break;
-    default: *va_arg(*ap, long*) = static_cast<long>(v); break;
+    case Size::kChar:
+      *va_arg(*ap, char*) = static_cast<char>(v);
+      break;
+    case Size::kShort:
+      *va_arg(*ap, short*) = static_cast<short>(v);
+      break;
+    case Size::kInt:
+      *va_arg(*ap, int*) = static_cast<int>(v);
+      break;
+    default:
+      *va_arg(*ap, long*) = static_cast<long>(v);
+      break;
   }
 }
 
@@ -78,13 +87,20 @@ int CompartmentVsscanf(const char* in, const char* format, va_list args) {
       Size size = Size::kInt;
       bool long_double = false;
       for (;; ++f) {
-        if (*f == 'h') size = size == Size::kShort ? Size::kChar : Size::kShort;
-        else if (*f == 'l') size = size == Size::kLong ? Size::kLongLong : Size::kLong;
-        else if (*f == 'q' || *f == 'j') size = Size::kLongLong;
-        else if (*f == 'z') size = Size::kSizeT;
-        else if (*f == 't') size = Size::kPtrdiff;
-        else if (*f == 'L') long_double = true;
-        else break;
+        if (*f == 'h')
+          size = size == Size::kShort ? Size::kChar : Size::kShort;
+        else if (*f == 'l')
+          size = size == Size::kLong ? Size::kLongLong : Size::kLong;
+        else if (*f == 'q' || *f == 'j')
+          size = Size::kLongLong;
+        else if (*f == 'z')
+          size = Size::kSizeT;
+        else if (*f == 't')
+          size = Size::kPtrdiff;
+        else if (*f == 'L')
+          long_double = true;
+        else
+          break;
       }
       const char conv = *f;
       if (conv == 0) goto done;
@@ -98,7 +114,12 @@ int CompartmentVsscanf(const char* in, const char* format, va_list args) {
       if (*s == 0) goto input_failure;
       if (width == 0) width = conv == 'c' ? 1 : SIZE_MAX;
       switch (conv) {
-        case 'd': case 'i': case 'u': case 'o': case 'x': case 'X':
+        case 'd':
+        case 'i':
+        case 'u':
+        case 'o':
+        case 'x':
+        case 'X':
         case 'p': {
           const int base = conv == 'd' || conv == 'u' ? 10
                            : conv == 'o'              ? 8
@@ -131,22 +152,33 @@ int CompartmentVsscanf(const char* in, const char* format, va_list args) {
           }
           break;
         }
-        case 'e': case 'E': case 'f': case 'F': case 'g': case 'G':
-        case 'a': case 'A': {
+        case 'e':
+        case 'E':
+        case 'f':
+        case 'F':
+        case 'g':
+        case 'G':
+        case 'a':
+        case 'A': {
           double v;
           const size_t n = ParseFloat(s, width, &v);
           if (n == 0) goto done;
           s += n;
           converted = true;
           if (!suppress) {
-            if (long_double) *va_arg(ap, long double*) = v;
-            else if (size == Size::kLong) *va_arg(ap, double*) = v;
-            else *va_arg(ap, float*) = static_cast<float>(v);
+            if (long_double)
+              *va_arg(ap, long double*) = v;
+            else if (size == Size::kLong)
+              *va_arg(ap, double*) = v;
+            else
+              *va_arg(ap, float*) = static_cast<float>(v);
             ++assigned;
           }
           break;
         }
-        case 's': case 'c': case '[': {
+        case 's':
+        case 'c':
+        case '[': {
           bool set[256] = {};
           if (conv == '[') {
             ++f;

@@ -31,9 +31,9 @@ enum StdioRequest : uint64_t {
 };
 
 enum class FileKind : uint32_t {
-  kStdin = 0,   // always at end of file
-  kStdout = 1,  // the sink
-  kStderr = 2,  // the sink
+  kStdin = 0,       // always at end of file
+  kStdout = 1,      // the sink
+  kStderr = 2,      // the sink
   kDescriptor = 3,  // read and write through the syscall wrappers
 };
 
@@ -47,7 +47,7 @@ struct CompartmentFile {
   uint64_t magic;
   CompartmentFile* self;  // with magic: a FILE* loaded code passes is ours
   FileKind kind;
-  int unget;        // a character ungetc pushed back, or -1
+  int unget;              // a character ungetc pushed back, or -1
   unsigned char* buffer;  // read buffer (its heap), kDescriptor only
   uint32_t start, end;    // unread bytes: buffer[start, end)
 };

@@ -24,8 +24,8 @@ absl::Status SetUpStdioPage(uintptr_t page, int key,
   }
   // On the compartment's key before anything is written: fresh mappings
   // are key 0.
-  if (absl::Status s = TagPages(at, kStdioPageBytes, PROT_READ | PROT_WRITE,
-                                key);
+  if (absl::Status s =
+          TagPages(at, kStdioPageBytes, PROT_READ | PROT_WRITE, key);
       !s.ok()) {
     return s;
   }

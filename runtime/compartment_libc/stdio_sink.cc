@@ -31,8 +31,8 @@ constexpr size_t kMaxLine = 4096;
 // the host's terminal (control characters are escaped).
 void WriteToHostStderr(absl::string_view name, StdioStream stream,
                        absl::string_view line) {
-  std::string out = absl::StrCat("[", name,
-                                 stream == StdioStream::kStdout ? "] " : "]! ");
+  std::string out =
+      absl::StrCat("[", name, stream == StdioStream::kStdout ? "] " : "]! ");
   for (unsigned char c : line) {
     if (c == '\t' || (c >= 0x20 && c < 0x7f) || c >= 0x80) {
       out.push_back(static_cast<char>(c));
@@ -42,7 +42,8 @@ void WriteToHostStderr(absl::string_view name, StdioStream stream,
   }
   out.push_back('\n');
   for (size_t done = 0; done < out.size();) {
-    const ssize_t n = write(STDERR_FILENO, out.data() + done, out.size() - done);
+    const ssize_t n =
+        write(STDERR_FILENO, out.data() + done, out.size() - done);
     if (n <= 0) return;
     done += static_cast<size_t>(n);
   }
@@ -86,8 +87,8 @@ void StdioSink::Write(StdioStream stream, absl::string_view bytes) {
   {
     absl::MutexLock lock(&mu_);
     // Another thread may have used the room Admit saw.
-    const size_t room = options_.stdio_budget_bytes - std::min(
-        bytes_, options_.stdio_budget_bytes);
+    const size_t room = options_.stdio_budget_bytes -
+                        std::min(bytes_, options_.stdio_budget_bytes);
     if (bytes.size() > room) {
       dropped_ += bytes.size() - room;
       bytes = bytes.substr(0, room);
@@ -96,9 +97,9 @@ void StdioSink::Write(StdioStream stream, absl::string_view bytes) {
     std::string& partial = partial_[static_cast<int>(stream) - 1];
     while (!bytes.empty()) {
       const size_t nl = bytes.find('\n');
-      const size_t take = std::min(
-          nl == absl::string_view::npos ? bytes.size() : nl,
-          kMaxLine - partial.size());
+      const size_t take =
+          std::min(nl == absl::string_view::npos ? bytes.size() : nl,
+                   kMaxLine - partial.size());
       partial.append(bytes.data(), take);
       bytes.remove_prefix(take);
       const bool newline = !bytes.empty() && bytes.front() == '\n';

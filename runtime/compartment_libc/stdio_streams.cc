@@ -38,7 +38,9 @@ constexpr uint32_t kReadBuffer = 4096;
 
 int& Errno() { return *mpkbox_compartment_errno_location(); }
 
-long L(const void* p) { return static_cast<long>(reinterpret_cast<intptr_t>(p)); }
+long L(const void* p) {
+  return static_cast<long>(reinterpret_cast<intptr_t>(p));
+}
 
 // The FILE* loaded code passed, if it is one of this compartment's streams;
 // otherwise the call ends as a fault (glibc would use whatever it points
@@ -91,9 +93,9 @@ size_t Put(CompartmentFile* f, const void* p, size_t n) {
       const char* bytes = static_cast<const char*>(p);
       size_t done = 0;
       while (done < n) {
-        const long w = CompartmentSyscall(SYS_write, f->file._fileno,
-                                          L(bytes + done),
-                                          static_cast<long>(n - done));
+        const long w =
+            CompartmentSyscall(SYS_write, f->file._fileno, L(bytes + done),
+                               static_cast<long>(n - done));
         if (w < 0 && Errno() == EINTR) continue;
         if (w <= 0) {
           SetFlag(f, kErrSeen);
@@ -183,9 +185,8 @@ int FormatAndPut(const char* format, va_list ap, PutFn put) {
 
 int Vfprintf(FILE* fp, const char* format, va_list ap) {
   CompartmentFile* f = Checked(fp);
-  return FormatAndPut(format, ap, [f](const char* p, size_t n) {
-    return Put(f, p, n);
-  });
+  return FormatAndPut(format, ap,
+                      [f](const char* p, size_t n) { return Put(f, p, n); });
 }
 int Fprintf(FILE* fp, const char* format, ...) {
   va_list ap;
@@ -230,8 +231,8 @@ int PrintfChk(int, const char* format, ...) {
 }
 int Vdprintf(int fd, const char* format, va_list ap) {
   return FormatAndPut(format, ap, [fd](const char* p, size_t n) {
-    const long w = CompartmentSyscall(SYS_write, fd, L(p),
-                                      static_cast<long>(n));
+    const long w =
+        CompartmentSyscall(SYS_write, fd, L(p), static_cast<long>(n));
     return w < 0 ? size_t{0} : static_cast<size_t>(w);
   });
 }
@@ -305,9 +306,9 @@ void Perror(const char* s) {
     message = buf;
   }
   char line[256];
-  const int n = snprintf(line, sizeof(line), "%s%s%s\n",
-                         s != nullptr && *s ? s : "",
-                         s != nullptr && *s ? ": " : "", message);
+  const int n =
+      snprintf(line, sizeof(line), "%s%s%s\n", s != nullptr && *s ? s : "",
+               s != nullptr && *s ? ": " : "", message);
   if (n > 0) {
     ToSink(FileKind::kStderr, line,
            static_cast<size_t>(n) < sizeof(line) ? static_cast<size_t>(n)
@@ -337,9 +338,7 @@ int Ftrylockfile(FILE* fp) {
 int Fileno(FILE* fp) { return Checked(fp)->file._fileno; }
 int Feof(FILE* fp) { return (Checked(fp)->file._flags & kEofSeen) != 0; }
 int Ferror(FILE* fp) { return (Checked(fp)->file._flags & kErrSeen) != 0; }
-void Clearerr(FILE* fp) {
-  Checked(fp)->file._flags &= ~(kEofSeen | kErrSeen);
-}
+void Clearerr(FILE* fp) { Checked(fp)->file._flags &= ~(kEofSeen | kErrSeen); }
 
 // ---- files and input --------------------------------------------------------
 
@@ -347,10 +346,17 @@ void Clearerr(FILE* fp) {
 int ModeFlags(const char* mode) {
   int flags;
   switch (mode[0]) {
-    case 'r': flags = O_RDONLY; break;
-    case 'w': flags = O_WRONLY | O_CREAT | O_TRUNC; break;
-    case 'a': flags = O_WRONLY | O_CREAT | O_APPEND; break;
-    default: return -1;
+    case 'r':
+      flags = O_RDONLY;
+      break;
+    case 'w':
+      flags = O_WRONLY | O_CREAT | O_TRUNC;
+      break;
+    case 'a':
+      flags = O_WRONLY | O_CREAT | O_APPEND;
+      break;
+    default:
+      return -1;
   }
   for (const char* m = mode + 1; *m != 0; ++m) {
     if (*m == '+') flags = (flags & ~O_ACCMODE) | O_RDWR;
@@ -416,8 +422,8 @@ size_t Fread(void* p, size_t size, size_t count, FILE* fp) {
   }
   while (done < total) {
     if (f->start >= f->end && Fill(f) == 0) break;
-    const size_t n = f->end - f->start < total - done ? f->end - f->start
-                                                      : total - done;
+    const size_t n =
+        f->end - f->start < total - done ? f->end - f->start : total - done;
     memcpy(out + done, f->buffer + f->start, n);
     f->start += static_cast<uint32_t>(n);
     done += n;

@@ -4,6 +4,7 @@
    putc_unlocked, which calls __overflow. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <libintl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,11 +123,12 @@ int format_things(char* out, unsigned long size) {
   int sn = sscanf("2.25 -0.125 rest", "%lf %f", &sd, &sf);
   int n = snprintf(out, size,
                    "%s|%d|%d %d %d %s|%ld %d %ld|%ld %d %c|%lu|%lld %d|%ld %d"
-                   "|%d %d|%d|%g %ld %g %g %d %g %d|%d %g %g",
+                   "|%d %d|%d|%g %ld %g %g %d %g %d|%d %g %g|%s %s",
                    a, an, scanned, x, y, word, big, big_errno, big_end, hex,
                    hex_errno, *end, neg, small, small_errno, none, none_errno,
                    bad_base, bad_base_errno, atoi("  -123abc"), d1, d1_end,
-                   d2, huge, huge_errno, tiny, tiny_errno, sn, sd, sf);
+                   d2, huge, huge_errno, tiny, tiny_errno, sn, sd, sf,
+                   gettext("untranslated"), ngettext("one", "many", 2));
   free(a);
   return n;
 }
