@@ -233,7 +233,7 @@ TEST(LibcStdioTest, ForgedFileObjectCannotMakeTheHostWriteElsewhere) {
 
 // fopen goes through the files concern (CompartmentOpen): nothing is
 // granted, so it returns NULL with ENOENT, as libcrypto's configuration
-// load expects.
+// load expects. Streams it cannot have fail with an errno too.
 TEST(LibcStdioTest, FopenFailsCleanlyWithEnoent) {
   auto box = MakeBox({.name = "stdio-fopen"});
   ASSERT_TRUE(box->Load(STDIO_PLUGIN).ok());
@@ -241,6 +241,10 @@ TEST(LibcStdioTest, FopenFailsCleanlyWithEnoent) {
   EXPECT_EQ(Value(box->Call(open)), ENOENT);
   auto read_stdin = Inside<int()>(box.get(), "read_stdin");
   EXPECT_EQ(Value(box->Call(read_stdin)), 7);  // getchar EOF, fgets NULL, feof
+  auto others = Inside<long()>(box.get(), "other_streams");
+  // tmpfile EACCES, freopen EACCES, popen ENOSYS.
+  EXPECT_EQ(Value(box->Call(others)),
+            (long{EACCES} * 1000 + EACCES) * 1000 + ENOSYS);
   EXPECT_EQ(box->last_fault(), nullptr);
 }
 

@@ -400,6 +400,21 @@ FILE* Fdopen(int fd, const char* mode) {
   if (f == nullptr) Errno() = ENOMEM;
   return f;
 }
+// Streams loaded code cannot have: no temporary files, processes or
+// reopened descriptors inside. They fail as the functions may.
+FILE* Tmpfile() {
+  Errno() = EACCES;
+  return nullptr;
+}
+FILE* Freopen(const char*, const char*, FILE* fp) {
+  Checked(fp);
+  Errno() = EACCES;
+  return nullptr;
+}
+FILE* Popen(const char*, const char*) {
+  Errno() = ENOSYS;
+  return nullptr;
+}
 int Fclose(FILE* fp) {
   CompartmentFile* f = Checked(fp);
   if (f->kind != FileKind::kDescriptor) return 0;  // the page's, kept
@@ -605,6 +620,11 @@ absl::Span<const LibcBinding> StdioBindings() {
       {"fopen", F(&Fopen), kOpen},
       {"fopen64", F(&Fopen), kOpen},
       {"fdopen", F(&Fdopen), kStream},
+      {"tmpfile", F(&Tmpfile), "fails with EACCES: no temporary files"},
+      {"tmpfile64", F(&Tmpfile), "fails with EACCES: no temporary files"},
+      {"freopen", F(&Freopen), "fails with EACCES; the stream is unchanged"},
+      {"freopen64", F(&Freopen), "fails with EACCES; the stream is unchanged"},
+      {"popen", F(&Popen), "fails with ENOSYS: no processes inside"},
       {"fclose", F(&Fclose), kStream},
       {"fread", F(&Fread), kStream},
       {"fread_unlocked", F(&Fread), kStream},

@@ -77,6 +77,17 @@ int open_config(void) {
   return errno;
 }
 
+/* Streams it cannot have fail cleanly: each errno, packed. */
+long other_streams(void) {
+  errno = 0;
+  long r = tmpfile() == NULL ? errno : -1;
+  errno = 0;
+  r = r * 1000 + (freopen("/etc/passwd", "r", stdout) == NULL ? errno : -1);
+  errno = 0;
+  r = r * 1000 + (popen("id", "r") == NULL ? errno : -1);
+  return r;
+}
+
 /* Reads stdin: at its end at once. */
 int read_stdin(void) {
   char line[16];
