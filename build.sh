@@ -23,6 +23,7 @@ readonly PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libpng-dev libexpat1-dev nettle-dev libjson-c-dev
   libjpeg62-turbo-dev libxml2-dev libtiff-dev libarchive-dev
+  libsqlite3-dev libwebp-dev libjansson-dev
   python3 gdb
 )
 readonly BUILD_DIR=build

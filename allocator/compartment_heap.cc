@@ -227,6 +227,7 @@ absl::Status CompartmentHeap::Reset() {
   tls_modules_.clear();
   loaded_objects_.clear();
   atexit_ = nullptr;  // went with the arena's allocations
+  thread_keys_ = nullptr;
   return cleared ? absl::OkStatus() : OpenArena();
 }
 

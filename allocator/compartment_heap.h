@@ -188,6 +188,7 @@ class CompartmentHeap {
   std::vector<TlsImage> tls_modules_ ABSL_GUARDED_BY(mu_);  // by id - 1
   std::vector<LoadedObjectInfo> loaded_objects_ ABSL_GUARDED_BY(mu_);
   AtexitList* atexit_ ABSL_GUARDED_BY(mu_) = nullptr;  // in the arena
+  ThreadKeyTable* thread_keys_ ABSL_GUARDED_BY(mu_) = nullptr;  // likewise
 };
 
 // The heap of a compartment slot, or null.

@@ -96,6 +96,27 @@ struct AtexitList {
   } entries[kMaxAtexit];
 };
 
+// Thread keys of loaded code (runtime/compartment_libc/threads.cc), in its
+// memory: the compartment's table of keys, made with the heap like the
+// AtexitList, and each thread's values, made by loaded code's malloc on its
+// first pthread_setspecific. A key's seq is odd while it exists; a value
+// counts only while its seq matches (a deleted and remade key reads null).
+inline constexpr uint32_t kMaxThreadKeys = 1024;  // PTHREAD_KEYS_MAX
+inline constexpr uint32_t kThreadKeysPerBlock = 32;
+struct ThreadKeyTable {
+  uint32_t lock;  // a futex mutex word for create and delete
+  uint32_t pad;
+  uint64_t seq[kMaxThreadKeys];
+  void (*destructor[kMaxThreadKeys])(void*);
+};
+struct ThreadSpecific {
+  struct Entry {
+    uint64_t seq;
+    void* value;
+  };
+  Entry* blocks[kMaxThreadKeys / kThreadKeysPerBlock];  // of 32 entries
+};
+
 template <uint32_t kSlots>
 struct MagazineOf {
   uint32_t count;  // slots[0, count) are ready; malloc pops from the top
@@ -140,6 +161,9 @@ struct HeapCache {
   uint64_t num_objects;
   LoadedObjectInfo objects[kMaxLoadedObjects];
   AtexitList* atexit;  // the compartment's, the same in every thread's cache
+  ThreadKeyTable* thread_keys;  // the compartment's, like atexit
+  ThreadSpecific* thread_specific;  // this thread's key values, or null
+  int32_t thread_id;  // this thread's tid, or 0 until loaded code asks
 };
 
 // Byte offset in a HeapCache of class c's magazine.

@@ -47,6 +47,12 @@ HeapThread* CompartmentHeap::ThreadFor(ThreadBlock* tb, size_t slot) {
                 MALLOCX_ARENA(arena_) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO));
   }
   cache->atexit = atexit_;
+  if (thread_keys_ == nullptr) {  // the same: loaded code keeps it
+    thread_keys_ = static_cast<ThreadKeyTable*>(
+        mallocx(sizeof(ThreadKeyTable),
+                MALLOCX_ARENA(arena_) | MALLOCX_TCACHE_NONE | MALLOCX_ZERO));
+  }
+  cache->thread_keys = thread_keys_;
   threads_.push_back(t);
   tb->heap_threads[slot] = t;
   HeapCacheTable(SelectorOf(tb))[slot] = cache;

@@ -9,12 +9,18 @@
 //   BM_LoadedWrite       one Call of a loaded plugin's loop making the same
 //                        kCalls writes through its `write` import, in a
 //                        compartment whose policy allows write to that fd.
+//   BM_LoadedWriteSigpipeBlocked
+//                        BM_LoadedWrite on a thread that blocks SIGPIPE:
+//                        each write then runs between a block and a restore
+//                        of the mask, with a sigpending (runtime/sigpipe.cc's
+//                        exact path; before issue 15, every write's).
 //   BM_PlainGetrandom, BM_LoadedGetrandom
 //                        the same with getrandom(2) of 16 bytes.
 //
 // Items are syscalls: the loaded one's time per item includes a share
 // (1 / kCalls) of the Call's gate round trip.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -108,6 +114,16 @@ void BM_LoadedWrite(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kCalls);
 }
 BENCHMARK(BM_LoadedWrite);
+
+void BM_LoadedWriteSigpipeBlocked(benchmark::State& state) {
+  sigset_t pipe_only, saved;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &saved);
+  BM_LoadedWrite(state);
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+}
+BENCHMARK(BM_LoadedWriteSigpipeBlocked);
 
 void BM_PlainGetrandom(benchmark::State& state) {
   if (!EnterOnce(state)) return;

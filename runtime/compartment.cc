@@ -74,6 +74,9 @@ absl::StatusOr<std::unique_ptr<Compartment>> Compartment::Create(
   c->generation_.store(grant->generation);
   c->domain_ = grant->domain;
   c->libc_ = std::make_unique<internal::LibcState>(c->domain_, c->options_);
+  c->libc_->call_inside = [box = c.get()](void (*fn)()) {
+    return box->Call(fn);
+  };
   internal::SetLibcStateOfSlot(c->slot_, c->libc_.get());
   internal::SetKeyOwner(c->key_, c->name());
   return c;
@@ -87,13 +90,20 @@ Compartment::Compartment(CompartmentOptions options, int key, uint32_t pkru)
 
 Compartment::~Compartment() {
   internal::OpenAllKeysInThisThread();
+  {  // no exiting thread runs key destructors inside from here on
+    absl::MutexLock exit_lock(&internal::LibcExitMutex(slot_));
+    libc_->retired.store(true);
+  }
   // Every page tagged with the key goes before the key: pkey_alloc would
   // hand it out again with those pages still readable (docs/DESIGN.md 5b).
   if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();
   heap_->BeginDrop();
   internal::DropSlotContexts(slot_);
-  internal::SetLibcStateOfSlot(slot_, nullptr);
-  libc_.reset();  // no thread is inside: its contexts are gone
+  {
+    absl::MutexLock exit_lock(&internal::LibcExitMutex(slot_));
+    internal::SetLibcStateOfSlot(slot_, nullptr);
+    libc_.reset();  // no thread is inside: its contexts are gone
+  }
   internal::SetHeapOfSlot(slot_, nullptr);
   heap_.reset();  // before the slot, whose window it releases, is free
   internal::ReleaseSlot(slot_);
@@ -258,6 +268,8 @@ bool Compartment::Contains(const void* p, size_t bytes) const {
 
 absl::Status Compartment::Reset() {
   internal::OpenAllKeysInThisThread();
+  // Not while an exiting thread runs key destructors inside.
+  absl::MutexLock exit_lock(&internal::LibcExitMutex(slot_));
   // Loaded code's destructors run inside before its images go; not after a
   // fault, when the compartment refuses calls.
   if (loader_ != nullptr && generation_.load() != 0) loader_->RunFinalizers();

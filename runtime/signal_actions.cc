@@ -50,6 +50,15 @@ bool IsHandlerFunction(const struct sigaction& a) {
   return a.sa_handler != SIG_DFL && a.sa_handler != SIG_IGN;
 }
 
+// Whether the kernel's disposition for `sig` must be mpkbox's entry. A
+// default SIGPIPE too: one raised by contained work is swallowed there
+// (sigpipe.h); the entry does the default (death) for the others. An
+// ignored one the kernel drops itself, and stays ignored across exec.
+bool NeedsEntry(int sig, const struct sigaction& a) {
+  return IsOwnSignal(sig) || IsHandlerFunction(a) ||
+         (sig == SIGPIPE && a.sa_handler == SIG_DFL);
+}
+
 // The kernel's struct sigaction: libc's would put its own restorer in.
 struct KernelSigaction {
   void (*handler)(int, siginfo_t*, void*);
@@ -76,7 +85,7 @@ void InstallEntry(int sig, const struct sigaction& host_action) {
 // handler functions, libc's for the rest. Called with the HostLock held.
 void SetHostAction(int sig, const struct sigaction& act) {
   g_host_actions->act[sig] = act;
-  if (IsOwnSignal(sig) || IsHandlerFunction(act)) {
+  if (NeedsEntry(sig, act)) {
     InstallEntry(sig, act);
   } else {
     __sigaction(sig, &act, nullptr);
@@ -171,7 +180,7 @@ absl::Status InstallSignalHandling(const RuntimeOptions& options) {
     if (__sigaction(sig, nullptr, &cur) != 0) continue;  // libc-reserved
     g_host_actions->act[sig] = cur;
     // Handlers installed before Init get host rights too.
-    if (IsOwnSignal(sig) || IsHandlerFunction(cur)) InstallEntry(sig, cur);
+    if (NeedsEntry(sig, cur)) InstallEntry(sig, cur);
   }
   g_installed.store(true, std::memory_order_release);
   return absl::OkStatus();

@@ -13,6 +13,7 @@
 #include <libunwind.h>
 
 #include "runtime/call_timer.h"
+#include "runtime/sigpipe.h"
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/pku.h"
 #include "runtime/signal_actions.h"
@@ -253,6 +254,11 @@ void Dispatch(int sig, siginfo_t* info, ucontext_t* uc, SelectorPage* sel,
     // code) are retried in 1 ms, when compartment code may run again.
     RearmCallTimer(tb, 1000000);
     if (!contained) Resume(sel, tb, uc, in_compartment);
+    return;
+  }
+  // The kernel's SIGPIPE for a write the host made for a compartment.
+  if (sig == SIGPIPE && SwallowContainedSigpipe(info)) {
+    if (tb != nullptr) Resume(sel, tb, uc, in_compartment);
     return;
   }
   // The host's signal. Its handler may itself call into compartments.

@@ -159,6 +159,7 @@ long Emulate(const SyscallRule& rule, const CallContext& ctx, long nr,
 
 }  // namespace
 
+// Lock-free: this runs in a signal handler.
 bool InOwnMemory(const CallContext& ctx, uint64_t p, uint64_t n) {
   const uint64_t lo = ctx.stack_base + MPKBOX_PAGE_SIZE;  // past the guard
   const uint64_t hi = ctx.stack_base + ctx.stack_size;

@@ -31,8 +31,8 @@ bool HandleCompartmentSyscall(ThreadBlock* tb, ucontext_t* uc,
 bool JudgeSyscall(ThreadBlock* tb, const CallContext& ctx, long nr,
                   const uint64_t args[6], uintptr_t ip, long* result);
 
-// [p, p + n) lies in the compartment's memory on this thread: its stack or
-// its heap. Lock-free: it runs in a signal handler.
+// [p, p + n) lies in the memory of the compartment of `ctx` on this
+// thread: its stack or its heap.
 bool InOwnMemory(const CallContext& ctx, uint64_t p, uint64_t n);
 
 // Syscalls emulated on this thread so far (tests and benchmarks).

@@ -4,8 +4,14 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "runtime/syscall_rules.h"
 
 namespace mpkbox {
@@ -154,6 +160,25 @@ SyscallPolicy& Set(SyscallPolicy& policy, internal::SyscallRules& rules,
 
 }  // namespace
 
+const internal::SyscallRules& internal::SyscallRules::Of(
+    const SyscallPolicy& policy) {
+  return *policy.rules_;
+}
+
+std::optional<std::string> internal::NormalisePath(absl::string_view path) {
+  if (path.empty() || path[0] != '/') return std::nullopt;
+  std::vector<absl::string_view> parts;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  return absl::StrCat("/", absl::StrJoin(parts, "/"));
+}
+
 const SyscallRule& internal::SyscallRules::For(const SyscallPolicy& policy,
                                                int nr) {
   const SyscallRules& r = *policy.rules_;
@@ -198,6 +223,18 @@ SyscallPolicy& SyscallPolicy::AllowMincore() {
              {.action = SyscallAction::kAllowMincore});
 }
 
+SyscallPolicy& SyscallPolicy::AllowReadFile(absl::string_view path) {
+  Mutable().read_files.push_back(
+      internal::NormalisePath(path).value_or(std::string(path)));
+  return *this;
+}
+
+SyscallPolicy& SyscallPolicy::AllowReadDirectory(absl::string_view path) {
+  Mutable().read_dirs.push_back(
+      internal::NormalisePath(path).value_or(std::string(path)));
+  return *this;
+}
+
 SyscallPolicy& SyscallPolicy::Deny(int nr, int error) {
   return Set(*this, Mutable(), nr,
              {.action = SyscallAction::kErrno, .error = error});
@@ -213,6 +250,16 @@ SyscallPolicy& SyscallPolicy::DenyOthersWithErrno(int error) {
 }
 
 absl::Status SyscallPolicy::Validate() const {
+  for (const auto* grants : {&rules_->read_files, &rules_->read_dirs}) {
+    for (const std::string& path : *grants) {
+      if (path.empty() || path[0] != '/') {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "the syscall policy grants reading '%s', which is not an "
+            "absolute path (a compartment has no working directory)",
+            path));
+      }
+    }
+  }
   for (int nr = 0; nr < internal::kMaxSyscall; ++nr) {
     const SyscallAction a = rules_->rules[nr].action;
     if (a == SyscallAction::kFailCall || a == SyscallAction::kErrno) continue;

@@ -4,6 +4,11 @@
 #define MPKBOX_RUNTIME_SYSCALL_RULES_H_
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
 
 #include "mpkbox/syscall_policy.h"
 
@@ -32,10 +37,21 @@ struct SyscallRule {
 struct SyscallRules {
   SyscallRule rules[kMaxSyscall] = {};
   SyscallRule unlisted = {};
+  // AllowReadFile / AllowReadDirectory, normalised (NormalisePath); a
+  // relative one stays as given, for Validate to refuse.
+  std::vector<std::string> read_files;
+  std::vector<std::string> read_dirs;
 
   // The rule for `nr` (out-of-range numbers get the default).
   static const SyscallRule& For(const SyscallPolicy& policy, int nr);
+  // All of the policy's rules.
+  static const SyscallRules& Of(const SyscallPolicy& policy);
 };
+
+// `path` with "." and empty components dropped and ".." taken lexically
+// ("/.." is "/"), or nullopt if it is not absolute. Lexical resolution is
+// exact where symlinks are not followed (files.cc opens without them).
+std::optional<std::string> NormalisePath(absl::string_view path);
 
 }  // namespace mpkbox::internal
 

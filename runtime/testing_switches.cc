@@ -24,6 +24,10 @@ void SkipSigpipeContainmentForTesting() {
   g_testing_switches.skip_sigpipe_containment.store(true);
 }
 
+void SkipFilesBeneathForTesting() {
+  g_testing_switches.skip_files_beneath.store(true);
+}
+
 void SkipFsRepairForTesting() {
   g_testing_switches.skip_fs_repair.store(true);
 }
@@ -38,6 +42,10 @@ void SkipDispositionCheckForTesting() {
 
 void SkipStdioMemoryCheckForTesting() {
   g_testing_switches.skip_stdio_memory_check.store(true);
+}
+
+void SkipFutexAddressCheckForTesting() {
+  g_testing_switches.skip_futex_address_check.store(true);
 }
 
 }  // namespace mpkbox::internal

@@ -20,6 +20,8 @@ struct TestingSwitches {
   std::atomic<bool> skip_sealing{false};
   std::atomic<bool> skip_disposition_check{false};
   std::atomic<bool> skip_stdio_memory_check{false};
+  std::atomic<bool> skip_futex_address_check{false};
+  std::atomic<bool> skip_files_beneath{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -45,6 +47,12 @@ void SkipSealingForTesting();
 void SkipDispositionCheckForTesting();
 // The stdio sink takes loaded code's bytes from any address.
 void SkipStdioMemoryCheckForTesting();
+// Loaded code's futex requests (compartment_libc/threads.cc) take any
+// address: the attack on the host's futex words succeeds.
+void SkipFutexAddressCheckForTesting();
+// Paths beneath a granted directory are opened as the kernel resolves
+// them, following symlinks and "..", without RESOLVE_BENEATH.
+void SkipFilesBeneathForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 // Puts the host's stacks and data back on key 0 (readable to compartments)

@@ -19,6 +19,7 @@
 #include "mpkbox/runtime.h"
 #include "runtime/call_timer.h"
 #include "runtime/callback_table.h"
+#include "runtime/compartment_libc/threads.h"
 #include "runtime/gadget_guard.h"
 #include "runtime/keys/pku.h"
 #include "runtime/keys/seal.h"
@@ -142,6 +143,7 @@ void ReleaseThisThread() {
   SelectorPage* sel = mpkbox_tls_thread;
   if (sel == nullptr) return;
   OpenAllKeysInThisThread();
+  RunThreadKeyDestructorsAtExit(sel);  // inside, before the contexts go
   DisarmSyscallDispatch();  // its selector is about to be unmapped
   DeleteCallTimer(sel->thread_block);
   UnguardThisThread(sel->thread_block);

@@ -248,6 +248,44 @@ TEST(LibcStdioTest, FopenFailsCleanlyWithEnoent) {
   EXPECT_EQ(box->last_fault(), nullptr);
 }
 
+// A file the policy grants, read through the compartment's own FILE
+// functions (buffered reads, ungetc, ftell/fseek, feof, fread): the same
+// answers as glibc's stdio natively.
+TEST(LibcStdioTest, GrantedFileReadsLikeNative) {
+  char dir[] = "/tmp/mpkbox_stdio_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/granted.txt";
+  FILE* w = fopen(path.c_str(), "w");
+  ASSERT_NE(w, nullptr);
+  fputs("first line\nsecond line\nthird\n", w);
+  fclose(w);
+
+  CompartmentOptions options{.name = "stdio-file"};
+  options.syscalls = SyscallPolicy().AllowReadFile(path);
+  auto box = MakeBox(std::move(options));
+  ASSERT_TRUE(box->Load(STDIO_PLUGIN).ok());
+  auto read = Inside<int(const char*, char*, unsigned long)>(box.get(),
+                                                           "read_file");
+  char* in_path = Buffer<char>(box.get(), path.size() + 1);
+  memcpy(in_path, path.c_str(), path.size() + 1);
+  char* out = Buffer<char>(box.get(), 512);
+  const int n = Value(box->Call(read, static_cast<const char*>(in_path), out,
+                                512ul));
+
+  void* native = dlopen(STDIO_PLUGIN, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(native, nullptr) << dlerror();
+  auto native_read = reinterpret_cast<int (*)(const char*, char*,
+                                              unsigned long)>(
+      dlsym(native, "read_file"));
+  char expected[512];
+  EXPECT_EQ(n, native_read(path.c_str(), expected, sizeof(expected)));
+  EXPECT_STREQ(out, expected);
+  EXPECT_THAT(std::string(out), HasSubstr("first line"));
+  EXPECT_EQ(box->last_fault(), nullptr);
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
 // asprintf on the compartment's heap, sscanf, and strtol's overflow with
 // errno: the same text as the plugin computes natively.
 TEST(LibcStdioTest, FormattingAndParsingMatchNative) {

@@ -39,6 +39,7 @@ namespace mpkbox {
 namespace {
 
 using ::mpkbox::testing::Buffer;
+using ::mpkbox::testing::Inside;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
@@ -47,15 +48,6 @@ char* String(Compartment* box, const std::string& s) {
   char* p = Buffer<char>(box, s.size() + 1);
   memcpy(p, s.c_str(), s.size() + 1);
   return p;
-}
-
-// The loaded copy of a native function, by the native one's name and type.
-#define INSIDE(box, fn) Inside<decltype(::fn)>(box, #fn)
-template <typename Fn>
-Fn* Inside(Compartment* box, const char* name) {
-  absl::StatusOr<Fn*> f = box->Lookup<Fn>(name);
-  EXPECT_TRUE(f.ok()) << f.status();
-  return f.ok() ? *f : nullptr;
 }
 
 // Runs a sequence of library calls natively...

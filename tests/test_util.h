@@ -70,6 +70,17 @@ inline CompartmentOptions CollectingOutput(std::string name,
   return options;
 }
 
+// The loaded copy of a native function, by the native one's name and type
+// (library tests compare a Debian library inside with the same one native).
+#define INSIDE(box, fn) \
+  ::mpkbox::testing::Inside<decltype(::fn)>(box, #fn)
+template <typename Fn>
+Fn* Inside(Compartment* box, const char* name) {
+  absl::StatusOr<Fn*> f = box->Lookup<Fn>(name);
+  EXPECT_TRUE(f.ok()) << f.status();
+  return f.ok() ? *f : nullptr;
+}
+
 // ---- the process, from /proc ------------------------------------------------
 
 // Number of lines in /proc/self/maps.

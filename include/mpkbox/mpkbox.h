@@ -6,6 +6,7 @@
 #include "mpkbox/callback.h"
 #include "mpkbox/compartment.h"
 #include "mpkbox/compartment_options.h"
+#include "mpkbox/compartment_pool.h"
 #include "mpkbox/fault_report.h"
 #include "mpkbox/runtime.h"
 #include "mpkbox/syscall_policy.h"

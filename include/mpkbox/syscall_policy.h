@@ -58,6 +58,20 @@ class SyscallPolicy {
   // checks addresses with it). It tells which pages are resident, nothing
   // of their contents.
   SyscallPolicy& AllowMincore();
+  // Read-only access for loaded code's libc (open, fopen, stat, access,
+  // opendir, realpath: runtime/compartment_libc/files.cc) to the file at
+  // `path`, an absolute path. The compartment's path is copied, "." and ".."
+  // resolved lexically, and only this exact path matches; the host opens it
+  // O_RDONLY and tracks the descriptor (closed at Reset and destruction).
+  // Ungranted paths fail with the errno Deny(SYS_openat, e) gives (ENOENT by
+  // default); write opens of granted ones with EACCES. Like Sandboxed API's
+  // PolicyBuilder::AddFile. Raw open syscalls stay never allowed.
+  SyscallPolicy& AllowReadFile(absl::string_view path);
+  // The same for everything beneath the directory `path` (absolute), and the
+  // directory itself (opendir/readdir). Beneath it nothing is followed that
+  // could leave it: no symlinks, no ".." above it (openat2 with
+  // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS). Like PolicyBuilder::AddDirectory.
+  SyscallPolicy& AllowReadDirectory(absl::string_view path);
   // `nr` returns -error to the compartment.
   SyscallPolicy& Deny(int nr, int error);
   // `nr` ends the compartment call with kPermissionDenied.

@@ -13,13 +13,16 @@ absl::Span<const LibcBinding> (*const kTables[])() = {
     &SyscallBindings,
     &StdioBindings,
     &FormatBindings,
+    &ThreadBindings,
+    &FileBindings,
+    &RefusalBindings,
 };
 
 const absl::flat_hash_map<std::string, const LibcBinding*>& ByName() {
   static const auto* by_name = [] {
     auto* m = new absl::flat_hash_map<std::string, const LibcBinding*>;
     for (auto* table : kTables) {
-      for (const LibcBinding& b : table()) m->emplace(b.name, &b);
+      for (const LibcBinding& b : table()) m->emplace(b.name, &b);  // first wins
     }
     return m;
   }();

@@ -25,6 +25,9 @@ absl::Span<const LibcBinding> RuntimeLinkBindings();  // runtime_link.cc
 absl::Span<const LibcBinding> SyscallBindings();      // syscalls.cc
 absl::Span<const LibcBinding> StdioBindings();        // stdio_streams.cc
 absl::Span<const LibcBinding> FormatBindings();       // format.cc
+absl::Span<const LibcBinding> ThreadBindings();       // threads.cc
+absl::Span<const LibcBinding> FileBindings();         // files.cc
+absl::Span<const LibcBinding> RefusalBindings();      // refusals.cc
 
 // The binding for `name`, or null.
 const LibcBinding* FindLibcBinding(absl::string_view name);

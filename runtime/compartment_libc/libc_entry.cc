@@ -28,6 +28,10 @@ extern "C" uint64_t mpkbox_libc_entry(uint64_t op, uint64_t a0, uint64_t a1,
       return LibcSyscallsRequest(caller, op, args);
     case kLibcStdio:
       return LibcStdioRequest(caller, op, args);
+    case kLibcThreads:
+      return LibcThreadsRequest(caller, op, args);
+    case kLibcFiles:
+      return LibcFilesRequest(caller, op, args);
     default:
       AbandonCallback(tb, FaultKind::kSyscallDenied, op,
                       "an unknown libc request");

@@ -25,7 +25,8 @@ enum LibcConcern : uint64_t {
   kLibcFiles = 2,     // files.cc
   kLibcMemory = 3,    // memory.cc
   kLibcProcess = 4,   // process.cc
-  kLibcConcerns = 5,
+  kLibcThreads = 5,   // threads.cc
+  kLibcConcerns = 6,
 };
 inline constexpr uint64_t LibcOp(LibcConcern concern, uint64_t request,
                                  uint32_t extra = 0) {
@@ -42,6 +43,14 @@ inline uint64_t EnterLibc(uint64_t op, uint64_t a = 0, uint64_t b = 0,
       mpkbox_callback_stubs +
       (MPKBOX_LIBC_CALLBACK << MPKBOX_CB_STUB_SHIFT))(op, a, b, c, d, e);
 }
+
+// Compartment side: a host answer (a result, or -errno) as libc returns
+// it: -1 with errno in the thread's slot (syscalls.cc).
+long LibcResult(uint64_t answer);
+// Compartment side: syscall `nr` as libc's wrapper makes it, through the
+// syscall concern (the policy; files.cc's own descriptors) (syscalls.cc).
+long LibcSyscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0,
+                 long e = 0);
 
 // Host side: who asks. The gate checked that the callback sits on a call
 // into this compartment.
@@ -60,6 +69,10 @@ uint64_t LibcSyscallsRequest(const LibcCaller& caller, uint64_t op,
                              const uint64_t a[5]);
 uint64_t LibcStdioRequest(const LibcCaller& caller, uint64_t op,
                           const uint64_t a[5]);  // stdio_sink.cc
+uint64_t LibcThreadsRequest(const LibcCaller& caller, uint64_t op,
+                            const uint64_t a[5]);
+uint64_t LibcFilesRequest(const LibcCaller& caller, uint64_t op,
+                          const uint64_t a[5]);
 
 }  // namespace mpkbox::internal
 

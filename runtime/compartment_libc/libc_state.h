@@ -6,9 +6,14 @@
 #define MPKBOX_RUNTIME_COMPARTMENT_LIBC_LIBC_STATE_H_
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
+#include "absl/status/status.h"
+
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "mpkbox/compartment_options.h"
 #include "runtime/compartment_libc/stdio.h"
@@ -28,7 +33,21 @@ struct LibcState {
   const CompartmentOptions& options;  // the Compartment's; outlives this
   absl::Mutex mu;
   StdioSink stdio;  // its stdout and stderr (stdio_sink.cc)
+  // Runs fn inside the compartment on this thread (set by
+  // Compartment::Create): thread keys' destructors at a thread's exit.
+  std::function<absl::Status(void (*)())> call_inside;
+  // Set, under LibcExitMutex, when the compartment's destruction begins.
+  std::atomic<bool> retired{false};
+  // Descriptors its code opened (files.cc), each with the normalised path it
+  // was granted as. Readers hold `mu` shared while they use one, so close
+  // cannot hand its number to the host mid-read.
+  absl::flat_hash_map<int, std::string> files ABSL_GUARDED_BY(mu);
 };
+
+// Held by the Reset and the destruction of the compartment in `slot`, and
+// by a thread's exit while it runs code inside that compartment, so that
+// neither happens during the other.
+absl::Mutex& LibcExitMutex(size_t slot);
 
 // The state of the compartment in `slot`, or null between compartments.
 void SetLibcStateOfSlot(size_t slot, LibcState* state);

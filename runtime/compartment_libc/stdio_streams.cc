@@ -21,7 +21,6 @@
 #include "runtime/compartment_libc/files.h"
 #include "runtime/compartment_libc/libc_entry.h"
 #include "runtime/compartment_libc/stdio.h"
-#include "runtime/compartment_libc/syscalls.h"
 
 namespace mpkbox::internal {
 namespace {
@@ -72,7 +71,7 @@ size_t ToSink(FileKind kind, const void* p, size_t n) {
 void DropReadAhead(CompartmentFile* f) {
   const long ahead = static_cast<long>(f->end - f->start) + (f->unget >= 0);
   if (ahead != 0) {
-    CompartmentSyscall(SYS_lseek, f->file._fileno, -ahead, SEEK_CUR);
+    LibcSyscall(SYS_lseek, f->file._fileno, -ahead, SEEK_CUR);
   }
   f->start = f->end = 0;
   f->unget = -1;
@@ -94,7 +93,7 @@ size_t Put(CompartmentFile* f, const void* p, size_t n) {
       size_t done = 0;
       while (done < n) {
         const long w =
-            CompartmentSyscall(SYS_write, f->file._fileno, L(bytes + done),
+            LibcSyscall(SYS_write, f->file._fileno, L(bytes + done),
                                static_cast<long>(n - done));
         if (w < 0 && Errno() == EINTR) continue;
         if (w <= 0) {
@@ -131,7 +130,7 @@ uint32_t Fill(CompartmentFile* f) {
   }
   long n;
   do {
-    n = CompartmentSyscall(SYS_read, f->file._fileno, L(f->buffer),
+    n = LibcSyscall(SYS_read, f->file._fileno, L(f->buffer),
                            kReadBuffer);
   } while (n < 0 && Errno() == EINTR);
   f->start = f->end = 0;
@@ -232,7 +231,7 @@ int PrintfChk(int, const char* format, ...) {
 int Vdprintf(int fd, const char* format, va_list ap) {
   return FormatAndPut(format, ap, [fd](const char* p, size_t n) {
     const long w =
-        CompartmentSyscall(SYS_write, fd, L(p), static_cast<long>(n));
+        LibcSyscall(SYS_write, fd, L(p), static_cast<long>(n));
     return w < 0 ? size_t{0} : static_cast<size_t>(w);
   });
 }
@@ -385,7 +384,7 @@ FILE* Fopen(const char* path, const char* mode) {
   if (fd < 0) return nullptr;  // errno is set
   FILE* f = NewFile(fd, flags);
   if (f == nullptr) {
-    CompartmentSyscall(SYS_close, fd);
+    LibcSyscall(SYS_close, fd);
     Errno() = ENOMEM;
   }
   return f;
@@ -400,8 +399,8 @@ FILE* Fdopen(int fd, const char* mode) {
   if (f == nullptr) Errno() = ENOMEM;
   return f;
 }
-// Streams loaded code cannot have: no temporary files, processes or
-// reopened descriptors inside. They fail as the functions may.
+// Streams loaded code cannot have: no temporary files or reopened
+// descriptors inside (popen: refusals.cc). They fail as the functions may.
 FILE* Tmpfile() {
   Errno() = EACCES;
   return nullptr;
@@ -411,14 +410,10 @@ FILE* Freopen(const char*, const char*, FILE* fp) {
   Errno() = EACCES;
   return nullptr;
 }
-FILE* Popen(const char*, const char*) {
-  Errno() = ENOSYS;
-  return nullptr;
-}
 int Fclose(FILE* fp) {
   CompartmentFile* f = Checked(fp);
   if (f->kind != FileKind::kDescriptor) return 0;  // the page's, kept
-  const long r = CompartmentSyscall(SYS_close, f->file._fileno);
+  const long r = LibcSyscall(SYS_close, f->file._fileno);
   f->magic = 0;  // a use after fclose is a bad stream
   free(f->buffer);
   free(f);
@@ -509,7 +504,7 @@ long Ftell(FILE* fp) {
     Errno() = ESPIPE;
     return -1;
   }
-  const long at = CompartmentSyscall(SYS_lseek, f->file._fileno, 0, SEEK_CUR);
+  const long at = LibcSyscall(SYS_lseek, f->file._fileno, 0, SEEK_CUR);
   if (at < 0) return -1;
   return at - static_cast<long>(f->end - f->start) - (f->unget >= 0);
 }
@@ -522,7 +517,7 @@ int Fseek(FILE* fp, long offset, int whence) {
   if (whence == SEEK_CUR) {
     offset -= static_cast<long>(f->end - f->start) + (f->unget >= 0);
   }
-  if (CompartmentSyscall(SYS_lseek, f->file._fileno, offset, whence) < 0) {
+  if (LibcSyscall(SYS_lseek, f->file._fileno, offset, whence) < 0) {
     return -1;
   }
   f->start = f->end = 0;
@@ -624,7 +619,6 @@ absl::Span<const LibcBinding> StdioBindings() {
       {"tmpfile64", F(&Tmpfile), "fails with EACCES: no temporary files"},
       {"freopen", F(&Freopen), "fails with EACCES; the stream is unchanged"},
       {"freopen64", F(&Freopen), "fails with EACCES; the stream is unchanged"},
-      {"popen", F(&Popen), "fails with ENOSYS: no processes inside"},
       {"fclose", F(&Fclose), kStream},
       {"fread", F(&Fread), kStream},
       {"fread_unlocked", F(&Fread), kStream},

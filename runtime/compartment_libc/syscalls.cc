@@ -12,8 +12,8 @@
 
 #include "runtime/compartment_libc/bindings.h"
 #include "runtime/compartment_libc/compartment_libc.h"
+#include "runtime/compartment_libc/files.h"
 #include "runtime/compartment_libc/libc_entry.h"
-#include "runtime/compartment_libc/syscalls.h"
 #include "runtime/syscall_dispatch.h"
 
 namespace mpkbox::internal {
@@ -23,19 +23,6 @@ enum SyscallRequest : uint64_t {
   kSyscall = 0,  // the number in the op's high half, five arguments
 };
 
-long Result(long r) {
-  if (r < 0 && r > -4096) {
-    *mpkbox_compartment_errno_location() = static_cast<int>(-r);
-    return -1;
-  }
-  return r;
-}
-
-long Syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0,
-             long e = 0) {
-  return CompartmentSyscall(nr, a, b, c, d, e);
-}
-
 // A syscall argument, as syscall(2) takes it.
 long L(const void* p) {
   return static_cast<long>(reinterpret_cast<intptr_t>(p));
@@ -43,31 +30,31 @@ long L(const void* p) {
 long L(size_t n) { return static_cast<long>(n); }
 
 ssize_t Read(int fd, void* buf, size_t n) {
-  return Syscall(SYS_read, fd, L(buf), L(n));
+  return LibcSyscall(SYS_read, fd, L(buf), L(n));
 }
 ssize_t Write(int fd, const void* buf, size_t n) {
-  return Syscall(SYS_write, fd, L(buf), L(n));
+  return LibcSyscall(SYS_write, fd, L(buf), L(n));
 }
-int Close(int fd) { return static_cast<int>(Syscall(SYS_close, fd)); }
+int Close(int fd) { return static_cast<int>(LibcSyscall(SYS_close, fd)); }
 off_t Lseek(int fd, off_t offset, int whence) {
-  return Syscall(SYS_lseek, fd, offset, whence);
+  return LibcSyscall(SYS_lseek, fd, offset, whence);
 }
 ssize_t Pread(int fd, void* buf, size_t n, off_t offset) {
-  return Syscall(SYS_pread64, fd, L(buf), L(n), offset);
+  return LibcSyscall(SYS_pread64, fd, L(buf), L(n), offset);
 }
 ssize_t Pwrite(int fd, const void* buf, size_t n, off_t offset) {
-  return Syscall(SYS_pwrite64, fd, L(buf), L(n), offset);
+  return LibcSyscall(SYS_pwrite64, fd, L(buf), L(n), offset);
 }
 ssize_t Getrandom(void* buf, size_t n, unsigned flags) {
-  return Syscall(SYS_getrandom, L(buf), L(n), flags);
+  return LibcSyscall(SYS_getrandom, L(buf), L(n), flags);
 }
-pid_t Getpid() { return static_cast<pid_t>(Syscall(SYS_getpid)); }
-pid_t Gettid() { return static_cast<pid_t>(Syscall(SYS_gettid)); }
+pid_t Getpid() { return static_cast<pid_t>(LibcSyscall(SYS_getpid)); }
+pid_t Gettid() { return static_cast<pid_t>(LibcSyscall(SYS_gettid)); }
 // syscall(2) itself. Variadic in C; integer arguments travel in the same
 // registers either way. The sixth argument is not passed: no call the
 // policy can allow needs one.
 long SyscallImport(long nr, long a, long b, long c, long d, long e) {
-  return Syscall(nr, a, b, c, d, e);
+  return LibcSyscall(nr, a, b, c, d, e);
 }
 
 void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
@@ -78,12 +65,22 @@ constexpr char kJudged[] =
 
 }  // namespace
 
-long CompartmentSyscall(long nr, long a, long b, long c, long d, long e) {
-  const uint64_t op = LibcOp(kLibcSyscalls, kSyscall, static_cast<uint32_t>(nr));
-  return Result(static_cast<long>(EnterLibc(
+long LibcResult(uint64_t answer) {
+  const long r = static_cast<long>(answer);
+  if (r < 0 && r > -4096) {
+    *mpkbox_compartment_errno_location() = static_cast<int>(-r);
+    return -1;
+  }
+  return r;
+}
+
+long LibcSyscall(long nr, long a, long b, long c, long d, long e) {
+  const uint64_t op =
+      LibcOp(kLibcSyscalls, kSyscall, static_cast<uint32_t>(nr));
+  return LibcResult(EnterLibc(
       op, static_cast<uint64_t>(a), static_cast<uint64_t>(b),
       static_cast<uint64_t>(c), static_cast<uint64_t>(d),
-      static_cast<uint64_t>(e))));
+      static_cast<uint64_t>(e)));
 }
 
 absl::Span<const LibcBinding> SyscallBindings() {
@@ -115,6 +112,11 @@ uint64_t LibcSyscallsRequest(const LibcCaller& caller, uint64_t op,
   const long nr = static_cast<int32_t>(op >> 32);
   const uint64_t args[6] = {a[0], a[1], a[2], a[3], a[4], 0};
   long result;
+  // Descriptors: the compartment's own are files.cc's, the host's are not
+  // the compartment's to read or close.
+  if (DescriptorSyscall(caller, nr, args, &result)) {
+    return static_cast<uint64_t>(result);
+  }
   if (!JudgeSyscall(caller.tb, *caller.ctx, nr, args, 0, &result)) {
     AbandonRecordedCallback(caller.tb);
   }

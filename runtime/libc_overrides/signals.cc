@@ -2,11 +2,16 @@
 // behind mpkbox's signal entry with host rights, and the signal stack stays
 // the trusted one (runtime/signal_actions.cc, runtime/signal_stack.cc).
 #include <dlfcn.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 
+#include "runtime/sigpipe.h"
 #include "runtime/signals.h"
 
 extern "C" {
@@ -21,6 +26,29 @@ int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
 
 int sigaltstack(const stack_t* ss, stack_t* old) {
   return mpkbox::internal::HostSigaltstack(ss, old);
+}
+
+// The thread's mask, as glibc's (which never blocks its two internal
+// signals), and mpkbox forgets what it knew of SIGPIPE in it
+// (runtime/sigpipe.h).
+int pthread_sigmask(int how, const sigset_t* set, sigset_t* old) {
+  sigset_t allowed;
+  if (set != nullptr && (how == SIG_BLOCK || how == SIG_SETMASK)) {
+    allowed = *set;
+    allowed.__val[0] &= ~(uint64_t{3} << 31);  // SIGCANCEL, SIGSETXID
+    set = &allowed;
+  }
+  const long r = syscall(SYS_rt_sigprocmask, how, set, old, _NSIG / 8);
+  const int error = r == 0 ? 0 : errno;
+  mpkbox::internal::ForgetSigpipeMask();
+  return error;
+}
+
+int sigprocmask(int how, const sigset_t* set, sigset_t* old) {
+  const int error = pthread_sigmask(how, set, old);
+  if (error == 0) return 0;
+  errno = error;
+  return -1;
 }
 
 // BSD semantics, as glibc's signal().

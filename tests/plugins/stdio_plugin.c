@@ -143,3 +143,31 @@ int format_things(char* out, unsigned long size) {
   free(a);
   return n;
 }
+
+/* Reads a file through stdio: a line, a byte pushed back, positions, the
+   size, then all of it again; a summary into `out`, compared natively. */
+int read_file(const char* path, char* out, unsigned long size) {
+  FILE* f = fopen(path, "r");
+  if (f == NULL) return -errno;
+  char line[64] = "";
+  char* got = fgets(line, sizeof(line), f);
+  int c = fgetc(f);
+  int pushed = ungetc('#', f);
+  long at = ftell(f);
+  int again = getc(f);
+  fseek(f, 0, SEEK_END);
+  long end = ftell(f);
+  int eof_before = feof(f);
+  int past = fgetc(f);
+  int eof_after = feof(f);
+  rewind(f);
+  char all[256] = "";
+  size_t n = fread(all, 1, sizeof(all) - 1, f);
+  fseek(f, -3, SEEK_END);
+  char tail[8] = "";
+  size_t tn = fread(tail, 1, sizeof(tail) - 1, f);
+  int closed = fclose(f);
+  return snprintf(out, size, "%s|%c|%c %ld %c|%ld %d %d %d|%zu %s|%zu %s|%d",
+                  got != NULL ? line : "(null)", c, pushed, at, again, end,
+                  eof_before, past, eof_after, n, all, tn, tail, closed);
+}
