@@ -304,7 +304,10 @@ absl::Status Compartment::Reset() {
 const FaultReport* Compartment::last_fault() const { return last_fault_.get(); }
 
 CompartmentStats Compartment::stats() const {
-  return heap_->Stats();
+  CompartmentStats stats = heap_->Stats();
+  stats.stdio_bytes = libc_->stdio.bytes();
+  stats.stdio_dropped_bytes = libc_->stdio.dropped_bytes();
+  return stats;
 }
 
 }  // namespace mpkbox

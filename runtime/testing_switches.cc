@@ -44,6 +44,10 @@ void AllowExecutableMappingsForTesting() {
   g_testing_switches.allow_exec_mappings.store(true);
 }
 
+void SkipStdioMemoryCheckForTesting() {
+  g_testing_switches.skip_stdio_memory_check.store(true);
+}
+
 void SkipFutexAddressCheckForTesting() {
   g_testing_switches.skip_futex_address_check.store(true);
 }

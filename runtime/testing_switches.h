@@ -20,6 +20,7 @@ struct TestingSwitches {
   std::atomic<bool> skip_sealing{false};
   std::atomic<bool> skip_disposition_check{false};
   std::atomic<bool> allow_exec_mappings{false};
+  std::atomic<bool> skip_stdio_memory_check{false};
   std::atomic<bool> skip_futex_address_check{false};
   std::atomic<bool> skip_files_beneath{false};
   std::atomic<bool> skip_eviction_retag{false};
@@ -49,6 +50,8 @@ void SkipDispositionCheckForTesting();
 // Loaded code's mprotect may make its own mappings executable
 // (compartment_libc/memory.cc).
 void AllowExecutableMappingsForTesting();
+// The stdio sink takes loaded code's bytes from any address.
+void SkipStdioMemoryCheckForTesting();
 // Loaded code's futex requests (compartment_libc/threads.cc) take any
 // address: the attack on the host's futex words succeeds.
 void SkipFutexAddressCheckForTesting();

@@ -7,6 +7,7 @@
 
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -17,6 +18,7 @@ namespace mpkbox {
 namespace {
 
 using ::mpkbox::testing::Buffer;
+using ::mpkbox::testing::CollectingOutput;
 using ::mpkbox::testing::MakeBox;
 using ::mpkbox::testing::Value;
 using ::testing::HasSubstr;
@@ -76,21 +78,20 @@ TEST(LoaderCppTest, ThreadsThrowAndCatchAtOnce) {
 
 // An exception nobody inside catches: the compartment's unwinder finds no
 // frame description beyond its own objects, so std::terminate runs inside;
-// its verbose handler writes to stderr, a refused import until issue 15
-// gives loaded code stdio (then it aborts inside: kAborted). Either way a
-// contained fault; after Reset the plugin works again.
+// its verbose handler's message reaches the compartment's stdio sink, then
+// abort() ends the call as a contained fault. After Reset the plugin works
+// again.
 TEST(LoaderCppTest, EscapingExceptionIsAContainedFault) {
-  auto box = MakeBox({.name = "cpp-escape"});
+  std::vector<std::string> lines;
+  auto box = MakeBox(CollectingOutput("cpp-escape", &lines));
   ASSERT_TRUE(box->Load(CPP_PLUGIN).ok());
   auto out = box->Lookup<int(int)>("cpp_throw_out");
   ASSERT_TRUE(out.ok());
   EXPECT_EQ(Value(box->Call(*out, 0)), 0);
   absl::StatusOr<Tainted<int>> r = box->Call(*out, 1);
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied)
-      << r.status();
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("'stderr'"));
-  EXPECT_THAT(std::string(r.status().message()),
-              HasSubstr("verbose_terminate_handler"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+  EXPECT_THAT(lines, ::testing::Contains(HasSubstr(
+                         "terminate called after throwing an instance of")));
   ASSERT_TRUE(box->Reset().ok());
   out = box->Lookup<int(int)>("cpp_throw_out");
   ASSERT_TRUE(out.ok());
@@ -195,17 +196,29 @@ TEST(LoaderCppTest, ThrowUnderHeapExhaustionUsesTheCompartmentsPool) {
 }
 
 // std::cout is libstdc++'s stdio-backed stream: its set-up (a constructor,
-// std::ios_base::Init) reaches the C library's stdio, host state loaded
-// code may not use until issue 15 gives it stdio of its own. The Load
-// fails in that constructor, naming the import.
-TEST(LoaderCppTest, IostreamsStopAtTheStdioImport) {
-  auto box = MakeBox({.name = "cpp-iostream"});
+// std::ios_base::Init) binds the compartment's own stdout, stderr and stdin
+// (issue 15, stdio), and writes reach the compartment's sink. The same
+// set-up also needs pthread_once and the C locale (issue 15's threads and
+// locale parts): until those are granted the Load stops at one of their
+// imports, past every stdio one. (Merged with both, this test was seen
+// passing: "x = 5" reached the sink.)
+TEST(LoaderCppTest, IostreamsReachTheSink) {
+  std::vector<std::string> lines;
+  auto box = MakeBox(CollectingOutput("cpp-iostream", &lines));
   absl::Status s = box->Load(CPP_IOSTREAM);
-  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
-  EXPECT_THAT(std::string(s.message()), HasSubstr("its constructor failed"));
-  EXPECT_THAT(std::string(s.message()), HasSubstr("ios_base4Init"));
-  EXPECT_THAT(std::string(s.message()),
-              HasSubstr("used 'stdout', an import mpkbox refuses"));
+  if (!s.ok()) {
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr("an import mpkbox refuses"));
+    for (const char* stdio : {"'stdout'", "'stderr'", "'stdin'", "'fwrite'",
+                              "'putc'", "'fflush'", "'getc'", "'gettext'"}) {
+      EXPECT_THAT(std::string(s.message()), ::testing::Not(HasSubstr(stdio)));
+    }
+    GTEST_SKIP() << "another part's import is not granted yet: " << s;
+  }
+  auto print = box->Lookup<int(int)>("cpp_print");
+  ASSERT_TRUE(print.ok());
+  EXPECT_EQ(Value(box->Call(*print, 5)), 5);
+  EXPECT_THAT(lines, ::testing::ElementsAre("x = 5"));
 }
 
 }  // namespace

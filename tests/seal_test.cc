@@ -43,8 +43,8 @@ struct Region {
 
 // The sealed ranges, after a call prepared this thread.
 std::vector<Region> SealedRegions() {
-  // fopen: a libc function loaded code may not call, bound to a trap.
-  internal::HostImport trap = internal::BindHostImport("fopen", "");
+  // sigaction: a libc function loaded code may not call, bound to a trap.
+  internal::HostImport trap = internal::BindHostImport("sigaction", "");
   return {
       {"gate code", PageOf(mpkbox_gate_landing)},
       {"signal entry code", PageOf(mpkbox_signal_begin)},

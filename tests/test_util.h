@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mpkbox/mpkbox.h"
@@ -64,9 +65,23 @@ inline char* String(Compartment* box, const std::string& s) {
   return p;
 }
 
-// The loaded copy of a native function, by the native one's name and type:
+// Options whose stdio sink appends every line loaded code prints (stdout
+// and stderr) to *lines.
+inline CompartmentOptions CollectingOutput(std::string name,
+                                           std::vector<std::string>* lines) {
+  CompartmentOptions options;
+  options.name = std::move(name);
+  options.stdio_sink = [lines](StdioStream, absl::string_view line) {
+    lines->emplace_back(line);
+  };
+  return options;
+}
+
+// The loaded copy of a native function, by the native one's name and type
+// (library tests compare a Debian library inside with the same one native):
 // INSIDE(box, json_object_new_object). Fails the test if it is missing.
-#define INSIDE(box, fn) ::mpkbox::testing::Inside<decltype(::fn)>(box, #fn)
+#define INSIDE(box, fn) \
+  ::mpkbox::testing::Inside<decltype(::fn)>(box, #fn)
 template <typename Fn>
 Fn* Inside(Compartment* box, const char* name) {
   absl::StatusOr<Fn*> f = box->Lookup<Fn>(name);

@@ -16,6 +16,8 @@ absl::Span<const LibcBinding> (*const kTables[])() = {
     &ProcessBindings,
     &TimeBindings,
     &RegexBindings,
+    &StdioBindings,
+    &FormatBindings,
     &ThreadBindings,
     &FileBindings,
     &RefusalBindings,

@@ -28,6 +28,8 @@ absl::Span<const LibcBinding> LocaleBindings();       // locale.cc
 absl::Span<const LibcBinding> ProcessBindings();      // process.cc
 absl::Span<const LibcBinding> TimeBindings();         // time.cc
 absl::Span<const LibcBinding> RegexBindings();        // regex.cc
+absl::Span<const LibcBinding> StdioBindings();        // stdio_streams.cc
+absl::Span<const LibcBinding> FormatBindings();       // format.cc
 absl::Span<const LibcBinding> ThreadBindings();       // threads.cc
 absl::Span<const LibcBinding> FileBindings();         // files.cc
 absl::Span<const LibcBinding> RefusalBindings();      // refusals.cc

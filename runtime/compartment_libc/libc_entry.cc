@@ -30,6 +30,8 @@ extern "C" uint64_t mpkbox_libc_entry(uint64_t op, uint64_t a0, uint64_t a1,
       return LibcMemoryRequest(caller, op, args);
     case kLibcProcess:
       return LibcProcessRequest(caller, op, args);
+    case kLibcStdio:
+      return LibcStdioRequest(caller, op, args);
     case kLibcThreads:
       return LibcThreadsRequest(caller, op, args);
     case kLibcFiles:

@@ -72,6 +72,8 @@ uint64_t LibcMemoryRequest(const LibcCaller& caller, uint64_t op,
                            const uint64_t a[5]);
 uint64_t LibcProcessRequest(const LibcCaller& caller, uint64_t op,
                             const uint64_t a[5]);
+uint64_t LibcStdioRequest(const LibcCaller& caller, uint64_t op,
+                          const uint64_t a[5]);  // stdio_sink.cc
 uint64_t LibcThreadsRequest(const LibcCaller& caller, uint64_t op,
                             const uint64_t a[5]);
 uint64_t LibcFilesRequest(const LibcCaller& caller, uint64_t op,

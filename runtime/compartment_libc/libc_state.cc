@@ -15,11 +15,15 @@ absl::Mutex g_exit_mutexes[kMaxCompartments];
 }  // namespace
 
 LibcState::LibcState(uint64_t domain_in, const CompartmentOptions& options_in)
-    : domain(domain_in), name(options_in.name), options(options_in) {}
+    : domain(domain_in),
+      name(options_in.name),
+      options(options_in),
+      stdio(options_in) {}
 
 LibcState::~LibcState() { Reset(); }
 
 void LibcState::Reset() {
+  stdio.Flush();
   absl::MutexLock lock(&mu);
   mappings.clear();
   for (const auto& [fd, path] : files) close(fd);

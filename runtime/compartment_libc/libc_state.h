@@ -17,6 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "mpkbox/compartment_options.h"
+#include "runtime/compartment_libc/stdio.h"
 
 namespace mpkbox::internal {
 
@@ -41,6 +42,7 @@ struct LibcState {
     size_t allocated;  // what the heap gave (mremap shrinks in place)
   };
   std::map<uintptr_t, Mapping> mappings ABSL_GUARDED_BY(mu);
+  StdioSink stdio;  // its stdout and stderr (stdio_sink.cc)
   // Runs fn inside the compartment on this thread (set by
   // Compartment::Create): thread keys' destructors at a thread's exit.
   std::function<absl::Status(void (*)())> call_inside;

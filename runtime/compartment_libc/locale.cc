@@ -57,6 +57,8 @@ char* Setlocale(int category, const char* name) {
 }
 
 locale_t Newlocale(int mask, const char* name, locale_t) {
+  // glibc takes 1 << LC_ALL for every category (libstdc++ passes it).
+  if (mask == 1 << LC_ALL) mask = LC_ALL_MASK;
   if ((mask & ~LC_ALL_MASK) != 0 || name == nullptr) {
     SetErrno(EINVAL);
     return nullptr;
@@ -131,6 +133,15 @@ int StrncasecmpL(const char* a, const char* b, size_t n, locale_t) {
 }
 size_t StrxfrmL(char* to, const char* from, size_t n, locale_t) {
   return strxfrm_l(to, from, n, C());
+}
+
+wctype_t WctypeL(const char* name, locale_t) { return wctype_l(name, C()); }
+int IswctypeL(wint_t c, wctype_t type, locale_t) {
+  return iswctype_l(c, type, C());
+}
+template <wint_t (*kFn)(wint_t, locale_t)>
+wint_t WideCaseL(wint_t c, locale_t) {
+  return kFn(c, C());
 }
 
 template <int (*kFn)(wint_t, locale_t)>
@@ -208,6 +219,14 @@ absl::Span<const LibcBinding> LocaleBindings() {
       {"nl_langinfo", F(&NlLanginfo), kInC},
       {"nl_langinfo_l", F(&NlLanginfoL), kInC},
       {"__nl_langinfo_l", F(&NlLanginfoL), kInC},
+      {"wctype_l", F(&WctypeL), kInC},
+      {"__wctype_l", F(&WctypeL), kInC},
+      {"iswctype_l", F(&IswctypeL), kInC},
+      {"__iswctype_l", F(&IswctypeL), kInC},
+      {"towlower_l", F(&WideCaseL<&towlower_l>), kInC},
+      {"__towlower_l", F(&WideCaseL<&towlower_l>), kInC},
+      {"towupper_l", F(&WideCaseL<&towupper_l>), kInC},
+      {"__towupper_l", F(&WideCaseL<&towupper_l>), kInC},
       {"isalnum_l", F(&Ctype<&isalnum_l>), kInC},
       {"isalpha_l", F(&Ctype<&isalpha_l>), kInC},
       {"isblank_l", F(&Ctype<&isblank_l>), kInC},

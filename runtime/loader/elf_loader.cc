@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "allocator/compartment_heap.h"
+#include "runtime/compartment_libc/stdio.h"
 #include "runtime/loader/elf_constructors.h"
 #include "runtime/loader/elf_dynamic.h"
 #include "runtime/loader/elf_file.h"
@@ -56,7 +57,33 @@ void ElfLoader::Expose(absl::string_view symbol, uintptr_t address) {
   exposed_[std::string(symbol)] = address;
 }
 
+absl::Status ElfLoader::MapStdio() {
+  absl::StatusOr<uintptr_t> page =
+      target_.heap->ReserveImageSpace(kStdioPageBytes, kStdioPageBytes);
+  if (!page.ok()) return page.status();
+  if (stdio_page_ != 0 && *page != stdio_page_) {
+    return absl::InternalError(absl::StrFormat(
+        "compartment '%s': its stdio page would not go back to 0x%x after "
+        "Reset",
+        target_.compartment, stdio_page_));
+  }
+  if (absl::Status s =
+          SetUpStdioPage(*page, target_.heap, target_.compartment);
+      !s.ok()) {
+    return s;
+  }
+  stdio_page_ = *page;
+  for (const auto& [symbol, offset] : StdioDataSymbols()) {
+    Expose(symbol, *page + offset);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ElfLoader::Load(absl::string_view path) {
+  // Before the mark: a failed load does not take the page with it.
+  if (stdio_page_ == 0) {
+    if (absl::Status s = MapStdio(); !s.ok()) return s;
+  }
   const size_t objects_before = objects_.size();
   const size_t bases_before = bases_.size();
   const uintptr_t mark = target_.heap->ImageMark();
@@ -267,6 +294,9 @@ std::string ElfLoader::NameOf(uintptr_t address) const {
 absl::Status ElfLoader::Reload() {
   objects_.clear();
   tls_modules_ = 0;  // the heap's Reset dropped the modules and blocks
+  if (stdio_page_ != 0) {
+    if (absl::Status s = MapStdio(); !s.ok()) return s;
+  }
   if (loaded_paths_.empty()) return absl::OkStatus();
   reloading_ = true;
   absl::Cleanup done = [this] { reloading_ = false; };

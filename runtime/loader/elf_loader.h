@@ -71,6 +71,11 @@ class ElfLoader {
   // Tells the heap which objects loaded code's _dl_find_object and
   // dl_iterate_phdr report (allocator/loaded_objects.cc).
   void PublishObjects();
+  // Reserves, maps and fills the page of the compartment's stdin, stdout
+  // and stderr (compartment_libc/stdio.h) before the first object, and
+  // again, at the same address, on Reload; loaded code's imports of them
+  // bind there.
+  absl::Status MapStdio();
   // "compartment 'c': cannot load '/path'": how errors about obj start.
   std::string ErrorPrefix(const ElfObject& obj) const;
 
@@ -83,6 +88,7 @@ class ElfLoader {
   // a failed load's module); from 0 again when Reset dropped the blocks.
   size_t tls_modules_ = 0;
   bool reloading_ = false;
+  uintptr_t stdio_page_ = 0;
 };
 
 }  // namespace mpkbox::internal

@@ -1,5 +1,6 @@
 /* escape: the malicious plugin. Each function tries one way out of its
    compartment; the host calls them one by one and shows each stopped. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +21,11 @@ long read_host_heap(const unsigned char* secret) {
   return sum;
 }
 
-/* Opens a file with stdio: fopen is an import mpkbox refuses. */
+/* Opens a file with stdio: the compartment's fopen opens only what its
+   files policy grants (nothing here), so it gets NULL and an errno. */
 long open_file(void) {
   FILE* f = fopen("/etc/passwd", "r");
-  if (f == NULL) return -1;
+  if (f == NULL) return -errno;
   long first = fgetc(f);
   fclose(f);
   return first;
