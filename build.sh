@@ -134,11 +134,12 @@ demo() {
   run_sample plugin_host "$dir/plugin_host/plugin_host" \
     "$dir/plugin_host/plugins"
   run_sample wrapped_zlib "$dir/wrapped_zlib/wrapped_zlib"
+  run_sample xml_sandbox "$dir/xml_sandbox/xml_sandbox"
   echo
   if [[ "${#demo_failed[@]}" -ne 0 ]]; then
     die "demo: FAILED: ${demo_failed[*]}"
   fi
-  log "demo: all 4 samples ran as expected"
+  log "demo: all 5 samples ran as expected"
 }
 
 main() {
