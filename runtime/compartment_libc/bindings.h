@@ -20,6 +20,9 @@ struct LibcBinding {
   const char* why;
 };
 
+// A binding's function as its table holds it.
+inline void* LibcFn(auto* fn) { return reinterpret_cast<void*>(fn); }
+
 // Each concern's table, in the file of that concern.
 absl::Span<const LibcBinding> RuntimeLinkBindings();  // runtime_link.cc
 absl::Span<const LibcBinding> SyscallBindings();      // syscalls.cc

@@ -126,8 +126,6 @@ int PosixMadvise(void* address, size_t length, int advice) {
   }
 }
 
-void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
-
 constexpr char kOwnMappings[] =
     "the host checks the range is one of the compartment's own mappings "
     "(its record, host memory); never re-tags or unmaps anything else";
@@ -289,17 +287,17 @@ long HostMadvise(const LibcCaller& caller, uint64_t address, uint64_t length,
 
 absl::Span<const LibcBinding> MemoryBindings() {
   static const LibcBinding kBindings[] = {
-      {"mmap", F(&Mmap), kServed},
-      {"mmap64", F(&Mmap), kServed},
-      {"munmap", F(&Munmap), kOwnMappings},
-      {"mremap", F(&Mremap), kOwnMappings},
-      {"mprotect", F(&Mprotect),
+      {"mmap", LibcFn(&Mmap), kServed},
+      {"mmap64", LibcFn(&Mmap), kServed},
+      {"munmap", LibcFn(&Munmap), kOwnMappings},
+      {"mremap", LibcFn(&Mremap), kOwnMappings},
+      {"mprotect", LibcFn(&Mprotect),
        "never PROT_EXEC; only read-write on the compartment's own mappings, "
        "which they have (the host checks its record)"},
-      {"madvise", F(&Madvise),
+      {"madvise", LibcFn(&Madvise),
        "hints do nothing; MADV_DONTNEED only on the compartment's own "
        "mappings (the host checks its record)"},
-      {"posix_madvise", F(&PosixMadvise),
+      {"posix_madvise", LibcFn(&PosixMadvise),
        "hints only: nothing changes, as glibc's DONTNEED"},
   };
   return kBindings;

@@ -72,8 +72,6 @@ unsigned long Getauxval(unsigned long type) {
 
 int Getpagesize() { return MPKBOX_PAGE_SIZE; }
 
-void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
-
 constexpr char kEndsTheCall[] =
     "ends the compartment's call as a contained fault naming the status; "
     "the process goes on";
@@ -154,23 +152,23 @@ uint64_t HostGetauxval(uint64_t type) {
 
 absl::Span<const LibcBinding> ProcessBindings() {
   static const LibcBinding kBindings[] = {
-      {"exit", F(&Exit), kEndsTheCall},
-      {"_exit", F(&UnderscoreExit), kEndsTheCall},
-      {"_Exit", F(&UnderscoreExitC), kEndsTheCall},
-      {"quick_exit", F(&QuickExit), kEndsTheCall},
-      {"sysconf", F(&Sysconf),
+      {"exit", LibcFn(&Exit), kEndsTheCall},
+      {"_exit", LibcFn(&UnderscoreExit), kEndsTheCall},
+      {"_Exit", LibcFn(&UnderscoreExitC), kEndsTheCall},
+      {"quick_exit", LibcFn(&QuickExit), kEndsTheCall},
+      {"sysconf", LibcFn(&Sysconf),
        "the host answers a list of harmless names (page size, processors, "
        "limits); others fail with EINVAL"},
-      {"__sysconf", F(&Sysconf),
+      {"__sysconf", LibcFn(&Sysconf),
        "the host answers a list of harmless names (page size, processors, "
        "limits); others fail with EINVAL"},
-      {"getauxval", F(&Getauxval),
+      {"getauxval", LibcFn(&Getauxval),
        "the host answers page size, clock, hardware capabilities and "
        "AT_SECURE; never AT_RANDOM or an address"},
-      {"__getauxval", F(&Getauxval),
+      {"__getauxval", LibcFn(&Getauxval),
        "the host answers page size, clock, hardware capabilities and "
        "AT_SECURE; never AT_RANDOM or an address"},
-      {"getpagesize", F(&Getpagesize), "a constant"},
+      {"getpagesize", LibcFn(&Getpagesize), "a constant"},
   };
   return kBindings;
 }

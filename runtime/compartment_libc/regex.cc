@@ -52,8 +52,6 @@ size_t Regerror(int code, const regex_t*, char* buf, size_t size) {
   return n;
 }
 
-void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
-
 constexpr char kCompartmentHeap[] =
     "glibc's: writes the regex_t and what it allocates on the compartment's "
     "heap, nothing of key 0";
@@ -62,11 +60,11 @@ constexpr char kCompartmentHeap[] =
 
 absl::Span<const LibcBinding> RegexBindings() {
   static const LibcBinding kBindings[] = {
-      {"regcomp", F(&regcomp), kCompartmentHeap},
-      {"regexec", F(&regexec), kCompartmentHeap},
-      {"regerror", F(&Regerror),
+      {"regcomp", LibcFn(&regcomp), kCompartmentHeap},
+      {"regexec", LibcFn(&regexec), kCompartmentHeap},
+      {"regerror", LibcFn(&Regerror),
        "copies a constant message into the caller's buffer"},
-      {"regfree", F(&regfree), "glibc's: frees to the compartment's heap"},
+      {"regfree", LibcFn(&regfree), "glibc's: frees to the compartment's heap"},
   };
   return kBindings;
 }

@@ -10,41 +10,41 @@ namespace {
 
 char* NoEnvironment(const char*) { return nullptr; }
 
-void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
-
 }  // namespace
 
 absl::Span<const LibcBinding> RuntimeLinkBindings() {
   static const LibcBinding kBindings[] = {
-      {"__errno_location", F(&mpkbox_compartment_errno_location),
+      {"__errno_location", LibcFn(&mpkbox_compartment_errno_location),
        "the thread's errno slot in its HeapCache: compartment memory"},
-      {"__tls_get_addr", F(&mpkbox_compartment_tls_get_addr),
+      {"__tls_get_addr", LibcFn(&mpkbox_compartment_tls_get_addr),
        "this thread's TLS block of a loaded module: compartment memory"},
-      {"_dl_find_object", F(&mpkbox_compartment_dl_find_object),
-       "reads the compartment's copy of its loaded objects (libgcc's unwinder)"},
-      {"dl_iterate_phdr", F(&mpkbox_compartment_dl_iterate_phdr),
+      {"_dl_find_object", LibcFn(&mpkbox_compartment_dl_find_object),
+       "reads the compartment's copy of its loaded objects (libgcc's "
+       "unwinder)"},
+      {"dl_iterate_phdr", LibcFn(&mpkbox_compartment_dl_iterate_phdr),
        "the compartment's loaded objects only, from its own memory"},
-      {"longjmp", F(&mpkbox_compartment_longjmp),
+      {"longjmp", LibcFn(&mpkbox_compartment_longjmp),
        "restores registers from the caller's buffer; never PKRU"},
-      {"_longjmp", F(&mpkbox_compartment_longjmp),
+      {"_longjmp", LibcFn(&mpkbox_compartment_longjmp),
        "restores registers from the caller's buffer; never PKRU"},
-      {"siglongjmp", F(&mpkbox_compartment_longjmp),
+      {"siglongjmp", LibcFn(&mpkbox_compartment_longjmp),
        "restores registers from the caller's buffer; never PKRU or the mask"},
-      {"__longjmp_chk", F(&mpkbox_compartment_longjmp),
+      {"__longjmp_chk", LibcFn(&mpkbox_compartment_longjmp),
        "restores registers from the caller's buffer; never PKRU"},
       // The host's environment may live on its heap (after setenv), which
       // compartments cannot read.
-      {"getenv", F(&NoEnvironment), "loaded code sees no environment"},
-      {"secure_getenv", F(&NoEnvironment), "loaded code sees no environment"},
-      {"qsort", F(&mpkbox_compartment_qsort),
+      {"getenv", LibcFn(&NoEnvironment), "loaded code sees no environment"},
+      {"secure_getenv", LibcFn(&NoEnvironment),
+       "loaded code sees no environment"},
+      {"qsort", LibcFn(&mpkbox_compartment_qsort),
        "a merge sort that writes only the array and its own stack"},
-      {"qsort_r", F(&mpkbox_compartment_qsort_r),
+      {"qsort_r", LibcFn(&mpkbox_compartment_qsort_r),
        "a merge sort that writes only the array and its own stack"},
-      {"__cxa_atexit", F(&mpkbox_compartment_cxa_atexit),
+      {"__cxa_atexit", LibcFn(&mpkbox_compartment_cxa_atexit),
        "the compartment's own destructor list, run inside"},
-      {"atexit", F(&mpkbox_compartment_atexit),
+      {"atexit", LibcFn(&mpkbox_compartment_atexit),
        "the compartment's own destructor list, run inside"},
-      {"__cxa_finalize", F(&mpkbox_compartment_cxa_finalize),
+      {"__cxa_finalize", LibcFn(&mpkbox_compartment_cxa_finalize),
        "runs the compartment's own destructor list, inside"},
   };
   return kBindings;

@@ -92,9 +92,8 @@ size_t Put(CompartmentFile* f, const void* p, size_t n) {
       const char* bytes = static_cast<const char*>(p);
       size_t done = 0;
       while (done < n) {
-        const long w =
-            LibcSyscall(SYS_write, f->file._fileno, L(bytes + done),
-                               static_cast<long>(n - done));
+        const long w = LibcSyscall(SYS_write, f->file._fileno, L(bytes + done),
+                                   static_cast<long>(n - done));
         if (w < 0 && Errno() == EINTR) continue;
         if (w <= 0) {
           SetFlag(f, kErrSeen);
@@ -130,8 +129,7 @@ uint32_t Fill(CompartmentFile* f) {
   }
   long n;
   do {
-    n = LibcSyscall(SYS_read, f->file._fileno, L(f->buffer),
-                           kReadBuffer);
+    n = LibcSyscall(SYS_read, f->file._fileno, L(f->buffer), kReadBuffer);
   } while (n < 0 && Errno() == EINTR);
   f->start = f->end = 0;
   if (n <= 0) {
@@ -230,8 +228,7 @@ int PrintfChk(int, const char* format, ...) {
 }
 int Vdprintf(int fd, const char* format, va_list ap) {
   return FormatAndPut(format, ap, [fd](const char* p, size_t n) {
-    const long w =
-        LibcSyscall(SYS_write, fd, L(p), static_cast<long>(n));
+    const long w = LibcSyscall(SYS_write, fd, L(p), static_cast<long>(n));
     return w < 0 ? size_t{0} : static_cast<size_t>(w);
   });
 }
@@ -540,8 +537,6 @@ int Fsetpos(FILE* fp, const fpos_t* pos) {
   return Fseek(fp, static_cast<long>(pos->__pos), SEEK_SET);
 }
 
-void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
-
 constexpr char kSink[] =
     "formats with compartment rights; only bytes leave, which the host "
     "checks are the compartment's and copies to the sink within the budget";
@@ -569,84 +564,86 @@ void InitFile(CompartmentFile* f, FileKind kind, int fd, bool readable,
 
 absl::Span<const LibcBinding> StdioBindings() {
   static const LibcBinding kBindings[] = {
-      {"printf", F(&Printf), kSink},
-      {"vprintf", F(&Vprintf), kSink},
-      {"__printf_chk", F(&PrintfChk), kSink},
-      {"__vprintf_chk", F(&VprintfChk), kSink},
-      {"fprintf", F(&Fprintf), kSink},
-      {"vfprintf", F(&Vfprintf), kSink},
-      {"__fprintf_chk", F(&FprintfChk), kSink},
-      {"__vfprintf_chk", F(&VfprintfChk), kSink},
-      {"dprintf", F(&Dprintf), kStream},
-      {"vdprintf", F(&Vdprintf), kStream},
-      {"__dprintf_chk", F(&DprintfChk), kStream},
-      {"__vdprintf_chk", F(&VdprintfChk), kStream},
-      {"fwrite", F(&Fwrite), kSink},
-      {"fwrite_unlocked", F(&Fwrite), kSink},
-      {"fputs", F(&Fputs), kSink},
-      {"fputs_unlocked", F(&Fputs), kSink},
-      {"puts", F(&Puts), kSink},
-      {"fputc", F(&Fputc), kSink},
-      {"fputc_unlocked", F(&Fputc), kSink},
-      {"putc", F(&Fputc), kSink},
-      {"putc_unlocked", F(&Fputc), kSink},
-      {"_IO_putc", F(&Fputc), kSink},
-      {"putchar", F(&Putchar), kSink},
-      {"putchar_unlocked", F(&Putchar), kSink},
-      {"__overflow", F(&Overflow), kSink},
-      {"perror", F(&Perror), kSink},
-      {"fflush", F(&Fflush), kStream},
-      {"fflush_unlocked", F(&Fflush), kStream},
-      {"setvbuf", F(&Setvbuf), kStream},
-      {"setbuf", F(&Setbuf), kStream},
-      {"setbuffer", F(&Setbuffer), kStream},
-      {"setlinebuf", F(&Setlinebuf), kStream},
-      {"flockfile", F(&Flockfile), kStream},
-      {"funlockfile", F(&Flockfile), kStream},
-      {"ftrylockfile", F(&Ftrylockfile), kStream},
-      {"fileno", F(&Fileno), kStream},
-      {"fileno_unlocked", F(&Fileno), kStream},
-      {"feof", F(&Feof), kStream},
-      {"feof_unlocked", F(&Feof), kStream},
-      {"ferror", F(&Ferror), kStream},
-      {"ferror_unlocked", F(&Ferror), kStream},
-      {"clearerr", F(&Clearerr), kStream},
-      {"clearerr_unlocked", F(&Clearerr), kStream},
-      {"fopen", F(&Fopen), kOpen},
-      {"fopen64", F(&Fopen), kOpen},
-      {"fdopen", F(&Fdopen), kStream},
-      {"tmpfile", F(&Tmpfile), "fails with EACCES: no temporary files"},
-      {"tmpfile64", F(&Tmpfile), "fails with EACCES: no temporary files"},
-      {"freopen", F(&Freopen), "fails with EACCES; the stream is unchanged"},
-      {"freopen64", F(&Freopen), "fails with EACCES; the stream is unchanged"},
-      {"fclose", F(&Fclose), kStream},
-      {"fread", F(&Fread), kStream},
-      {"fread_unlocked", F(&Fread), kStream},
-      {"fgetc", F(&Fgetc), kStream},
-      {"fgetc_unlocked", F(&Fgetc), kStream},
-      {"getc", F(&Fgetc), kStream},
-      {"getc_unlocked", F(&Fgetc), kStream},
-      {"_IO_getc", F(&Fgetc), kStream},
-      {"__uflow", F(&Fgetc), kStream},
-      {"getchar", F(&Getchar), "stdin inside is empty"},
-      {"getchar_unlocked", F(&Getchar), "stdin inside is empty"},
-      {"fgets", F(&Fgets), kStream},
-      {"fgets_unlocked", F(&Fgets), kStream},
-      {"getline", F(&Getline), kStream},
-      {"getdelim", F(&Getdelim), kStream},
-      {"__getdelim", F(&Getdelim), kStream},
-      {"ungetc", F(&Ungetc), kStream},
-      {"ftell", F(&Ftell), kStream},
-      {"ftello", F(&Ftell), kStream},
-      {"ftello64", F(&Ftell), kStream},
-      {"fseek", F(&Fseek), kStream},
-      {"fseeko", F(&Fseek), kStream},
-      {"fseeko64", F(&Fseek), kStream},
-      {"rewind", F(&Rewind), kStream},
-      {"fgetpos", F(&Fgetpos), kStream},
-      {"fgetpos64", F(&Fgetpos), kStream},
-      {"fsetpos", F(&Fsetpos), kStream},
-      {"fsetpos64", F(&Fsetpos), kStream},
+      {"printf", LibcFn(&Printf), kSink},
+      {"vprintf", LibcFn(&Vprintf), kSink},
+      {"__printf_chk", LibcFn(&PrintfChk), kSink},
+      {"__vprintf_chk", LibcFn(&VprintfChk), kSink},
+      {"fprintf", LibcFn(&Fprintf), kSink},
+      {"vfprintf", LibcFn(&Vfprintf), kSink},
+      {"__fprintf_chk", LibcFn(&FprintfChk), kSink},
+      {"__vfprintf_chk", LibcFn(&VfprintfChk), kSink},
+      {"dprintf", LibcFn(&Dprintf), kStream},
+      {"vdprintf", LibcFn(&Vdprintf), kStream},
+      {"__dprintf_chk", LibcFn(&DprintfChk), kStream},
+      {"__vdprintf_chk", LibcFn(&VdprintfChk), kStream},
+      {"fwrite", LibcFn(&Fwrite), kSink},
+      {"fwrite_unlocked", LibcFn(&Fwrite), kSink},
+      {"fputs", LibcFn(&Fputs), kSink},
+      {"fputs_unlocked", LibcFn(&Fputs), kSink},
+      {"puts", LibcFn(&Puts), kSink},
+      {"fputc", LibcFn(&Fputc), kSink},
+      {"fputc_unlocked", LibcFn(&Fputc), kSink},
+      {"putc", LibcFn(&Fputc), kSink},
+      {"putc_unlocked", LibcFn(&Fputc), kSink},
+      {"_IO_putc", LibcFn(&Fputc), kSink},
+      {"putchar", LibcFn(&Putchar), kSink},
+      {"putchar_unlocked", LibcFn(&Putchar), kSink},
+      {"__overflow", LibcFn(&Overflow), kSink},
+      {"perror", LibcFn(&Perror), kSink},
+      {"fflush", LibcFn(&Fflush), kStream},
+      {"fflush_unlocked", LibcFn(&Fflush), kStream},
+      {"setvbuf", LibcFn(&Setvbuf), kStream},
+      {"setbuf", LibcFn(&Setbuf), kStream},
+      {"setbuffer", LibcFn(&Setbuffer), kStream},
+      {"setlinebuf", LibcFn(&Setlinebuf), kStream},
+      {"flockfile", LibcFn(&Flockfile), kStream},
+      {"funlockfile", LibcFn(&Flockfile), kStream},
+      {"ftrylockfile", LibcFn(&Ftrylockfile), kStream},
+      {"fileno", LibcFn(&Fileno), kStream},
+      {"fileno_unlocked", LibcFn(&Fileno), kStream},
+      {"feof", LibcFn(&Feof), kStream},
+      {"feof_unlocked", LibcFn(&Feof), kStream},
+      {"ferror", LibcFn(&Ferror), kStream},
+      {"ferror_unlocked", LibcFn(&Ferror), kStream},
+      {"clearerr", LibcFn(&Clearerr), kStream},
+      {"clearerr_unlocked", LibcFn(&Clearerr), kStream},
+      {"fopen", LibcFn(&Fopen), kOpen},
+      {"fopen64", LibcFn(&Fopen), kOpen},
+      {"fdopen", LibcFn(&Fdopen), kStream},
+      {"tmpfile", LibcFn(&Tmpfile), "fails with EACCES: no temporary files"},
+      {"tmpfile64", LibcFn(&Tmpfile), "fails with EACCES: no temporary files"},
+      {"freopen", LibcFn(&Freopen),
+       "fails with EACCES; the stream is unchanged"},
+      {"freopen64", LibcFn(&Freopen),
+       "fails with EACCES; the stream is unchanged"},
+      {"fclose", LibcFn(&Fclose), kStream},
+      {"fread", LibcFn(&Fread), kStream},
+      {"fread_unlocked", LibcFn(&Fread), kStream},
+      {"fgetc", LibcFn(&Fgetc), kStream},
+      {"fgetc_unlocked", LibcFn(&Fgetc), kStream},
+      {"getc", LibcFn(&Fgetc), kStream},
+      {"getc_unlocked", LibcFn(&Fgetc), kStream},
+      {"_IO_getc", LibcFn(&Fgetc), kStream},
+      {"__uflow", LibcFn(&Fgetc), kStream},
+      {"getchar", LibcFn(&Getchar), "stdin inside is empty"},
+      {"getchar_unlocked", LibcFn(&Getchar), "stdin inside is empty"},
+      {"fgets", LibcFn(&Fgets), kStream},
+      {"fgets_unlocked", LibcFn(&Fgets), kStream},
+      {"getline", LibcFn(&Getline), kStream},
+      {"getdelim", LibcFn(&Getdelim), kStream},
+      {"__getdelim", LibcFn(&Getdelim), kStream},
+      {"ungetc", LibcFn(&Ungetc), kStream},
+      {"ftell", LibcFn(&Ftell), kStream},
+      {"ftello", LibcFn(&Ftell), kStream},
+      {"ftello64", LibcFn(&Ftell), kStream},
+      {"fseek", LibcFn(&Fseek), kStream},
+      {"fseeko", LibcFn(&Fseek), kStream},
+      {"fseeko64", LibcFn(&Fseek), kStream},
+      {"rewind", LibcFn(&Rewind), kStream},
+      {"fgetpos", LibcFn(&Fgetpos), kStream},
+      {"fgetpos64", LibcFn(&Fgetpos), kStream},
+      {"fsetpos", LibcFn(&Fsetpos), kStream},
+      {"fsetpos64", LibcFn(&Fsetpos), kStream},
   };
   return kBindings;
 }

@@ -57,8 +57,6 @@ long SyscallImport(long nr, long a, long b, long c, long d, long e) {
   return LibcSyscall(nr, a, b, c, d, e);
 }
 
-void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
-
 constexpr char kJudged[] =
     "judged by the compartment's policy with host rights, as its SIGSYS "
     "would be (pointers must be its memory; what is written is copied)";
@@ -77,27 +75,29 @@ long LibcResult(uint64_t answer) {
 long LibcSyscall(long nr, long a, long b, long c, long d, long e) {
   const uint64_t op =
       LibcOp(kLibcSyscalls, kSyscall, static_cast<uint32_t>(nr));
-  return LibcResult(EnterLibc(
-      op, static_cast<uint64_t>(a), static_cast<uint64_t>(b),
-      static_cast<uint64_t>(c), static_cast<uint64_t>(d),
-      static_cast<uint64_t>(e)));
+  return LibcResult(
+      EnterLibc(op, static_cast<uint64_t>(a), static_cast<uint64_t>(b),
+                static_cast<uint64_t>(c), static_cast<uint64_t>(d),
+                static_cast<uint64_t>(e)));
 }
 
 absl::Span<const LibcBinding> SyscallBindings() {
   static const LibcBinding kBindings[] = {
-      {"read", F(&Read), kJudged},
-      {"write", F(&Write), kJudged},
-      {"close", F(&Close), kJudged},
-      {"lseek", F(&Lseek), kJudged},
-      {"lseek64", F(&Lseek), kJudged},
-      {"pread", F(&Pread), kJudged},
-      {"pread64", F(&Pread), kJudged},
-      {"pwrite", F(&Pwrite), kJudged},
-      {"pwrite64", F(&Pwrite), kJudged},
-      {"getrandom", F(&Getrandom), kJudged},
-      {"getpid", F(&Getpid), "answered whatever the policy, like its syscall"},
-      {"gettid", F(&Gettid), "answered whatever the policy, like its syscall"},
-      {"syscall", F(&SyscallImport), kJudged},
+      {"read", LibcFn(&Read), kJudged},
+      {"write", LibcFn(&Write), kJudged},
+      {"close", LibcFn(&Close), kJudged},
+      {"lseek", LibcFn(&Lseek), kJudged},
+      {"lseek64", LibcFn(&Lseek), kJudged},
+      {"pread", LibcFn(&Pread), kJudged},
+      {"pread64", LibcFn(&Pread), kJudged},
+      {"pwrite", LibcFn(&Pwrite), kJudged},
+      {"pwrite64", LibcFn(&Pwrite), kJudged},
+      {"getrandom", LibcFn(&Getrandom), kJudged},
+      {"getpid", LibcFn(&Getpid),
+       "answered whatever the policy, like its syscall"},
+      {"gettid", LibcFn(&Gettid),
+       "answered whatever the policy, like its syscall"},
+      {"syscall", LibcFn(&SyscallImport), kJudged},
   };
   return kBindings;
 }

@@ -155,8 +155,6 @@ size_t StrftimeL(char* out, size_t max, const char* format,
   return Strftime(out, max, format, tm);
 }
 
-void* F(auto* fn) { return reinterpret_cast<void*>(fn); }
-
 constexpr char kUtcArithmetic[] =
     "UTC by pure civil-time arithmetic; writes only the caller's struct tm";
 constexpr char kFormat[] =
@@ -167,23 +165,23 @@ constexpr char kFormat[] =
 
 absl::Span<const LibcBinding> TimeBindings() {
   static const LibcBinding kBindings[] = {
-      {"gmtime_r", F(&GmtimeR), kUtcArithmetic},
-      {"__gmtime_r", F(&GmtimeR), kUtcArithmetic},
-      {"localtime_r", F(&LocaltimeR), kUtcArithmetic},
-      {"__localtime_r", F(&LocaltimeR), kUtcArithmetic},
-      {"timegm", F(&Timegm), kUtcArithmetic},
-      {"mktime", F(&Mktime), kUtcArithmetic},
-      {"timelocal", F(&Mktime), kUtcArithmetic},
-      {"ctime_r", F(&CtimeR),
+      {"gmtime_r", LibcFn(&GmtimeR), kUtcArithmetic},
+      {"__gmtime_r", LibcFn(&GmtimeR), kUtcArithmetic},
+      {"localtime_r", LibcFn(&LocaltimeR), kUtcArithmetic},
+      {"__localtime_r", LibcFn(&LocaltimeR), kUtcArithmetic},
+      {"timegm", LibcFn(&Timegm), kUtcArithmetic},
+      {"mktime", LibcFn(&Mktime), kUtcArithmetic},
+      {"timelocal", LibcFn(&Mktime), kUtcArithmetic},
+      {"ctime_r", LibcFn(&CtimeR),
        "UTC by civil-time arithmetic, then glibc's asctime_r into the "
        "caller's buffer"},
-      {"asctime_r", F(&asctime_r),
+      {"asctime_r", LibcFn(&asctime_r),
        "glibc's: the C locale's day and month names into the caller's buffer"},
-      {"difftime", F(&difftime), "arithmetic"},
-      {"tzset", F(&Tzset), "does nothing: the zone is UTC"},
-      {"strftime", F(&Strftime), kFormat},
-      {"strftime_l", F(&StrftimeL), kFormat},
-      {"__strftime_l", F(&StrftimeL), kFormat},
+      {"difftime", LibcFn(&difftime), "arithmetic"},
+      {"tzset", LibcFn(&Tzset), "does nothing: the zone is UTC"},
+      {"strftime", LibcFn(&Strftime), kFormat},
+      {"strftime_l", LibcFn(&StrftimeL), kFormat},
+      {"__strftime_l", LibcFn(&StrftimeL), kFormat},
   };
   return kBindings;
 }
