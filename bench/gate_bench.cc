@@ -69,6 +69,13 @@
 //   BM_FaultAndResetSegv the same with a write to a host global (SEGV_PKUERR).
 //   BM_FaultAndResetNull the same with a write to address 8 (SEGV_MAPERR), a
 //                        null pointer plus an offset.
+//   BM_FaultToStatus, BM_FaultToStatusSegv
+//                        fault to status alone: the faulting Call only (ud2,
+//                        or the write to the host global), from the gate in
+//                        to the kAborted status with its FaultReport, timed
+//                        with steady_clock around that Call (manual time).
+//                        The Reset and a Call that makes the context current
+//                        again run untimed between iterations.
 //   BM_Reset             box->Reset() then box->Call(&Empty): a Reset leaves
 //                        the thread's context stale, so it is timed with the
 //                        Call that renews it. The same cycle as
@@ -113,6 +120,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -616,6 +624,41 @@ void BM_FaultAndResetNull(benchmark::State& state) {
   FaultAndReset(state, &WriteNullPlus8, SIGSEGV, SEGV_MAPERR);
 }
 BENCHMARK(BM_FaultAndResetNull);
+
+// Only box.Call(fn) is timed: the Reset and the Call(&Empty) that renews the
+// thread's context (its first since the Reset) are outside.
+void FaultToStatus(benchmark::State& state, void (*fn)(), int sig, int code) {
+  mpkbox::Compartment& box = FaultBox();
+  if (!CheckFault(state, box, fn, sig, code)) return;
+  for (auto _ : state) {
+    if (!box.Reset().ok() || !box.Call(&Empty).ok()) {
+      state.SkipWithError("Reset or the Call after it failed");
+      break;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status s = box.Call(fn);
+    const auto end = std::chrono::steady_clock::now();
+    state.SetIterationTime(std::chrono::duration<double>(end - start).count());
+    if (s.code() != absl::StatusCode::kAborted) {
+      state.SkipWithError("the fault did not give kAborted");
+      break;
+    }
+  }
+  if (!box.Reset().ok() || !box.Call(&Empty).ok()) {
+    state.SkipWithError("the compartment is unusable after the loop");
+  }
+}
+
+void BM_FaultToStatus(benchmark::State& state) {
+  FaultToStatus(state, &Ud2, SIGILL, ILL_ILLOPN);
+}
+BENCHMARK(BM_FaultToStatus)->UseManualTime();
+
+void BM_FaultToStatusSegv(benchmark::State& state) {
+  FaultToStatus(state, &WriteHostGlobal, SIGSEGV, SEGV_PKUERR);
+  if (host_global != 0) state.SkipWithError("the host global was written");
+}
+BENCHMARK(BM_FaultToStatusSegv)->UseManualTime();
 
 void BM_Reset(benchmark::State& state) {
   mpkbox::Compartment& box = FaultBox();

@@ -208,6 +208,61 @@ class SectionTest(unittest.TestCase):
         self.assertIn("| 0.947 | n/a | n/a | 0.900 | 0.947 |", row)
 
 
+class LifecycleTest(unittest.TestCase):
+    def test_ratios_against_baselines_and_absolute_targets(self):
+        gate = verdicts.parse(bench_json({
+            "BM_GateRoundTrip": [50.0, 50.0],
+            "BM_Reset": [5000.0, 5000.0],
+            "BM_CreateCallDestroy": [12000.0, 12000.0],
+            "BM_ForkExitWait": [6e5, 6e5],
+            "BM_SignalRoundTripHost": [2000.0, 2000.0]}))
+        gate.update(verdicts.parse(bench_json(
+            {"BM_FaultToStatusSegv": [25.0, 25.0]}, unit="us",
+            suffix="/manual_time")))
+        keys = verdicts.parse(bench_json({
+            "BM_KeyHit": [50.0, 50.0],
+            "BM_KeyMiss/1024/0": [24000.0, 24000.0]}))
+        v, lines = verdicts.lifecycle_section(gate, keys)
+        got = {label: (measured, verdict) for label, measured, verdict in v}
+        self.assertEqual(got["key-cache miss, 1 MiB touched <= 20 us"],
+                         ("24.0 us", "**missed**"))
+        self.assertEqual(got["Reset + the call renewing the context <= 20 us"],
+                         ("5.00 us", "**met**"))
+        self.assertEqual(got["create + first call + destroy <= 50 us"],
+                         ("12.0 us", "**met**"))
+        self.assertEqual(got["fault to status, SEGV_PKUERR <= 20 us"],
+                         ("25.0 us", "**missed**"))
+        self.assertEqual(len(v), 4)
+        self.assertIn("| Reset + the call renewing the context / gate round "
+                      "trip | 5.00 | 5.00 | 50.0 | 100x | <= 20 us: **met** |",
+                      lines)
+        self.assertIn("| create + first call + destroy / fork + exit + wait | "
+                      "12.0 | 12.0 | 600000 | 0.02x | <= 50 us: **met** |",
+                      lines)
+        self.assertIn("| key-cache miss, 1 MiB touched / hit (gate round trip)"
+                      " | 24.0 | 24.0 | 50.0 | 480x | <= 20 us: **missed** |",
+                      lines)
+        sigill = next(line for line in lines if "SIGILL" in line)
+        self.assertIn("| n/a | n/a | 2000 | n/a |", sigill)
+
+    def test_lifecycle_only_report(self):
+        with tempfile.TemporaryDirectory() as d:
+            gate = os.path.join(d, "gate.json")
+            with open(gate, "w") as f:
+                json.dump(bench_json({"BM_WrpkruPair": [25.0, 25.0],
+                                      "BM_GateRoundTrip": [30.0, 30.0],
+                                      "BM_Reset": [3000.0, 3000.0]}), f)
+            with redirect_stdout(io.StringIO()) as stdout:
+                verdicts.main(["--gate", gate, "--keys",
+                               os.path.join(d, "no"), "--lifecycle"])
+        text = stdout.getvalue()
+        self.assertIn("## Lifecycle against its baselines", text)
+        self.assertIn("| Reset + the call renewing the context <= 20 us | "
+                      "3.00 us | **met** |", text)
+        self.assertNotIn("WRPKRU", text)
+        self.assertNotIn("## Gate", text)
+
+
 class MainTest(unittest.TestCase):
     def test_writes_the_report_with_its_command(self):
         with tempfile.TemporaryDirectory() as d:
