@@ -76,15 +76,7 @@ mpkbox_gate_enter:
 
   // Host vector state is cleared here, before the WRPKRU: these run in
   // parallel with the stores above, and nothing after them uses it.
-  pxor %xmm8, %xmm8
-  pxor %xmm9, %xmm9
-  pxor %xmm10, %xmm10
-  pxor %xmm11, %xmm11
-  pxor %xmm12, %xmm12
-  pxor %xmm13, %xmm13
-  pxor %xmm14, %xmm14
-  pxor %xmm15, %xmm15
-  CLEAR_VECTOR_STATE
+  CLEAR_VECTOR_STATE_FROM_XMM8
 
   // Switch domain in the selector page: BLOCK before the compartment's PKRU.
   movq MPKBOX_CTX_PKRU(%rbx), %r12
@@ -386,15 +378,7 @@ mpkbox_callback_return_blocked:
   pxor %xmm5, %xmm5
   pxor %xmm6, %xmm6
   pxor %xmm7, %xmm7
-  pxor %xmm8, %xmm8
-  pxor %xmm9, %xmm9
-  pxor %xmm10, %xmm10
-  pxor %xmm11, %xmm11
-  pxor %xmm12, %xmm12
-  pxor %xmm13, %xmm13
-  pxor %xmm14, %xmm14
-  pxor %xmm15, %xmm15
-  CLEAR_VECTOR_STATE
+  CLEAR_VECTOR_STATE_FROM_XMM8
   .globl mpkbox_callback_return_blocked_end
   .hidden mpkbox_callback_return_blocked_end
 mpkbox_callback_return_blocked_end:         // until here: BLOCK, host rights
