@@ -119,6 +119,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -126,6 +127,7 @@
 #include <cstdlib>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "absl/debugging/symbolize.h"
 #include "mpkbox/mpkbox.h"
@@ -408,6 +410,83 @@ void BM_GateRoundTrip(benchmark::State& state) {
   if (!box.Call(&Empty).ok()) state.SkipWithError("gate call failed");
 }
 BENCHMARK(BM_GateRoundTrip);
+
+// The gate against the trusted floor, interleaved: blocks of kRatioBlock
+// floor calls and kRatioBlock gate calls alternate (the order flips every
+// iteration), each block timed with the TSC; the counters are medians over
+// the blocks, so preemption, frequency steps and a neighbour's build hit
+// both sides alike. `ratio` is the median of per-pair ratios; `stack_off`
+// (the host stack's page offset, randomised per process) is there to look
+// for layout effects between processes.
+constexpr int kRatioBlock = 200;
+
+inline uint64_t Tsc() {
+  uint32_t lo, hi;
+  asm volatile("lfence\n\trdtsc\n\tlfence" : "=a"(lo), "=d"(hi)::"memory");
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
+void BM_GateOverFloor(benchmark::State& state) {
+  mpkbox::Compartment& box = Box();
+  if (!Check(state, box.Call(&Empty))) return;
+  const uint32_t orig = Rdpkru();
+  const uint32_t other = orig ^ (2u << 30);
+  std::vector<double> gate, floor, ratio;
+  gate.reserve(1 << 16);
+  floor.reserve(1 << 16);
+  ratio.reserve(1 << 16);
+  const auto wall0 = std::chrono::steady_clock::now();
+  const uint64_t tsc0 = Tsc();
+  bool floor_first = true;
+  auto time_floor = [&] {
+    const uint64_t t = Tsc();
+    for (int i = 0; i < kRatioBlock; ++i) mpkbox_floor_trusted(other, orig);
+    return static_cast<double>(Tsc() - t);
+  };
+  auto time_gate = [&] {
+    const uint64_t t = Tsc();
+    for (int i = 0; i < kRatioBlock; ++i) {
+      absl::Status s = box.Call(&Empty);
+      benchmark::DoNotOptimize(s);
+    }
+    return static_cast<double>(Tsc() - t);
+  };
+  for (auto _ : state) {
+    double f, g;
+    if (floor_first) {
+      f = time_floor();
+      g = time_gate();
+    } else {
+      g = time_gate();
+      f = time_floor();
+    }
+    floor_first = !floor_first;
+    if (gate.size() < gate.capacity()) {
+      floor.push_back(f);
+      gate.push_back(g);
+      ratio.push_back(g / f);
+    }
+  }
+  const double ns_per_tick =
+      std::chrono::duration<double, std::nano>(
+          std::chrono::steady_clock::now() - wall0)
+          .count() /
+      static_cast<double>(Tsc() - tsc0);
+  state.counters["ratio"] = Median(ratio);
+  state.counters["gate_ns"] = Median(gate) * ns_per_tick / kRatioBlock;
+  state.counters["floor_ns"] = Median(floor) * ns_per_tick / kRatioBlock;
+  state.counters["stack_off"] =
+      static_cast<double>(reinterpret_cast<uintptr_t>(&orig) & 4095);
+  if (Rdpkru() != orig) state.SkipWithError("PKRU not restored");
+  if (!box.Call(&Empty).ok()) state.SkipWithError("gate call failed");
+}
+BENCHMARK(BM_GateOverFloor)->MinTime(0.5);
 
 void BM_GateRoundTripArgs(benchmark::State& state) {
   mpkbox::Compartment& box = Box();

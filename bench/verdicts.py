@@ -22,6 +22,7 @@ import statistics
 import sys
 
 GATE_MAX = 1.3  # gate round trip / WRPKRU pair
+GATE_FLOOR_MAX = 1.15  # gate round trip / trusted floor model, interleaved
 HEAP_MAX = 2.0  # malloc/free pair inside / native jemalloc, small sizes
 LIB_MIN = 0.98  # inside throughput / native throughput, paired
 CODEC_MIN = 0.97  # the same for libjpeg-turbo and libxml2, 64 KiB and up
@@ -211,11 +212,27 @@ def table(header, rows):
             *(f"| {' | '.join(r)} |" for r in rows), ""]
 
 
+def counters_of(benches, prefix):
+    """The counters of the benchmark named `prefix` with any /suffix."""
+    for name, b in benches.items():
+        if name.split("/")[0] == prefix:
+            return b.get("counters", {})
+    return {}
+
+
 def gate_section(g):
     rows, verdicts = [], []
+    # BM_GateOverFloor times the gate and the floor model in alternating
+    # blocks and reports the median of the per-block ratios.
+    over = counters_of(g, "BM_GateOverFloor")
+    ratios = [("gate round trip / trusted floor model, interleaved",
+                    over.get("gate_ns"), over.get("floor_ns"),
+                    over.get("ratio"), ("<=", GATE_FLOOR_MAX))]
     for label, num, den, *target in GATE_RATIOS:
         a, b = time_of(g, num), time_of(g, den)
-        r, goal = ratio(a, b), ""
+        ratios.append((label, a, b, ratio(a, b), *target))
+    for label, a, b, r, *target in ratios:
+        goal = ""
         if target:
             goal = f"{target[0][0]} {target[0][1]:g}"
             verdicts.append((f"{label} {goal}", fmt(r, 2, "x"),

@@ -142,6 +142,19 @@ class SectionTest(unittest.TestCase):
                        "0.13x", "**met**"), verdicts_)
         self.assertIn("| gate round trip / WRPKRU pair | 60.0 | 26.0 | 2.31x "
                       "| <= 1.3: **missed** |", lines)
+        self.assertIn(("gate round trip / trusted floor model, interleaved "
+                       "<= 1.15", "n/a", "not measured"), verdicts_)
+
+    def test_gate_over_floor_reads_the_interleaved_counters(self):
+        g = verdicts.parse(bench_json(
+            {"BM_GateOverFloor/min_time:0.500": [2e4]},
+            counters={"BM_GateOverFloor/min_time:0.500": [
+                {"ratio": 1.12, "gate_ns": 44.8, "floor_ns": 40.0}]}))
+        verdicts_, lines = verdicts.gate_section(g)
+        self.assertIn(("gate round trip / trusted floor model, interleaved "
+                       "<= 1.15", "1.12x", "**met**"), verdicts_)
+        self.assertIn("| gate round trip / trusted floor model, interleaved "
+                      "| 44.8 | 40.0 | 1.12x | <= 1.15: **met** |", lines)
 
     def test_heap_subtracts_the_empty_call_and_divides_by_pairs(self):
         times, counters = {"BM_MallocFreeInsideEmpty": [60.0, 60.0]}, {}
