@@ -115,6 +115,7 @@
 // runtime, and it never runs untrusted code.
 #include <benchmark/benchmark.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -766,18 +767,22 @@ void BM_CreateCallDestroy(benchmark::State& state) {
 }
 BENCHMARK(BM_CreateCallDestroy);
 
-volatile sig_atomic_t signals_seen = 0;
+// The kernel runs a handler that is not behind mpkbox's entry with its
+// initial PKRU (key 0 only), and the host's data and stacks carry the trusted
+// key: its counter is on a key-0 page, and it runs on a stack mapped here.
+MPKBOX_COMPARTMENT_READABLE volatile sig_atomic_t signals_seen = 0;
 void EmptyHandler(int, siginfo_t*, void*) { signals_seen = signals_seen + 1; }
 
 // `install` is libc's __sigaction (the kernel alone) or the host's sigaction
 // (mpkbox's entry first).
 void SignalRoundTrip(benchmark::State& state,
                      int (*install)(int, const struct sigaction*,
-                                    struct sigaction*)) {
+                                    struct sigaction*),
+                     bool on_own_stack) {
   struct sigaction sa {}, old{};
   sa.sa_sigaction = &EmptyHandler;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_SIGINFO;
+  sa.sa_flags = SA_SIGINFO | (on_own_stack ? SA_ONSTACK : 0);
   if (install(SIGUSR1, &sa, &old) != 0) {
     state.SkipWithError("sigaction failed");
     return;
@@ -802,13 +807,27 @@ void BM_SignalRoundTrip(benchmark::State& state) {
   // signal PKRU denies, so a handler that is not behind mpkbox's entry cannot
   // even sigreturn there (the kernel kills the process). The timed loop runs
   // entirely on that thread; the thread's creation is outside it.
-  std::thread t([&state] { SignalRoundTrip(state, &__sigaction); });
+  std::thread t([&state] {
+    constexpr size_t kBytes = 64 * 1024;
+    void* stack = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    // The raw syscall: the stack is for handlers outside mpkbox's entry.
+    stack_t ss{.ss_sp = stack, .ss_flags = 0, .ss_size = kBytes};
+    if (stack == MAP_FAILED || syscall(SYS_sigaltstack, &ss, nullptr) != 0) {
+      state.SkipWithError("cannot set up the handler's stack");
+      return;
+    }
+    SignalRoundTrip(state, &__sigaction, /*on_own_stack=*/true);
+    ss = stack_t{.ss_sp = nullptr, .ss_flags = SS_DISABLE, .ss_size = 0};
+    syscall(SYS_sigaltstack, &ss, nullptr);
+    munmap(stack, kBytes);
+  });
   t.join();
 }
 BENCHMARK(BM_SignalRoundTrip);
 
 void BM_SignalRoundTripHost(benchmark::State& state) {
-  SignalRoundTrip(state, &sigaction);
+  SignalRoundTrip(state, &sigaction, /*on_own_stack=*/false);
 }
 BENCHMARK(BM_SignalRoundTripHost);
 
