@@ -1,6 +1,7 @@
 #include "allocator/huge_chunks.h"
 
 #include <sys/mman.h>
+#include <time.h>
 
 #include <algorithm>
 
@@ -15,6 +16,12 @@ namespace mpkbox::internal {
 namespace {
 
 constexpr size_t kChunkPages = kHugeChunkBytes / MPKBOX_PAGE_SIZE;
+
+int64_t Nanos() {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec;
+}
 
 size_t PresentPages(uintptr_t chunk, size_t bytes) {
   unsigned char present[kChunkPages];
@@ -43,6 +50,7 @@ void CollapseDenseChunks(TaggedHooks* h) {
   }
   const uintptr_t first =
       (h->window_base + kHugeChunkBytes - 1) & ~(kHugeChunkBytes - 1);
+  const int64_t deadline = Nanos() + kCollapseBudgetNanos;
   for (uintptr_t chunk = first;
        chunk < end && chunk + kHugeChunkBytes <= limit;
        chunk += kHugeChunkBytes) {
@@ -64,6 +72,10 @@ void CollapseDenseChunks(TaggedHooks* h) {
                 MADV_COLLAPSE) != 0) {
       h->collapse_interval =
           std::min(h->collapse_interval * 2, kCollapseCheckMax);
+      return;
+    }
+    if (Nanos() > deadline) {
+      h->collapse_countdown = 0;  // the rest at the next re-tag
       return;
     }
   }

@@ -26,10 +26,13 @@ inline constexpr size_t kDenseChunkPages = 128;
 // free, or a kernel without MADV_COLLAPSE: before 6.1).
 inline constexpr uint32_t kCollapseCheckEvery = 16;
 inline constexpr uint32_t kCollapseCheckMax = 4096;
+// A collapse copies its chunk (about 0.6 ms here) under the key cache's
+// lock: a look stops after this long and the next re-tag goes on.
+inline constexpr int64_t kCollapseBudgetNanos = 1'000'000;
 
 // Under h->tag_mu, before a re-tag of [h->window_base, h->TaggedEnd()):
-// every kCollapseCheckEvery-th call, collapses each dense chunk of that
-// range. The last chunk, if only partly carved, is first tagged whole with
+// every kCollapseCheckEvery-th call (and the call after a look cut short
+// by kCollapseBudgetNanos), collapses each dense chunk of that range. The last chunk, if only partly carved, is first tagged whole with
 // the heap's key (h->tagged_end), within h->max_window_bytes. Contents and
 // keys are unchanged: a collapse is invisible but for speed.
 void CollapseDenseChunks(TaggedHooks* h);

@@ -254,6 +254,14 @@ bool HugePageBacked(uintptr_t p) {
   return false;
 }
 
+// Transparent huge pages off ("never"): MADV_COLLAPSE refuses every chunk.
+bool HugePagesOff() {
+  std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  return !std::getline(mode, line) ||
+         line.find("[never]") != std::string::npos;
+}
+
 // The victim's secret sits in a 1.5 MiB allocation it filled, whose chunk
 // the key cache collapses as the victim is re-tagged; the victim then writes
 // a second secret into the chunk's last bytes, past jemalloc's carve.
@@ -335,6 +343,7 @@ HugeAttack AttackTheHugeVictim(Holder& victim, uintptr_t tail) {
 }
 
 TEST(KeyVirtualisationTest, HugePageChunksMoveWithTheirCompartment) {
+  if (HugePagesOff()) GTEST_SKIP() << "transparent huge pages are off";
   Holder victim;
   const uintptr_t tail = MakeHugeVictim(&victim);
   ASSERT_NE(tail, 0u) << "the victim's chunk never became a huge page";
@@ -356,6 +365,7 @@ TEST(KeyVirtualisationTest, HugePageChunksMoveWithTheirCompartment) {
 }
 
 TEST(KeyVirtualisationDeathTest, WithoutTheRetagTheNextHolderReadsHugePages) {
+  if (HugePagesOff()) GTEST_SKIP() << "transparent huge pages are off";
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
