@@ -165,6 +165,7 @@ bool CompartmentHeap::ClearArena() {
     return false;
   }
   live_.Clear(used);
+  ForgetDenseChunks(hooks_);
   const uintptr_t top = window + kWindowBytes;
   ReleaseZoneRange(image_low_.load(), top - image_low_.load());
   image_low_.store(top);

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "runtime/keys/pku.h"
 #include "trampolines/gate_layout.h"
@@ -34,15 +35,15 @@ size_t PresentPages(uintptr_t chunk, size_t bytes) {
   return n;
 }
 
-}  // namespace
+// What one look did: nothing (every dense chunk was huge already), copied
+// at least one chunk into a huge page, failed, or ran out of its budget.
+enum class Look { kNothing, kCollapsed, kFailed, kOutOfTime };
 
-void CollapseDenseChunks(TaggedHooks* h) {
-  if (h->collapse_countdown > 0) {
-    --h->collapse_countdown;
-    return;
-  }
-  if (h->collapse_interval == 0) h->collapse_interval = kCollapseCheckEvery;
-  h->collapse_countdown = h->collapse_interval - 1;
+// A collapse that copies takes hundreds of microseconds; one that finds
+// the chunk huge already, about one.
+constexpr int64_t kCopiedNanos = 50'000;
+
+Look LookOnce(TaggedHooks* h) {
   const uintptr_t end = h->TaggedEnd();
   uintptr_t limit = h->window_end;
   if (h->max_window_bytes != 0) {
@@ -51,6 +52,7 @@ void CollapseDenseChunks(TaggedHooks* h) {
   const uintptr_t first =
       (h->window_base + kHugeChunkBytes - 1) & ~(kHugeChunkBytes - 1);
   const int64_t deadline = Nanos() + kCollapseBudgetNanos;
+  Look look = Look::kNothing;
   for (uintptr_t chunk = first;
        chunk < end && chunk + kHugeChunkBytes <= limit;
        chunk += kHugeChunkBytes) {
@@ -63,22 +65,46 @@ void CollapseDenseChunks(TaggedHooks* h) {
       if (!TagPages(reinterpret_cast<void*>(end), chunk_end - end,
                     PROT_READ | PROT_WRITE, h->key)
                .ok()) {
-        return;
+        return Look::kFailed;
       }
       h->tagged_end.store(chunk_end, std::memory_order_relaxed);
     }
-    // An already huge chunk returns at once.
+    const int64_t start = Nanos();
     if (madvise(reinterpret_cast<void*>(chunk), kHugeChunkBytes,
                 MADV_COLLAPSE) != 0) {
-      h->collapse_interval =
-          std::min(h->collapse_interval * 2, kCollapseCheckMax);
-      return;
+      return Look::kFailed;
     }
-    if (Nanos() > deadline) {
-      h->collapse_countdown = 0;  // the rest at the next re-tag
-      return;
-    }
+    const int64_t now = Nanos();
+    if (now - start > kCopiedNanos) look = Look::kCollapsed;
+    if (now > deadline) return Look::kOutOfTime;
   }
+  return look;
+}
+
+}  // namespace
+
+void CollapseDenseChunks(TaggedHooks* h) {
+  if (h->collapse_countdown > 0) {
+    --h->collapse_countdown;
+    return;
+  }
+  uint32_t& interval = h->collapse_interval;
+  if (interval == 0) interval = kCollapseCheckEvery;
+  const Look look = LookOnce(h);
+  // Looks that copy come ever further apart: a heap whose chunks jemalloc
+  // keeps splitting (a purge inside one) is not copied every 16 re-tags.
+  if (look == Look::kNothing) {
+    interval = std::max(interval / 2, kCollapseCheckEvery);
+  } else {
+    interval = std::min(interval * 2, kCollapseCheckMax);
+  }
+  h->collapse_countdown = look == Look::kOutOfTime ? 0 : interval - 1;
+}
+
+void ForgetDenseChunks(TaggedHooks* h) {
+  std::lock_guard<std::mutex> lock(h->tag_mu);
+  h->collapse_countdown = 0;
+  h->collapse_interval = 0;
 }
 
 }  // namespace mpkbox::internal

@@ -22,8 +22,9 @@ inline constexpr size_t kHugeChunkBytes = size_t{2} << 20;
 // A quarter of the chunk: 512 KiB present.
 inline constexpr size_t kDenseChunkPages = 128;
 // The re-tags between two looks for dense chunks (one mincore per chunk);
-// doubled, up to kCollapseCheckMax, after a collapse fails (no huge page
-// free, or a kernel without MADV_COLLAPSE: before 6.1).
+// doubled, up to kCollapseCheckMax, after a look that copied a chunk into a
+// huge page or failed (no huge page free, or a kernel without
+// MADV_COLLAPSE: before 6.1), halved after one that found nothing to do.
 inline constexpr uint32_t kCollapseCheckEvery = 16;
 inline constexpr uint32_t kCollapseCheckMax = 4096;
 // A collapse copies its chunk (about 0.6 ms here) under the key cache's
@@ -36,6 +37,10 @@ inline constexpr int64_t kCollapseBudgetNanos = 1'000'000;
 // the heap's key (h->tagged_end), within h->max_window_bytes. Contents and
 // keys are unchanged: a collapse is invisible but for speed.
 void CollapseDenseChunks(TaggedHooks* h);
+
+// The window's pages were dropped (Reset, parking): the next re-tag looks
+// at once, with the first interval, whatever the old contents taught.
+void ForgetDenseChunks(TaggedHooks* h);
 
 }  // namespace mpkbox::internal
 
