@@ -89,8 +89,8 @@ void* Alloc(extent_hooks_t* h, void* new_addr, size_t size, size_t alignment,
     p = MapAnywhere(t, size, alignment);
   }
   if (p == nullptr) return nullptr;
-  // jemalloc asks for zeroed memory only outside growth; a chunk tagged
-  // ahead is resident already (a huge page), so zeroing it costs no memory.
+  // Zeroed memory asked for (calloc, MALLOCX_ZERO) from a chunk tagged
+  // ahead: resident already (a huge page), so zeroing it costs no memory.
   if (*zero && !fresh) memset(p, 0, size);
   *zero = *zero || fresh;
   *commit = true;

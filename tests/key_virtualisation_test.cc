@@ -266,13 +266,17 @@ bool HugePagesOff() {
 // the key cache collapses as the victim is re-tagged; the victim then writes
 // a second secret into the chunk's last bytes, past jemalloc's carve.
 // Returns the tail's address, 0 if the chunk never became a huge page.
-uintptr_t MakeHugeVictim(Holder* victim) {
+// *fill_end: the end of the 1.5 MiB allocation.
+uintptr_t MakeHugeVictim(Holder* victim, uintptr_t* fill_end = nullptr) {
   *victim = MakeHolder("victim", 0);
   if (victim->box == nullptr) return 0;
   constexpr size_t kBytes = size_t{3} << 19;
   absl::StatusOr<void*> fill = victim->box->Allocate(kBytes);
   if (!fill.ok()) return 0;
   memset(*fill, 0x5a, kBytes);
+  if (fill_end != nullptr) {
+    *fill_end = reinterpret_cast<uintptr_t>(*fill) + kBytes;
+  }
   const uintptr_t chunk = reinterpret_cast<uintptr_t>(*fill) & ~(kChunk - 1);
   // Misses and evictions re-tag the victim; every 16th looks for dense
   // chunks.
@@ -362,6 +366,40 @@ TEST(KeyVirtualisationTest, HugePageChunksMoveWithTheirCompartment) {
   ASSERT_TRUE(victim.box->Reset().ok());
   EXPECT_EQ(Value(victim.box->Call(&ReadU64, victim.address())), 0u);
   EXPECT_EQ(Value(victim.box->Call(&ReadU64, tail)), 0u);
+}
+
+// Writes 0xa5 over [from, to): compartment code scribbling on its own
+// chunk past what jemalloc has carved.
+void Scribble(uintptr_t from, uintptr_t to) {
+  memset(reinterpret_cast<void*>(from), 0xa5, to - from);
+}
+
+// calloc inside: the address, 1 if any byte was not zero, 0 if it failed.
+uintptr_t CallocChecked(size_t n) {
+  auto* p = static_cast<unsigned char*>(calloc(n, 1));
+  if (p == nullptr) return 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (p[i] != 0) return 1;
+  }
+  return reinterpret_cast<uintptr_t>(p);
+}
+
+// The chunk's tail was tagged ahead of jemalloc, so its pages are not known
+// to be zero: what jemalloc carves there later and hands out zeroed (the
+// thread's allocator state, then a calloc) must read zero all the same.
+TEST(KeyVirtualisationTest, CallocFromAHugeChunksTailReadsZero) {
+  if (HugePagesOff()) GTEST_SKIP() << "transparent huge pages are off";
+  Holder victim;
+  uintptr_t fill_end = 0;
+  const uintptr_t tail = MakeHugeVictim(&victim, &fill_end);
+  ASSERT_NE(tail, 0u) << "the victim's chunk never became a huge page";
+  const uintptr_t chunk_end = tail + sizeof(uint64_t);
+  ASSERT_TRUE(victim.box->Call(&Scribble, fill_end, chunk_end).ok());
+  constexpr size_t kBytes = 256 << 10;
+  const uintptr_t p = Value(victim.box->Call(&CallocChecked, kBytes));
+  ASSERT_GT(p, 1u) << "calloc returned memory that was not zeroed";
+  EXPECT_GE(p, fill_end);  // from the scribbled tail
+  EXPECT_LE(p + kBytes, chunk_end);
 }
 
 TEST(KeyVirtualisationDeathTest, WithoutTheRetagTheNextHolderReadsHugePages) {
