@@ -32,8 +32,9 @@ inline constexpr uint32_t kCollapseCheckMax = 4096;
 inline constexpr int64_t kCollapseBudgetNanos = 1'000'000;
 
 // Under h->tag_mu, before a re-tag of [h->window_base, h->TaggedEnd()):
-// every kCollapseCheckEvery-th call (and the call after a look cut short
-// by kCollapseBudgetNanos), collapses each dense chunk of that range. The last chunk, if only partly carved, is first tagged whole with
+// once every h->collapse_interval calls (and the call after a look cut
+// short by kCollapseBudgetNanos), collapses each dense chunk of that
+// range. The last chunk, if only partly carved, is first tagged whole with
 // the heap's key (h->tagged_end), within h->max_window_bytes. Contents and
 // keys are unchanged: a collapse is invisible but for speed.
 void CollapseDenseChunks(TaggedHooks* h);
