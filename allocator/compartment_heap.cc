@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "allocator/address_zone.h"
 #include "allocator/host_heap.h"
+#include "allocator/huge_chunks.h"
 #include "allocator/magazines.h"
 #include "allocator/tagged_arena.h"
 #include "runtime/keys/pku.h"
@@ -107,7 +108,7 @@ absl::Status CompartmentHeap::OpenArena() {
     const unsigned arena = parked.arena;
     // The parked pages hold nothing (dropped) and carry key 0, PROT_NONE:
     // one pkey_mprotect gives all of them to this heap's key.
-    const uintptr_t used = PageUp(h->bump.load() - window);
+    const uintptr_t used = PageUp(h->TaggedEnd() - window);
     const int key = this->key();
     if (used == 0 || TagPages(reinterpret_cast<void*>(window), used,
                               PROT_READ | PROT_WRITE, key)
@@ -142,7 +143,7 @@ void CompartmentHeap::CloseArena() {
   DestroyArena(arena_);
   arena_open_ = false;
   const uintptr_t window = live_.window();
-  const uintptr_t used = hooks_->bump.load() - window;
+  const uintptr_t used = hooks_->TaggedEnd() - window;
   delete std::exchange(hooks_, nullptr);  // jemalloc is done with them
   ReleaseZoneRange(window, PageUp(used));
   live_.Clear(used);
@@ -158,12 +159,13 @@ bool CompartmentHeap::ClearArena() {
   // The extents stay the arena's, mapped and tagged; one madvise drops
   // every page they hold, so nothing of the old state is read back.
   const uintptr_t window = live_.window();
-  const uintptr_t used = PageUp(hooks_->bump.load() - window);
+  const uintptr_t used = PageUp(hooks_->TaggedEnd() - window);
   if (used != 0 &&
       madvise(reinterpret_cast<void*>(window), used, MADV_DONTNEED) != 0) {
     return false;
   }
   live_.Clear(used);
+  ForgetDenseChunks(hooks_);
   const uintptr_t top = window + kWindowBytes;
   ReleaseZoneRange(image_low_.load(), top - image_low_.load());
   image_low_.store(top);
@@ -175,7 +177,7 @@ bool CompartmentHeap::ClearArena() {
 void CompartmentHeap::ParkArena() {
   if (!arena_open_) return;
   const uintptr_t window = live_.window();
-  const uintptr_t used = PageUp(hooks_->bump.load() - window);
+  const uintptr_t used = PageUp(hooks_->TaggedEnd() - window);
   // The key is freed after this: no page may keep it (DESIGN.md 5b).
   if (!ClearArena() ||
       (used != 0 &&
@@ -231,8 +233,10 @@ absl::Status CompartmentHeap::Retag(int key) {
   if (hooks_ != nullptr) {
     // No extent is carved while the window changes key.
     std::lock_guard<std::mutex> carve(hooks_->tag_mu);
+    // Dense chunks as huge pages first: then each moves as one entry.
+    CollapseDenseChunks(hooks_);
     const uintptr_t window = live_.window();
-    const uintptr_t used = PageUp(hooks_->bump.load() - window);
+    const uintptr_t used = PageUp(hooks_->TaggedEnd() - window);
     if (used != 0) {
       // A parked arena's pages stay PROT_NONE, key 0: only an open one's move.
       if (absl::Status s = TagPages(reinterpret_cast<void*>(window), used,

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "absl/strings/str_format.h"
@@ -44,8 +45,9 @@ void* MapAnywhere(TaggedHooks* t, size_t size, size_t alignment) {
   return result;
 }
 
+// *fresh: no page of the extent was tagged before (it reads as zeros).
 void* CarveFromWindow(TaggedHooks* t, void* new_addr, size_t size,
-                      size_t alignment) {
+                      size_t alignment, bool* fresh) {
   std::lock_guard<std::mutex> lock(t->tag_mu);
   uintptr_t cur = t->bump.load(std::memory_order_relaxed);
   uintptr_t start;
@@ -63,22 +65,34 @@ void* CarveFromWindow(TaggedHooks* t, void* new_addr, size_t size,
                                           std::memory_order_relaxed));
   void* result = reinterpret_cast<void*>(start);
   // The window is PROT_NONE until carved; the address space it leaves
-  // behind on failure is released with the window.
-  return Tag(result, size, t->key) ? result : nullptr;
+  // behind on failure is released with the window. A chunk tagged ahead is
+  // not tagged again (that would split its huge page), and compartment code
+  // may have written it: not known to be zero.
+  const uintptr_t ahead = t->tagged_end.load(std::memory_order_relaxed);
+  const uintptr_t from = std::max(start, ahead);
+  *fresh = start >= ahead;
+  if (from >= start + size) return result;
+  return Tag(reinterpret_cast<void*>(from), start + size - from, t->key)
+             ? result
+             : nullptr;
 }
 
 void* Alloc(extent_hooks_t* h, void* new_addr, size_t size, size_t alignment,
             bool* zero, bool* commit, unsigned /*arena*/) {
   TaggedHooks* t = Owner(h);
   void* p;
+  bool fresh = true;
   if (t->window_base != 0) {
-    p = CarveFromWindow(t, new_addr, size, alignment);
+    p = CarveFromWindow(t, new_addr, size, alignment, &fresh);
   } else {
     if (new_addr != nullptr) return nullptr;
     p = MapAnywhere(t, size, alignment);
   }
   if (p == nullptr) return nullptr;
-  *zero = true;  // fresh pages
+  // Zeroed memory asked for (calloc, MALLOCX_ZERO) from a chunk tagged
+  // ahead: resident already (a huge page), so zeroing it costs no memory.
+  if (*zero && !fresh) memset(p, 0, size);
+  *zero = *zero || fresh;
   *commit = true;
   return p;
 }
@@ -138,6 +152,9 @@ void InitTaggedHooks(TaggedHooks* h, int key, uintptr_t window_base,
   h->window_end = window_base + window_bytes;
   h->max_window_bytes = max_window_bytes;
   h->bump.store(window_base, std::memory_order_relaxed);
+  h->tagged_end.store(0, std::memory_order_relaxed);
+  h->collapse_countdown = 0;
+  h->collapse_interval = 0;
 }
 
 absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,

@@ -5,6 +5,7 @@
 
 #include <jemalloc/jemalloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -25,9 +26,23 @@ struct TaggedHooks {
   uintptr_t window_base = 0;  // 0: extents are mmapped anywhere
   uintptr_t window_end = 0;
   std::atomic<uintptr_t> bump{0};  // next free byte of the window
+  // Pages below it carry the key though jemalloc may not have carved them:
+  // a dense 2 MiB chunk is tagged whole to become one huge page
+  // (huge_chunks.h). Written under tag_mu; 0 while nothing is ahead.
+  std::atomic<uintptr_t> tagged_end{0};
+  // Retags until huge_chunks.cc looks for dense chunks again, and the
+  // interval it waits next (doubled after a collapse fails). Under tag_mu.
+  uint32_t collapse_countdown = 0;
+  uint32_t collapse_interval = 0;
   // Most bytes of the window jemalloc may take: what compartment code can
   // write is bounded even when it asks for absurd alignments.
   size_t max_window_bytes = 0;
+
+  // The end of what carries the key: carved, or tagged ahead of the carve.
+  uintptr_t TaggedEnd() const {
+    return std::max(bump.load(std::memory_order_relaxed),
+                    tagged_end.load(std::memory_order_relaxed));
+  }
 };
 
 // Fills `h` for extents tagged with `key`, from [window_base, window_end)

@@ -11,6 +11,7 @@
 //                           heap touched; <thr> more threads have called each
 //                           compartment, so each has 1 + <thr> stacks (two
 //                           pkey_mprotect calls each, guard and stack).
+//                           huge_MiB: the process's huge pages after.
 //   BM_KeyContention/<thr>  <thr> threads (more than the 13 keys) each call
 //                           compartments among 64 in a random order: time per
 //                           call, misses and waits included.
@@ -19,6 +20,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -46,6 +48,18 @@ std::vector<std::unique_ptr<mpkbox::Compartment>> MakeBoxes(
     boxes.push_back(*std::move(box));
   }
   return boxes;
+}
+
+// AnonHugePages of the whole process, in MiB.
+double AnonHugeMiB() {
+  std::ifstream rollup("/proc/self/smaps_rollup");
+  std::string line;
+  while (std::getline(rollup, line)) {
+    if (line.rfind("AnonHugePages:", 0) == 0) {
+      return std::stod(line.substr(14)) / 1024;
+    }
+  }
+  return 0;
 }
 
 void BM_KeyHit(benchmark::State& state) {
@@ -90,9 +104,12 @@ void BM_KeyMiss(benchmark::State& state) {
     }
     i = i + 1 == kBoxes ? 0 : i + 1;
   }
+  // Dense heap chunks become huge pages (allocator/huge_chunks.h): the
+  // process's total, for the 14 compartments' memory it costs.
+  state.counters["huge_MiB"] = AnonHugeMiB();
 }
 BENCHMARK(BM_KeyMiss)
-    ->ArgsProduct({{0, 64, 1024, 8192}, {0}})
+    ->ArgsProduct({{0, 64, 256, 448, 512, 768, 1024, 8192}, {0}})
     ->Args({1024, 3})
     ->Args({1024, 15});
 

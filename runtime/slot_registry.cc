@@ -50,6 +50,10 @@ struct Registry {
   uint64_t next_domain ABSL_GUARDED_BY(mu) = 1;
   int key_slot[kNumKeys] ABSL_GUARDED_BY(mu);  // holder of each key, or -1
   uint64_t clock ABSL_GUARDED_BY(mu) = 0;
+  // pkey_alloc failed and the registry has freed no key since (it frees
+  // every compartment key): a miss goes straight to eviction, without the
+  // failing syscall and its message.
+  bool keys_exhausted ABSL_GUARDED_BY(mu) = false;
   KeyCacheStats stats ABSL_GUARDED_BY(mu);
   // Every thread's stack for every slot, by base: a fault report's "whose
   // memory is this" without a walk over all slots' threads.
@@ -216,8 +220,10 @@ bool TryEvict(Registry& r, size_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
 // only when it is clear). -1 when every key is held by a compartment in use.
 int FindKey(Registry& r, size_t index, bool evict)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
-  if (absl::StatusOr<int> fresh = AllocateKey("the key cache"); fresh.ok()) {
-    return *fresh;
+  if (!r.keys_exhausted) {
+    absl::StatusOr<int> fresh = AllocateKey("the key cache");
+    if (fresh.ok()) return *fresh;
+    r.keys_exhausted = true;
   }
   if (!evict) return -1;
   std::vector<std::pair<uint64_t, int>> holders;  // (last use, key)
@@ -332,6 +338,7 @@ void ReleaseSlot(size_t slot) {
   if (s.key >= 0) {
     r.key_slot[s.key] = -1;
     FreeKey(s.key);
+    r.keys_exhausted = false;
   }
   s = Slot{};
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <cstdint>
 #include <fstream>
@@ -220,6 +221,203 @@ TEST(KeyVirtualisationDeathTest, WithoutTheRetagTheNextHolderReadsTheSecret) {
         bool same_key = false;
         const uint64_t read = AttackerTakesTheVictimsKey(&same_key);
         _exit(!same_key ? 2 : read == SecretOf(0) ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// ---- Huge pages (allocator/huge_chunks.h): a dense 2 MiB chunk of a heap
+// becomes one huge page, re-tagged as one entry; its tail past what jemalloc
+// carved carries the key too. Both must move with the victim.
+
+uint64_t WriteU64(uintptr_t p, uint64_t v) {
+  *reinterpret_cast<volatile uint64_t*>(p) = v;
+  return v;
+}
+
+constexpr uintptr_t kChunk = uintptr_t{2} << 20;
+constexpr uint64_t kTailSecret = 0x7a11'5ec7'e700'0001;
+
+// Whether the mapping holding `p` is backed by huge pages (smaps).
+bool HugePageBacked(uintptr_t p) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    uintptr_t start = 0;
+    uintptr_t end = 0;
+    char dash = 0;
+    if (std::istringstream(line) >> std::hex >> start >> dash >> end &&
+        dash == '-') {
+      inside = p >= start && p < end;
+    } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+      return std::stol(line.substr(14)) >= 2048;
+    }
+  }
+  return false;
+}
+
+// Transparent huge pages off ("never"): MADV_COLLAPSE refuses every chunk.
+bool HugePagesOff() {
+  std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  return !std::getline(mode, line) ||
+         line.find("[never]") != std::string::npos;
+}
+
+// The victim's secret sits in a 1.5 MiB allocation it filled, whose chunk
+// the key cache collapses as the victim is re-tagged; the victim then writes
+// a second secret into the chunk's last bytes, past jemalloc's carve.
+// Returns the tail's address, 0 if the chunk never became a huge page.
+// *fill_end: the end of the 1.5 MiB allocation.
+uintptr_t MakeHugeVictim(Holder* victim, uintptr_t* fill_end = nullptr) {
+  *victim = MakeHolder("victim", 0);
+  if (victim->box == nullptr) return 0;
+  constexpr size_t kBytes = size_t{3} << 19;
+  absl::StatusOr<void*> fill = victim->box->Allocate(kBytes);
+  if (!fill.ok()) return 0;
+  memset(*fill, 0x5a, kBytes);
+  if (fill_end != nullptr) {
+    *fill_end = reinterpret_cast<uintptr_t>(*fill) + kBytes;
+  }
+  const uintptr_t chunk = reinterpret_cast<uintptr_t>(*fill) & ~(kChunk - 1);
+  // Misses and evictions re-tag the victim; every 16th looks for dense
+  // chunks.
+  std::vector<Holder> churn = MakeHolders(kCompartmentKeys, "churn");
+  for (int round = 0; round < 40 && !HugePageBacked(chunk); ++round) {
+    if (!victim->box->Call(&ReadU64, victim->address()).ok()) return 0;
+    for (Holder& h : churn) {
+      if (!h.box->Call(&ReadU64, h.address()).ok()) return 0;
+    }
+  }
+  if (!HugePageBacked(chunk)) return 0;
+  const uintptr_t tail = chunk + kChunk - sizeof(uint64_t);
+  if (Value(victim->box->Call(&WriteU64, tail, kTailSecret)) != kTailSecret) {
+    return 0;
+  }
+  return tail;
+}
+
+// One read by another compartment: the value, or the contained fault (then
+// the reader is Reset).
+struct ForeignRead {
+  uint64_t value = 0;
+  bool pkey_fault = false;  // SIGSEGV, SEGV_PKUERR, at the address read
+  std::string key_owner;
+};
+
+ForeignRead ReadAs(Compartment* reader, uintptr_t p) {
+  ForeignRead out;
+  absl::StatusOr<Tainted<uint64_t>> r = reader->Call(&ReadU64, p);
+  if (r.ok()) {
+    out.value = r->UnverifiedValue("test");
+    return out;
+  }
+  if (const FaultReport* f = reader->last_fault(); f != nullptr) {
+    out.pkey_fault = f->signal == SIGSEGV && f->code == SEGV_PKUERR &&
+                     f->address == p;
+    out.key_owner = f->key_owner;
+  }
+  EXPECT_TRUE(reader->Reset().ok());
+  return out;
+}
+
+// As AttackerTakesTheVictimsKey, with the huge victim: the attacker reads
+// the secret and the tail.
+struct HugeAttack {
+  bool same_key = false;
+  bool still_huge = false;  // after the victim's re-tag
+  ForeignRead secret;
+  ForeignRead tail;
+};
+
+HugeAttack AttackTheHugeVictim(Holder& victim, uintptr_t tail) {
+  HugeAttack a;
+  if (!victim.box->Call(&ReadU64, victim.address()).ok()) return a;
+  const int victim_key = victim.box->pkey();
+  std::vector<Holder> others = MakeHolders(kCompartmentKeys - 1, "other");
+  for (Holder& h : others) {
+    if (!h.box->Call(&ReadU64, h.address()).ok()) return a;
+  }
+  absl::StatusOr<std::unique_ptr<Compartment>> attacker =
+      Compartment::Create({.name = "attacker"});
+  if (!attacker.ok() || !(*attacker)->Call(+[] {}).ok()) return a;
+  a.same_key = (*attacker)->pkey() == victim_key && victim.box->pkey() == -1;
+  a.still_huge = HugePageBacked(tail);
+  a.secret = ReadAs(attacker->get(), victim.address());
+  a.tail = ReadAs(attacker->get(), tail);
+  return a;
+}
+
+TEST(KeyVirtualisationTest, HugePageChunksMoveWithTheirCompartment) {
+  if (HugePagesOff()) GTEST_SKIP() << "transparent huge pages are off";
+  Holder victim;
+  const uintptr_t tail = MakeHugeVictim(&victim);
+  ASSERT_NE(tail, 0u) << "the victim's chunk never became a huge page";
+  const HugeAttack a = AttackTheHugeVictim(victim, tail);
+  EXPECT_TRUE(a.same_key);
+  EXPECT_TRUE(a.still_huge);  // the re-tag changed the entry, kept the page
+  for (const ForeignRead& read : {a.secret, a.tail}) {
+    EXPECT_EQ(read.value, 0u);
+    EXPECT_TRUE(read.pkey_fault);
+    EXPECT_THAT(read.key_owner, ::testing::HasSubstr(
+        "compartment 'victim', which holds no hardware key now"));
+  }
+  // The victim still has both, and a Reset leaves nothing of either.
+  EXPECT_EQ(Value(victim.box->Call(&ReadU64, victim.address())), SecretOf(0));
+  EXPECT_EQ(Value(victim.box->Call(&ReadU64, tail)), kTailSecret);
+  ASSERT_TRUE(victim.box->Reset().ok());
+  EXPECT_EQ(Value(victim.box->Call(&ReadU64, victim.address())), 0u);
+  EXPECT_EQ(Value(victim.box->Call(&ReadU64, tail)), 0u);
+}
+
+// Writes 0xa5 over [from, to): compartment code scribbling on its own
+// chunk past what jemalloc has carved.
+void Scribble(uintptr_t from, uintptr_t to) {
+  memset(reinterpret_cast<void*>(from), 0xa5, to - from);
+}
+
+// calloc inside: the address, 1 if any byte was not zero, 0 if it failed.
+uintptr_t CallocChecked(size_t n) {
+  auto* p = static_cast<unsigned char*>(calloc(n, 1));
+  if (p == nullptr) return 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (p[i] != 0) return 1;
+  }
+  return reinterpret_cast<uintptr_t>(p);
+}
+
+// The chunk's tail was tagged ahead of jemalloc, so its pages are not known
+// to be zero: what jemalloc carves there later and hands out zeroed (the
+// thread's allocator state, then a calloc) must read zero all the same.
+TEST(KeyVirtualisationTest, CallocFromAHugeChunksTailReadsZero) {
+  if (HugePagesOff()) GTEST_SKIP() << "transparent huge pages are off";
+  Holder victim;
+  uintptr_t fill_end = 0;
+  const uintptr_t tail = MakeHugeVictim(&victim, &fill_end);
+  ASSERT_NE(tail, 0u) << "the victim's chunk never became a huge page";
+  const uintptr_t chunk_end = tail + sizeof(uint64_t);
+  ASSERT_TRUE(victim.box->Call(&Scribble, fill_end, chunk_end).ok());
+  constexpr size_t kBytes = 256 << 10;
+  const uintptr_t p = Value(victim.box->Call(&CallocChecked, kBytes));
+  ASSERT_GT(p, 1u) << "calloc returned memory that was not zeroed";
+  EXPECT_GE(p, fill_end);  // from the scribbled tail
+  EXPECT_LE(p + kBytes, chunk_end);
+}
+
+TEST(KeyVirtualisationDeathTest, WithoutTheRetagTheNextHolderReadsHugePages) {
+  if (HugePagesOff()) GTEST_SKIP() << "transparent huge pages are off";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        internal::SkipEvictionRetagForTesting();
+        Holder victim;
+        const uintptr_t tail = MakeHugeVictim(&victim);
+        if (tail == 0) _exit(2);
+        const HugeAttack a = AttackTheHugeVictim(victim, tail);
+        if (!a.same_key || !a.still_huge) _exit(3);
+        _exit(a.secret.value == SecretOf(0) && a.tail.value == kTailSecret
+                  ? 0
+                  : 1);
       },
       ::testing::ExitedWithCode(0), "");
 }

@@ -1,0 +1,110 @@
+#include "allocator/huge_chunks.h"
+
+#include <sys/mman.h>
+#include <time.h>
+
+#include <algorithm>
+#include <mutex>
+
+#include "runtime/keys/pku.h"
+#include "trampolines/gate_layout.h"
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25  // <asm-generic/mman-common.h>; glibc 2.36 lacks it
+#endif
+
+namespace mpkbox::internal {
+namespace {
+
+constexpr size_t kChunkPages = kHugeChunkBytes / MPKBOX_PAGE_SIZE;
+
+int64_t Nanos() {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec;
+}
+
+size_t PresentPages(uintptr_t chunk, size_t bytes) {
+  unsigned char present[kChunkPages];
+  if (mincore(reinterpret_cast<void*>(chunk), bytes, present) != 0) return 0;
+  size_t n = 0;
+  for (size_t i = 0; i < (bytes + MPKBOX_PAGE_SIZE - 1) / MPKBOX_PAGE_SIZE;
+       ++i) {
+    n += present[i] & 1;
+  }
+  return n;
+}
+
+// What one look did: nothing (every dense chunk was huge already), copied
+// at least one chunk into a huge page, failed, or ran out of its budget.
+enum class Look { kNothing, kCollapsed, kFailed, kOutOfTime };
+
+// A collapse that copies takes hundreds of microseconds; one that finds
+// the chunk huge already, about one.
+constexpr int64_t kCopiedNanos = 50'000;
+
+Look LookOnce(TaggedHooks* h) {
+  const uintptr_t end = h->TaggedEnd();
+  uintptr_t limit = h->window_end;
+  if (h->max_window_bytes != 0) {
+    limit = std::min(limit, h->window_base + h->max_window_bytes);
+  }
+  const uintptr_t first =
+      (h->window_base + kHugeChunkBytes - 1) & ~(kHugeChunkBytes - 1);
+  const int64_t deadline = Nanos() + kCollapseBudgetNanos;
+  Look look = Look::kNothing;
+  for (uintptr_t chunk = first;
+       chunk < end && chunk + kHugeChunkBytes <= limit;
+       chunk += kHugeChunkBytes) {
+    const uintptr_t chunk_end = chunk + kHugeChunkBytes;
+    const size_t tagged = std::min(end, chunk_end) - chunk;
+    if (PresentPages(chunk, tagged) < kDenseChunkPages) continue;
+    // A collapse needs the chunk in one mapping: the rest of the last one
+    // takes the heap's key now rather than as jemalloc carves it.
+    if (tagged < kHugeChunkBytes) {
+      if (!TagPages(reinterpret_cast<void*>(end), chunk_end - end,
+                    PROT_READ | PROT_WRITE, h->key)
+               .ok()) {
+        return Look::kFailed;
+      }
+      h->tagged_end.store(chunk_end, std::memory_order_relaxed);
+    }
+    const int64_t start = Nanos();
+    if (madvise(reinterpret_cast<void*>(chunk), kHugeChunkBytes,
+                MADV_COLLAPSE) != 0) {
+      return Look::kFailed;
+    }
+    const int64_t now = Nanos();
+    if (now - start > kCopiedNanos) look = Look::kCollapsed;
+    if (now > deadline) return Look::kOutOfTime;
+  }
+  return look;
+}
+
+}  // namespace
+
+void CollapseDenseChunks(TaggedHooks* h) {
+  if (h->collapse_countdown > 0) {
+    --h->collapse_countdown;
+    return;
+  }
+  uint32_t& interval = h->collapse_interval;
+  if (interval == 0) interval = kCollapseCheckEvery;
+  const Look look = LookOnce(h);
+  // Looks that copy come ever further apart: a heap whose chunks jemalloc
+  // keeps splitting (a purge inside one) is not copied every 16 re-tags.
+  if (look == Look::kNothing) {
+    interval = std::max(interval / 2, kCollapseCheckEvery);
+  } else {
+    interval = std::min(interval * 2, kCollapseCheckMax);
+  }
+  h->collapse_countdown = look == Look::kOutOfTime ? 0 : interval - 1;
+}
+
+void ForgetDenseChunks(TaggedHooks* h) {
+  std::lock_guard<std::mutex> lock(h->tag_mu);
+  h->collapse_countdown = 0;
+  h->collapse_interval = 0;
+}
+
+}  // namespace mpkbox::internal
