@@ -72,13 +72,15 @@ absl::Status SetUp() {
   }
   g_allocator_tables = new (page) AllocatorTables;
   InitTaggedHooks(&g_allocator_tables->host_hooks, g_host.trusted_key, 0, 0);
-  absl::StatusOr<unsigned> host = CreateTaggedArena(
-      &g_allocator_tables->host_hooks, /*metadata_use_hooks=*/true);
+  absl::StatusOr<unsigned> host =
+      CreateTaggedArena(kSystemJemalloc, &g_allocator_tables->host_hooks,
+                        /*metadata_use_hooks=*/true);
   if (!host.ok()) return host.status();
   InitTaggedHooks(&g_allocator_tables->ambient_hooks, 0,
                   WindowBase(kAmbientWindow), kWindowBytes);
-  absl::StatusOr<unsigned> ambient = CreateTaggedArena(
-      &g_allocator_tables->ambient_hooks, /*metadata_use_hooks=*/true);
+  absl::StatusOr<unsigned> ambient =
+      CreateTaggedArena(kSystemJemalloc, &g_allocator_tables->ambient_hooks,
+                        /*metadata_use_hooks=*/true);
   if (!ambient.ok()) return ambient.status();
   FindLoader();
   g_host.host_arena = *host;
