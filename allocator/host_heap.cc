@@ -20,8 +20,9 @@
 // space (measured: bench/RESULTS.md, lifecycle tests).
 // narenas:1: host threads allocate from the host arena (thread.arena), so
 // automatic arenas would only use up jemalloc's 4,095 arena indices, which
-// compartment heaps need (one arena each); oversize_threshold:0: no
-// dedicated arena for huge allocations, for the same reason.
+// compartment heaps need (one arena each; past them, mpkbox's private
+// jemalloc's: jemalloc_instance.h); oversize_threshold:0: no dedicated
+// arena for huge allocations, for the same reason.
 const char* malloc_conf = "retain:false,narenas:1,oversize_threshold:0";  // declared by jemalloc.h
 
 namespace mpkbox::internal {
