@@ -22,6 +22,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "allocator/jemalloc_instance.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/fault_report.h"
 #include "runtime/keys/pku.h"
@@ -100,6 +101,13 @@ void CallEachFromThreads(const std::vector<Holder>& holders, int threads) {
   EXPECT_EQ(failed.load(), 0);
 }
 
+unsigned Arenas(const internal::JemallocInstance& je) {
+  unsigned n = 0;
+  size_t len = sizeof(n);
+  EXPECT_EQ(je.mallctl("arenas.narenas", &n, &len, nullptr, 0), 0);
+  return n;
+}
+
 // The attacker reads the victim's secret; a contained SEGV_PKUERR whose
 // report names the victim.
 void ExpectReadStopped(Compartment* attacker, const Holder& victim,
@@ -126,6 +134,10 @@ TEST(KeyVirtualisationTest, EverySlotLiveCalledFromThreadsAndIsolated) {
   const size_t n = internal::kMaxCompartments;
   std::vector<Holder> holders = MakeHolders(n, "kv");
   ASSERT_EQ(holders.size(), n);
+  // The process's jemalloc has used up its arena indices; the private one
+  // has arenas besides its arena 0.
+  EXPECT_EQ(Arenas(internal::kSystemJemalloc), 4095u);
+  EXPECT_GT(Arenas(internal::kPrivateJemalloc), 1u);
   // The next one is refused by the slot registry, by name.
   absl::StatusOr<std::unique_ptr<Compartment>> extra =
       Compartment::Create({.name = "one-too-many"});
