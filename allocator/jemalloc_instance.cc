@@ -42,15 +42,23 @@ const JemallocInstance kPrivateJemalloc = {
 #undef MPKBOX_JEMALLOC_ENTRIES
 
 namespace {
-constinit std::atomic<bool> g_prefer_private{false};
+constinit std::atomic<JemallocPreference> g_preference{
+    JemallocPreference::kSystemFirst};
+constinit std::atomic<unsigned> g_alternation{0};
 }  // namespace
 
-void PreferPrivateJemallocForTesting(bool prefer) {
-  g_prefer_private.store(prefer, std::memory_order_relaxed);
+void SetJemallocPreferenceForTesting(JemallocPreference preference) {
+  g_preference.store(preference, std::memory_order_relaxed);
 }
 
 bool PrivateJemallocPreferred() {
-  return g_prefer_private.load(std::memory_order_relaxed);
+  switch (g_preference.load(std::memory_order_relaxed)) {
+    case JemallocPreference::kSystemFirst: return false;
+    case JemallocPreference::kPrivateFirst: return true;
+    case JemallocPreference::kAlternate:
+      return g_alternation.fetch_add(1, std::memory_order_relaxed) % 2 == 0;
+  }
+  return false;
 }
 
 }  // namespace mpkbox::internal

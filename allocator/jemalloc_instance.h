@@ -31,9 +31,12 @@ extern const JemallocInstance kSystemJemalloc;
 // mpkbox's own copy: compartment heaps past the system one's indices.
 extern const JemallocInstance kPrivateJemalloc;
 
-// For tests: compartment heaps created from now on try the private instance
-// first (the heap tests run on it without 4,092 compartments ahead of them).
-void PreferPrivateJemallocForTesting(bool prefer);
+// For tests: which instance compartment heaps created from now on try
+// first (the heap tests run on the private one without 4,092 compartments
+// ahead of them; kAlternate mixes the two among neighbours).
+enum class JemallocPreference { kSystemFirst, kPrivateFirst, kAlternate };
+void SetJemallocPreferenceForTesting(JemallocPreference preference);
+// Whether the next heap tries the private instance first.
 bool PrivateJemallocPreferred();
 
 }  // namespace mpkbox::internal

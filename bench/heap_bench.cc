@@ -195,9 +195,12 @@ mpkbox::Compartment& Box() {
 // A compartment whose heap comes from mpkbox's private jemalloc.
 mpkbox::Compartment& PrivateJemallocBox() {
   static mpkbox::Compartment* box = [] {
-    mpkbox::internal::PreferPrivateJemallocForTesting(true);
+    using mpkbox::internal::JemallocPreference;
+    mpkbox::internal::SetJemallocPreferenceForTesting(
+        JemallocPreference::kPrivateFirst);
     mpkbox::Compartment* b = MakeBox("bench-heap-private-jemalloc");
-    mpkbox::internal::PreferPrivateJemallocForTesting(false);
+    mpkbox::internal::SetJemallocPreferenceForTesting(
+        JemallocPreference::kSystemFirst);
     return b;
   }();
   return *box;
