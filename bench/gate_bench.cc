@@ -69,6 +69,13 @@
 //   BM_FaultAndResetSegv the same with a write to a host global (SEGV_PKUERR).
 //   BM_FaultAndResetNull the same with a write to address 8 (SEGV_MAPERR), a
 //                        null pointer plus an offset.
+//   BM_FaultToStatus, BM_FaultToStatusSegv
+//                        fault to status alone: the faulting Call only (ud2,
+//                        or the write to the host global), from the gate in
+//                        to the kAborted status with its FaultReport, timed
+//                        with steady_clock around that Call (manual time).
+//                        The Reset and a Call that makes the context current
+//                        again run untimed between iterations.
 //   BM_Reset             box->Reset() then box->Call(&Empty): a Reset leaves
 //                        the thread's context stale, so it is timed with the
 //                        Call that renews it. The same cycle as
@@ -108,16 +115,20 @@
 // runtime, and it never runs untrusted code.
 #include <benchmark/benchmark.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "absl/debugging/symbolize.h"
 #include "mpkbox/mpkbox.h"
@@ -401,6 +412,83 @@ void BM_GateRoundTrip(benchmark::State& state) {
 }
 BENCHMARK(BM_GateRoundTrip);
 
+// The gate against the trusted floor, interleaved: blocks of kRatioBlock
+// floor calls and kRatioBlock gate calls alternate (the order flips every
+// iteration), each block timed with the TSC; the counters are medians over
+// the blocks, so preemption, frequency steps and a neighbour's build hit
+// both sides alike. `ratio` is the median of per-pair ratios; `stack_off`
+// (the host stack's page offset, randomised per process) is there to look
+// for layout effects between processes.
+constexpr int kRatioBlock = 200;
+
+inline uint64_t Tsc() {
+  uint32_t lo, hi;
+  asm volatile("lfence\n\trdtsc\n\tlfence" : "=a"(lo), "=d"(hi)::"memory");
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
+void BM_GateOverFloor(benchmark::State& state) {
+  mpkbox::Compartment& box = Box();
+  if (!Check(state, box.Call(&Empty))) return;
+  const uint32_t orig = Rdpkru();
+  const uint32_t other = orig ^ (2u << 30);
+  std::vector<double> gate, floor, ratio;
+  gate.reserve(1 << 16);
+  floor.reserve(1 << 16);
+  ratio.reserve(1 << 16);
+  const auto wall0 = std::chrono::steady_clock::now();
+  const uint64_t tsc0 = Tsc();
+  bool floor_first = true;
+  auto time_floor = [&] {
+    const uint64_t t = Tsc();
+    for (int i = 0; i < kRatioBlock; ++i) mpkbox_floor_trusted(other, orig);
+    return static_cast<double>(Tsc() - t);
+  };
+  auto time_gate = [&] {
+    const uint64_t t = Tsc();
+    for (int i = 0; i < kRatioBlock; ++i) {
+      absl::Status s = box.Call(&Empty);
+      benchmark::DoNotOptimize(s);
+    }
+    return static_cast<double>(Tsc() - t);
+  };
+  for (auto _ : state) {
+    double f, g;
+    if (floor_first) {
+      f = time_floor();
+      g = time_gate();
+    } else {
+      g = time_gate();
+      f = time_floor();
+    }
+    floor_first = !floor_first;
+    if (gate.size() < gate.capacity()) {
+      floor.push_back(f);
+      gate.push_back(g);
+      ratio.push_back(g / f);
+    }
+  }
+  const double ns_per_tick =
+      std::chrono::duration<double, std::nano>(
+          std::chrono::steady_clock::now() - wall0)
+          .count() /
+      static_cast<double>(Tsc() - tsc0);
+  state.counters["ratio"] = Median(ratio);
+  state.counters["gate_ns"] = Median(gate) * ns_per_tick / kRatioBlock;
+  state.counters["floor_ns"] = Median(floor) * ns_per_tick / kRatioBlock;
+  state.counters["stack_off"] =
+      static_cast<double>(reinterpret_cast<uintptr_t>(&orig) & 4095);
+  if (Rdpkru() != orig) state.SkipWithError("PKRU not restored");
+  if (!box.Call(&Empty).ok()) state.SkipWithError("gate call failed");
+}
+BENCHMARK(BM_GateOverFloor)->MinTime(0.5);
+
 void BM_GateRoundTripArgs(benchmark::State& state) {
   mpkbox::Compartment& box = Box();
   if (!Check(state, box.Call(&Add, 1, 2))) return;
@@ -617,6 +705,41 @@ void BM_FaultAndResetNull(benchmark::State& state) {
 }
 BENCHMARK(BM_FaultAndResetNull);
 
+// Only box.Call(fn) is timed: the Reset and the Call(&Empty) that renews the
+// thread's context (its first since the Reset) are outside.
+void FaultToStatus(benchmark::State& state, void (*fn)(), int sig, int code) {
+  mpkbox::Compartment& box = FaultBox();
+  if (!CheckFault(state, box, fn, sig, code)) return;
+  for (auto _ : state) {
+    if (!box.Reset().ok() || !box.Call(&Empty).ok()) {
+      state.SkipWithError("Reset or the Call after it failed");
+      break;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status s = box.Call(fn);
+    const auto end = std::chrono::steady_clock::now();
+    state.SetIterationTime(std::chrono::duration<double>(end - start).count());
+    if (s.code() != absl::StatusCode::kAborted) {
+      state.SkipWithError("the fault did not give kAborted");
+      break;
+    }
+  }
+  if (!box.Reset().ok() || !box.Call(&Empty).ok()) {
+    state.SkipWithError("the compartment is unusable after the loop");
+  }
+}
+
+void BM_FaultToStatus(benchmark::State& state) {
+  FaultToStatus(state, &Ud2, SIGILL, ILL_ILLOPN);
+}
+BENCHMARK(BM_FaultToStatus)->UseManualTime();
+
+void BM_FaultToStatusSegv(benchmark::State& state) {
+  FaultToStatus(state, &WriteHostGlobal, SIGSEGV, SEGV_PKUERR);
+  if (host_global != 0) state.SkipWithError("the host global was written");
+}
+BENCHMARK(BM_FaultToStatusSegv)->UseManualTime();
+
 void BM_Reset(benchmark::State& state) {
   mpkbox::Compartment& box = FaultBox();
   if (!box.Reset().ok() || !Check(state, box.Call(&Empty))) return;
@@ -644,18 +767,22 @@ void BM_CreateCallDestroy(benchmark::State& state) {
 }
 BENCHMARK(BM_CreateCallDestroy);
 
-volatile sig_atomic_t signals_seen = 0;
+// The kernel runs a handler that is not behind mpkbox's entry with its
+// initial PKRU (key 0 only), and the host's data and stacks carry the trusted
+// key: its counter is on a key-0 page, and it runs on a stack mapped here.
+MPKBOX_COMPARTMENT_READABLE volatile sig_atomic_t signals_seen = 0;
 void EmptyHandler(int, siginfo_t*, void*) { signals_seen = signals_seen + 1; }
 
 // `install` is libc's __sigaction (the kernel alone) or the host's sigaction
 // (mpkbox's entry first).
 void SignalRoundTrip(benchmark::State& state,
                      int (*install)(int, const struct sigaction*,
-                                    struct sigaction*)) {
+                                    struct sigaction*),
+                     bool on_own_stack) {
   struct sigaction sa {}, old{};
   sa.sa_sigaction = &EmptyHandler;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_SIGINFO;
+  sa.sa_flags = SA_SIGINFO | (on_own_stack ? SA_ONSTACK : 0);
   if (install(SIGUSR1, &sa, &old) != 0) {
     state.SkipWithError("sigaction failed");
     return;
@@ -680,13 +807,27 @@ void BM_SignalRoundTrip(benchmark::State& state) {
   // signal PKRU denies, so a handler that is not behind mpkbox's entry cannot
   // even sigreturn there (the kernel kills the process). The timed loop runs
   // entirely on that thread; the thread's creation is outside it.
-  std::thread t([&state] { SignalRoundTrip(state, &__sigaction); });
+  std::thread t([&state] {
+    constexpr size_t kBytes = 64 * 1024;
+    void* stack = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    // The raw syscall: the stack is for handlers outside mpkbox's entry.
+    stack_t ss{.ss_sp = stack, .ss_flags = 0, .ss_size = kBytes};
+    if (stack == MAP_FAILED || syscall(SYS_sigaltstack, &ss, nullptr) != 0) {
+      state.SkipWithError("cannot set up the handler's stack");
+      return;
+    }
+    SignalRoundTrip(state, &__sigaction, /*on_own_stack=*/true);
+    ss = stack_t{.ss_sp = nullptr, .ss_flags = SS_DISABLE, .ss_size = 0};
+    syscall(SYS_sigaltstack, &ss, nullptr);
+    munmap(stack, kBytes);
+  });
   t.join();
 }
 BENCHMARK(BM_SignalRoundTrip);
 
 void BM_SignalRoundTripHost(benchmark::State& state) {
-  SignalRoundTrip(state, &sigaction);
+  SignalRoundTrip(state, &sigaction, /*on_own_stack=*/false);
 }
 BENCHMARK(BM_SignalRoundTripHost);
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the gate, fault and Reset benchmarks (gate_bench), the heap
-# benchmarks (heap_bench) and the library benchmarks (library_bench: zlib,
+# benchmarks (heap_bench), the key cache's hit and miss (key_cache_bench, if
+# built) and the library benchmarks (library_bench: zlib,
 # libpng, libjpeg-turbo and libxml2 inside a compartment, natively, and zlib
 # in a worker process), one program
 # after the other, and writes bench/RESULTS.md through bench/verdicts.py:
@@ -12,7 +13,10 @@
 # Environment: REPS (default 15), MIN_TIME in seconds (default 0.2; Google
 # Benchmark 1.7.1 takes a plain number, no "s" suffix), CPU to pin to
 # (default 1; empty to not pin), FILTER (a --benchmark_filter regex, given
-# to every program), OUT (default bench/RESULTS.md). Repetitions are randomly
+# to every program), OUT (default bench/RESULTS.md; empty: print only),
+# PROGRAMS (default: gate_bench heap_bench library_bench, and
+# key_cache_bench if built), LIFECYCLE (non-empty: only verdicts.py's
+# lifecycle section, as bench/lifecycle.sh asks). Repetitions are randomly
 # interleaved within each program so that drift on a noisy machine hits
 # every benchmark alike (every ratio compares benchmarks of one program);
 # the figures are Google Benchmark's medians over the repetitions. The
@@ -32,9 +36,13 @@ reps="${REPS:-15}"
 min_time="${MIN_TIME:-0.2}"
 cpu="${CPU-1}"
 filter="${FILTER:-.}"
-out="${OUT:-${here}/RESULTS.md}"
+out="${OUT-${here}/RESULTS.md}"
+read -r -a programs <<<"${PROGRAMS:-gate_bench heap_bench library_bench}"
+if [[ -z "${PROGRAMS:-}" && -x "${build}/bench/key_cache_bench" ]]; then
+  programs+=(key_cache_bench)  # the key cache's hit and miss
+fi
 
-for name in gate_bench heap_bench library_bench; do
+for name in "${programs[@]}"; do
   if [[ ! -x "${build}/bench/${name}" ]]; then
     echo "run.sh: ${build}/bench/${name} not found; build first, e.g." >&2
     echo "  cmake -S . -B ${build} && cmake --build ${build} -j2" >&2
@@ -71,9 +79,9 @@ run() {
     "bench/run.sh${build_arg:+ ${build_arg}}: ${pin[*]:+${pin[*]} }${cmd[*]}")
 }
 build_arg="${1:-}"
-run gate_bench
-run heap_bench
-run library_bench
+for name in "${programs[@]}"; do
+  run "${name}"
+done
 
 # compare.py JSON BASELINE CONTENDER: the two families' aggregates side by
 # side, and the U-test. The lookahead keeps the aggregates' _median etc.
@@ -89,7 +97,9 @@ compare() {
   "${python}" "${compare_py}" -a --no-color filters "$@" ||
     echo "(compare.py found nothing to compare for $*)"
 }
-if [[ -f "${compare_py}" && -n "${python}" ]]; then
+if [[ -n "${LIFECYCLE:-}" ]]; then
+  :  # no U-tests for the lifecycle's few benchmarks
+elif [[ -f "${compare_py}" && -n "${python}" ]]; then
   g="${build}/bench/gate_bench.json"
   h="${build}/bench/heap_bench.json"
   l="${build}/bench/library_bench.json"
@@ -97,6 +107,8 @@ if [[ -f "${compare_py}" && -n "${python}" ]]; then
     compare "${g}" '^BM_WrpkruPair(?=$|_)' '^BM_GateRoundTrip(?=$|_)'
     compare "${g}" '^BM_FloorTrusted' '^BM_GateRoundTrip(?=$|_)'
     compare "${g}" '^BM_ForkExitWait' '^BM_FaultAndReset(?=$|_)'
+    compare "${g}" '^BM_ForkExitWait' '^BM_CreateCallDestroy'
+    compare "${g}" '^BM_GateRoundTrip(?=$|_)' '^BM_Reset(?=$|_)'
     compare "${h}" '^BM_MallocFreeNativeJemalloc/' '^BM_MallocFreeInside/'
     for op in ZlibCompress ZlibUncompress PngDecode JpegDecode XmlParse; do
       compare "${l}" "^BM_${op}Native/" "^BM_${op}Inside/"
@@ -110,9 +122,10 @@ else
     "python3-scipy" >&2
 fi
 
-python3 "${here}/verdicts.py" \
+python3 "${here}/verdicts.py" ${LIFECYCLE:+--lifecycle} \
   --gate "${build}/bench/gate_bench.json" \
   --heap "${build}/bench/heap_bench.json" \
   --lib "${build}/bench/library_bench.json" \
-  --out "${out}" \
+  --keys "${build}/bench/key_cache_bench.json" \
+  ${out:+--out "${out}"} \
   "${commands[@]}"

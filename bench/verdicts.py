@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """States mpkbox's speed targets and their verdicts, in Markdown.
 
-  verdicts.py [--gate G.json] [--heap H.json] [--lib L.json] [--command CMD]...
-              [--out bench/RESULTS.md]
+  verdicts.py [--gate G.json] [--heap H.json] [--lib L.json] [--keys K.json]
+              [--command CMD]... [--out bench/RESULTS.md] [--lifecycle]
+
+--keys: key_cache_bench's JSON. --lifecycle: only the lifecycle section
+(issue 16: Reset, create+call+destroy, fault to status and the key-cache
+miss, each against its baseline) and its verdicts, as bench/lifecycle.sh
+prints them.
 
 Inputs: Google Benchmark JSON (--benchmark_out) of one run of each program,
 repetitions interleaved. Times are Google Benchmark's median aggregates; each
@@ -17,6 +22,7 @@ import statistics
 import sys
 
 GATE_MAX = 1.3  # gate round trip / WRPKRU pair
+GATE_FLOOR_MAX = 1.15  # gate round trip / trusted floor model, interleaved
 HEAP_MAX = 2.0  # malloc/free pair inside / native jemalloc, small sizes
 LIB_MIN = 0.98  # inside throughput / native throughput, paired
 CODEC_MIN = 0.97  # the same for libjpeg-turbo and libxml2, 64 KiB and up
@@ -61,6 +67,24 @@ GATE_RATIOS = [
      "BM_FaultAndResetSegv", FORK, ("<", 1.0)),
     ("fault + Reset (SEGV at 8) / fork + exit + wait", "BM_FaultAndResetNull",
      FORK, ("<", 1.0)),
+]
+# Issue 16's lifecycle, each against a baseline of the same program (gate or
+# keys: key_cache_bench): (label, program, time, baseline, target in us on
+# the time itself or None). The hit is the gate round trip measured in
+# key_cache_bench; fork + exit + wait is a process sandbox's fresh worker.
+LIFECYCLE = [
+    ("key-cache miss, 1 MiB touched / hit (gate round trip)", "keys",
+     "BM_KeyMiss/1024/0", "BM_KeyHit", 20),
+    ("key-cache miss, nothing touched / hit", "keys", "BM_KeyMiss/0/0",
+     "BM_KeyHit", None),
+    ("create + first call + destroy / fork + exit + wait", "gate",
+     "BM_CreateCallDestroy", FORK, 50),
+    ("Reset + the call renewing the context / gate round trip", "gate",
+     "BM_Reset", GATE, 20),
+    ("fault to status, SEGV_PKUERR / signal through the entry", "gate",
+     "BM_FaultToStatusSegv", "BM_SignalRoundTripHost", 20),
+    ("fault to status, SIGILL / signal through the entry", "gate",
+     "BM_FaultToStatus", "BM_SignalRoundTripHost", None),
 ]
 # library_bench's operations: (label, name with {} for Native, Inside,
 # Paired, Calibration, Process or ProcessPipe, the paired ratio's target or
@@ -188,11 +212,27 @@ def table(header, rows):
             *(f"| {' | '.join(r)} |" for r in rows), ""]
 
 
+def counters_of(benches, prefix):
+    """The counters of the benchmark named `prefix` with any /suffix."""
+    for name, b in benches.items():
+        if name.split("/")[0] == prefix:
+            return b.get("counters", {})
+    return {}
+
+
 def gate_section(g):
     rows, verdicts = [], []
+    # BM_GateOverFloor times the gate and the floor model in alternating
+    # blocks and reports the median of the per-block ratios.
+    over = counters_of(g, "BM_GateOverFloor")
+    ratios = [("gate round trip / trusted floor model, interleaved",
+                    over.get("gate_ns"), over.get("floor_ns"),
+                    over.get("ratio"), ("<=", GATE_FLOOR_MAX))]
     for label, num, den, *target in GATE_RATIOS:
         a, b = time_of(g, num), time_of(g, den)
-        r, goal = ratio(a, b), ""
+        ratios.append((label, a, b, ratio(a, b), *target))
+    for label, a, b, r, *target in ratios:
+        goal = ""
         if target:
             goal = f"{target[0][0]} {target[0][1]:g}"
             verdicts.append((f"{label} {goal}", fmt(r, 2, "x"),
@@ -236,6 +276,35 @@ def cpu_time_of(benches, name):
     row = benches.get(name, {}).get("counters", {})
     t = row.get("cpu_time")
     return None if t is None else t * UNIT_NS[row.get("time_unit", "ns")]
+
+
+def lifecycle_section(gate, keys):
+    """Issue 16's lifecycle against its baselines: ratios, and verdicts on
+    the absolute targets (median real time, or manual time)."""
+    programs = {"gate": gate or {}, "keys": keys or {}}
+    rows, verdicts = [], []
+    for label, program, num, den, max_us in LIFECYCLE:
+        b = programs[program]
+        a, base = time_of(b, num), time_of(b, den)
+        cpu = cpu_time_of(b, num)
+        goal = ""
+        if max_us is not None:
+            us = None if a is None else a / 1e3
+            v = judge(us, ("<=", max_us))
+            what = label.split(" / ")[0]
+            verdicts.append((f"{what} <= {max_us:g} us", fmt(us, unit=" us"),
+                             v))
+            goal = f"<= {max_us:g} us: {v}"
+        rows.append((label, fmt(a and a / 1e3), fmt(cpu and cpu / 1e3),
+                     fmt(base), fmt(ratio(a, base), unit="x"), goal))
+    return verdicts, [
+        "## Lifecycle against its baselines (issue 16: gate_bench, "
+        "key_cache_bench)", "",
+        "Each ratio divides two benchmarks of one program. Fault to status "
+        "is manual time around the faulting Call alone (its CPU column "
+        "covers the untimed Reset too).", "", *table(
+            ("measure / baseline", "time, us", "CPU, us", "baseline, ns",
+             "ratio", "target"), rows)]
 
 
 def lib_section(lib):
@@ -288,16 +357,20 @@ def cpu_model():
                      if line.startswith("model name")), "unknown CPU")
 
 
-def render(gate, heap, lib, context, commands):
+def render(gate, heap, lib, context, commands, keys=None,
+           only_lifecycle=False):
     """The Markdown report: verdicts first, then each program's ratios."""
     verdicts, sections = [], []
-    for benches, section in ((gate, gate_section), (heap, heap_section),
-                             (lib, lib_section)):
+    parts = [] if only_lifecycle else [
+        (gate, gate_section), (heap, heap_section), (lib, lib_section)]
+    if gate or keys:
+        parts.append((True, lambda _: lifecycle_section(gate, keys)))
+    for benches, section in parts:
         if benches:
             v, s = section(benches)
             verdicts += v
             sections += s
-    failed = sorted(f"{n} ({b['error']})" for d in (gate, heap, lib)
+    failed = sorted(f"{n} ({b['error']})" for d in (gate, heap, lib, keys or {})
                     for n, b in d.items() if "error" in b)
     return "\n".join([
         "# Benchmark results", "",
@@ -319,13 +392,15 @@ def render(gate, heap, lib, context, commands):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for flag in ("--gate", "--heap", "--lib", "--out"):
+    for flag in ("--gate", "--heap", "--lib", "--keys", "--out"):
         ap.add_argument(flag)
     ap.add_argument("--command", action="append", default=[])
+    ap.add_argument("--lifecycle", action="store_true")
     args = ap.parse_args(argv)
-    (gate, c1), (heap, c2), (lib, c3) = map(load, (args.gate, args.heap,
-                                                   args.lib))
-    text = render(gate, heap, lib, c1 or c2 or c3, args.command)
+    (gate, c1), (heap, c2), (lib, c3), (keys, c4) = map(
+        load, (args.gate, args.heap, args.lib, args.keys))
+    text = render(gate, heap, lib, c1 or c2 or c3 or c4, args.command, keys,
+                  args.lifecycle)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

@@ -142,6 +142,19 @@ class SectionTest(unittest.TestCase):
                        "0.13x", "**met**"), verdicts_)
         self.assertIn("| gate round trip / WRPKRU pair | 60.0 | 26.0 | 2.31x "
                       "| <= 1.3: **missed** |", lines)
+        self.assertIn(("gate round trip / trusted floor model, interleaved "
+                       "<= 1.15", "n/a", "not measured"), verdicts_)
+
+    def test_gate_over_floor_reads_the_interleaved_counters(self):
+        g = verdicts.parse(bench_json(
+            {"BM_GateOverFloor/min_time:0.500": [2e4]},
+            counters={"BM_GateOverFloor/min_time:0.500": [
+                {"ratio": 1.12, "gate_ns": 44.8, "floor_ns": 40.0}]}))
+        verdicts_, lines = verdicts.gate_section(g)
+        self.assertIn(("gate round trip / trusted floor model, interleaved "
+                       "<= 1.15", "1.12x", "**met**"), verdicts_)
+        self.assertIn("| gate round trip / trusted floor model, interleaved "
+                      "| 44.8 | 40.0 | 1.12x | <= 1.15: **met** |", lines)
 
     def test_heap_subtracts_the_empty_call_and_divides_by_pairs(self):
         times, counters = {"BM_MallocFreeInsideEmpty": [60.0, 60.0]}, {}
@@ -206,6 +219,61 @@ class SectionTest(unittest.TestCase):
         self.assertIn("| 0.800 |", small)  # reported, no verdict
         row = next(line for line in lines if "JPEG of 64 KiB" in line)
         self.assertIn("| 0.947 | n/a | n/a | 0.900 | 0.947 |", row)
+
+
+class LifecycleTest(unittest.TestCase):
+    def test_ratios_against_baselines_and_absolute_targets(self):
+        gate = verdicts.parse(bench_json({
+            "BM_GateRoundTrip": [50.0, 50.0],
+            "BM_Reset": [5000.0, 5000.0],
+            "BM_CreateCallDestroy": [12000.0, 12000.0],
+            "BM_ForkExitWait": [6e5, 6e5],
+            "BM_SignalRoundTripHost": [2000.0, 2000.0]}))
+        gate.update(verdicts.parse(bench_json(
+            {"BM_FaultToStatusSegv": [25.0, 25.0]}, unit="us",
+            suffix="/manual_time")))
+        keys = verdicts.parse(bench_json({
+            "BM_KeyHit": [50.0, 50.0],
+            "BM_KeyMiss/1024/0": [24000.0, 24000.0]}))
+        v, lines = verdicts.lifecycle_section(gate, keys)
+        got = {label: (measured, verdict) for label, measured, verdict in v}
+        self.assertEqual(got["key-cache miss, 1 MiB touched <= 20 us"],
+                         ("24.0 us", "**missed**"))
+        self.assertEqual(got["Reset + the call renewing the context <= 20 us"],
+                         ("5.00 us", "**met**"))
+        self.assertEqual(got["create + first call + destroy <= 50 us"],
+                         ("12.0 us", "**met**"))
+        self.assertEqual(got["fault to status, SEGV_PKUERR <= 20 us"],
+                         ("25.0 us", "**missed**"))
+        self.assertEqual(len(v), 4)
+        self.assertIn("| Reset + the call renewing the context / gate round "
+                      "trip | 5.00 | 5.00 | 50.0 | 100x | <= 20 us: **met** |",
+                      lines)
+        self.assertIn("| create + first call + destroy / fork + exit + wait | "
+                      "12.0 | 12.0 | 600000 | 0.02x | <= 50 us: **met** |",
+                      lines)
+        self.assertIn("| key-cache miss, 1 MiB touched / hit (gate round trip)"
+                      " | 24.0 | 24.0 | 50.0 | 480x | <= 20 us: **missed** |",
+                      lines)
+        sigill = next(line for line in lines if "SIGILL" in line)
+        self.assertIn("| n/a | n/a | 2000 | n/a |", sigill)
+
+    def test_lifecycle_only_report(self):
+        with tempfile.TemporaryDirectory() as d:
+            gate = os.path.join(d, "gate.json")
+            with open(gate, "w") as f:
+                json.dump(bench_json({"BM_WrpkruPair": [25.0, 25.0],
+                                      "BM_GateRoundTrip": [30.0, 30.0],
+                                      "BM_Reset": [3000.0, 3000.0]}), f)
+            with redirect_stdout(io.StringIO()) as stdout:
+                verdicts.main(["--gate", gate, "--keys",
+                               os.path.join(d, "no"), "--lifecycle"])
+        text = stdout.getvalue()
+        self.assertIn("## Lifecycle against its baselines", text)
+        self.assertIn("| Reset + the call renewing the context <= 20 us | "
+                      "3.00 us | **met** |", text)
+        self.assertNotIn("WRPKRU", text)
+        self.assertNotIn("## Gate", text)
 
 
 class MainTest(unittest.TestCase):

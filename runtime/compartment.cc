@@ -17,6 +17,7 @@
 #include "runtime/runtime_state.h"
 #include "runtime/signals.h"
 #include "runtime/slot_registry.h"
+#include "runtime/testing_switches.h"
 #include "runtime/thread_block.h"
 
 namespace mpkbox {
@@ -149,10 +150,15 @@ absl::StatusOr<internal::ThreadBlock*> Compartment::BeginCall() {
   if ((*tb)->contexts[slot_].generation != generation) {
     internal::CallContext* ctx = &(*tb)->contexts[slot_];
     if (ctx->generation == 0) {
-      // A thread's first call (or its first since a Reset), rare enough for
-      // one rt_sigaction per signal (about 1 us each here): a handler
-      // installed behind mpkbox's back would kill the process.
-      if (absl::Status s = internal::CheckSignalDispositions(); !s.ok()) {
+      // A handler installed behind mpkbox's back would kill the process.
+      // Looked for at a thread's first call (a context without a stack:
+      // rare enough for one rt_sigaction per signal, 0.3 us each), and at
+      // its first since a Reset (which keeps the stack) at most once a
+      // millisecond: Reset is the per-request path.
+      absl::Status s = ctx->stack_base == 0
+                           ? internal::CheckSignalDispositions()
+                           : internal::CheckSignalDispositionsIfDue();
+      if (!s.ok()) {
         return absl::Status(s.code(), absl::StrFormat("compartment '%s': %s",
                                                       name(), s.message()));
       }
@@ -285,6 +291,10 @@ absl::Status Compartment::Reset() {
   const uint64_t generation = internal::RenewSlot(slot_);
   libc_->Reset();
   absl::Status reset = heap_->Reset();
+  if (reset.ok() && MPKBOX_TAKE_SWITCH(fail_next_reset)) {
+    reset = absl::InternalError(absl::StrFormat(
+        "compartment '%s': Reset failed (FailNextResetForTesting)", name()));
+  }
   generation_.store(reset.ok() ? generation : 0,  // 0: refuse calls
                     std::memory_order_relaxed);
   internal::UnpinSlot(slot_);

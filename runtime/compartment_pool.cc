@@ -117,7 +117,11 @@ void CompartmentPool::Release(Compartment* box) {
   absl::StatusOr<std::unique_ptr<Compartment>> fresh = Make(index);
   absl::MutexLock lock(&mu_);
   if (!fresh.ok()) {
-    last_error_ = fresh.status();
+    // Both errors: why the compartment went, and why nothing replaced it.
+    last_error_ = absl::Status(
+        fresh.status().code(),
+        absl::StrCat(fresh.status().message(), " (replacing a compartment "
+                     "whose Reset failed: ", reset.message(), ")"));
     return;
   }
   last_error_ = reset;

@@ -47,9 +47,16 @@ void UnmapCompartmentStack(const StackMapping& stack) {
 
 bool ScrubCompartmentStack(const StackMapping& stack) {
   if (stack.base == 0) return false;
-  // Private anonymous memory: the next touch of each page gets a zero page.
-  if (madvise(reinterpret_cast<void*>(stack.base + kGuardBytes),
-              stack.size - kGuardBytes, MADV_DONTNEED) == 0) {
+  // The top pages, which every call uses, are zeroed in place: dropped, the
+  // next call would fault each one in again (a microsecond or more in a VM).
+  // The rest, private anonymous memory, is dropped: the next touch of each
+  // page gets a zero page, and pages never touched cost nothing.
+  const size_t usable = stack.size - kGuardBytes;
+  const size_t hot = usable < kScrubInPlaceBytes ? usable : kScrubInPlaceBytes;
+  memset(reinterpret_cast<void*>(stack.top() - hot), 0, hot);
+  if (hot == usable ||
+      madvise(reinterpret_cast<void*>(stack.base + kGuardBytes), usable - hot,
+              MADV_DONTNEED) == 0) {
     return true;
   }
   UnmapCompartmentStack(stack);  // never keep old contents

@@ -22,9 +22,12 @@ struct StackMapping {
 absl::StatusOr<StackMapping> MapCompartmentStack(size_t stack_bytes, int key,
                                                  absl::string_view name);
 void UnmapCompartmentStack(const StackMapping& stack);
-// Drops every page of the stack: it reads as zeros again (a Reset keeps the
-// mapping, and its key, rather than unmapping and mapping a new one).
-// False if it could not, and unmapped the stack instead.
+// Clears the stack: it reads as zeros again (a Reset keeps the mapping, and
+// its key, rather than unmapping and mapping a new one). The top
+// kScrubInPlaceBytes are zeroed in place, the pages below dropped. False if
+// it could not, and unmapped the stack instead. The caller's PKRU must
+// allow writes with the stack's key.
+inline constexpr size_t kScrubInPlaceBytes = 8192;
 bool ScrubCompartmentStack(const StackMapping& stack);
 // The size MapCompartmentStack gives a stack of `stack_bytes`.
 size_t CompartmentStackSize(size_t stack_bytes);

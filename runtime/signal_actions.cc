@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -224,11 +225,29 @@ int HostSigaction(int sig, const struct sigaction* act, struct sigaction* old) {
   return 0;
 }
 
+// CLOCK_MONOTONIC_COARSE (a vDSO read): when the last check started.
+std::atomic<int64_t> g_last_check_ns{INT64_MIN / 2};
+
+int64_t CoarseNowNs() {
+  struct timespec ts {};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+absl::Status CheckSignalDispositionsIfDue() {
+  if (CoarseNowNs() - g_last_check_ns.load(std::memory_order_relaxed) <
+      kDispositionRecheckNs) {
+    return absl::OkStatus();
+  }
+  return CheckSignalDispositions();
+}
+
 absl::Status CheckSignalDispositions() {
   if (MPKBOX_SWITCHED_OFF(skip_disposition_check) ||
       !g_installed.load(std::memory_order_acquire)) {
     return absl::OkStatus();
   }
+  g_last_check_ns.store(CoarseNowNs(), std::memory_order_relaxed);
   std::string adopted;
   const uint64_t entries = g_entry_signals.load();
   for (int sig = 1; sig < NSIG; ++sig) {

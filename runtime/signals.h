@@ -28,8 +28,14 @@ absl::Status InstallSignalHandling(const RuntimeOptions& options);
 // signals whose disposition must be its entry, makes each the host's
 // handler and re-installs the entry. Returns FailedPrecondition naming
 // them if there were any. Call runs it before a thread's first call of a
-// compartment (and its first since Reset).
+// compartment.
 absl::Status CheckSignalDispositions();
+// The same, unless a check started less than kDispositionRecheck ago. Call
+// runs it before a thread's first call since the compartment's Reset: a
+// compartment per request then pays for the 11 or so rt_sigaction reads
+// once a millisecond, not once a request.
+absl::Status CheckSignalDispositionsIfDue();
+inline constexpr int64_t kDispositionRecheckNs = 1'000'000;
 
 // glibc installs its handlers for SIGCANCEL and SIGSETXID with its own
 // sigaction, behind mpkbox's back; they would start with the kernel's PKRU,

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -50,6 +51,13 @@ struct Registry {
   int key_slot[kNumKeys] ABSL_GUARDED_BY(mu);  // holder of each key, or -1
   uint64_t clock ABSL_GUARDED_BY(mu) = 0;
   KeyCacheStats stats ABSL_GUARDED_BY(mu);
+  // Every thread's stack for every slot, by base: a fault report's "whose
+  // memory is this" without a walk over all slots' threads.
+  struct StackEntry {
+    size_t slot;
+    size_t size;
+  };
+  std::map<uintptr_t, StackEntry> stacks ABSL_GUARDED_BY(mu);
   Registry() { std::fill(std::begin(key_slot), std::end(key_slot), -1); }
 };
 
@@ -71,6 +79,7 @@ T Racy(const T& word) {  // another thread's word, read once
 void DropContext(ThreadBlock* tb, size_t index) {
   ReleaseHeapThread(tb, index);
   CallContext& ctx = tb->contexts[index];
+  GetRegistry().stacks.erase(ctx.stack_base);
   UnmapCompartmentStack({ctx.stack_base, ctx.stack_size});
   ctx = CallContext{};
 }
@@ -91,6 +100,8 @@ void StaleAllContexts(Slot& slot, size_t index) {
     if (ScrubCompartmentStack(stack)) {
       ctx.stack_base = stack.base;
       ctx.stack_size = stack.size;
+    } else {
+      GetRegistry().stacks.erase(stack.base);
     }
   }
 }
@@ -175,7 +186,8 @@ void Retag(Registry& r, Slot& s, size_t index, int key)
 // goes to the trusted key, which every compartment's PKRU closes.
 bool TryEvict(Registry& r, size_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
   Slot& v = r.slots[index];
-  if (v.pins > 0 || InUse(v, index)) return false;
+  const bool in_use_check = !MPKBOX_SWITCHED_OFF(evict_running);
+  if (v.pins > 0 || (in_use_check && InUse(v, index))) return false;
   // Every thread's context for it goes stale: a Call that reads the new
   // generation takes the slow path, which needs a key.
   v.generation = r.next_generation++;
@@ -185,7 +197,9 @@ bool TryEvict(Registry& r, size_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
   }
   // A Call that read the old generation had named its context before:
   // after the barrier, InUse sees it (and it keeps its key).
-  if (!ProcessWideBarrier() || InUse(v, index)) return false;
+  if (!ProcessWideBarrier() || (in_use_check && InUse(v, index))) {
+    return false;
+  }
   if (!MPKBOX_SWITCHED_OFF(skip_eviction_retag)) {
     Retag(r, v, index, Keys().trusted);
   }
@@ -253,9 +267,12 @@ absl::Status PrepareContext(Slot& s, ThreadBlock* tb, const DomainSpec& spec) {
     absl::StatusOr<StackMapping> stack =
         MapCompartmentStack(spec.stack_bytes, s.key, spec.name);
     if (!stack.ok()) return stack.status();
+    Registry& r = GetRegistry();
+    r.stacks.erase(ctx.stack_base);
     UnmapCompartmentStack({ctx.stack_base, ctx.stack_size});  // a stale one
     ctx.stack_base = stack->base;
     ctx.stack_size = stack->size;
+    r.stacks[stack->base] = {spec.slot, stack->size};
     ctx.generation = 0;
     if (!listed) s.threads.push_back(tb);
   }
@@ -429,13 +446,11 @@ int SlotOfAddress(Registry& r, uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) 
     return heap != nullptr && heap->Contains(p, 1) ? static_cast<int>(window)
                                                    : -1;
   }
-  for (size_t i = 0; i < kMaxCompartments; ++i) {
-    for (ThreadBlock* tb : r.slots[i].threads) {
-      const CallContext& ctx = tb->contexts[i];
-      if (p - ctx.stack_base < ctx.stack_size) return static_cast<int>(i);
-    }
-  }
-  return -1;
+  auto it = r.stacks.upper_bound(p);
+  if (it == r.stacks.begin()) return -1;
+  --it;
+  return p - it->first < it->second.size ? static_cast<int>(it->second.slot)
+                                         : -1;
 }
 
 }  // namespace

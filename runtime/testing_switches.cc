@@ -56,4 +56,12 @@ void SkipEvictionRetagForTesting() {
   g_testing_switches.skip_eviction_retag.store(true);
 }
 
+void EvictRunningCompartmentsForTesting() {
+  g_testing_switches.evict_running.store(true);
+}
+
+void FailNextResetForTesting() {
+  g_testing_switches.fail_next_reset.store(true);
+}
+
 }  // namespace mpkbox::internal

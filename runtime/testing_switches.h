@@ -24,12 +24,18 @@ struct TestingSwitches {
   std::atomic<bool> skip_futex_address_check{false};
   std::atomic<bool> skip_files_beneath{false};
   std::atomic<bool> skip_eviction_retag{false};
+  std::atomic<bool> evict_running{false};
+  std::atomic<bool> fail_next_reset{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
   (::mpkbox::internal::g_testing_switches.name.load(std::memory_order_relaxed))
+// A one-shot switch: true once, then off again.
+#define MPKBOX_TAKE_SWITCH(name) \
+  (::mpkbox::internal::g_testing_switches.name.exchange(false))
 #else
 #define MPKBOX_SWITCHED_OFF(name) false
+#define MPKBOX_TAKE_SWITCH(name) false
 #endif
 
 // IsSupported() answers false from now on.
@@ -61,6 +67,13 @@ void SkipFilesBeneathForTesting();
 // An evicted compartment's memory keeps its hardware key, which the key
 // cache then hands to another compartment (slot_registry.cc).
 void SkipEvictionRetagForTesting();
+// The key cache evicts compartments that a thread is running, entering or
+// suspended in (slot_registry.cc's InUse is not asked).
+void EvictRunningCompartmentsForTesting();
+// The next Compartment::Reset fails (after doing its work) with
+// kInternal, as a failed madvise or arena reset would, and the compartment
+// refuses calls.
+void FailNextResetForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 // Puts the host's stacks and data back on key 0 (readable to compartments)

@@ -1,16 +1,20 @@
 // CompartmentPool (include/mpkbox/compartment_pool.h): leases, the Reset at
 // each lease's end, waiting, and replacement of a compartment that cannot be
-// reset. The loaded plugin is tests/plugins/la_data.c: a counter in .data
-// and a constructor that counts its runs.
+// reset (FailNextResetForTesting makes a Reset fail). The loaded plugin is
+// tests/plugins/la_data.c: a counter in .data and a constructor that counts
+// its runs.
 #include "mpkbox/compartment_pool.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "runtime/testing_switches.h"
 #include "tests/loader_attack_util.h"
 #include "tests/test_util.h"
 
@@ -107,6 +111,68 @@ TEST(CompartmentPoolTest, AFaultingRequestLeavesAWorkingCompartment) {
   auto box = pool->Acquire();
   ASSERT_TRUE(box.ok());
   EXPECT_EQ(Bump(**box), 42);
+}
+
+// A lease whose Reset fails (the testing switch makes the next one fail):
+// that compartment is destroyed, never handed out again, and a fresh one
+// made with setup takes its place. The lease's end cannot return the error;
+// last_error() has it.
+TEST(CompartmentPoolTest, ACompartmentWhoseResetFailsIsReplaced) {
+  auto pool = MakePool(2);
+  ASSERT_NE(pool, nullptr);
+  std::string failed;
+  {
+    auto box = pool->Acquire();
+    ASSERT_TRUE(box.ok()) << box.status();
+    failed = (*box)->name();
+    EXPECT_EQ(Bump(**box), 42);
+    internal::FailNextResetForTesting();
+  }  // the lease ends: Reset fails
+  EXPECT_EQ(pool->size(), 2u);
+  EXPECT_EQ(pool->available(), 2u);
+  const absl::Status error = pool->last_error();
+  EXPECT_EQ(error.code(), absl::StatusCode::kInternal) << error;
+  EXPECT_THAT(std::string(error.message()), HasSubstr("'" + failed + "'"));
+  EXPECT_THAT(std::string(error.message()), HasSubstr("Reset failed"));
+  // Both compartments work, each from the loaded state; the failed one is
+  // not among them.
+  auto a = pool->TryAcquire();
+  auto b = pool->TryAcquire();
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (auto* lease : {&*a, &*b}) {
+    EXPECT_NE((*lease)->name(), failed);
+    EXPECT_EQ(Bump(**lease), 42);
+    EXPECT_EQ(Bump(**lease), 43);
+  }
+  EXPECT_EQ(std::set<std::string>({(*a)->name(), (*b)->name()}).size(), 2u);
+}
+
+// The replacement's setup fails too: the pool shrinks, and both errors
+// reach last_error() and the Acquire that finds the pool empty.
+TEST(CompartmentPoolTest, AFailedReplacementKeepsBothErrors) {
+  int setups = 0;
+  absl::StatusOr<std::unique_ptr<CompartmentPool>> pool =
+      CompartmentPool::Create(
+          {.compartment = {.name = "once"},
+           .size = 1,
+           .setup = [&setups](Compartment&) {
+             return ++setups == 1 ? absl::OkStatus()
+                                  : absl::UnavailableError("no more setups");
+           }});
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  {
+    auto box = (*pool)->Acquire();
+    ASSERT_TRUE(box.ok());
+    internal::FailNextResetForTesting();
+  }
+  EXPECT_EQ((*pool)->size(), 0u);
+  const std::string error((*pool)->last_error().message());
+  EXPECT_THAT(error, HasSubstr("no more setups"));
+  EXPECT_THAT(error, HasSubstr("'once-0': Reset failed"));
+  absl::StatusOr<CompartmentPool::Lease> none = (*pool)->TryAcquire();
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(none.status().message()),
+              HasSubstr("'once-0': Reset failed"));
 }
 
 TEST(CompartmentPoolTest, CreateReportsSetupErrorsAndBadSizes) {

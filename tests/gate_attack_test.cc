@@ -19,6 +19,7 @@
 #include "runtime/keys/pku.h"
 #include "runtime/testing_switches.h"
 #include "tests/test_util.h"
+#include "trampolines/gate_layout.h"
 
 extern "C" char mpkbox_gate_begin[], mpkbox_gate_end[];
 extern "C" char mpkbox_signal_begin[], mpkbox_signal_end[];
@@ -403,6 +404,69 @@ TEST(GateAttackTest, JumpToReturnPathWithHostValueOnlyReturns) {
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(internal::ReadPkru(), 0u);
   EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
+  EXPECT_EQ(Value(box->Call(+[] { return 5; })), 5);
+}
+
+// The checks after the gate's WRPKRUs start from hints loaded before them
+// (docs/INTERNALS.md): compartment code that jumps past those loads chooses
+// the hints, and they must change nothing. Were a hint trusted, each attack
+// below would be the bare WRPKRU of ControlBareWrpkruOpensHostMemory: the
+// payload would run with host rights and exit kEscaped.
+TEST(GateAttackDeathTest, ForgedSelectorPageHintAtTheEntryWrpkruIsContained) {
+  std::vector<uintptr_t> sites = GateWrpkruSites();
+  ASSERT_GE(sites.size(), 1u);
+  auto box = MakeBox({.name = "entry-hint"});
+  // A fake SelectorPage, in compartment memory, whose current_pkru is the
+  // forged EAX: 0, every key open.
+  absl::StatusOr<void*> fake = box->Allocate(MPKBOX_PAGE_SIZE, 64);
+  ASSERT_TRUE(fake.ok());
+  memset(*fake, 0, MPKBOX_PAGE_SIZE);
+  AimAt(sites[0], 0);  // the call's WRPKRU into the compartment
+  attack_regs.r14 = reinterpret_cast<uint64_t>(*fake);  // its hint
+  attack_regs.r13 = ::mpkbox::testing::kOwnStack;  // the stack it would switch to, writable
+  EXPECT_EXIT(
+      {
+        absl::Status s = box->Call(&AttackFromInside);
+        _exit(ContainedAsForgery(box.get(), s) ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  EXPECT_EQ(mpkbox_test_host_secret, kHostSecret);
+}
+
+TEST(GateAttackDeathTest, ForgedFrameHintAtTheLandingOnlyReturns) {
+  std::vector<uintptr_t> sites = GateWrpkruSites();
+  ASSERT_GE(sites.size(), 2u);
+  auto box = MakeBox({.name = "landing-hint"});
+  ASSERT_TRUE(box->Call(+[] {}).ok());  // this thread's SelectorPage exists
+  // A fake call frame in compartment memory: host rsp on a stack beside it,
+  // return address the payload, control words the defaults.
+  absl::StatusOr<void*> mem = box->Allocate(1024, 64);
+  ASSERT_TRUE(mem.ok());
+  auto* frame = static_cast<uint8_t*>(*mem);
+  memset(frame, 0, 1024);
+  const uint64_t kind = MPKBOX_FRAME_CALL;
+  const uint64_t stack = reinterpret_cast<uint64_t>(frame) + 512;
+  const uint64_t payload = ::mpkbox::testing::PayloadAddress();
+  const uint32_t mxcsr = 0x1f80;
+  const uint16_t fcw = 0x37f;
+  memcpy(frame + MPKBOX_FR_KIND, &kind, 8);
+  memcpy(frame + MPKBOX_FR_SP, &stack, 8);
+  memcpy(frame + MPKBOX_FR_RET, &payload, 8);
+  memcpy(frame + MPKBOX_FR_MXCSR, &mxcsr, 4);
+  memcpy(frame + MPKBOX_FR_FCW, &fcw, 2);
+  AimAt(sites[1], 0);  // the landing's WRPKRU, with the legitimate EAX
+  // The real SelectorPage (compartments can read TLS) and the fake frame.
+  attack_regs.rsi = reinterpret_cast<uint64_t>(mpkbox_tls_thread);
+  attack_regs.rdi = reinterpret_cast<uint64_t>(frame);
+  EXPECT_EXIT(
+      {
+        absl::Status s = box->Call(&AttackFromInside);
+        _exit(s.ok() && internal::ReadPkru() == 0 &&
+                      mpkbox_test_host_secret == kHostSecret
+                  ? 0
+                  : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
   EXPECT_EQ(Value(box->Call(+[] { return 5; })), 5);
 }
 

@@ -2,8 +2,10 @@
 // keys. Each compartment keeps a secret in its heap; another compartment that
 // reads it must fault whether the owner holds a hardware key now or was
 // evicted, and with the eviction's re-tag switched off (a child) the read
-// succeeds. A compartment a thread is in, even blocked in a callback, keeps
-// its key while more threads than keys run compartments.
+// succeeds. A compartment a thread is in, running its code or blocked in a
+// callback, keeps its key while more threads than keys run compartments;
+// with the key cache's in-use check switched off (a child) a running one is
+// evicted and faults.
 #include <signal.h>
 #include <unistd.h>
 
@@ -323,6 +325,81 @@ TEST(KeyVirtualisationTest, ACompartmentInACallbackIsNeverEvicted) {
   blocked.join();
   EXPECT_EQ(Value(blocked_result), SecretOf(0) + 1);
   EXPECT_EQ(*held.secret, SecretOf(0) + 1);
+}
+
+// Compartment code spinning on its own memory: it reads the secret (word 0)
+// until the host sets word 1. Its first read after an eviction would fault
+// (its memory would be on the trusted key).
+uint64_t SpinOnOwnMemory(uintptr_t area) {
+  volatile uint64_t* p = reinterpret_cast<volatile uint64_t*>(area);
+  const uint64_t secret = p[0];
+  p[2] = 1;  // running
+  while (p[1] == 0) {
+    if (p[0] != secret) return 0;
+  }
+  return secret;
+}
+
+// Whether the spinning compartment kept its key while `threads` threads
+// call other compartments in random orders (each call likely a miss that
+// evicts): 0 if it did, 1 if its call failed (it was evicted while
+// running), 2 if its key changed anyway.
+int ChurnWhileOneSpins(int threads) {
+  Holder spinner = MakeHolder("spinner", 0);
+  absl::StatusOr<void*> area = spinner.box->Allocate(3 * sizeof(uint64_t));
+  if (!area.ok()) return 3;
+  volatile uint64_t* words = static_cast<volatile uint64_t*>(*area);
+  words[0] = SecretOf(0);
+  words[1] = 0;
+  words[2] = 0;
+  std::vector<Holder> others = MakeHolders(2 * kCompartmentKeys, "churn");
+  absl::StatusOr<Tainted<uint64_t>> spun;
+  std::thread running([&] {
+    spun = spinner.box->Call(&SpinOnOwnMemory,
+                             reinterpret_cast<uintptr_t>(*area));
+  });
+  while (words[2] == 0) std::this_thread::yield();
+  const int key = spinner.box->pkey();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(t + 3);
+      for (int k = 0; k < 60; ++k) {
+        const size_t i = rng() % others.size();
+        others[i].box->Call(&ReadU64, others[i].address()).IgnoreError();
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  const bool moved = spinner.box->pkey() != key;
+  words[1] = 1;
+  running.join();
+  if (!spun.ok() || spun->UnverifiedValue("test") != SecretOf(0)) return 1;
+  return moved ? 2 : 0;
+}
+
+// A compartment whose code is running (not in a callback) keeps its key
+// while other threads evict every other compartment in turn: one thread,
+// then more threads than keys.
+TEST(KeyVirtualisationTest, ARunningCompartmentIsNeverEvicted) {
+  for (int threads : {1, kCompartmentKeys + 3}) {
+    const internal::KeyCacheStats before = internal::GetKeyCacheStats();
+    EXPECT_EQ(ChurnWhileOneSpins(threads), 0) << threads << " threads";
+    EXPECT_GT(internal::GetKeyCacheStats().evictions, before.evictions);
+  }
+}
+
+// The control: with the key cache not asking whether a thread is in a
+// compartment, the running one is evicted and its next read of its own
+// memory faults. One churning thread, so that no other call is running.
+TEST(KeyVirtualisationDeathTest, WithoutTheInUseCheckARunningOneIsEvicted) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        internal::EvictRunningCompartmentsForTesting();
+        _exit(ChurnWhileOneSpins(1));
+      },
+      ::testing::ExitedWithCode(1), "");
 }
 
 // Just more compartments than keys, called from several threads: most

@@ -88,6 +88,36 @@ TEST(LifecycleTest, ResetKeepsStacksButNotTheirContents) {
   EXPECT_EQ(box->last_fault(), nullptr);
 }
 
+uintptr_t LeaveMarkShallow() {
+  volatile uint32_t shallow[4];
+  shallow[0] = 0x5a5a5a5a;
+  return reinterpret_cast<uintptr_t>(&shallow[0]);
+}
+
+// The top of the stack, which every call uses, is zeroed in place by Reset
+// (kept mapped, no page fault on the next call); the pages below it are
+// dropped. Read by the host right after Reset, before any call reuses them.
+TEST(LifecycleTest, ResetClearsTheStackTopInPlaceAndDropsTheRest) {
+  auto box = MakeBox({.name = "scrub"});
+  const uintptr_t shallow = Value(box->Call(&LeaveMarkShallow));
+  const uintptr_t deep = Value(box->Call(&LeaveMarkDeep));
+  ASSERT_TRUE(box->Contains(reinterpret_cast<void*>(shallow), 4));
+  ASSERT_EQ(Value(box->Call(&ReadAt, shallow)), 0x5a5a5a5au);
+  ASSERT_EQ(Value(box->Call(&ReadAt, deep)), 0x5a5a5a5au);
+  ASSERT_TRUE(box->Reset().ok());
+  // The shallow mark's page stayed resident (zeroed in place), the deep
+  // one's was dropped (asked before a read maps the zero page there).
+  const uintptr_t page = ~uintptr_t{4095};
+  unsigned char resident = 0;
+  ASSERT_EQ(mincore(reinterpret_cast<void*>(shallow & page), 4096, &resident),
+            0);
+  EXPECT_EQ(resident & 1, 1);
+  ASSERT_EQ(mincore(reinterpret_cast<void*>(deep & page), 4096, &resident), 0);
+  EXPECT_EQ(resident & 1, 0);
+  EXPECT_EQ(ReadAt(shallow), 0u);
+  EXPECT_EQ(ReadAt(deep), 0u);
+}
+
 int Seven() { return 7; }
 int CallInt(int (*cb)()) { return cb(); }
 

@@ -4,17 +4,21 @@
 // (Syscall User Dispatch reads it) and the trusted signal stack are
 // unreadable: on a thread that entered a compartment the process dies.
 // Call's slow path finds such handlers, makes them the host's and puts the
-// entry back.
+// entry back: at a thread's first call of a compartment, and at its first
+// after a Reset once kDispositionRecheckNs has passed since the last look.
 #include <signal.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <string>
 
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "runtime/signals.h"
 #include "runtime/testing_switches.h"
 #include "tests/test_util.h"
 
@@ -92,6 +96,26 @@ TEST(RawSigactionTest, FoundAdoptedAndTheEntryPutBack) {
   struct sigaction now {};
   sigaction(SIGSEGV, nullptr, &now);
   EXPECT_EQ(now.sa_sigaction, &RawHandler);
+}
+
+// After a Reset the thread's next call looks again, at most once per
+// kDispositionRecheckNs (Reset is the per-request path): a raw handler
+// installed between requests is found once that much time has passed.
+TEST(RawSigactionTest, FoundAtTheFirstCallAfterAReset) {
+  auto box = MakeBox({.name = "pooled"});
+  ASSERT_EQ(Value(box->Call(&Twice, 2)), 4);
+  ASSERT_TRUE(box->Reset().ok());
+  InstallRaw(SIGSEGV);
+  struct timespec res {};
+  clock_getres(CLOCK_MONOTONIC_COARSE, &res);
+  absl::SleepFor(absl::Nanoseconds(internal::kDispositionRecheckNs) +
+                 2 * absl::DurationFromTimespec(res));
+  absl::Status s = box->Call(&Twice, 3).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("SIGSEGV"));
+  absl::Status crash = box->Call(&Crash).status();
+  EXPECT_EQ(crash.code(), absl::StatusCode::kAborted) << crash;
+  EXPECT_EQ(raw_runs, 0);
 }
 
 // An adopted handler is the host's: a signal of the host's reaches it,

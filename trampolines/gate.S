@@ -58,6 +58,7 @@ mpkbox_gate_enter:
   incq MPKBOX_TB_DEPTH(%r11)
   shlq $MPKBOX_FRAME_SHIFT, %r10
   leaq MPKBOX_TB_FRAMES(%r11, %r10), %r10   // r10 = new Frame
+  movq %r10, MPKBOX_SEL_LANDING_HINT(%rax)
   SAVE_CALLEE_SAVED %r10
   stmxcsr MPKBOX_FR_MXCSR(%r10)
   fnstcw MPKBOX_FR_FCW(%r10)
@@ -72,6 +73,10 @@ mpkbox_gate_enter:
   movq MPKBOX_TB_PENDING_CTX(%r11), %rbx    // rbx = CallContext
   movq %rbx, MPKBOX_FR_CTX(%r10)
   movq MPKBOX_TB_PENDING_FN(%r11), %r11     // r11 = target function
+
+  // Host vector state is cleared here, before the WRPKRU: these run in
+  // parallel with the stores above, and nothing after them uses it.
+  CLEAR_VECTOR_STATE_FROM_XMM8
 
   // Switch domain in the selector page: BLOCK before the compartment's PKRU.
   movq MPKBOX_CTX_PKRU(%rbx), %r12
@@ -88,11 +93,12 @@ mpkbox_gate_enter_blocked:
   movq MPKBOX_CTX_TOP(%rbx), %r13           // the compartment's stack
   movq %rcx, %r10                           // WRPKRU needs ecx = edx = 0
   movq %rdx, %rbx
+  movq %rax, %r14                           // hints the check's SelectorPage
   movl %r12d, %eax
   .globl mpkbox_gate_enter_blocked_end
   .hidden mpkbox_gate_enter_blocked_end
 mpkbox_gate_enter_blocked_end:              // until here: BLOCK, host rights
-  WRPKRU_COMPARTMENT
+  WRPKRU_COMPARTMENT_HINTED %r14
   movq %r13, %rsp                           // not touched before: no trusted
   .globl mpkbox_gate_enter_switched         // code runs on compartment memory
   .hidden mpkbox_gate_enter_switched
@@ -108,15 +114,6 @@ mpkbox_gate_enter_switched:                 // from _blocked_end: rerun on signa
   xorl %r13d, %r13d
   xorl %r14d, %r14d
   xorl %r15d, %r15d
-  pxor %xmm8, %xmm8
-  pxor %xmm9, %xmm9
-  pxor %xmm10, %xmm10
-  pxor %xmm11, %xmm11
-  pxor %xmm12, %xmm12
-  pxor %xmm13, %xmm13
-  pxor %xmm14, %xmm14
-  pxor %xmm15, %xmm15
-  CLEAR_VECTOR_STATE
   movl $8, %eax                             // al bounds vector args (varargs)
   .cfi_remember_state
   call *%r11
@@ -128,29 +125,50 @@ mpkbox_gate_enter_switched:                 // from _blocked_end: rerun on signa
 mpkbox_gate_landing:
   movq %rax, %r8
   movq %rdx, %r9
+  // Hints, loaded with the compartment's rights (TLS and the selector page
+  // are readable to it): this thread's SelectorPage and the frame to pop.
+  // Checked after the WRPKRU and replaced when wrong, they only let the
+  // loads there start at once instead of three deep.
+  LOAD_THREAD %rsi
+  movq MPKBOX_SEL_LANDING_HINT(%rsi), %rdi
   WRPKRU_HOST
-  LOAD_THREAD %rax
-  leaq MPKBOX_PAGE_SIZE(%rax), %r11
-  movq MPKBOX_TB_DEPTH(%r11), %r10
+  CONFIRM_THREAD %rsi, %rax                 // rsi = SelectorPage
+  movq MPKBOX_PAGE_SIZE + MPKBOX_TB_DEPTH(%rsi), %r10
   subq $1, %r10
   jb mpkbox_gate_trap                       // depth was 0: no call to return from
-  movq %r10, MPKBOX_TB_DEPTH(%r11)
+  movq %r10, MPKBOX_PAGE_SIZE + MPKBOX_TB_DEPTH(%rsi)
   shlq $MPKBOX_FRAME_SHIFT, %r10
-  leaq MPKBOX_TB_FRAMES(%r11, %r10), %r10   // r10 = the popped Frame
-  cmpq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%r10)
+  leaq MPKBOX_PAGE_SIZE + MPKBOX_TB_FRAMES(%rsi, %r10), %r10
+  cmpq %r10, %rdi
+  je 1f
+  movq %r10, %rdi
+1:                                          // rdi = the popped Frame
+  cmpq $MPKBOX_FRAME_CALL, MPKBOX_FR_KIND(%rdi)
   jne mpkbox_gate_trap
-  movq MPKBOX_FR_PREV_PKRU(%r10), %rcx
-  movq %rcx, MPKBOX_SEL_CURRENT_PKRU(%rax)
-  movq MPKBOX_FR_PREV_DOMAIN(%r10), %rcx
-  movq %rcx, MPKBOX_SEL_CURRENT_DOMAIN(%rax)
-  movb $MPKBOX_SELECTOR_ALLOW, MPKBOX_SEL_SELECTOR(%rax)
-  movq MPKBOX_FR_SP(%r10), %rsp
+  movq MPKBOX_FR_PREV_PKRU(%rdi), %rcx
+  movq %rcx, MPKBOX_SEL_CURRENT_PKRU(%rsi)
+  movq MPKBOX_FR_PREV_DOMAIN(%rdi), %rcx
+  movq %rcx, MPKBOX_SEL_CURRENT_DOMAIN(%rsi)
+  movb $MPKBOX_SELECTOR_ALLOW, MPKBOX_SEL_SELECTOR(%rsi)
+  // No DF, AC or TF from the compartment: DF breaks the ABI, AC makes any
+  // unaligned access fault. popfq is slow, so only when one is set. The
+  // flags go through the frame's scratch word, not the host stack, so the
+  // test need not wait for the load of the host rsp.
+  leaq MPKBOX_FR_SCRATCH + 8(%rdi), %rsp
+  // CFA = the frame's host rsp + 56.
+  .cfi_escape DW_CFA_def_cfa_expression, 5, DW_OP_breg5, MPKBOX_FR_SP, DW_OP_deref, DW_OP_plus_uconst, 56
+  pushfq
+  testl $0x40500, (%rsp)                    // AC | DF | TF
+  jz 2f
+  andl $~0x40500, (%rsp)
+  popfq
+2:
+  movq MPKBOX_FR_SP(%rdi), %rsp
   .cfi_def_cfa %rsp, 56
-  CLEAR_COMPARTMENT_FLAGS
-  RESTORE_CONTROL_WORDS %r10
-  movq MPKBOX_FR_RET(%r10), %rcx
+  RESTORE_CONTROL_WORDS %rdi
+  movq MPKBOX_FR_RET(%rdi), %rcx
   movq %rcx, 48(%rsp)
-  RESTORE_CALLEE_SAVED %r10
+  RESTORE_CALLEE_SAVED %rdi
   addq $48, %rsp
   .cfi_adjust_cfa_offset -48
   movq %r8, %rax
@@ -360,15 +378,7 @@ mpkbox_callback_return_blocked:
   pxor %xmm5, %xmm5
   pxor %xmm6, %xmm6
   pxor %xmm7, %xmm7
-  pxor %xmm8, %xmm8
-  pxor %xmm9, %xmm9
-  pxor %xmm10, %xmm10
-  pxor %xmm11, %xmm11
-  pxor %xmm12, %xmm12
-  pxor %xmm13, %xmm13
-  pxor %xmm14, %xmm14
-  pxor %xmm15, %xmm15
-  CLEAR_VECTOR_STATE
+  CLEAR_VECTOR_STATE_FROM_XMM8
   .globl mpkbox_callback_return_blocked_end
   .hidden mpkbox_callback_return_blocked_end
 mpkbox_callback_return_blocked_end:         // until here: BLOCK, host rights

@@ -20,6 +20,9 @@
 #define MPKBOX_SEL_RESUME_RDX 48
 #define MPKBOX_SEL_RESUME_RIP 56
 #define MPKBOX_SEL_RESUME_RFLAGS 64
+// Frame* the gate's landing will pop, written on entry: a hint the landing
+// loads before its WRPKRU and checks after it (nested calls leave it stale).
+#define MPKBOX_SEL_LANDING_HINT 72
 
 #define MPKBOX_SELECTOR_ALLOW 0
 #define MPKBOX_SELECTOR_BLOCK 1

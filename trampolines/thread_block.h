@@ -48,6 +48,7 @@ struct alignas(MPKBOX_PAGE_SIZE) SelectorPage {
   uint64_t current_domain;  // the current-domain marker: 0 is the host
   ThreadBlock* thread_block;  // this thread's, one page on
   uint64_t resume_rax, resume_rcx, resume_rdx, resume_rip, resume_rflags;
+  uint64_t landing_hint;  // the gate's; only ever a hint (gate.S)
 };
 static_assert(offsetof(SelectorPage, selector) == MPKBOX_SEL_SELECTOR);
 static_assert(offsetof(SelectorPage, current_pkru) == MPKBOX_SEL_CURRENT_PKRU);
@@ -57,6 +58,7 @@ static_assert(offsetof(SelectorPage, thread_block) == MPKBOX_SEL_THREAD_BLOCK);
 static_assert(offsetof(SelectorPage, resume_rax) == MPKBOX_SEL_RESUME_RAX);
 static_assert(offsetof(SelectorPage, resume_rflags) ==
               MPKBOX_SEL_RESUME_RFLAGS);
+static_assert(offsetof(SelectorPage, landing_hint) == MPKBOX_SEL_LANDING_HINT);
 // JUMP_TO_SAVED (signal.S) reads both this and ResumeState's tail alike.
 static_assert(MPKBOX_SEL_RESUME_RCX == MPKBOX_SEL_RESUME_RAX + 8 &&
               MPKBOX_SEL_RESUME_RDX == MPKBOX_SEL_RESUME_RAX + 16 &&

@@ -92,7 +92,11 @@ class CompartmentPool {
   size_t available() const;  // of those, not on loan
 
   // Why the last compartment that could not be reset or replaced was
-  // dropped; OK if none was.
+  // dropped; OK if none was. A lease's end cannot return a status: a Reset
+  // that fails there is reported here (the compartment is destroyed and a
+  // fresh one made with `setup` takes its place, so size() is unchanged);
+  // when the replacement fails too, both errors are in the message and the
+  // pool is one smaller.
   absl::Status last_error() const;
 
  private:
