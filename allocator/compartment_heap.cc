@@ -85,6 +85,7 @@ namespace {
 struct ParkedArena {
   TaggedHooks* hooks = nullptr;
   unsigned arena = 0;
+  const JemallocInstance* je = nullptr;
 };
 
 ParkedArena& ParkedArenaOf(size_t slot) {
@@ -106,6 +107,7 @@ absl::Status CompartmentHeap::OpenArena() {
   if (parked.hooks != nullptr) {
     TaggedHooks* h = std::exchange(parked.hooks, nullptr);
     const unsigned arena = parked.arena;
+    const JemallocInstance* je = parked.je;
     // The parked pages hold nothing (dropped) and carry key 0, PROT_NONE:
     // one pkey_mprotect gives all of them to this heap's key.
     const uintptr_t used = PageUp(h->TaggedEnd() - window);
@@ -117,30 +119,41 @@ absl::Status CompartmentHeap::OpenArena() {
       h->max_window_bytes = max_window_bytes;
       hooks_ = h;
       arena_ = arena;
+      je_ = je;
       arena_open_ = true;
       return absl::OkStatus();
     }
-    DestroyArena(arena);
+    DestroyArena(*je, arena);
     ReleaseZoneRange(window, used);
     delete h;
   }
   hooks_ = new TaggedHooks;
   InitTaggedHooks(hooks_, key(), window, kWindowBytes - kImageBytes,
                   max_window_bytes);
+  // The process's jemalloc first; past its 4,095 arena indices, the private
+  // one's (jemalloc_instance.h).
+  const bool prefer_private = PrivateJemallocPreferred();
+  const JemallocInstance* je =
+      prefer_private ? &kPrivateJemalloc : &kSystemJemalloc;
   absl::StatusOr<unsigned> arena =
-      CreateTaggedArena(hooks_, /*metadata_use_hooks=*/false);
+      CreateTaggedArena(*je, hooks_, /*metadata_use_hooks=*/false);
+  if (absl::IsResourceExhausted(arena.status())) {
+    je = prefer_private ? &kSystemJemalloc : &kPrivateJemalloc;
+    arena = CreateTaggedArena(*je, hooks_, /*metadata_use_hooks=*/false);
+  }
   if (!arena.ok()) {
     delete std::exchange(hooks_, nullptr);
     return arena.status();
   }
   arena_ = *arena;
+  je_ = je;
   arena_open_ = true;
   return absl::OkStatus();
 }
 
 void CompartmentHeap::CloseArena() {
   if (!arena_open_) return;
-  DestroyArena(arena_);
+  DestroyArena(*je_, arena_);
   arena_open_ = false;
   const uintptr_t window = live_.window();
   const uintptr_t used = hooks_->TaggedEnd() - window;
@@ -155,7 +168,7 @@ void CompartmentHeap::CloseArena() {
 }
 
 bool CompartmentHeap::ClearArena() {
-  if (!arena_open_ || !ResetArena(arena_)) return false;
+  if (!arena_open_ || !ResetArena(*je_, arena_)) return false;
   // The extents stay the arena's, mapped and tagged; one madvise drops
   // every page they hold, so nothing of the old state is read back.
   const uintptr_t window = live_.window();
@@ -185,7 +198,8 @@ void CompartmentHeap::ParkArena() {
     CloseArena();
     return;
   }
-  ParkedArenaOf(WindowOf(window)) = {std::exchange(hooks_, nullptr), arena_};
+  ParkedArenaOf(WindowOf(window)) = {std::exchange(hooks_, nullptr), arena_,
+                                     je_};
   arena_open_ = false;
 }
 

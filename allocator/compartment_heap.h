@@ -24,6 +24,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "allocator/heap_cache.h"
+#include "allocator/jemalloc_instance.h"
 #include "allocator/live_bitmap.h"
 #include "allocator/tagged_arena.h"
 #include "mpkbox/compartment_options.h"
@@ -202,6 +203,31 @@ class CompartmentHeap {
     stats_.peak_bytes = std::max(stats_.peak_bytes, live_bytes_);
   }
 
+  // jemalloc's entry points, as the instance that holds this heap's arena
+  // (jemalloc_instance.h): every call a member makes (magazines.cc,
+  // tls_blocks.cc, ...) finds these before the process's jemalloc, so none
+  // can hand this heap's pointers, arena or tcaches to the other instance.
+  void* mallocx(size_t size, int flags) const {
+    return je_->mallocx(size, flags);
+  }
+  void* rallocx(void* p, size_t size, int flags) const {
+    return je_->rallocx(p, size, flags);
+  }
+  void dallocx(void* p, int flags) const { je_->dallocx(p, flags); }
+  void sdallocx(void* p, size_t size, int flags) const {
+    je_->sdallocx(p, size, flags);
+  }
+  size_t sallocx(const void* p, int flags) const {
+    return je_->sallocx(p, flags);
+  }
+  size_t nallocx(size_t size, int flags) const {
+    return je_->nallocx(size, flags);
+  }
+  int mallctl(const char* name, void* old, size_t* old_len, void* value,
+              size_t value_len) const {
+    return je_->mallctl(name, old, old_len, value, value_len);
+  }
+
   // Forgets the image ranges in [lo, hi) (unmapped).
   void ForgetImages(uintptr_t lo, uintptr_t hi)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(retag_mu_);
@@ -217,6 +243,9 @@ class CompartmentHeap {
   const std::string name_;
   LiveBitmap live_;  // of the slot's window, which it names
   TaggedHooks* hooks_ = nullptr;  // the arena's; moves with it when parked
+  // The arena's instance. It changes only when the arena does (OpenArena),
+  // with no thread left holding a tcache of the old one.
+  const JemallocInstance* je_ = &kSystemJemalloc;
   std::atomic<uintptr_t> image_low_;  // images occupy [image_low_, window end)
   unsigned arena_ = 0;
   bool arena_open_ = false;

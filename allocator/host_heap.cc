@@ -20,8 +20,9 @@
 // space (measured: bench/RESULTS.md, lifecycle tests).
 // narenas:1: host threads allocate from the host arena (thread.arena), so
 // automatic arenas would only use up jemalloc's 4,095 arena indices, which
-// compartment heaps need (one arena each); oversize_threshold:0: no
-// dedicated arena for huge allocations, for the same reason.
+// compartment heaps need (one arena each; past them, mpkbox's private
+// jemalloc's: jemalloc_instance.h); oversize_threshold:0: no dedicated
+// arena for huge allocations, for the same reason.
 const char* malloc_conf = "retain:false,narenas:1,oversize_threshold:0";  // declared by jemalloc.h
 
 namespace mpkbox::internal {
@@ -72,13 +73,15 @@ absl::Status SetUp() {
   }
   g_allocator_tables = new (page) AllocatorTables;
   InitTaggedHooks(&g_allocator_tables->host_hooks, g_host.trusted_key, 0, 0);
-  absl::StatusOr<unsigned> host = CreateTaggedArena(
-      &g_allocator_tables->host_hooks, /*metadata_use_hooks=*/true);
+  absl::StatusOr<unsigned> host =
+      CreateTaggedArena(kSystemJemalloc, &g_allocator_tables->host_hooks,
+                        /*metadata_use_hooks=*/true);
   if (!host.ok()) return host.status();
   InitTaggedHooks(&g_allocator_tables->ambient_hooks, 0,
                   WindowBase(kAmbientWindow), kWindowBytes);
-  absl::StatusOr<unsigned> ambient = CreateTaggedArena(
-      &g_allocator_tables->ambient_hooks, /*metadata_use_hooks=*/true);
+  absl::StatusOr<unsigned> ambient =
+      CreateTaggedArena(kSystemJemalloc, &g_allocator_tables->ambient_hooks,
+                        /*metadata_use_hooks=*/true);
   if (!ambient.ok()) return ambient.status();
   FindLoader();
   g_host.host_arena = *host;

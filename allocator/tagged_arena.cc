@@ -157,7 +157,8 @@ void InitTaggedHooks(TaggedHooks* h, int key, uintptr_t window_base,
   h->collapse_interval = 0;
 }
 
-absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,
+absl::StatusOr<unsigned> CreateTaggedArena(const JemallocInstance& je,
+                                           TaggedHooks* h,
                                            bool metadata_use_hooks) {
   // jemalloc 5.3's arena_config_t, which its public header does not export.
   struct ArenaConfig {
@@ -166,13 +167,12 @@ absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,
   } config{&h->hooks, metadata_use_hooks};
   unsigned arena = 0;
   size_t len = sizeof(arena);
-  if (int err = mallctl("experimental.arenas_create_ext", &arena, &len,
-                        &config, sizeof(config));
+  if (int err = je.mallctl("experimental.arenas_create_ext", &arena, &len,
+                           &config, sizeof(config));
       err != 0) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "jemalloc cannot create an arena (its arena indices are 12 bits: at "
-        "most 4,092 compartment heaps): %s",
-        strerror(err)));
+        "%s cannot create an arena (its arena indices are 12 bits): %s",
+        je.name, strerror(err)));
   }
   // A destroyed index that something touched again comes back with default
   // hooks, and arenas_create_ext then reuses it as it is (DESIGN.md 5).
@@ -180,27 +180,28 @@ absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,
   len = sizeof(actual);
   char name[64];
   snprintf(name, sizeof(name), "arena.%u.extent_hooks", arena);
-  if (mallctl(name, &actual, &len, nullptr, 0) != 0 || actual != &h->hooks) {
+  if (je.mallctl(name, &actual, &len, nullptr, 0) != 0 ||
+      actual != &h->hooks) {
     return absl::InternalError(absl::StrFormat(
-        "jemalloc arena %u came back without mpkbox's extent hooks; its "
+        "%s's arena %u came back without mpkbox's extent hooks; its "
         "memory would not carry key %d",
-        arena, h->key));
+        je.name, arena, h->key));
   }
   return arena;
 }
 
-bool ResetArena(unsigned arena) {
+bool ResetArena(const JemallocInstance& je, unsigned arena) {
   char name[64];
   snprintf(name, sizeof(name), "arena.%u.reset", arena);
-  return mallctl(name, nullptr, nullptr, nullptr, 0) == 0;
+  return je.mallctl(name, nullptr, nullptr, nullptr, 0) == 0;
 }
 
-void DestroyArena(unsigned arena) {
+void DestroyArena(const JemallocInstance& je, unsigned arena) {
   char name[64];
   snprintf(name, sizeof(name), "arena.%u.destroy", arena);
-  if (int err = mallctl(name, nullptr, nullptr, nullptr, 0); err != 0) {
-    fprintf(stderr, "mpkbox: jemalloc cannot destroy arena %u: %s\n", arena,
-            strerror(err));
+  if (int err = je.mallctl(name, nullptr, nullptr, nullptr, 0); err != 0) {
+    fprintf(stderr, "mpkbox: %s cannot destroy arena %u: %s\n", je.name,
+            arena, strerror(err));
   }
 }
 

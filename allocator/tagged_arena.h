@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "absl/status/statusor.h"
+#include "allocator/jemalloc_instance.h"
 
 namespace mpkbox::internal {
 
@@ -50,17 +51,19 @@ struct TaggedHooks {
 void InitTaggedHooks(TaggedHooks* h, int key, uintptr_t window_base,
                      size_t window_bytes, size_t max_window_bytes = 0);
 
-// experimental.arenas_create_ext. With metadata_use_hooks false the arena's
-// own metadata stays out of its extents (DESIGN.md 5, jemalloc facts).
-absl::StatusOr<unsigned> CreateTaggedArena(TaggedHooks* h,
+// experimental.arenas_create_ext of instance `je`. With metadata_use_hooks
+// false the arena's own metadata stays out of its extents (DESIGN.md 5,
+// jemalloc facts). kResourceExhausted when `je` has no arena index left.
+absl::StatusOr<unsigned> CreateTaggedArena(const JemallocInstance& je,
+                                           TaggedHooks* h,
                                            bool metadata_use_hooks);
 // arena.<i>.destroy: every extent goes back through the hooks. No tcache
 // may still hold its regions.
-void DestroyArena(unsigned arena);
+void DestroyArena(const JemallocInstance& je, unsigned arena);
 // arena.<i>.reset: every allocation is discarded, the arena and its extents
 // stay (their pages keep their contents: the caller scrubs them). No tcache
 // may still hold its regions. False if jemalloc refused.
-bool ResetArena(unsigned arena);
+bool ResetArena(const JemallocInstance& je, unsigned arena);
 
 }  // namespace mpkbox::internal
 

@@ -35,6 +35,12 @@
 //   BM_MallocFreeBatchInside/N, BM_MallocFreeBatchNativeJemalloc/N
 //                                1000 pairs as 125 rounds of 8 mallocs then
 //                                8 frees, in the compartment and native.
+//   BM_MallocFreeInsidePrivateJemalloc/N,
+//   BM_MallocFreeBatchInsidePrivateJemalloc/N
+//                                the two above in a compartment whose heap
+//                                is an arena of mpkbox's private jemalloc
+//                                (the heaps past the process's jemalloc's
+//                                4,092 arenas: allocator/jemalloc_instance.h).
 //
 // Two more jemalloc baselines, to break the figures above down (both on
 // jemalloc's default arenas and thread cache, without mpkbox's routing):
@@ -58,6 +64,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "allocator/jemalloc_instance.h"
 #include "mpkbox/mpkbox.h"
 
 namespace {
@@ -170,15 +177,31 @@ const Allocator& Glibc() {
   return a;
 }
 
+mpkbox::Compartment* MakeBox(const char* name) {
+  auto b = mpkbox::Compartment::Create({.name = name});
+  if (!b.ok()) {
+    std::fprintf(stderr, "heap_bench: Compartment::Create: %s\n",
+                 b.status().ToString().c_str());
+    std::exit(2);
+  }
+  return b->release();
+}
+
 mpkbox::Compartment& Box() {
+  static mpkbox::Compartment* box = MakeBox("bench-heap");
+  return *box;
+}
+
+// A compartment whose heap comes from mpkbox's private jemalloc.
+mpkbox::Compartment& PrivateJemallocBox() {
   static mpkbox::Compartment* box = [] {
-    auto b = mpkbox::Compartment::Create({.name = "bench-heap"});
-    if (!b.ok()) {
-      std::fprintf(stderr, "heap_bench: Compartment::Create: %s\n",
-                   b.status().ToString().c_str());
-      std::exit(2);
-    }
-    return b->release();
+    using mpkbox::internal::JemallocPreference;
+    mpkbox::internal::SetJemallocPreferenceForTesting(
+        JemallocPreference::kPrivateFirst);
+    mpkbox::Compartment* b = MakeBox("bench-heap-private-jemalloc");
+    mpkbox::internal::SetJemallocPreferenceForTesting(
+        JemallocPreference::kSystemFirst);
+    return b;
   }();
   return *box;
 }
@@ -221,8 +244,8 @@ bool CheckInside(benchmark::State& state, mpkbox::Compartment& box, int n,
 }
 
 // `loop` (InsideLoop or InsideBatchLoop) in one Call per iteration.
-void InsideBench(benchmark::State& state, uintptr_t (*loop)(int, size_t)) {
-  mpkbox::Compartment& box = Box();
+void InsideBench(benchmark::State& state, uintptr_t (*loop)(int, size_t),
+                 mpkbox::Compartment& box = Box()) {
   const size_t size = static_cast<size_t>(state.range(0));
   if (!CheckInside(state, box, kPairs, size)) return;
   for (auto _ : state) {
@@ -246,6 +269,20 @@ void BM_MallocFreeBatchInside(benchmark::State& state) {
   InsideBench(state, &InsideBatchLoop);
 }
 BENCHMARK(BM_MallocFreeBatchInside)->RangeMultiplier(4)->Range(16, 64 << 10);
+
+void BM_MallocFreeInsidePrivateJemalloc(benchmark::State& state) {
+  InsideBench(state, &InsideLoop, PrivateJemallocBox());
+}
+BENCHMARK(BM_MallocFreeInsidePrivateJemalloc)
+    ->RangeMultiplier(4)
+    ->Range(16, 64 << 10);
+
+void BM_MallocFreeBatchInsidePrivateJemalloc(benchmark::State& state) {
+  InsideBench(state, &InsideBatchLoop, PrivateJemallocBox());
+}
+BENCHMARK(BM_MallocFreeBatchInsidePrivateJemalloc)
+    ->RangeMultiplier(4)
+    ->Range(16, 64 << 10);
 
 void BM_MallocFreeInsideEmpty(benchmark::State& state) {
   mpkbox::Compartment& box = Box();
@@ -332,7 +369,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "heap_bench: no PKU on this machine\n");
     return 2;
   }
-  Box();  // create the compartment and find the allocators before timing
+  Box();  // create the compartments and find the allocators before timing
+  PrivateJemallocBox();
   for (const Allocator* a : {&Jemalloc(), &Glibc()}) {
     if (a->error != nullptr) {
       std::fprintf(stderr, "heap_bench: %s\n", a->error);

@@ -42,9 +42,9 @@ struct LibcState;
 
 class Compartment {
  public:
-  // Up to 4,092 live compartments (jemalloc's arenas); each holds a
-  // hardware protection key only while the key cache gives it one
-  // (docs/API.md). kFailedPrecondition without PKU, kResourceExhausted
+  // Up to 4,096 live compartments (the slot registry's kMaxCompartments);
+  // each holds a hardware protection key only while the key cache gives it
+  // one (docs/API.md). kFailedPrecondition without PKU, kResourceExhausted
   // beyond that.
   static absl::StatusOr<std::unique_ptr<Compartment>> Create(
       CompartmentOptions options);

@@ -12,7 +12,7 @@
 # unchanged. The exit status is COMMAND's; a guest that dies is a failure.
 # Inside, MPKBOX_EMULATED_PKU=1 tells tests that timings mean nothing.
 # Transparent huge pages are "madvise", Debian 12's default: Debian 13's
-# kernel says "always", under which the 4,092-compartment test's host-side
+# kernel says "always", under which the 4,096-compartment test's host-side
 # allocator state takes 10 GiB instead of 0.5 GiB (bench/RESULTS.md, "Huge
 # pages"): more than the guest has.
 #
