@@ -5,7 +5,7 @@
 // 35 ns, and a miss re-tags two compartments (bench/RESULTS.md, issue 16).
 //
 // Only chunks with at least kDenseChunkPages present are collapsed, so a
-// compartment that touched less than that in every chunk (most of 4,092
+// compartment that touched less than that in every chunk (most of 4,096
 // small ones) takes no huge page, and a collapsed chunk holds at most
 // 512 / kDenseChunkPages times the memory it had.
 #ifndef MPKBOX_ALLOCATOR_HUGE_CHUNKS_H_
