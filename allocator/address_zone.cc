@@ -33,6 +33,11 @@ uintptr_t Reserve(size_t bytes, size_t alignment) {
 
 }  // namespace
 
+void NoHugePages(uintptr_t addr, size_t len) {
+  // Advice only: a kernel without THP says EINVAL, and then has none.
+  madvise(reinterpret_cast<void*>(addr), len, MADV_NOHUGEPAGE);
+}
+
 absl::Status ReserveZone() {
   if (g_zone.size != 0) return absl::OkStatus();
   const size_t zone_bytes = kZoneWindows * kWindowBytes;
@@ -44,6 +49,11 @@ absl::Status ReserveZone() {
         "cannot reserve %u GiB of address space for compartment heaps: %s",
         zone_bytes >> 30, strerror(errno)));
   }
+  // The live bits and class bytes are touched a page here and there (a
+  // compartment's first MiB uses 8 KiB of bits): under transparent huge
+  // pages `always`, each first touch would commit 2 MiB (4,092 compartments:
+  // 4 GB; bench/RESULTS.md, "Huge pages").
+  NoHugePages(bitmaps, kMaxCompartments * kMetadataBytesPerWindow);
   g_zone.bitmap_base = bitmaps;
   g_zone.base = base;
   g_zone.size = zone_bytes;

@@ -57,6 +57,9 @@ inline uint8_t* WindowClassMap(size_t window) {
 // Returns [addr, addr + len) of the zone to PROT_NONE, key 0, no pages.
 void ReleaseZoneRange(uintptr_t addr, size_t len);
 
+// MADV_NOHUGEPAGE over [addr, addr + len): sparsely touched metadata.
+void NoHugePages(uintptr_t addr, size_t len);
+
 }  // namespace mpkbox::internal
 
 #endif  // MPKBOX_ALLOCATOR_ADDRESS_ZONE_H_

@@ -22,8 +22,14 @@
 // automatic arenas would only use up jemalloc's 4,095 arena indices, which
 // compartment heaps need (one arena each; past them, mpkbox's private
 // jemalloc's: jemalloc_instance.h); oversize_threshold:0: no dedicated
-// arena for huge allocations, for the same reason.
-const char* malloc_conf = "retain:false,narenas:1,oversize_threshold:0";  // declared by jemalloc.h
+// arena for huge allocations, for the same reason. thp:never:
+// jemalloc's metadata (2 MiB base blocks, one or more per compartment
+// arena) gets MADV_NOHUGEPAGE; under transparent huge pages `always` each
+// block was otherwise committed whole (4,092 compartments: 8 GB or more,
+// bench/RESULTS.md "Huge pages"). Compartment and host arenas map their
+// extents through mpkbox's hooks, which this does not touch.
+const char* malloc_conf =  // declared by jemalloc.h
+    "retain:false,narenas:1,oversize_threshold:0,thp:never";
 
 namespace mpkbox::internal {
 

@@ -21,7 +21,7 @@ int mpkbox_je2_mallctl(const char* name, void* old, size_t* old_len,
 // and a tcache, or none).
 extern const char* mpkbox_je2_malloc_conf;
 const char* mpkbox_je2_malloc_conf =
-    "retain:false,narenas:1,oversize_threshold:0,dss:disabled,"
+    "retain:false,narenas:1,oversize_threshold:0,thp:never,dss:disabled,"
     "background_thread:false";
 }
 

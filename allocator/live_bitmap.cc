@@ -23,8 +23,11 @@ void LiveBitmap::Clear(uintptr_t used) {
 }
 
 void LiveBitmap::Untag() {
-  ReleaseZoneRange(reinterpret_cast<uintptr_t>(words_),
-                   kMetadataBytesPerWindow);
+  const uintptr_t base = reinterpret_cast<uintptr_t>(words_);
+  ReleaseZoneRange(base, kMetadataBytesPerWindow);
+  // The fresh mapping has lost the reservation's advice (address_zone.cc);
+  // with it again, it merges back into its neighbours.
+  NoHugePages(base, kMetadataBytesPerWindow);
 }
 
 }  // namespace mpkbox::internal
