@@ -127,8 +127,17 @@ absl::Status CompartmentHeap::OpenArena() {
     ReleaseZoneRange(window, used);
     delete h;
   }
+  // The compartment's copy of the class bytes comes first (heap_cache.h),
+  // its extents after it: the used part, which every Reset, re-tag and
+  // parking covers, then always starts with the copy.
+  if (absl::Status s = TagPages(reinterpret_cast<void*>(window),
+                                kClassCopyBytes, PROT_READ | PROT_WRITE, key());
+      !s.ok()) {
+    return s;
+  }
   hooks_ = new TaggedHooks;
-  InitTaggedHooks(hooks_, key(), window, kWindowBytes - kImageBytes,
+  InitTaggedHooks(hooks_, key(), window + kClassCopyBytes,
+                  kWindowBytes - kImageBytes - kClassCopyBytes,
                   max_window_bytes);
   // The process's jemalloc first; past its 4,095 arena indices, the private
   // one's (jemalloc_instance.h).
@@ -143,6 +152,7 @@ absl::Status CompartmentHeap::OpenArena() {
   }
   if (!arena.ok()) {
     delete std::exchange(hooks_, nullptr);
+    ReleaseZoneRange(window, kClassCopyBytes);  // no page keeps the key
     return arena.status();
   }
   arena_ = *arena;

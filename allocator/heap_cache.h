@@ -33,6 +33,14 @@ inline constexpr uint32_t kMagazineSlots = 256;
 // A big class's 128 KiB are 25 regions at most (5 KiB), 2 at 64 KiB.
 inline constexpr uint32_t kBigMagazineSlots = 32;
 inline constexpr uint32_t kFreeSlots = 256;
+// Regions free() keeps per magazine for its next mallocs (a thread cache's
+// LIFO): a library that allocates a batch and frees it again (a parser's
+// nodes) never leaves the compartment (bench/RESULTS.md, issue 16 item 5).
+inline constexpr uint32_t kHotSlots = 8;
+// The compartment's copy of the class bytes (one a page, class + 1, 0 for
+// none) at the start of its window, in its memory, which free() reads to
+// find a region's magazine: the heap's extents start after it.
+inline constexpr size_t kClassCopyBytes = size_t{1} << 20;
 // Loaded objects with thread-local storage (PT_TLS) in one compartment.
 inline constexpr size_t kMaxTlsModules = 32;
 // Loaded objects _dl_find_object and dl_iterate_phdr report to loaded code.
@@ -120,12 +128,12 @@ struct ThreadSpecific {
 template <uint32_t kSlots>
 struct MagazineOf {
   uint32_t count;  // slots[0, count) are ready; malloc pops from the top
-  uint32_t pad;
-  // The region free() gave back right after malloc handed it out, which the
-  // next malloc of the class takes first (LIFO: its lines are still in
-  // cache). Still live for the runtime, which takes it as a free when it
-  // checks the buffer (FlushFrees).
-  void* hot;
+  // hot[0, nhot): regions free() gave back, which the next mallocs of the
+  // class take first (LIFO: their lines are still in cache). Still live for
+  // the runtime, which takes them as frees when it checks the buffer
+  // (FlushFrees).
+  uint32_t nhot;
+  void* hot[kHotSlots];
   void* slots[kSlots];
 };
 // Every magazine is used through this type (MagazineAt): the big ones
@@ -143,11 +151,16 @@ struct FreeBuffer {
 struct HeapCache {
   Magazine magazines[kNumSmallCachedClasses];
   BigMagazine big_magazines[kNumBigCachedClasses];  // classes 28 and up
-  FreeBuffer frees;
-  // What malloc handed out last, and its magazine's hot slot.
-  void* last;
-  void** last_hot;
+  // The compartment's window, whose first kClassCopyBytes are its copy of
+  // the class bytes (free() finds a region's magazine there). With the
+  // next word on frees.count's cache line.
+  uintptr_t window;
   uint64_t hot_mallocs;  // for the statistics only: a count of its own
+  FreeBuffer frees;
+  // What malloc handed out last, and its magazine: free() of it needs no
+  // class lookup (a malloc/free pair, the commonest pattern).
+  void* last;
+  Magazine* last_magazine;
   // errno of loaded code on this thread: libc's is in TLS (key 0), which
   // compartment code cannot write (runtime/compartment_libc/errno.cc).
   int errno_value;
@@ -203,6 +216,18 @@ inline constexpr MagazineOffsetTable<16, kMaxSmallCachedSize>
     kMagazineOffsetOf{};  // n <= 4 KiB
 inline constexpr MagazineOffsetTable<1024, kMaxCachedSize>
     kBigMagazineOffsetOf{};  // 4 KiB < n <= 64 KiB
+
+// Byte offset in a HeapCache of class c - 1's magazine, indexed by a class
+// byte of the compartment's copy (c, 1 to kNumCachedClasses).
+struct ClassMagazineOffsetTable {
+  uint16_t of[kNumCachedClasses + 1];
+  constexpr ClassMagazineOffsetTable() : of() {
+    for (size_t c = 1; c <= kNumCachedClasses; ++c) {
+      of[c] = static_cast<uint16_t>(MagazineOffset(c - 1));
+    }
+  }
+};
+inline constexpr ClassMagazineOffsetTable kClassMagazineOffsetOf{};
 
 // Per thread, on the selector key (compartments read it, only the runtime
 // writes it), just below the SelectorPage: each compartment slot's cache.

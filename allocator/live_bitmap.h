@@ -57,8 +57,12 @@ class LiveBitmap {
   ABSL_ATTRIBUTE_ALWAYS_INLINE uint8_t PageClass(uintptr_t p) const {
     return classes_[(p - window_) >> 12];
   }
+  // Also in the compartment's copy (heap_cache.h), as c + 1: kNoClass
+  // becomes 0, as its untouched pages read.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void SetPageClass(uintptr_t p, uint8_t c) {
     classes_[(p - window_) >> 12] = c;
+    reinterpret_cast<uint8_t*>(window_)[(p - window_) >> 12] =
+        static_cast<uint8_t>(c + 1);
   }
 
   // The pages of the metadata: on the trusted key, read-write.

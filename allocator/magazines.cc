@@ -41,6 +41,7 @@ HeapThread* CompartmentHeap::ThreadFor(ThreadBlock* tb, size_t slot) {
   if (mallctl("tcache.create", &tcache, &len, nullptr, 0) == 0) {
     t->tcache = tcache;
   }
+  cache->window = live_.window();
   CopyLoadedObjects(cache);
   if (atexit_ == nullptr) {  // not a live allocation: loaded code keeps it
     atexit_ = static_cast<AtexitList*>(
@@ -155,7 +156,7 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   HeapCache* const cache = t->cache;
   // The rest are released after the loop, which then calls nothing and
   // keeps its state in registers.
-  void* rest[kFreeSlots + kNumCachedClasses];
+  void* rest[kFreeSlots + kNumCachedClasses * kHotSlots];
   uint32_t n_rest = 0;
   uintptr_t hostile = 0;
   // Neighbouring regions share bitmap words, and a batch is mostly of one
@@ -230,11 +231,19 @@ uintptr_t CompartmentHeap::FlushFrees(HeapThread* t) {
   }
   // The regions malloc would hand out again first: each a free like those
   // of the buffer (taken after them, so a double free shows either way).
-  for (size_t c = 0; c < kNumCachedClasses; ++c) {
-    Magazine& m = MagazineAt(cache, c);
-    if (void* h = __atomic_load_n(&m.hot, __ATOMIC_RELAXED)) {
-      m.hot = nullptr;
-      take(reinterpret_cast<uintptr_t>(h));
+  // With no hot region counted (the compartment's word), none is looked
+  // for: any left stay live for the runtime, as the compartment's.
+  if (__atomic_load_n(&f.hot, __ATOMIC_RELAXED) != 0) {
+    for (size_t c = 0; c < kNumCachedClasses; ++c) {
+      Magazine& m = MagazineAt(cache, c);
+      const uint32_t h =
+          std::min(__atomic_load_n(&m.nhot, __ATOMIC_RELAXED), kHotSlots);
+      if (h == 0) continue;
+      m.nhot = 0;
+      for (uint32_t i = 0; i < h; ++i) {
+        take(reinterpret_cast<uintptr_t>(
+            __atomic_load_n(&m.hot[i], __ATOMIC_RELAXED)));
+      }
     }
   }
   if (word != nullptr) *word = value;

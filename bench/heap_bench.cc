@@ -42,6 +42,14 @@
 //                                (the heaps past the process's jemalloc's
 //                                4,092 arenas: allocator/jemalloc_instance.h).
 //
+// A parser's mix (libxml2: nodes, attributes, names and text of 16 B to
+// 4 KiB, which live for a while): L regions live, then 1000 times one of
+// them, picked at random, is freed and replaced by a region of a size drawn
+// from a fixed mix; then all L are freed (1000 + L pairs an iteration, the
+// same sequence inside and native):
+//
+//   BM_MallocFreeMixedInside/L, BM_MallocFreeMixedNativeJemalloc/L
+//
 // Two more jemalloc baselines, to break the figures above down (both on
 // jemalloc's default arenas and thread cache, without mpkbox's routing):
 //
@@ -123,6 +131,47 @@ __attribute__((noinline)) uintptr_t InsideBatchLoop(int n, size_t size) {
 __attribute__((noinline)) uintptr_t PointerBatchLoop(MallocFn m, FreeFn f,
                                                      int n, size_t size) {
   return Batches(m, f, n, size);
+}
+
+constexpr int kMaxMixedLive = 1024;
+// Mostly small (names, text, attributes, nodes), some buffers.
+constexpr uint16_t kMixSizes[16] = {16,  24,  32,  40,  48,  64,  96,   120,
+                                    16,  32,  48,  200, 256, 512, 1024, 4096};
+
+template <typename M, typename F>
+inline __attribute__((always_inline)) uintptr_t Mixed(M m, F f, int n,
+                                                      size_t live) {
+  char* p[kMaxMixedLive];
+  if (live == 0 || live > kMaxMixedLive) return 0;
+  uint32_t x = 0x9e3779b9u;
+  for (size_t i = 0; i < live; ++i) {
+    p[i] = static_cast<char*>(m(kMixSizes[i % 16]));
+    if (p[i] == nullptr) return 0;
+    *static_cast<volatile char*>(p[i]) = 1;
+  }
+  for (int i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    char*& slot = p[x % live];
+    f(slot);
+    slot = static_cast<char*>(m(kMixSizes[(x >> 20) % 16]));
+    if (slot == nullptr) return 0;
+    *static_cast<volatile char*>(slot) = 1;
+  }
+  uintptr_t last;
+  asm volatile("" : "=r"(last) : "0"(p[0]) : "memory");
+  for (size_t i = 0; i < live; ++i) f(p[i]);
+  return last;
+}
+
+__attribute__((noinline)) uintptr_t InsideMixedLoop(int n, size_t live) {
+  return Mixed(&malloc, &free, n, live);
+}
+
+__attribute__((noinline)) uintptr_t PointerMixedLoop(MallocFn m, FreeFn f,
+                                                     int n, size_t live) {
+  return Mixed(m, f, n, live);
 }
 
 // Runs in the compartment: its malloc and free are mpkbox's inside path.
@@ -283,6 +332,11 @@ void BM_MallocFreeBatchInsidePrivateJemalloc(benchmark::State& state) {
 BENCHMARK(BM_MallocFreeBatchInsidePrivateJemalloc)
     ->RangeMultiplier(4)
     ->Range(16, 64 << 10);
+void BM_MallocFreeMixedInside(benchmark::State& state) {
+  InsideBench(state, &InsideMixedLoop);
+  SetCounters(state, kPairs + static_cast<int>(state.range(0)));
+}
+BENCHMARK(BM_MallocFreeMixedInside)->Arg(64)->Arg(1024);
 
 void BM_MallocFreeInsideEmpty(benchmark::State& state) {
   mpkbox::Compartment& box = Box();
@@ -326,6 +380,12 @@ void BM_MallocFreeBatchNativeJemalloc(benchmark::State& state) {
 BENCHMARK(BM_MallocFreeBatchNativeJemalloc)
     ->RangeMultiplier(4)
     ->Range(16, 64 << 10);
+
+void BM_MallocFreeMixedNativeJemalloc(benchmark::State& state) {
+  PointerPairs(state, Jemalloc(), &PointerMixedLoop);
+  SetCounters(state, kPairs + static_cast<int>(state.range(0)));
+}
+BENCHMARK(BM_MallocFreeMixedNativeJemalloc)->Arg(64)->Arg(1024);
 
 void BM_MallocFreeGlibc(benchmark::State& state) {
   PointerPairs(state, Glibc());

@@ -46,7 +46,7 @@ MPKBOX_COMPARTMENT_READABLE size_t forged_size = 64;  // its class is forged
 uint64_t MallocForged(int use) {
   Free(Malloc(forged_size));  // the cache exists, the magazine was refilled
   Magazine& m = internal::MagazineAt(MyCache(), ClassOf(forged_size));
-  m.hot = nullptr;  // else malloc takes the region just freed first
+  m.nhot = 0;  // else malloc takes the region just freed first
   m.slots[0] = reinterpret_cast<void*>(forged_target);
   m.count = 1;
   auto* p = static_cast<volatile uint64_t*>(Malloc(forged_size));
@@ -63,9 +63,9 @@ uint64_t MallocForged(int use) {
 // The hot slot (the region free() gave back right after its malloc, which
 // the next malloc takes first) forged instead: `hot` picks the way.
 uint64_t MallocForgedHot(int use) {
-  Free(Malloc(forged_size));
-  internal::MagazineAt(MyCache(), ClassOf(forged_size)).hot =
-      reinterpret_cast<void*>(forged_target);
+  Free(Malloc(forged_size));  // on the hot stack
+  Magazine& m = internal::MagazineAt(MyCache(), ClassOf(forged_size));
+  m.hot[m.nhot - 1] = reinterpret_cast<void*>(forged_target);
   if (use == kFreeIt) return 0;  // left there: the runtime takes it as a free
   auto* p = static_cast<volatile uint64_t*>(Malloc(forged_size));
   if (use == kWrite) {
@@ -99,6 +99,56 @@ void ExpectForgedHostEntryContained(uint64_t (*attack)(int)) {
 
 TEST(HeapCacheTamperTest, ForgedHotEntryFaultsOnUseAndIsABadFree) {
   ExpectForgedHostEntryContained(&MallocForgedHot);
+}
+
+// The compartment's copy of the class bytes (heap_cache.h) forged: its own
+// 16-byte region goes on the 4 KiB magazine's hot stack, and its next 4 KiB
+// malloc hands it out. Only the compartment is misled: the runtime takes
+// the region back by its own class.
+uint64_t FreeWithForgedClass(uint64_t) {
+  void* p = Malloc(16);
+  HeapCache* cache = MyCache();
+  const uintptr_t off = reinterpret_cast<uintptr_t>(p) - cache->window;
+  reinterpret_cast<uint8_t*>(cache->window)[off >> 12] =
+      static_cast<uint8_t>(ClassOf(4096) + 1);
+  Free(p);
+  void* q = Malloc(4096);
+  memset(q, 0x41, 16);
+  Free(q);  // on the 4 KiB hot stack again; checked when the call returns
+  return q == p ? 1 : 0;
+}
+
+TEST(HeapCacheTamperTest, ForgedClassCopyMisleadsOnlyTheCompartment) {
+  auto box = MakeBox({.name = "classes"});
+  HostCanary canary;
+  EXPECT_EQ(Value(box->Call(&FreeWithForgedClass, uint64_t{0})), 1u);
+  EXPECT_EQ(box->last_fault(), nullptr);
+  EXPECT_EQ(box->stats().bytes_in_use, 0u);
+  EXPECT_TRUE(canary.Intact());
+  ExpectCompartmentWorks(box.get());
+  ResetAndExpectWorking(box.get());
+}
+
+// The window free() reads the class copy from, forged to the host heap: the
+// read has the compartment's rights only.
+void FreeWithForgedWindow(uint64_t host_pointer) {
+  Free(Malloc(16));  // the cache exists
+  HeapCache* cache = MyCache();
+  cache->window = host_pointer - 1;
+  // Page 1 of the forged window: its class byte is host_pointer's.
+  Free(reinterpret_cast<void*>(host_pointer - 1 + 4096));
+}
+
+TEST(HeapCacheTamperTest, ForgedCacheWindowFaultsOnTheHostsKey) {
+  auto box = MakeBox({.name = "window"});
+  HostCanary canary;
+  ExpectKeyFault(box.get(),
+                 box->Call(&FreeWithForgedWindow,
+                           static_cast<uint64_t>(canary.address())),
+                 canary.address(), internal::Keys().trusted);
+  EXPECT_TRUE(canary.Intact());
+  ResetAndExpectWorking(box.get());
+  HostAllocatesHeavily();
 }
 
 // Without a key check nothing would stop it: the fast path believes the
@@ -289,11 +339,10 @@ TEST(HeapCacheTamperTest, FreeBufferWithHugeCountAndGarbage) {
 // A huge count, then a legitimate free: the free enters the allocator,
 // which checks the (garbage) buffer first.
 void HugeCountThenFree(uint64_t host_pointer, Scratch* s) {
-  // Not the region malloc handed out last: that one would go to its
-  // magazine's hot slot and never reach the buffer's path.
   void* p = Malloc(32);
-  Escape(Malloc(32));
   HeapCache* cache = MyCache();
+  // A full hot stack: the free takes the buffer's path.
+  internal::MagazineAt(cache, ClassOf(32)).nhot = internal::kHotSlots;
   for (uint32_t i = 0; i < kFreeSlots; ++i) {
     cache->frees.slots[i] = reinterpret_cast<void*>(host_pointer);
   }

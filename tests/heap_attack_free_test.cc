@@ -48,13 +48,26 @@ void FreeBuffered(uintptr_t bad, Scratch* s) {
 // Fills the free buffer with legitimate frees, then frees `bad`: that free
 // enters the allocator and the call ends there.
 void FreeWithFullBuffer(uintptr_t bad, Scratch* s) {
-  // One more than the buffer holds: a free of the region malloc handed out
-  // last goes to its magazine's hot slot, not to the buffer.
-  void* live[kFreeSlots + 1];
+  // More than the buffer holds: the first frees of a class fill its
+  // magazine's hot stack, not the buffer.
+  void* live[kFreeSlots + internal::kHotSlots + 1];
   for (void*& p : live) p = Malloc(16);
   HeapCache* cache = MyCache();
   s->had_cache = cache != nullptr;
-  for (uint32_t i = 0; cache->frees.count < kFreeSlots && i < kFreeSlots; ++i) {
+  // The hot stack of the class bad's page has (in the compartment's copy of
+  // the class bytes) full too: only then does its free take the buffer.
+  const uintptr_t off = bad - cache->window;
+  if (off < internal::kWindowBytes) {
+    const uint8_t c = reinterpret_cast<const uint8_t*>(cache->window)[off >> 12];
+    if (c != 0 && c <= internal::kNumCachedClasses) {
+      void* fill[internal::kHotSlots];
+      for (void*& p : fill) p = Malloc(internal::kClassSize[c - 1]);
+      for (void* p : fill) Free(p);
+    }
+  }
+  for (uint32_t i = 0;
+       cache->frees.count < kFreeSlots && i < kFreeSlots + internal::kHotSlots;
+       ++i) {
     Free(live[i]);
   }
   s->value = cache->frees.count;
@@ -288,7 +301,7 @@ void DoubleFreeAcrossAFlush(Scratch* s) {
   s->value = reinterpret_cast<uintptr_t>(p);
   Free(p);
   Free(Realloc(nullptr, 5000));  // enters the allocator: the buffer is checked
-  s->extra = MyCache()->frees.count;
+  s->extra = MyCache()->frees.count + MyCache()->frees.hot;
   Free(p);
   s->reached = 1;
 }

@@ -170,13 +170,13 @@ TEST(MigrationTest, HostFreeOfARegionFromTheMagazine) {
 void HandOver(uintptr_t* out, uintptr_t unused_window) {
   void* freed = Malloc(64);
   void* live = Malloc(64);
-  // Not the region malloc handed out last: buffered, not kept hot for the
-  // next malloc, so it stays freed.
-  Free(freed);
+  // Before the free: its malloc would take the region just freed back from
+  // the hot stack.
+  out[3] = UnpoppedMagazineRegion(64);
+  Free(freed);  // hot until the call returns, then freed
   out[0] = reinterpret_cast<uintptr_t>(live) + 16;  // interior
   out[1] = reinterpret_cast<uintptr_t>(live) + 8;
   out[2] = reinterpret_cast<uintptr_t>(MyCache());
-  out[3] = UnpoppedMagazineRegion(64);
   out[4] = reinterpret_cast<uintptr_t>(freed);  // freed already
   out[5] = reinterpret_cast<uintptr_t>(live);   // the one good pointer
   out[6] = reinterpret_cast<uintptr_t>(live);   // and again

@@ -49,9 +49,10 @@ inline void* InsideMalloc(SelectorPage* sel, size_t n) {
     // forged count reads on inside the HeapCache (heap_cache.h).
     Magazine& m = *reinterpret_cast<Magazine*>(
         reinterpret_cast<char*>(cache) + offset);
-    void* p = m.hot;
-    if (p != nullptr) {
-      m.hot = nullptr;
+    void* p;
+    if (const uint32_t h = m.nhot; h - 1 < kHotSlots) {
+      m.nhot = h - 1;
+      p = m.hot[h - 1];
       --cache->frees.hot;
       ++cache->hot_mallocs;
     } else {
@@ -63,7 +64,7 @@ inline void* InsideMalloc(SelectorPage* sel, size_t n) {
       p = m.slots[c - 1];
     }
     cache->last = p;
-    cache->last_hot = &m.hot;
+    cache->last_magazine = &m;
     return p;
   }
   return InsideMallocSlow(n);
@@ -73,11 +74,34 @@ inline void* InsideMalloc(SelectorPage* sel, size_t n) {
 // misleads its own mallocs, never the runtime, which checks every region.
 inline void InsideFree(SelectorPage* sel, void* p) {
   if (HeapCache* cache = CacheOf(sel); ABSL_PREDICT_TRUE(cache != nullptr)) {
-    if (p == cache->last && p != nullptr && *cache->last_hot == nullptr) {
-      *cache->last_hot = p;  // freed right after its malloc: reused next
-      ++cache->frees.hot;
-      cache->last = nullptr;
-      return;
+    // A region of a cached class goes on its magazine's hot stack: the
+    // last malloc's, or the one the compartment's copy of the class bytes
+    // names (a wrong one, or a wrong window, only ever misleads the
+    // compartment's own mallocs).
+    if (p == cache->last && p != nullptr) {
+      Magazine& m = *cache->last_magazine;
+      if (const uint32_t h = m.nhot; ABSL_PREDICT_TRUE(h < kHotSlots)) {
+        m.hot[h] = p;
+        m.nhot = h + 1;
+        ++cache->frees.hot;
+        cache->last = nullptr;
+        return;
+      }
+    }
+    const uintptr_t window = cache->window;
+    const uintptr_t off = reinterpret_cast<uintptr_t>(p) - window;
+    if (ABSL_PREDICT_TRUE(off < kWindowBytes)) {
+      const uint32_t c = reinterpret_cast<const uint8_t*>(window)[off >> 12];
+      if (ABSL_PREDICT_TRUE(c - 1 < kNumCachedClasses)) {
+        Magazine& m = *reinterpret_cast<Magazine*>(
+            reinterpret_cast<char*>(cache) + kClassMagazineOffsetOf.of[c]);
+        if (const uint32_t h = m.nhot; ABSL_PREDICT_TRUE(h < kHotSlots)) {
+          m.hot[h] = p;
+          m.nhot = h + 1;
+          ++cache->frees.hot;
+          return;
+        }
+      }
     }
     FreeBuffer& f = cache->frees;
     const uint32_t c = f.count;

@@ -32,7 +32,7 @@ inline constexpr uint64_t kMaxCallDepth = 61;
 // starts; a HeapCache's counts of frees waiting for the runtime's check
 // (the buffer's and the magazines' hot regions, one 64-bit word).
 inline constexpr size_t kFastHeapCacheTableBytes = 32768;
-inline constexpr size_t kFastFreesCount = 62144;
+inline constexpr size_t kFastFreesCount = 64624;
 
 }  // namespace mpkbox::internal
 
