@@ -308,14 +308,19 @@ bool HugePagesOff() {
 uintptr_t MakeHugeVictim(Holder* victim, uintptr_t* fill_end = nullptr) {
   *victim = MakeHolder("victim", 0);
   if (victim->box == nullptr) return 0;
-  constexpr size_t kBytes = size_t{3} << 19;
+  // 2 MiB from just past the window's first MiB (the compartment's copy of
+  // the class bytes): the chunk the fill ends in is half full or more, and
+  // the rest of it is not carved yet.
+  constexpr size_t kBytes = size_t{2} << 20;
   absl::StatusOr<void*> fill = victim->box->Allocate(kBytes);
   if (!fill.ok()) return 0;
   memset(*fill, 0x5a, kBytes);
-  if (fill_end != nullptr) {
-    *fill_end = reinterpret_cast<uintptr_t>(*fill) + kBytes;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(*fill) + kBytes;
+  if (fill_end != nullptr) *fill_end = end;
+  const uintptr_t chunk = (end - 1) & ~(kChunk - 1);
+  if (end - chunk < kChunk / 4 || end >= chunk + kChunk - 2 * sizeof(uint64_t)) {
+    return 0;  // the layout this test is written for has changed
   }
-  const uintptr_t chunk = reinterpret_cast<uintptr_t>(*fill) & ~(kChunk - 1);
   // Misses and evictions re-tag the victim; every 16th looks for dense
   // chunks.
   std::vector<Holder> churn = MakeHolders(kCompartmentKeys, "churn");
