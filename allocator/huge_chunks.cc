@@ -49,8 +49,10 @@ Look LookOnce(TaggedHooks* h) {
   if (h->max_window_bytes != 0) {
     limit = std::min(limit, h->window_base + h->max_window_bytes);
   }
-  const uintptr_t first =
-      (h->window_base + kHugeChunkBytes - 1) & ~(kHugeChunkBytes - 1);
+  // From the chunk holding the window's base: below it, in the same
+  // mapping with the same key, is the compartment's copy of the class bytes
+  // (heap_cache.h), which re-tags move with the heap.
+  const uintptr_t first = h->window_base & ~(kHugeChunkBytes - 1);
   const int64_t deadline = Nanos() + kCollapseBudgetNanos;
   Look look = Look::kNothing;
   for (uintptr_t chunk = first;

@@ -292,6 +292,26 @@ bool HugePageBacked(uintptr_t p) {
   return false;
 }
 
+// KiB of huge pages in the mappings that meet [lo, hi).
+long HugeKiBIn(uintptr_t lo, uintptr_t hi) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  long kib = 0;
+  while (std::getline(smaps, line)) {
+    uintptr_t start = 0;
+    uintptr_t end = 0;
+    char dash = 0;
+    if (std::istringstream(line) >> std::hex >> start >> dash >> end &&
+        dash == '-') {
+      inside = start < hi && end > lo;
+    } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+      kib += std::stol(line.substr(14));
+    }
+  }
+  return kib;
+}
+
 // Transparent huge pages off ("never"): MADV_COLLAPSE refuses every chunk.
 bool HugePagesOff() {
   std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
@@ -394,6 +414,10 @@ TEST(KeyVirtualisationTest, HugePageChunksMoveWithTheirCompartment) {
   Holder victim;
   const uintptr_t tail = MakeHugeVictim(&victim);
   ASSERT_NE(tail, 0u) << "the victim's chunk never became a huge page";
+  // The window's first chunk too: the class copy's MiB, then the secret and
+  // the fill's first MiB.
+  const uintptr_t first = victim.address() & ~(kChunk - 1);
+  EXPECT_GE(HugeKiBIn(first, first + 2 * kChunk), 2 * 2048);
   const HugeAttack a = AttackTheHugeVictim(victim, tail);
   EXPECT_TRUE(a.same_key);
   EXPECT_TRUE(a.still_huge);  // the re-tag changed the entry, kept the page
