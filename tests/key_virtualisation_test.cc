@@ -341,16 +341,23 @@ uintptr_t MakeHugeVictim(Holder* victim, uintptr_t* fill_end = nullptr) {
   if (end - chunk < kChunk / 4 || end >= chunk + kChunk - 2 * sizeof(uint64_t)) {
     return 0;  // the layout this test is written for has changed
   }
+  // Every chunk the fill spans, each one dense: smaps counts huge pages per
+  // mapping, so one collapsed chunk would make its neighbours look huge.
+  const uintptr_t first = reinterpret_cast<uintptr_t>(*fill) & ~(kChunk - 1);
+  auto all_huge = [&] {
+    return HugeKiBIn(first, chunk + kChunk) >=
+           static_cast<long>((chunk + kChunk - first) >> 10);
+  };
   // Misses and evictions re-tag the victim; every 16th looks for dense
   // chunks.
   std::vector<Holder> churn = MakeHolders(kCompartmentKeys, "churn");
-  for (int round = 0; round < 40 && !HugePageBacked(chunk); ++round) {
+  for (int round = 0; round < 40 && !all_huge(); ++round) {
     if (!victim->box->Call(&ReadU64, victim->address()).ok()) return 0;
     for (Holder& h : churn) {
       if (!h.box->Call(&ReadU64, h.address()).ok()) return 0;
     }
   }
-  if (!HugePageBacked(chunk)) return 0;
+  if (!all_huge()) return 0;
   const uintptr_t tail = chunk + kChunk - sizeof(uint64_t);
   if (Value(victim->box->Call(&WriteU64, tail, kTailSecret)) != kTailSecret) {
     return 0;
@@ -414,8 +421,8 @@ TEST(KeyVirtualisationTest, HugePageChunksMoveWithTheirCompartment) {
   Holder victim;
   const uintptr_t tail = MakeHugeVictim(&victim);
   ASSERT_NE(tail, 0u) << "the victim's chunk never became a huge page";
-  // The window's first chunk too: the class copy's MiB, then the secret and
-  // the fill's first MiB.
+  // The window's first chunk too (the class copy's MiB, then the secret and
+  // the fill's first MiB), which MakeHugeVictim waited for.
   const uintptr_t first = victim.address() & ~(kChunk - 1);
   EXPECT_GE(HugeKiBIn(first, first + 2 * kChunk), 2 * 2048);
   const HugeAttack a = AttackTheHugeVictim(victim, tail);
