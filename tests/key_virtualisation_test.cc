@@ -273,25 +273,6 @@ uint64_t WriteU64(uintptr_t p, uint64_t v) {
 constexpr uintptr_t kChunk = uintptr_t{2} << 20;
 constexpr uint64_t kTailSecret = 0x7a11'5ec7'e700'0001;
 
-// Whether the mapping holding `p` is backed by huge pages (smaps).
-bool HugePageBacked(uintptr_t p) {
-  std::ifstream smaps("/proc/self/smaps");
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    uintptr_t start = 0;
-    uintptr_t end = 0;
-    char dash = 0;
-    if (std::istringstream(line) >> std::hex >> start >> dash >> end &&
-        dash == '-') {
-      inside = p >= start && p < end;
-    } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
-      return std::stol(line.substr(14)) >= 2048;
-    }
-  }
-  return false;
-}
-
 // KiB of huge pages in the mappings that meet [lo, hi).
 long HugeKiBIn(uintptr_t lo, uintptr_t hi) {
   std::ifstream smaps("/proc/self/smaps");
@@ -311,6 +292,9 @@ long HugeKiBIn(uintptr_t lo, uintptr_t hi) {
   }
   return kib;
 }
+
+// Whether the mapping holding `p` holds a huge page.
+bool HugePageBacked(uintptr_t p) { return HugeKiBIn(p, p + 1) >= 2048; }
 
 // Transparent huge pages off ("never"): MADV_COLLAPSE refuses every chunk.
 bool HugePagesOff() {
