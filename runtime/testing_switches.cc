@@ -64,4 +64,8 @@ void FailNextResetForTesting() {
   g_testing_switches.fail_next_reset.store(true);
 }
 
+void CoarseDispositionClockForTesting() {
+  g_testing_switches.coarse_disposition_clock.store(true);
+}
+
 }  // namespace mpkbox::internal
