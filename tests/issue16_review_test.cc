@@ -250,8 +250,14 @@ TEST(Issue16JemallocTest, PointersOfTheOtherInstanceAreRefusedBothWays) {
     ResetAndExpectWorking(attacker);
     EXPECT_TRUE(CheckPattern(*p, 256, 7));
     EXPECT_EQ(victim->stats().bytes_in_use, 256u);
-    // The host's free() of a zone pointer goes to the right instance.
-    free(*p);
+    // The host's realloc() and free() of a zone pointer go to the right
+    // instance.
+    void* q = realloc(*p, 8192);
+    ASSERT_NE(q, nullptr);
+    EXPECT_TRUE(victim->Contains(q, 8192));
+    EXPECT_TRUE(CheckPrefix(q, 256, 256, 7));
+    EXPECT_EQ(victim->stats().bytes_in_use, 8192u);
+    free(q);
     EXPECT_EQ(victim->stats().bytes_in_use, 0u);
     ExpectCompartmentWorks(victim);
   }
