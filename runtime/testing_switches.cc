@@ -68,4 +68,8 @@ void CoarseDispositionClockForTesting() {
   g_testing_switches.coarse_disposition_clock.store(true);
 }
 
+void SkipStackScrubForTesting() {
+  g_testing_switches.skip_stack_scrub.store(true);
+}
+
 }  // namespace mpkbox::internal

@@ -34,6 +34,7 @@
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
 #include "runtime/runtime_state.h"
+#include "runtime/testing_switches.h"
 #include "tests/heap_attack_util.h"
 #include "tests/test_util.h"
 
@@ -492,6 +493,22 @@ INSTANTIATE_TEST_SUITE_P(BothPaths, Issue16ResetTest,
                                       ? "InPlace"
                                       : "FreshArena";
                          });
+
+// The scan above can fail: with the stack kept unscrubbed, it finds the
+// secret after the Reset.
+TEST(Issue16ResetDeathTest, WithoutTheScrubTheStackKeepsTheSecret) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        internal::SkipStackScrubForTesting();
+        auto box = MakeBox({.name = "unscrubbed"});
+        if (!box->Call(&PlantInStack, uint64_t{200}).ok()) _exit(2);
+        if (!box->Reset().ok()) _exit(3);
+        _exit(SecretsIn(box.get(), StackRange(box.get())) > 150 * 512 ? 0
+                                                                       : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
 
 // Another thread's stack (kept by Reset) scrubbed too: Reset scrubs every
 // thread's stack for the compartment, not only the caller's.
