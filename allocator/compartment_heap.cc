@@ -117,7 +117,7 @@ absl::Status CompartmentHeap::OpenArena() {
                          .ok()) {
       h->key = key;
       h->max_window_bytes = max_window_bytes;
-      hooks_ = h;
+      __atomic_store_n(&hooks_, h, __ATOMIC_RELEASE);
       arena_ = arena;
       je_ = je;
       arena_open_ = true;
@@ -135,10 +135,12 @@ absl::Status CompartmentHeap::OpenArena() {
       !s.ok()) {
     return s;
   }
-  hooks_ = new TaggedHooks;
-  InitTaggedHooks(hooks_, key(), window + kClassCopyBytes,
+  TaggedHooks* hooks =
+      spare_hooks_ != nullptr ? spare_hooks_.release() : new TaggedHooks;
+  InitTaggedHooks(hooks, key(), window + kClassCopyBytes,
                   kWindowBytes - kImageBytes - kClassCopyBytes,
                   max_window_bytes);
+  __atomic_store_n(&hooks_, hooks, __ATOMIC_RELEASE);
   // The process's jemalloc first; past its 4,095 arena indices, the private
   // one's (jemalloc_instance.h).
   const bool prefer_private = PrivateJemallocPreferred();
@@ -151,7 +153,7 @@ absl::Status CompartmentHeap::OpenArena() {
     arena = CreateTaggedArena(*je, hooks_, /*metadata_use_hooks=*/false);
   }
   if (!arena.ok()) {
-    delete std::exchange(hooks_, nullptr);
+    spare_hooks_.reset(__atomic_exchange_n(&hooks_, nullptr, __ATOMIC_ACQ_REL));
     ReleaseZoneRange(window, kClassCopyBytes);  // no page keeps the key
     return arena.status();
   }
@@ -167,7 +169,8 @@ void CompartmentHeap::CloseArena() {
   arena_open_ = false;
   const uintptr_t window = live_.window();
   const uintptr_t used = hooks_->TaggedEnd() - window;
-  delete std::exchange(hooks_, nullptr);  // jemalloc is done with them
+  // jemalloc is done with them; a fault report may still read them.
+  spare_hooks_.reset(__atomic_exchange_n(&hooks_, nullptr, __ATOMIC_ACQ_REL));
   ReleaseZoneRange(window, PageUp(used));
   live_.Clear(used);
   const uintptr_t top = window + kWindowBytes;

@@ -242,7 +242,13 @@ class CompartmentHeap {
   const size_t limit_;
   const std::string name_;
   LiveBitmap live_;  // of the slot's window, which it names
-  TaggedHooks* hooks_ = nullptr;  // the arena's; moves with it when parked
+  // The arena's; moves with it when parked. Written atomically: a fault
+  // report's Contains (slot_registry.cc) reads it without the heap's locks.
+  TaggedHooks* hooks_ = nullptr;
+  // A closed arena's hooks, for the next OpenArena: never freed while the
+  // heap lives, so a Contains racing a Reset that takes a fresh arena
+  // reads live memory (a stale answer at worst), not a freed object.
+  std::unique_ptr<TaggedHooks> spare_hooks_;
   // The arena's instance. It changes only when the arena does (OpenArena),
   // with no thread left holding a tcache of the old one.
   const JemallocInstance* je_ = &kSystemJemalloc;

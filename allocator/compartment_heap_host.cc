@@ -64,8 +64,8 @@ size_t CompartmentHeap::UsableSize(const void* p) {
 }
 
 bool CompartmentHeap::Contains(uintptr_t p, size_t n) const {
-  const uintptr_t end =
-      hooks_ != nullptr ? hooks_->TaggedEnd() : 0;
+  const TaggedHooks* h = __atomic_load_n(&hooks_, __ATOMIC_ACQUIRE);
+  const uintptr_t end = h != nullptr ? h->TaggedEnd() : 0;
   if (p >= live_.window() && p <= end && n <= end - p) return true;
   const uintptr_t low = image_low_.load(std::memory_order_relaxed);
   const uintptr_t top = live_.window() + kWindowBytes;

@@ -101,7 +101,8 @@ void StaleAllContexts(Slot& slot, size_t index) {
     CallContext& ctx = tb->contexts[index];
     const StackMapping stack{ctx.stack_base, ctx.stack_size};
     ctx = CallContext{};
-    if (ScrubCompartmentStack(stack)) {
+    if (MPKBOX_SWITCHED_OFF(skip_stack_scrub) ||
+        ScrubCompartmentStack(stack)) {
       ctx.stack_base = stack.base;
       ctx.stack_size = stack.size;
     } else {

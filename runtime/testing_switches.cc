@@ -64,4 +64,12 @@ void FailNextResetForTesting() {
   g_testing_switches.fail_next_reset.store(true);
 }
 
+void CoarseDispositionClockForTesting() {
+  g_testing_switches.coarse_disposition_clock.store(true);
+}
+
+void SkipStackScrubForTesting() {
+  g_testing_switches.skip_stack_scrub.store(true);
+}
+
 }  // namespace mpkbox::internal

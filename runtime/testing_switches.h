@@ -26,6 +26,8 @@ struct TestingSwitches {
   std::atomic<bool> skip_eviction_retag{false};
   std::atomic<bool> evict_running{false};
   std::atomic<bool> fail_next_reset{false};
+  std::atomic<bool> coarse_disposition_clock{false};
+  std::atomic<bool> skip_stack_scrub{false};
 };
 inline TestingSwitches g_testing_switches;
 #define MPKBOX_SWITCHED_OFF(name) \
@@ -74,6 +76,13 @@ void EvictRunningCompartmentsForTesting();
 // kInternal, as a failed madvise or arena reset would, and the compartment
 // refuses calls.
 void FailNextResetForTesting();
+// The raw-handler check after a Reset times its millisecond with
+// CLOCK_MONOTONIC_COARSE, as it did (signal_actions.cc): one clock tick
+// (4 ms at HZ=250) may pass before it looks again.
+void CoarseDispositionClockForTesting();
+// Reset keeps each thread's stack as it is, old contents included
+// (slot_registry.cc's StaleAllContexts does not scrub it).
+void SkipStackScrubForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 // Puts the host's stacks and data back on key 0 (readable to compartments)

@@ -460,6 +460,61 @@ TEST(KeyVirtualisationTest, CallocFromAHugeChunksTailReadsZero) {
   EXPECT_LE(p + kBytes, chunk_end);
 }
 
+// Compartment code: how many 8-byte words of [lo, lo + bytes) are `want`.
+uint64_t CountWords(uintptr_t lo, size_t bytes, uint64_t want) {
+  const auto* p = reinterpret_cast<const volatile uint64_t*>(lo);
+  uint64_t n = 0;
+  for (size_t i = 0; i < bytes / 8; ++i) n += p[i] == want;
+  return n;
+}
+
+// How much of the window at `base` the compartment can write (Contains).
+size_t UsedWindowBytes(const Compartment* box, uintptr_t base) {
+  size_t lo = 0, hi = size_t{1} << 32;
+  while (hi - lo > 4096) {
+    const size_t mid = ((lo + hi) / 2) & ~size_t{4095};
+    (box->Contains(reinterpret_cast<void*>(base), mid) ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+// The huge victim's whole window, scanned from inside for its fill and its
+// tail secret (written past jemalloc's carve, in the chunk tagged whole):
+// after its Reset, and in the next compartment of its slot, which takes the
+// parked arena and the window's pages with it.
+TEST(KeyVirtualisationTest, HugeVictimLeavesNothingInItsWindow) {
+  if (HugePagesOff()) GTEST_SKIP() << "transparent huge pages are off";
+  Holder victim;
+  const uintptr_t tail = MakeHugeVictim(&victim);
+  ASSERT_NE(tail, 0u) << "the victim's chunk never became a huge page";
+  constexpr uint64_t kFill = 0x5a5a5a5a5a5a5a5a;
+  const uintptr_t base = victim.address() & ~((uintptr_t{1} << 32) - 1);
+  const size_t used = UsedWindowBytes(victim.box.get(), base);
+  ASSERT_GE(base + used, tail + sizeof(uint64_t));
+  auto count = [&](Compartment* box, uint64_t want) {
+    return Value(box->Call(&CountWords, base, used, want));
+  };
+  EXPECT_GE(count(victim.box.get(), kFill), (size_t{2} << 20) / 8 - 16);
+  EXPECT_EQ(count(victim.box.get(), kTailSecret), 1u);
+  ASSERT_TRUE(victim.box->Reset().ok());
+  EXPECT_EQ(UsedWindowBytes(victim.box.get(), base), used);  // in place
+  EXPECT_EQ(count(victim.box.get(), kFill), 0u);
+  EXPECT_EQ(count(victim.box.get(), kTailSecret), 0u);
+  // Again, then destroyed: the slot's next compartment.
+  ASSERT_TRUE(victim.box->Call(&WriteU64, tail, kTailSecret).ok());
+  victim.box.reset();
+  auto next = MakeBox({.name = "successor"});
+  absl::StatusOr<void*> p = next->Allocate(16);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(*p) & ~((uintptr_t{1} << 32) - 1),
+            base)
+      << "the successor did not get the victim's slot";
+  EXPECT_EQ(UsedWindowBytes(next.get(), base), used);  // the parked arena's
+  EXPECT_EQ(count(next.get(), kFill), 0u);
+  EXPECT_EQ(count(next.get(), kTailSecret), 0u);
+  EXPECT_GT(Value(next->Call(&CallocChecked, size_t{2} << 20)), 1u);
+}
+
 TEST(KeyVirtualisationDeathTest, WithoutTheRetagTheNextHolderReadsHugePages) {
   if (HugePagesOff()) GTEST_SKIP() << "transparent huge pages are off";
   GTEST_FLAG_SET(death_test_style, "threadsafe");
