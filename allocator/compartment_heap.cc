@@ -167,6 +167,7 @@ void CompartmentHeap::CloseArena() {
   arena_open_ = false;
   const uintptr_t window = live_.window();
   const uintptr_t used = hooks_->TaggedEnd() - window;
+  ForgetDenseChunks(hooks_);  // the sparse budget back
   delete std::exchange(hooks_, nullptr);  // jemalloc is done with them
   ReleaseZoneRange(window, PageUp(used));
   live_.Clear(used);

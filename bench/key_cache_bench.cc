@@ -109,7 +109,7 @@ void BM_KeyMiss(benchmark::State& state) {
   state.counters["huge_MiB"] = AnonHugeMiB();
 }
 BENCHMARK(BM_KeyMiss)
-    ->ArgsProduct({{0, 64, 256, 448, 512, 768, 1024, 8192}, {0}})
+    ->ArgsProduct({{0, 56, 64, 128, 256, 448, 512, 768, 1024, 8192}, {0}})
     ->Args({1024, 3})
     ->Args({1024, 15});
 

@@ -74,6 +74,9 @@ void EvictRunningCompartmentsForTesting();
 // kInternal, as a failed madvise or arena reset would, and the compartment
 // refuses calls.
 void FailNextResetForTesting();
+// Sparse heap chunks become huge pages without the process-wide budget
+// (allocator/huge_chunks.h): every often-missing compartment takes 2 MiB.
+void SkipSparseHugeBudgetForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 // Puts the host's stacks and data back on key 0 (readable to compartments)
