@@ -169,6 +169,7 @@ void CompartmentHeap::CloseArena() {
   arena_open_ = false;
   const uintptr_t window = live_.window();
   const uintptr_t used = hooks_->TaggedEnd() - window;
+  ForgetDenseChunks(hooks_);  // the sparse budget back
   // jemalloc is done with them; a fault report may still read them.
   spare_hooks_.reset(__atomic_exchange_n(&hooks_, nullptr, __ATOMIC_ACQ_REL));
   ReleaseZoneRange(window, PageUp(used));
@@ -214,12 +215,14 @@ void CompartmentHeap::ParkArena() {
   const uintptr_t window = live_.window();
   const uintptr_t used = PageUp(hooks_->TaggedEnd() - window);
   // The key is freed after this: no page may keep it (DESIGN.md 5b).
-  if (!ClearArena() ||
-      (used != 0 &&
-       !TagPages(reinterpret_cast<void*>(window), used, PROT_NONE, 0).ok())) {
+  if (!ClearArena()) {
     CloseArena();
     return;
   }
+  // A fresh mapping rather than a key change: the old one (its anon_vma,
+  // likely) never merged with the next heap's carve again, leaving a chunk
+  // in two mappings, which MADV_COLLAPSE refuses for good.
+  ReleaseZoneRange(window, used);
   ParkedArenaOf(WindowOf(window)) = {std::exchange(hooks_, nullptr), arena_,
                                      je_};
   arena_open_ = false;

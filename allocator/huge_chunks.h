@@ -4,10 +4,12 @@
 // rather than 512 page-table entries: in a KVM guest each entry costs about
 // 35 ns, and a miss re-tags two compartments (bench/RESULTS.md, issue 16).
 //
-// Only chunks with at least kDenseChunkPages present are collapsed, so a
-// compartment that touched less than that in every chunk (most of 4,096
-// small ones) takes no huge page, and a collapsed chunk holds at most
-// 512 / kDenseChunkPages times the memory it had.
+// Chunks with at least kDenseChunkPages present are collapsed, and hold at
+// most 512 / kDenseChunkPages times the memory they had. Sparser ones, from
+// kSparseChunkPages, are collapsed too but only for a heap re-tagged often
+// (not at its first look) and within a process-wide budget: below 512 KiB a
+// miss paid up to 25 us for 4 KiB entries, and a compartment that misses
+// rarely (most of 4,096 small ones) takes no huge page.
 #ifndef MPKBOX_ALLOCATOR_HUGE_CHUNKS_H_
 #define MPKBOX_ALLOCATOR_HUGE_CHUNKS_H_
 
@@ -21,6 +23,13 @@ namespace mpkbox::internal {
 inline constexpr size_t kHugeChunkBytes = size_t{2} << 20;
 // A quarter of the chunk: 512 KiB present.
 inline constexpr size_t kDenseChunkPages = 128;
+// From 64 KiB present: below it a miss re-tags at most 2 x 15 entries, each
+// flushed alone (about 1 us in all here).
+inline constexpr size_t kSparseChunkPages = 16;
+// Memory of the chunks collapsed while sparse, process-wide: 32 chunks. A
+// chunk's charge returns when its heap's pages are dropped (Reset, parking,
+// destruction); a chunk split by a purge and collapsed again is charged once.
+inline constexpr size_t kSparseHugeBudgetBytes = size_t{64} << 20;
 // The re-tags between two looks for dense chunks (one mincore per chunk);
 // doubled, up to kCollapseCheckMax, after a look that copied a chunk into a
 // huge page or failed (no huge page free, or a kernel without
@@ -39,9 +48,15 @@ inline constexpr int64_t kCollapseBudgetNanos = 1'000'000;
 // keys are unchanged: a collapse is invisible but for speed.
 void CollapseDenseChunks(TaggedHooks* h);
 
-// The window's pages were dropped (Reset, parking): the next re-tag looks
-// at once, with the first interval, whatever the old contents taught.
+// The window's pages were dropped (Reset, parking, closing): the next
+// re-tag looks at once, with the first interval, whatever the old contents
+// taught, and the heap's sparse chunks leave the budget.
 void ForgetDenseChunks(TaggedHooks* h);
+
+// Bytes of the sparse budget in use, process-wide.
+size_t SparseHugeBytes();
+// Replaces kSparseHugeBudgetBytes (SkipSparseHugeBudgetForTesting).
+void SetSparseHugeBudget(size_t bytes);
 
 }  // namespace mpkbox::internal
 

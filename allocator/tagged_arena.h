@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "allocator/jemalloc_instance.h"
@@ -35,6 +36,9 @@ struct TaggedHooks {
   // interval it waits next (doubled after a collapse fails). Under tag_mu.
   uint32_t collapse_countdown = 0;
   uint32_t collapse_interval = 0;
+  // Chunks collapsed while sparse, charged to the process's budget for
+  // them (huge_chunks.h) until the window's pages are dropped. Under tag_mu.
+  std::vector<uintptr_t> sparse_chunks;
   // Most bytes of the window jemalloc may take: what compartment code can
   // write is bounded even when it asks for absurd alignments.
   size_t max_window_bytes = 0;

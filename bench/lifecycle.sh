@@ -11,5 +11,5 @@
 # Environment: REPS (default 9), MIN_TIME and CPU as bench/run.sh.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PROGRAMS="gate_bench key_cache_bench" LIFECYCLE=1 OUT="" REPS="${REPS:-9}" \
-  FILTER='^BM_(GateRoundTrip|Reset|CreateCallDestroy|ForkExitWait|FaultToStatus|FaultToStatusSegv|SignalRoundTripHost|KeyHit|KeyMiss/(0|1024)/0)(/manual_time)?$' \
+  FILTER='^BM_(GateRoundTrip|Reset|CreateCallDestroy|ForkExitWait|FaultToStatus|FaultToStatusSegv|SignalRoundTripHost|KeyHit|KeyMiss/(0|48|448|1024)/0)(/manual_time)?$' \
   exec "${here}/run.sh" "$@"

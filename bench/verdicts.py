@@ -77,6 +77,12 @@ LIFECYCLE = [
      "BM_KeyMiss/1024/0", "BM_KeyHit", 20),
     ("key-cache miss, nothing touched / hit", "keys", "BM_KeyMiss/0/0",
      "BM_KeyHit", None),
+    # The most a heap keeps in 4 KiB pages, and the sparse chunk that was
+    # the slowest miss before it became huge (allocator/huge_chunks.h).
+    ("key-cache miss, 48 KiB touched / hit", "keys", "BM_KeyMiss/48/0",
+     "BM_KeyHit", 20),
+    ("key-cache miss, 448 KiB touched / hit", "keys", "BM_KeyMiss/448/0",
+     "BM_KeyHit", 20),
     ("create + first call + destroy / fork + exit + wait", "gate",
      "BM_CreateCallDestroy", FORK, 50),
     ("Reset + the call renewing the context / gate round trip", "gate",

@@ -234,6 +234,7 @@ class LifecycleTest(unittest.TestCase):
             suffix="/manual_time")))
         keys = verdicts.parse(bench_json({
             "BM_KeyHit": [50.0, 50.0],
+            "BM_KeyMiss/48/0": [7000.0, 7000.0],
             "BM_KeyMiss/1024/0": [24000.0, 24000.0]}))
         v, lines = verdicts.lifecycle_section(gate, keys)
         got = {label: (measured, verdict) for label, measured, verdict in v}
@@ -245,7 +246,11 @@ class LifecycleTest(unittest.TestCase):
                          ("12.0 us", "**met**"))
         self.assertEqual(got["fault to status, SEGV_PKUERR <= 20 us"],
                          ("25.0 us", "**missed**"))
-        self.assertEqual(len(v), 4)
+        self.assertEqual(got["key-cache miss, 48 KiB touched <= 20 us"],
+                         ("7.00 us", "**met**"))
+        self.assertEqual(got["key-cache miss, 448 KiB touched <= 20 us"][1],
+                         "not measured")
+        self.assertEqual(len(v), 6)
         self.assertIn("| Reset + the call renewing the context / gate round "
                       "trip | 5.00 | 5.00 | 50.0 | 100x | <= 20 us: **met** |",
                       lines)

@@ -2,6 +2,10 @@
 // only.
 #include "runtime/testing_switches.h"
 
+#include <limits>
+
+#include "allocator/huge_chunks.h"
+
 #ifndef MPKBOX_TESTING_SWITCHES
 #error "testing_switches.cc belongs to the test suite's library only"
 #endif
@@ -70,6 +74,10 @@ void CoarseDispositionClockForTesting() {
 
 void SkipStackScrubForTesting() {
   g_testing_switches.skip_stack_scrub.store(true);
+}
+
+void SkipSparseHugeBudgetForTesting() {
+  SetSparseHugeBudget(std::numeric_limits<size_t>::max());
 }
 
 }  // namespace mpkbox::internal

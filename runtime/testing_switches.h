@@ -83,6 +83,9 @@ void CoarseDispositionClockForTesting();
 // Reset keeps each thread's stack as it is, old contents included
 // (slot_registry.cc's StaleAllContexts does not scrub it).
 void SkipStackScrubForTesting();
+// Sparse heap chunks become huge pages without the process-wide budget
+// (allocator/huge_chunks.h): every often-missing compartment takes 2 MiB.
+void SkipSparseHugeBudgetForTesting();
 // Removes every guard breakpoint and arms none from now on.
 void DisableGadgetGuardsForTesting();
 // Puts the host's stacks and data back on key 0 (readable to compartments)
