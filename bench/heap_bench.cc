@@ -350,7 +350,10 @@ void BM_MallocFreeBatch4KiBStoreAtInside(benchmark::State& state) {
   }
   SetCounters(state, kPairs);
 }
-BENCHMARK(BM_MallocFreeBatch4KiBStoreAtInside)->DenseRange(0, 24, 8)->Arg(64);
+BENCHMARK(BM_MallocFreeBatch4KiBStoreAtInside)
+    ->DenseRange(0, 24, 8)
+    ->Arg(64)
+    ->Arg(256);
 
 void BM_MallocFreeInsidePrivateJemalloc(benchmark::State& state) {
   InsideBench(state, &InsideLoop, PrivateJemallocBox());
@@ -419,7 +422,8 @@ void BM_MallocFreeBatch4KiBStoreAtNativeJemalloc(benchmark::State& state) {
 }
 BENCHMARK(BM_MallocFreeBatch4KiBStoreAtNativeJemalloc)
     ->DenseRange(0, 24, 8)
-    ->Arg(64);
+    ->Arg(64)
+    ->Arg(256);
 
 void BM_MallocFreeMixedNativeJemalloc(benchmark::State& state) {
   PointerPairs(state, Jemalloc(), &PointerMixedLoop);

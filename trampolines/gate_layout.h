@@ -11,9 +11,10 @@
 // SelectorPage: one page on the selector key, read-only to compartments.
 // Its words start 0x540 into the page, not at 0: compartment malloc and free
 // load current_domain on every call, and a load at the page offset of a
-// store still in flight waits for it (4K aliasing). Stores at offset 0 to
-// 64 of a page are every 4 KiB region's header (bench/RESULTS.md, issue 16
-// item 5: 4 KiB batches 2-3x slower). A multiple of 64 keeps the lines.
+// store still in flight waits for it (4K aliasing), and regions of 512 B
+// and up start at multiples of 512 (4 KiB ones at 0): their headers' stores
+// made 4 KiB batches 2-3x slower (bench/RESULTS.md, issue 16 item 5). The
+// second half of a 512-byte block; a multiple of 64 keeps the gate's lines.
 #define MPKBOX_SEL_BASE 1344  // 0x540; the offsets below are literal for gas
 #define MPKBOX_SEL_SELECTOR 1344  // Syscall User Dispatch byte
 #define MPKBOX_SEL_CURRENT_PKRU 1352  // of the running domain
