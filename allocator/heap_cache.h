@@ -235,6 +235,16 @@ inline constexpr size_t kHeapCacheTableBytes =
     kMaxCompartments * sizeof(HeapCache*);
 static_assert(kHeapCacheTableBytes % MPKBOX_PAGE_SIZE == 0);
 
+// Whether slot's table entry lies in the first 256 bytes of a 512-byte
+// block of its page, where regions of 512 B and up start (4 KiB ones at
+// offset 0): malloc and free load the entry each time, and a load waits on
+// a store still in flight to the same page offset (4K aliasing; a loop
+// writing 4 KiB regions' headers ran 2-3x slower, bench/RESULTS.md issue 16
+// item 5). Such slots are given out last.
+inline constexpr bool HeapCacheEntryNearRegionStarts(size_t slot) {
+  return slot * sizeof(HeapCache*) % 512 < 256;
+}
+
 inline HeapCache** HeapCacheTable(SelectorPage* sel) {
   return reinterpret_cast<HeapCache**>(reinterpret_cast<char*>(sel) -
                                        kHeapCacheTableBytes);

@@ -35,6 +35,9 @@
 //   BM_MallocFreeBatchInside/N, BM_MallocFreeBatchNativeJemalloc/N
 //                                1000 pairs as 125 rounds of 8 mallocs then
 //                                8 frees, in the compartment and native.
+//   BM_MallocFreeBatch4KiBStoreAt{Inside,NativeJemalloc}/W
+//                                the same at 4 KiB, the byte stored W bytes
+//                                into each region (a header field).
 //   BM_MallocFreeInsidePrivateJemalloc/N,
 //   BM_MallocFreeBatchInsidePrivateJemalloc/N
 //                                the two above in a compartment whose heap
@@ -106,17 +109,19 @@ inline __attribute__((always_inline)) uintptr_t Pairs(M m, F f, int n,
 
 constexpr int kBatch = 8;
 
-// kBatch mallocs, then kBatch frees, n / kBatch times (n pairs).
+// kBatch mallocs, then kBatch frees, n / kBatch times (n pairs); the byte
+// stored is `at` bytes into each region.
 template <typename M, typename F>
 inline __attribute__((always_inline)) uintptr_t Batches(M m, F f, int n,
-                                                        size_t size) {
+                                                        size_t size,
+                                                        size_t at = 0) {
   uintptr_t last = 1;
   for (int i = 0; i < n / kBatch; ++i) {
     char* p[kBatch];
     for (char*& q : p) {
       q = static_cast<char*>(m(size));
       if (q == nullptr) return 0;
-      *static_cast<volatile char*>(q) = 1;
+      static_cast<volatile char*>(q)[at] = 1;
     }
     asm volatile("" : "=r"(last) : "0"(p[kBatch - 1]) : "memory");
     for (char* q : p) f(q);
@@ -131,6 +136,18 @@ __attribute__((noinline)) uintptr_t InsideBatchLoop(int n, size_t size) {
 __attribute__((noinline)) uintptr_t PointerBatchLoop(MallocFn m, FreeFn f,
                                                      int n, size_t size) {
   return Batches(m, f, n, size);
+}
+
+// 4 KiB batches whose byte goes `at` bytes into each region (a header's
+// field): a load of the allocator's at the same page offset would wait on
+// it (4K aliasing, bench/RESULTS.md issue 16 item 5).
+__attribute__((noinline)) uintptr_t InsideBatchStoreLoop(int n, size_t at) {
+  return Batches(&malloc, &free, n, 4096, at);
+}
+
+__attribute__((noinline)) uintptr_t PointerBatchStoreLoop(MallocFn m, FreeFn f,
+                                                          int n, size_t at) {
+  return Batches(m, f, n, 4096, at);
 }
 
 constexpr int kMaxMixedLive = 1024;
@@ -319,6 +336,25 @@ void BM_MallocFreeBatchInside(benchmark::State& state) {
 }
 BENCHMARK(BM_MallocFreeBatchInside)->RangeMultiplier(4)->Range(16, 64 << 10);
 
+void BM_MallocFreeBatch4KiBStoreAtInside(benchmark::State& state) {
+  mpkbox::Compartment& box = Box();
+  if (!CheckInside(state, box, kPairs, 4096)) return;
+  for (auto _ : state) {
+    auto r = box.Call(&InsideBatchStoreLoop, kPairs,
+                      static_cast<size_t>(state.range(0)));
+    if (!r.ok()) {
+      state.SkipWithError("the Call failed");
+      break;
+    }
+    benchmark::DoNotOptimize(r);
+  }
+  SetCounters(state, kPairs);
+}
+BENCHMARK(BM_MallocFreeBatch4KiBStoreAtInside)
+    ->DenseRange(0, 24, 8)
+    ->Arg(64)
+    ->Arg(256);
+
 void BM_MallocFreeInsidePrivateJemalloc(benchmark::State& state) {
   InsideBench(state, &InsideLoop, PrivateJemallocBox());
 }
@@ -380,6 +416,14 @@ void BM_MallocFreeBatchNativeJemalloc(benchmark::State& state) {
 BENCHMARK(BM_MallocFreeBatchNativeJemalloc)
     ->RangeMultiplier(4)
     ->Range(16, 64 << 10);
+
+void BM_MallocFreeBatch4KiBStoreAtNativeJemalloc(benchmark::State& state) {
+  PointerPairs(state, Jemalloc(), &PointerBatchStoreLoop);
+}
+BENCHMARK(BM_MallocFreeBatch4KiBStoreAtNativeJemalloc)
+    ->DenseRange(0, 24, 8)
+    ->Arg(64)
+    ->Arg(256);
 
 void BM_MallocFreeMixedNativeJemalloc(benchmark::State& state) {
   PointerPairs(state, Jemalloc(), &PointerMixedLoop);

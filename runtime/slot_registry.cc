@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "allocator/address_zone.h"
 #include "allocator/compartment_heap.h"
+#include "allocator/heap_cache.h"
 #include "runtime/compartment_stack.h"
 #include "runtime/keys/pku.h"
 #include "runtime/testing_switches.h"
@@ -298,7 +299,11 @@ absl::StatusOr<SlotGrant> AcquireSlot(absl::string_view name, Ambient ambient,
                                       std::atomic<bool>* referenced) {
   Registry& r = GetRegistry();
   absl::MutexLock lock(&r.mu);
-  for (size_t i = 0; i < kMaxCompartments; ++i) {
+  // Slots whose heap-cache entry would alias region headers come last.
+  for (size_t n = 0; n < 2 * kMaxCompartments; ++n) {
+    const size_t i = n % kMaxCompartments;
+    const bool last = HeapCacheEntryNearRegionStarts(i);
+    if (last != (n >= kMaxCompartments)) continue;
     Slot& s = r.slots[i];
     if (s.used) continue;
     s.used = true;

@@ -144,7 +144,7 @@ TEST(IsolationTest, SelectorPageIsReadOnlyInside) {
   ASSERT_TRUE(box->Call(&WriteOwnStack).ok());
   const uintptr_t sel = Addr(&mpkbox_tls_thread->selector);
   // Readable: the kernel must read it during a compartment's syscall.
-  EXPECT_EQ(Value(box->Call(&ReadU64, Addr(mpkbox_tls_thread))) & 0xff,
+  EXPECT_EQ(Value(box->Call(&ReadU64, sel)) & 0xff,
             1u);  // BLOCK while inside
   ExpectContainedFault(box.get(), box->Call(&WriteU8, sel), SEGV_PKUERR,
                        internal::Keys().selector);

@@ -243,9 +243,9 @@ volatile uint64_t mpkbox_test_guard_target = 1234;
 int mpkbox_test_host_secret = mpkbox::testing::kHostSecret;
 }
 
-// The payload stores 0 (ALLOW) at offset 0 of the selector page, and exits
-// with 77 (kEscaped) through exit_group (231).
-static_assert(MPKBOX_SEL_SELECTOR == 0 && MPKBOX_SELECTOR_ALLOW == 0);
+// The payload stores 0 (ALLOW) in the selector page's selector byte (offset
+// 1344), and exits with 77 (kEscaped) through exit_group (231).
+static_assert(MPKBOX_SEL_SELECTOR == 1344 && MPKBOX_SELECTOR_ALLOW == 0);
 static_assert(mpkbox::testing::kEscaped == 77);
 asm(R"(
   .text
@@ -276,7 +276,7 @@ mpkbox_test_jump:
 mpkbox_test_payload:
   movl $666, mpkbox_test_host_secret(%rip)
   movq %fs:mpkbox_tls_thread@tpoff, %rax
-  movb $0, (%rax)
+  movb $0, 1344(%rax)
   movl $77, %edi
   movl $231, %eax
   syscall

@@ -9,20 +9,27 @@
 #define MPKBOX_AMBIENT_VECTOR_LEVEL 0
 
 // SelectorPage: one page on the selector key, read-only to compartments.
-#define MPKBOX_SEL_SELECTOR 0        // Syscall User Dispatch selector byte
-#define MPKBOX_SEL_CURRENT_PKRU 8    // PKRU of the running domain (0: host)
-#define MPKBOX_SEL_CURRENT_DOMAIN 16 // id of the running compartment (0: host)
-#define MPKBOX_SEL_THREAD_BLOCK 24   // ThreadBlock*, always the next page
+// Its words start 0x540 into the page, not at 0: compartment malloc and free
+// load current_domain on every call, and a load at the page offset of a
+// store still in flight waits for it (4K aliasing), and regions of 512 B
+// and up start at multiples of 512 (4 KiB ones at 0): their headers' stores
+// made 4 KiB batches 2-3x slower (bench/RESULTS.md, issue 16 item 5). The
+// second half of a 512-byte block; a multiple of 64 keeps the gate's lines.
+#define MPKBOX_SEL_BASE 1344  // 0x540; the offsets below are literal for gas
+#define MPKBOX_SEL_SELECTOR 1344  // Syscall User Dispatch byte
+#define MPKBOX_SEL_CURRENT_PKRU 1352  // of the running domain
+#define MPKBOX_SEL_CURRENT_DOMAIN 1360  // its id (0: host)
+#define MPKBOX_SEL_THREAD_BLOCK 1368  // always the next page
 // Registers the resume stub restores after it has dropped to compartment
 // rights (it can no longer read the ThreadBlock then).
-#define MPKBOX_SEL_RESUME_RAX 32
-#define MPKBOX_SEL_RESUME_RCX 40
-#define MPKBOX_SEL_RESUME_RDX 48
-#define MPKBOX_SEL_RESUME_RIP 56
-#define MPKBOX_SEL_RESUME_RFLAGS 64
+#define MPKBOX_SEL_RESUME_RAX 1376
+#define MPKBOX_SEL_RESUME_RCX 1384
+#define MPKBOX_SEL_RESUME_RDX 1392
+#define MPKBOX_SEL_RESUME_RIP 1400
+#define MPKBOX_SEL_RESUME_RFLAGS 1408
 // Frame* the gate's landing will pop, written on entry: a hint the landing
 // loads before its WRPKRU and checks after it (nested calls leave it stale).
-#define MPKBOX_SEL_LANDING_HINT 72
+#define MPKBOX_SEL_LANDING_HINT 1416
 
 #define MPKBOX_SELECTOR_ALLOW 0
 #define MPKBOX_SELECTOR_BLOCK 1

@@ -42,6 +42,7 @@ struct HeapThread;
 // On the selector key: compartments may read it (the kernel reads the
 // selector during their syscalls), only trusted code writes it.
 struct alignas(MPKBOX_PAGE_SIZE) SelectorPage {
+  uint8_t lead[MPKBOX_SEL_BASE];  // gate_layout.h: away from 4K aliasing
   volatile uint8_t selector;
   uint8_t pad[7];
   uint64_t current_pkru;
@@ -51,6 +52,11 @@ struct alignas(MPKBOX_PAGE_SIZE) SelectorPage {
   uint64_t landing_hint;  // the gate's; only ever a hint (gate.S)
 };
 static_assert(offsetof(SelectorPage, selector) == MPKBOX_SEL_SELECTOR);
+// Its words in the second half of a 512-byte block, as HeapCache entries
+// (heap_cache.h), with the gate's lines as they were.
+static_assert(MPKBOX_SEL_BASE % 64 == 0 && MPKBOX_SEL_BASE % 512 >= 256 &&
+              MPKBOX_SEL_BASE % 512 + MPKBOX_SEL_LANDING_HINT + 8 -
+                      MPKBOX_SEL_BASE <= 512);
 static_assert(offsetof(SelectorPage, current_pkru) == MPKBOX_SEL_CURRENT_PKRU);
 static_assert(offsetof(SelectorPage, current_domain) ==
               MPKBOX_SEL_CURRENT_DOMAIN);
