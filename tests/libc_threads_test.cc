@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
@@ -397,10 +399,17 @@ TEST(LibcThreadsAttackDeathTest, WithoutTheCheckTheWaitReadsHostMemory) {
 long WakeHostWaiter(bool expect_woken) {
   alignas(64) static uint32_t word;
   word = 0;
+  // Made first: under emulation (tests/guest) a Create can outlast a short
+  // wait, and the control would then see a timeout, not the wake.
+  auto box = MakeBox({.name = "waker"});
+  // The control waits as long as the wake may take; the refusal's wait is
+  // the test's length.
+  const absl::Duration wait =
+      expect_woken ? absl::Seconds(10) : absl::Milliseconds(300);
   std::atomic<long> result{1};
   std::atomic<bool> waiting{false};
   std::thread waiter([&] {
-    timespec t{0, 300000000};
+    timespec t = absl::ToTimespec(wait);
     waiting = true;
     result = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &t, nullptr, 0) ==
                      0
@@ -408,10 +417,10 @@ long WakeHostWaiter(bool expect_woken) {
                  : errno;
   });
   while (!waiting) std::this_thread::yield();
-  auto box = MakeBox({.name = "waker"});
   // Until the wake reaches the waiter (it may not be asleep yet).
+  const absl::Time give_up = absl::Now() + wait;
   long woken = 0;
-  for (int i = 0; i < 100 && woken == 0; ++i) {
+  while (woken == 0 && absl::Now() < give_up) {
     woken = Value(box->Call(&FutexWakeInside, reinterpret_cast<uint64_t>(&word)));
     if (woken == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (!expect_woken && woken == -EFAULT) break;
