@@ -112,9 +112,13 @@ absl::Status CompartmentHeap::OpenArena() {
     // one pkey_mprotect gives all of them to this heap's key.
     const uintptr_t used = PageUp(h->TaggedEnd() - window);
     const int key = this->key();
-    if (used == 0 || TagPages(reinterpret_cast<void*>(window), used,
-                              PROT_READ | PROT_WRITE, key)
-                         .ok()) {
+    // Its carve never comes back (ClearArena): it serves only a heap whose
+    // budget it leaves half of, as a Reset would; a smaller limit than its
+    // last heap's could otherwise find no window left at all.
+    const bool roomy = h->TaggedEnd() - window <= max_window_bytes / 2;
+    if (roomy && (used == 0 || TagPages(reinterpret_cast<void*>(window), used,
+                                        PROT_READ | PROT_WRITE, key)
+                                   .ok())) {
       h->key = key;
       h->max_window_bytes = max_window_bytes;
       __atomic_store_n(&hooks_, h, __ATOMIC_RELEASE);

@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "mpkbox/mpkbox.h"
+#include "allocator/address_zone.h"
 #include "runtime/fault_report.h"
 #include "runtime/runtime_state.h"
 #include "runtime/testing_switches.h"
@@ -134,6 +135,35 @@ TEST(LifecycleTest, ManyResetsOfABusyHeapNeverRunOutOfWindow) {
           << box->stats().failed_allocations << " failed allocations";
     }
     ASSERT_TRUE(box->Reset().ok()) << "cycle " << cycle;
+  }
+}
+
+// A destroyed compartment's arena waits, parked, for the next heap in its
+// window, with all it carved (jemalloc never carves a reset arena's extents
+// again). A heap with a smaller limit than the last one took none of it:
+// before, it found no window left and every malloc failed from the start.
+TEST(LifecycleTest, ANewHeapNeverInheritsAUsedUpWindow) {
+  auto big = MakeBox({.name = "busy-big", .heap_limit_bytes = 64 << 20});
+  const uintptr_t big_block = reinterpret_cast<uintptr_t>(*big->Allocate(16));
+  // About 3 MB a cycle: past 48 MiB, under half of this heap's budget (80).
+  for (int cycle = 0; cycle < 20; ++cycle) {
+    for (int call = 0; call < 8; ++call) {
+      ASSERT_NE(Value(big->Call(&testing::Churn, 500)), 0u) << cycle;
+    }
+    ASSERT_TRUE(big->Reset().ok());
+  }
+  big.reset();
+  auto small = MakeBox({.name = "small", .heap_limit_bytes = 8 << 20});
+  absl::StatusOr<void*> small_block_or = small->Allocate(16);
+  ASSERT_TRUE(small_block_or.ok()) << small_block_or.status();
+  const uintptr_t small_block = reinterpret_cast<uintptr_t>(*small_block_or);
+  // The same window, so the parked arena was on offer.
+  ASSERT_EQ(big_block >> internal::kWindowShift,
+            small_block >> internal::kWindowShift);
+  for (int call = 0; call < 8; ++call) {
+    ASSERT_NE(Value(small->Call(&testing::Churn, 500)), 0u)
+        << "call " << call << ": " << small->stats().failed_allocations
+        << " failed allocations";
   }
 }
 
