@@ -212,14 +212,14 @@ uint64_t FreeThroughTheEntry(uint64_t p) {
 // The attacker's heap and the victim's come from different jemallocs: every
 // way compartment code names a pointer of the other instance is refused
 // before jemalloc sees it, both ways, and both instances go on working.
-TEST(Issue16JemallocTest, PointersOfTheOtherInstanceAreRefusedBothWays) {
+void PointersOfTheOtherInstanceAreRefused() {
   const unsigned private_before = ArenaCount(internal::kPrivateJemalloc);
   auto on_private = MakeBoxOn(JemallocPreference::kPrivateFirst,
                               {.name = "on-private"});
   const unsigned system_before = ArenaCount(internal::kSystemJemalloc);
   auto on_system = MakeBoxOn(JemallocPreference::kSystemFirst,
                              {.name = "on-system"});
-  // A fresh process (ctest runs each test alone): no parked arena, so each
+  // A fresh process (the death-test child): no parked arena, so each
   // heap took a new arena of the instance asked for.
   ASSERT_EQ(ArenaCount(internal::kPrivateJemalloc), private_before + 1);
   ASSERT_EQ(ArenaCount(internal::kSystemJemalloc), system_before + 1);
@@ -266,6 +266,18 @@ TEST(Issue16JemallocTest, PointersOfTheOtherInstanceAreRefusedBothWays) {
   HostAllocatesHeavily();
 }
 
+// Counts arenas, so in a process of its own (a whole-binary run has parked
+// arenas from earlier tests, which later heaps take instead of new ones).
+TEST(Issue16JemallocTest, PointersOfTheOtherInstanceAreRefusedBothWays) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        PointersOfTheOtherInstanceAreRefused();
+        _exit(::testing::Test::HasFailure() ? 1 : 0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 uint64_t WorkoutU(uint64_t rounds) {
   return static_cast<uint64_t>(Workout(static_cast<int>(rounds)));
 }
@@ -275,7 +287,7 @@ uint64_t WorkoutU(uint64_t rounds) {
 // the old instance (one stays alive across the Reset) must get new ones of
 // the new instance: a tcache id or arena index of one instance used with
 // the other would corrupt it.
-TEST(Issue16JemallocTest, ResetOntoTheOtherInstanceLeavesNoTcacheBehind) {
+void ResetOntoTheOtherInstance() {
   auto box = MakeBoxOn(JemallocPreference::kPrivateFirst,
                        {.name = "mover", .heap_limit_bytes = 8 << 20});
   absl::Notification worked, reset_done, worked_again;
@@ -323,6 +335,18 @@ TEST(Issue16JemallocTest, ResetOntoTheOtherInstanceLeavesNoTcacheBehind) {
   ExpectCompartmentWorks(on_private.get());
   ExpectCompartmentWorks(box.get());
   HostAllocatesHeavily();
+}
+
+// Counts arenas, so in a process of its own (a whole-binary run has parked
+// arenas from earlier tests, which later heaps take instead of new ones).
+TEST(Issue16JemallocTest, ResetOntoTheOtherInstanceLeavesNoTcacheBehind) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ResetOntoTheOtherInstance();
+        _exit(::testing::Test::HasFailure() ? 1 : 0);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 // ---- Reset: nothing of the old state survives ------------------------------
