@@ -583,7 +583,11 @@ TEST(HeapTest, TenThousandCyclesLeaveMappingsAndRssFlat) {
   const int cycles = UnderEmulation() ? 1000 : 10000;
   for (int i = 0; i < cycles; ++i) cycle();
   const MappingsSnapshot after;
-  EXPECT_EQ(after.count(), before.count()) << after.DiffFrom(before);
+  // A leak grows the count. It may shrink: a fresh CI clone once saw one
+  // 32 KiB mapping go (private jemalloc; not reproduced in 12 runs, cause
+  // not proven: perhaps the arena a heap past half its window budget
+  // swaps for a new one every few hundred cycles).
+  EXPECT_LE(after.count(), before.count()) << after.DiffFrom(before);
   EXPECT_LT(RssPages(), rss + 512);          // under 2 MiB of growth
 }
 
