@@ -97,6 +97,15 @@ uintptr_t PageUp(uintptr_t n) {
   return (n + MPKBOX_PAGE_SIZE - 1) & ~uintptr_t{MPKBOX_PAGE_SIZE - 1};
 }
 
+// jemalloc 5.3 never hands a reset arena's extents out again: each cycle
+// carves what it uses from the window anew (2.9 MB a cycle for
+// private_jemalloc_test's churn, whose 56th Reset left no window). An arena
+// that has carved past half a heap's budget is not kept for it (Reset) nor
+// given to it (a parked one): a fresh arena starts the window over.
+bool CarvedPastHalf(const TaggedHooks& h, uintptr_t window, size_t budget) {
+  return budget != 0 && h.TaggedEnd() - window > budget / 2;
+}
+
 }  // namespace
 
 absl::Status CompartmentHeap::OpenArena() {
@@ -112,13 +121,12 @@ absl::Status CompartmentHeap::OpenArena() {
     // one pkey_mprotect gives all of them to this heap's key.
     const uintptr_t used = PageUp(h->TaggedEnd() - window);
     const int key = this->key();
-    // Its carve never comes back (ClearArena): it serves only a heap whose
-    // budget it leaves half of, as a Reset would; a smaller limit than its
-    // last heap's could otherwise find no window left at all.
-    const bool roomy = h->TaggedEnd() - window <= max_window_bytes / 2;
-    if (roomy && (used == 0 || TagPages(reinterpret_cast<void*>(window), used,
-                                        PROT_READ | PROT_WRITE, key)
-                                   .ok())) {
+    // Judged by this heap's budget: a smaller limit than the last heap's
+    // could otherwise find no window left at all.
+    if (!CarvedPastHalf(*h, window, max_window_bytes) &&
+        (used == 0 || TagPages(reinterpret_cast<void*>(window), used,
+                               PROT_READ | PROT_WRITE, key)
+                          .ok())) {
       h->key = key;
       h->max_window_bytes = max_window_bytes;
       __atomic_store_n(&hooks_, h, __ATOMIC_RELEASE);
@@ -186,13 +194,8 @@ void CompartmentHeap::CloseArena() {
 }
 
 bool CompartmentHeap::ClearArena() {
-  if (!arena_open_) return false;
-  // jemalloc 5.3 never hands a reset arena's extents out again: each cycle
-  // carves what it uses from the window anew (2.9 MB a cycle for
-  // private_jemalloc_test's churn, whose 56th Reset left no window). Past
-  // half the window's budget, a fresh arena starts the window over.
-  if (hooks_->max_window_bytes != 0 &&
-      hooks_->TaggedEnd() - live_.window() > hooks_->max_window_bytes / 2) {
+  if (!arena_open_ ||
+      CarvedPastHalf(*hooks_, live_.window(), hooks_->max_window_bytes)) {
     return false;
   }
   if (!ResetArena(*je_, arena_)) return false;

@@ -209,6 +209,20 @@ uint64_t FreeThroughTheEntry(uint64_t p) {
   return ForgeEntry(internal::kOpFree, p, 0);
 }
 
+// Runs body in a threadsafe death-test child and expects it to pass. The
+// jemalloc tests count arenas, so they need a process of their own: in a
+// whole-binary run, earlier tests leave parked arenas that later heaps take
+// instead of new ones.
+void PassesInAFreshProcess(void (*body)()) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        body();
+        _exit(::testing::Test::HasFailure() ? 1 : 0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 // The attacker's heap and the victim's come from different jemallocs: every
 // way compartment code names a pointer of the other instance is refused
 // before jemalloc sees it, both ways, and both instances go on working.
@@ -266,16 +280,8 @@ void PointersOfTheOtherInstanceAreRefused() {
   HostAllocatesHeavily();
 }
 
-// Counts arenas, so in a process of its own (a whole-binary run has parked
-// arenas from earlier tests, which later heaps take instead of new ones).
 TEST(Issue16JemallocTest, PointersOfTheOtherInstanceAreRefusedBothWays) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        PointersOfTheOtherInstanceAreRefused();
-        _exit(::testing::Test::HasFailure() ? 1 : 0);
-      },
-      ::testing::ExitedWithCode(0), "");
+  PassesInAFreshProcess(&PointersOfTheOtherInstanceAreRefused);
 }
 
 uint64_t WorkoutU(uint64_t rounds) {
@@ -337,16 +343,8 @@ void ResetOntoTheOtherInstance() {
   HostAllocatesHeavily();
 }
 
-// Counts arenas, so in a process of its own (a whole-binary run has parked
-// arenas from earlier tests, which later heaps take instead of new ones).
 TEST(Issue16JemallocTest, ResetOntoTheOtherInstanceLeavesNoTcacheBehind) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        ResetOntoTheOtherInstance();
-        _exit(::testing::Test::HasFailure() ? 1 : 0);
-      },
-      ::testing::ExitedWithCode(0), "");
+  PassesInAFreshProcess(&ResetOntoTheOtherInstance);
 }
 
 // ---- Reset: nothing of the old state survives ------------------------------
